@@ -1,0 +1,1 @@
+"""HTTP and WebSocket layer: thin handlers that parse, authorize, call a service, return."""

@@ -1,0 +1,65 @@
+"""Start-up and shutdown: pool, edition, each concern's long-lived services, scheduler."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+
+from litestar import Litestar
+
+from rts_monitor import scheduler
+from rts_monitor.api.context import AppContext
+from rts_monitor.config import Settings
+from rts_monitor.db import open_pool
+
+log = logging.getLogger(__name__)
+
+# Long-lived services of each concern: called with the context after the pool opens, closed in
+# reverse order at shutdown (so e.g. the ingest pipeline drains before the pool closes).
+Component = Callable[[AppContext], AbstractAsyncContextManager[None]]
+COMPONENTS: list[Component] = []
+
+
+async def _describe_database(ctx_pool: object) -> tuple[str, str, str]:
+    from psycopg_pool import AsyncConnectionPool
+
+    assert isinstance(ctx_pool, AsyncConnectionPool)
+    async with ctx_pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT current_setting('server_version') AS pg, "
+            "(SELECT extversion FROM pg_extension WHERE extname = 'timescaledb') AS ts, "
+            "current_setting('timescaledb.license', true) AS license"
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    return row["pg"], row["ts"] or "absent", row["license"] or "apache"
+
+
+def make_lifespan(settings: Settings) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        pool = await open_pool(settings)
+        try:
+            pg, ts, license_name = await _describe_database(pool)
+            ctx = AppContext(
+                settings=settings, pool=pool, edition="tsl" if license_name == "timescale" else "apache",
+                timescaledb_version=ts, postgres_version=pg,
+            )
+            app.state.ctx = ctx
+            async with contextlib.AsyncExitStack() as stack:
+                for component in COMPONENTS:
+                    await stack.enter_async_context(component(ctx))
+                sched = scheduler.start(ctx) if settings.scheduler_enabled else None
+                log.info("api.started", extra={"edition": ctx.edition, "timescaledb": ts, "postgres": pg})
+                try:
+                    yield
+                finally:
+                    if sched is not None:
+                        sched.shutdown(wait=False)
+        finally:
+            await pool.close()
+            log.info("api.stopped")
+
+    return lifespan

@@ -1,0 +1,77 @@
+"""Agent credentials: an opaque high-entropy token per agent, stored only as its SHA-256.
+
+Looking the hash up is one index probe, but on the ingest hot path even that costs a pooled
+connection per request, so answers are cached briefly per process (``CACHE_SECONDS``). Revoking
+through this process evicts at once (``forget``); another API process notices within the TTL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from uuid import UUID
+
+from psycopg_pool import AsyncConnectionPool
+
+from rts_monitor.auth.principal import AgentPrincipal
+from rts_monitor.db import Queries
+from rts_monitor.errors import Forbidden, Unauthorized
+
+Q = Queries.beside(__file__)
+TOKEN_PREFIX = "rtsa_"
+REGISTRATION_PREFIX = "AGT-"
+CACHE_SECONDS = 5.0
+_NEGATIVE_SECONDS = 1.0
+
+_cache: dict[str, tuple[float, AgentPrincipal | None]] = {}
+
+
+def new_token() -> tuple[str, str]:
+    """(token to hand to the agent once, hash to store)."""
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    return token, hash_token(token)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def forget(token_hash: str | None = None) -> None:
+    """Drop cached answers (one token, or all): call after revoking or deleting an agent."""
+    if token_hash is None:
+        _cache.clear()
+    else:
+        _cache.pop(token_hash, None)
+
+
+async def authenticate(pool: AsyncConnectionPool, token: str) -> AgentPrincipal:
+    if token.startswith(REGISTRATION_PREFIX):
+        raise Unauthorized("a registration token cannot be used as an agent credential")
+    if not token.startswith(TOKEN_PREFIX):
+        raise Unauthorized("not an agent token")
+    token_hash = hash_token(token)
+    now = time.monotonic()
+    hit = _cache.get(token_hash)
+    if hit is not None and hit[0] > now:
+        principal = hit[1]
+    else:
+        async with pool.connection() as conn:
+            cur = await conn.execute(Q.agent_by_token_hash, {"token_hash": token_hash})
+            row = await cur.fetchone()
+        principal = None
+        if row is not None:
+            principal = AgentPrincipal(row["id"], row["business_id"], row["service_location_id"])  # type: ignore[call-overload]
+        ttl = CACHE_SECONDS if principal else _NEGATIVE_SECONDS
+        if len(_cache) > 100_000:
+            _cache.clear()
+        _cache[token_hash] = (now + ttl, principal)
+    if principal is None:
+        raise Unauthorized("agent token unknown or revoked")
+    return principal
+
+
+def require_own_path(principal: AgentPrincipal, agent_id: UUID) -> None:
+    """An agent may only act on its own ``/api/agents/{agent_id}/…`` paths."""
+    if principal.agent_id != agent_id:
+        raise Forbidden("this agent token belongs to another agent")

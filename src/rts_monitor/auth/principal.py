@@ -1,0 +1,50 @@
+"""The caller, once authenticated, and the tenancy rules every query applies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from uuid import UUID
+
+from rts_monitor.errors import NotFound
+
+
+class Role(StrEnum):
+    admin = "admin"
+    technician = "technician"
+    customer = "customer"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """A portal user. Staff (admin, technician) see every business; a customer only its own."""
+
+    user_id: UUID
+    role: Role
+    business_id: UUID | None
+
+    @property
+    def is_staff(self) -> bool:
+        return self.role in (Role.admin, Role.technician)
+
+    @property
+    def business_scope(self) -> UUID | None:
+        """The one business a query must be restricted to; None means all (staff)."""
+        return None if self.is_staff else self.business_id
+
+    def can_see(self, business_id: UUID | None) -> bool:
+        return self.is_staff or (business_id is not None and business_id == self.business_id)
+
+    def require_visible(self, business_id: UUID | None, what: str = "object") -> None:
+        """Another tenant's object is a 404: never confirm that it exists."""
+        if not self.can_see(business_id):
+            raise NotFound(f"{what} not found")
+
+
+@dataclass(frozen=True)
+class AgentPrincipal:
+    """An enrolled agent, authenticated by its own token."""
+
+    agent_id: UUID
+    business_id: UUID
+    service_location_id: UUID | None

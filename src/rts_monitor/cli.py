@@ -1,0 +1,186 @@
+"""``rts-monitor``: db up|down|status|url|migrate, serve, config, and each concern's commands."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from rts_monitor import logs
+from rts_monitor.config import Settings, describe
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+# Concerns that add subcommands expose ``register(subparsers)`` in these modules; each parser
+# sets ``func`` (a Handler) with ``set_defaults``.
+COMMAND_MODULES: list[str] = []
+
+
+def _db_up(args: argparse.Namespace, settings: Settings) -> int:
+    from rts_monitor import localdb, migrations
+
+    url = localdb.up(settings)
+    if not args.no_migrate:
+        result = migrations.migrate(url)
+        print(f"[db] migrations: edition={result.edition} applied={len(result.applied)} "
+              f"unchanged={result.unchanged}", file=sys.stderr)
+    print(url)
+    return 0
+
+
+def _db_down(_: argparse.Namespace, settings: Settings) -> int:
+    from rts_monitor import localdb
+
+    localdb.down(settings)
+    return 0
+
+
+def _db_status(_: argparse.Namespace, settings: Settings) -> int:
+    from rts_monitor import localdb
+
+    info = localdb.status(settings)
+    width = max(len(k) for k in info)
+    for key, value in info.items():
+        print(f"{key:<{width}}  {value}")
+    return 0 if info.get("running") else 3
+
+
+def _db_url(_: argparse.Namespace, settings: Settings) -> int:
+    from rts_monitor.db import resolve_database_url
+
+    print(resolve_database_url(settings))
+    return 0
+
+
+def _db_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from rts_monitor import migrations
+    from rts_monitor.db import resolve_database_url
+
+    url = resolve_database_url(settings)
+    if args.status:
+        for row in migrations.status(url):
+            print(f"{row['state']:<8} {row['kind']:<10} {row['file']}  {row['applied_at'] or ''}")
+        return 0
+    result = migrations.migrate(url)
+    for name in result.applied:
+        print(f"applied   {name}")
+    print(f"edition={result.edition} applied={len(result.applied)} unchanged={result.unchanged}")
+    return 0
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from rts_monitor import migrations
+    from rts_monitor.db import resolve_database_url
+
+    settings = settings.with_(
+        host=args.host or settings.host,
+        port=args.port or settings.port,
+        workers=args.workers or settings.workers,
+    )
+    url = resolve_database_url(settings)
+    if not args.no_migrate:
+        migrations.migrate(url)
+    # Worker processes rebuild Settings from the environment: hand them what was resolved here.
+    os.environ["DATABASE_URL"] = url
+    os.environ["RTS_HOST"], os.environ["RTS_PORT"] = settings.host, str(settings.port)
+    os.environ["RTS_WORKERS"] = str(settings.workers)
+    os.environ["RTS_STATE_DIR"] = str(settings.state_dir)
+    if not settings.jwt_secret and not settings.jwt_public_key:
+        os.environ["RTS_JWT_SECRET"] = settings.effective_jwt_secret()
+    uvicorn.run(
+        "rts_monitor.api.app:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_config=None,
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+        timeout_graceful_shutdown=30,
+        ws_ping_interval=20,
+        ws_ping_timeout=20,
+    )
+    return 0
+
+
+def _config(_: argparse.Namespace, __: Settings) -> int:
+    for env, default, doc in describe():
+        print(f"{env:<34} {default:<28} {doc}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rts-monitor", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    db = sub.add_parser("db", help="local TimescaleDB and migrations")
+    dbsub = db.add_subparsers(dest="db_command", required=True)
+    p = dbsub.add_parser("up", help="provision/start the local server, migrate, print the DSN")
+    p.add_argument("--no-migrate", action="store_true")
+    p.set_defaults(func=_db_up)
+    dbsub.add_parser("down", help="stop the local server").set_defaults(func=_db_down)
+    dbsub.add_parser("status", help="is the local server running, which edition").set_defaults(func=_db_status)
+    dbsub.add_parser("url", help="print the DSN in use").set_defaults(func=_db_url)
+    p = dbsub.add_parser("migrate", help="apply pending migrations")
+    p.add_argument("--status", action="store_true", help="list files and their state")
+    p.set_defaults(func=_db_migrate)
+
+    p = sub.add_parser("serve", help="run the API and the scheduler")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.add_argument("--workers", type=int)
+    p.add_argument("--no-migrate", action="store_true")
+    p.set_defaults(func=_serve)
+
+    sub.add_parser("config", help="list environment variables and defaults").set_defaults(func=_config)
+
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = Settings.from_env()
+    logs.setup(settings.log_level, os.environ.get("RTS_LOG_FORMAT", "text"))
+    args = parser_args(argv)
+    try:
+        return int(args.func(args, settings))
+    except Exception as exc:
+        from rts_monitor.localdb import LocalDbError
+        from rts_monitor.migrations import MigrationError
+
+        if isinstance(exc, LocalDbError | MigrationError):
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+def parser_args(argv: list[str] | None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
+
+
+def print_table(rows: list[dict[str, Any]], *, as_json: bool = False) -> None:
+    """Shared table printer for concerns' commands (``--json`` for machines)."""
+    if as_json:
+        print(json.dumps(rows, default=str, indent=2))
+        return
+    if not rows:
+        print("(none)")
+        return
+    cols = list(rows[0])
+    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in cols}
+    print("  ".join(c.ljust(widths[c]) for c in cols))
+    print("  ".join("-" * widths[c] for c in cols))
+    for r in rows:
+        print("  ".join(str(r.get(c, "")).ljust(widths[c]) for c in cols))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,562 @@
+"""A local PostgreSQL 17 + TimescaleDB for development and tests, without Docker.
+
+Two routes, chosen by what the host is:
+
+* **native**: Debian 13 (or newer) ships ``postgresql-17`` and ``postgresql-17-timescaledb``; they
+  are installed with apt and run from ``/usr/lib/postgresql/17/bin`` as the ``postgres`` user.
+* **chroot**: Debian 12 ships no TimescaleDB, so a minimal Debian 13 root is built once with
+  ``debootstrap`` into the cache dir (shared by checkouts, so the second run takes seconds) and the
+  server runs inside it with ``chroot --userspec=postgres``; initdb refuses to run as root.
+
+Either way the data directory lives in this checkout's state dir (``.rts/pg``, git-ignored); in
+the chroot route it is bind-mounted into the root. The server listens on 127.0.0.1 only, uses
+scram-sha-256 with a generated password kept beside the data, and preloads timescaledb.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from rts_monitor.config import Settings
+
+PG_MAJOR = "17"
+PG_PACKAGES = (f"postgresql-{PG_MAJOR}", f"postgresql-{PG_MAJOR}-timescaledb")
+NATIVE_BIN = Path(f"/usr/lib/postgresql/{PG_MAJOR}/bin")
+DB_NAME = "rts_monitor"
+DB_USER = "rts"
+DEBIAN_MIRROR = os.environ.get("RTS_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+
+# Server settings for a development/test box of 2 cores and ~24 GiB: durable (fsync and
+# synchronous_commit stay on: acknowledged metrics must survive a crash), sized for COPY ingest.
+SERVER_CONF = {
+    "listen_addresses": "'127.0.0.1'",
+    "shared_preload_libraries": "'timescaledb'",
+    "timescaledb.telemetry_level": "off",
+    "max_connections": "300",
+    "shared_buffers": "'2GB'",
+    "work_mem": "'32MB'",
+    "maintenance_work_mem": "'512MB'",
+    "effective_cache_size": "'8GB'",
+    "max_wal_size": "'4GB'",
+    "min_wal_size": "'512MB'",
+    "checkpoint_timeout": "'15min'",
+    "wal_compression": "on",
+    "max_worker_processes": "24",
+    "timescaledb.max_background_workers": "8",
+    "max_locks_per_transaction": "256",
+    "dynamic_shared_memory_type": "mmap",
+    "log_min_duration_statement": "-1",
+    "log_line_prefix": "'%m [%p] %q%u@%d '",
+}
+
+
+class LocalDbError(RuntimeError):
+    """Provisioning cannot go on; the message says what to do instead."""
+
+
+NO_ROUTE_HELP = (
+    "Cannot provision a local PostgreSQL {major} + TimescaleDB on this host: {why}.\n"
+    "Alternatives:\n"
+    "  * point DATABASE_URL at an existing PostgreSQL with the timescaledb extension\n"
+    "    (e.g. DATABASE_URL=postgresql://user:pass@host:5432/rts_monitor rts-monitor serve), or\n"
+    "  * run the stack from docker/ (docker compose -f docker/compose.yaml up) on a Docker host.\n"
+    "The local route needs root on Debian 13 (apt packages {pkgs}) or Debian 12 (debootstrap)."
+)
+
+
+def _say(msg: str) -> None:
+    print(f"[db] {msg}", file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where everything of one checkout's local server lives."""
+
+    state_dir: Path
+    cache_dir: Path
+    port: int
+
+    @property
+    def pg_dir(self) -> Path:
+        return self.state_dir / "pg"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.pg_dir / "data"
+
+    @property
+    def password_file(self) -> Path:
+        return self.state_dir / "db_password"
+
+    @property
+    def info_file(self) -> Path:
+        return self.state_dir / "db.json"
+
+    @property
+    def root(self) -> Path:
+        return self.cache_dir / f"debian13-pg{PG_MAJOR}-root"
+
+    @property
+    def mount_name(self) -> str:
+        digest = hashlib.sha256(str(self.state_dir.resolve()).encode()).hexdigest()[:12]
+        return f"/srv/rts/{digest}"
+
+
+def layout(settings: Settings) -> Layout:
+    return Layout(settings.state_dir, settings.cache_dir, settings.local_db_port)
+
+
+def _os_release() -> dict[str, str]:
+    try:
+        text = Path("/etc/os-release").read_text()
+    except OSError:
+        return {}
+    out = {}
+    for line in text.splitlines():
+        if "=" in line:
+            k, v = line.split("=", 1)
+            out[k] = v.strip().strip('"')
+    return out
+
+
+def _is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def _run(cmd: list[str], *, check: bool = True, quiet: bool = False) -> subprocess.CompletedProcess[str]:
+    res = subprocess.run(cmd, text=True, capture_output=True)
+    if check and res.returncode != 0:
+        raise LocalDbError(
+            f"command failed ({res.returncode}): {' '.join(cmd)}\n{res.stdout}{res.stderr}".strip()
+        )
+    if not quiet and res.stdout.strip():
+        _say(res.stdout.strip())
+    return res
+
+
+def _stream(cmd: list[str], *, label: str, every: Callable[[str], bool]) -> None:
+    """Run a long command, echoing selected lines as progress."""
+    _say(f"{label}: {' '.join(cmd[:3])} …")
+    started = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    tail: list[str] = []
+    count = 0
+    for line in proc.stdout:
+        line = line.rstrip()
+        tail = ([*tail, line])[-30:]
+        if every(line):
+            count += 1
+            if count % 10 == 1:
+                _say(f"{label} [{time.monotonic() - started:5.1f}s] {line[:100]}")
+    rc = proc.wait()
+    if rc != 0:
+        raise LocalDbError(f"{label} failed (exit {rc}):\n" + "\n".join(tail))
+    _say(f"{label}: done in {time.monotonic() - started:.1f}s")
+
+
+# --------------------------------------------------------------------------- routes
+
+
+class Route:
+    """How to run PostgreSQL binaries on this host."""
+
+    name = "abstract"
+
+    def __init__(self, lay: Layout) -> None:
+        self.lay = lay
+
+    def ensure_installed(self) -> None:
+        raise NotImplementedError
+
+    def data_dir_for_server(self) -> str:
+        raise NotImplementedError
+
+    def prepare(self) -> None:
+        """Make the data dir visible to the server (mounts) before any pg command."""
+
+    def release(self) -> None:
+        """Undo prepare() after the server stopped."""
+
+    def pg(self, tool: str, *args: str) -> list[str]:
+        raise NotImplementedError
+
+    def chown_to_postgres(self, path: Path) -> None:
+        uid, gid = self.postgres_ids()
+        for dirpath, dirnames, filenames in os.walk(path):
+            os.chown(dirpath, uid, gid)
+            for name in filenames + dirnames:
+                with contextlib.suppress(FileNotFoundError):
+                    os.chown(os.path.join(dirpath, name), uid, gid, follow_symlinks=False)
+
+    def postgres_ids(self) -> tuple[int, int]:
+        raise NotImplementedError
+
+
+class NativeRoute(Route):
+    name = "native"
+
+    def ensure_installed(self) -> None:
+        if (NATIVE_BIN / "postgres").exists() and _timescale_lib(Path("/")):
+            return
+        if not _is_root():
+            raise LocalDbError(
+                NO_ROUTE_HELP.format(
+                    major=PG_MAJOR, why="packages missing and not running as root", pkgs=PG_PACKAGES
+                )
+            )
+        _say("installing " + " ".join(PG_PACKAGES) + " with apt")
+        env_cmd = ["env", "DEBIAN_FRONTEND=noninteractive"]
+        _stream([*env_cmd, "apt-get", "update"], label="apt-get update", every=lambda _l: True)
+        _stream(
+            [*env_cmd, "apt-get", "install", "-y", "--no-install-recommends", *PG_PACKAGES],
+            label="apt-get install",
+            every=lambda line: line.startswith(("Get:", "Unpacking", "Setting up")),
+        )
+        # Debian's package creates and starts a default cluster on 5432; we do not use it.
+        subprocess.run(["pg_ctlcluster", PG_MAJOR, "main", "stop"], capture_output=True)
+
+    def data_dir_for_server(self) -> str:
+        return str(self.lay.data_dir)
+
+    def pg(self, tool: str, *args: str) -> list[str]:
+        cmd = [str(NATIVE_BIN / tool), *args]
+        if _is_root():
+            return ["runuser", "-u", "postgres", "--", *cmd]
+        return cmd
+
+    def postgres_ids(self) -> tuple[int, int]:
+        if not _is_root():
+            return os.getuid(), os.getgid()
+        import pwd
+
+        pw = pwd.getpwnam("postgres")
+        return pw.pw_uid, pw.pw_gid
+
+
+class ChrootRoute(Route):
+    name = "chroot"
+
+    def ensure_installed(self) -> None:
+        root = self.lay.root
+        if (root / ".rts-ready").exists():
+            return
+        if not _is_root():
+            raise LocalDbError(
+                NO_ROUTE_HELP.format(
+                    major=PG_MAJOR, why="the chroot route needs root (debootstrap, chroot, mount)",
+                    pkgs=PG_PACKAGES,
+                )
+            )
+        self.lay.cache_dir.mkdir(parents=True, exist_ok=True)
+        with _file_lock(self.lay.cache_dir / "root.lock"):
+            if (root / ".rts-ready").exists():
+                return
+            if shutil.which("debootstrap") is None:
+                _say("installing debootstrap with apt")
+                env_cmd = ["env", "DEBIAN_FRONTEND=noninteractive"]
+                _stream([*env_cmd, "apt-get", "update"], label="apt-get update", every=lambda _l: True)
+                _stream(
+                    [*env_cmd, "apt-get", "install", "-y", "--no-install-recommends", "debootstrap"],
+                    label="apt-get install debootstrap",
+                    every=lambda line: line.startswith(("Get:", "Setting up")),
+                )
+            partial = root.with_name(root.name + ".partial")
+            if partial.exists():
+                shutil.rmtree(partial)
+            _say(
+                f"building a minimal Debian 13 root with PostgreSQL {PG_MAJOR} + TimescaleDB in "
+                f"{root} (once per machine, ~35 s, ~700 MB)"
+            )
+            _stream(
+                [
+                    "debootstrap", "--variant=minbase",
+                    "--include=" + ",".join(PG_PACKAGES), "trixie", str(partial), DEBIAN_MIRROR,
+                ],
+                label="debootstrap",
+                every=lambda line: line.startswith("I:"),
+            )
+            if not _timescale_lib(partial):
+                raise LocalDbError("debootstrap finished but timescaledb.so is missing in the root")
+            (partial / "srv" / "rts").mkdir(parents=True, exist_ok=True)
+            partial.rename(root)
+            (root / ".rts-ready").write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+
+    def _mount_point(self) -> Path:
+        return self.lay.root / self.lay.mount_name.lstrip("/")
+
+    def prepare(self) -> None:
+        target = self._mount_point()
+        if _is_mounted(target):
+            return
+        target.mkdir(parents=True, exist_ok=True)
+        _run(["mount", "--bind", str(self.lay.pg_dir), str(target)], quiet=True)
+        run_dir = self.lay.root / "run" / "postgresql"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        uid, gid = self.postgres_ids()
+        os.chown(run_dir, uid, gid)
+
+    def release(self) -> None:
+        target = self._mount_point()
+        for _ in range(5):  # stacked mounts from an interrupted run: peel them all
+            if not _is_mounted(target):
+                break
+            _run(["umount", str(target)], check=False, quiet=True)
+
+    def data_dir_for_server(self) -> str:
+        return self.lay.mount_name + "/data"
+
+    def pg(self, tool: str, *args: str) -> list[str]:
+        return [
+            "chroot", "--userspec=postgres:postgres", str(self.lay.root),
+            f"/usr/lib/postgresql/{PG_MAJOR}/bin/{tool}", *args,
+        ]
+
+    def postgres_ids(self) -> tuple[int, int]:
+        uid = gid = None
+        for line in (self.lay.root / "etc" / "passwd").read_text().splitlines():
+            parts = line.split(":")
+            if parts[0] == "postgres":
+                uid, gid = int(parts[2]), int(parts[3])
+        if uid is None or gid is None:
+            raise LocalDbError("no postgres user in the Debian 13 root")
+        return uid, gid
+
+
+def _timescale_lib(root: Path) -> bool:
+    return (root / f"usr/lib/postgresql/{PG_MAJOR}/lib/timescaledb.so").exists()
+
+
+def choose_route(lay: Layout) -> Route:
+    """Native where Debian 13+ packages exist (or are installed); else the chroot on Debian 12."""
+    if (NATIVE_BIN / "postgres").exists() and _timescale_lib(Path("/")):
+        return NativeRoute(lay)
+    info = _os_release()
+    if lay.info_file.exists():
+        with contextlib.suppress(ValueError, OSError):
+            recorded = json.loads(lay.info_file.read_text()).get("route")
+            if recorded == "chroot":
+                return ChrootRoute(lay)
+    if info.get("ID") == "debian":
+        version = info.get("VERSION_ID", "")
+        if version == "" or (version.isdigit() and int(version) >= 13):
+            return NativeRoute(lay)
+        if version == "12":
+            return ChrootRoute(lay)
+    if (lay.root / ".rts-ready").exists():
+        return ChrootRoute(lay)
+    raise LocalDbError(
+        NO_ROUTE_HELP.format(
+            major=PG_MAJOR,
+            why=f"host is {info.get('PRETTY_NAME', 'unknown')}, not Debian 12 or 13",
+            pkgs=PG_PACKAGES,
+        )
+    )
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _is_mounted(path: Path) -> bool:
+    """Bind mounts within one filesystem fool os.path.ismount; ask the kernel's table."""
+    target = str(path.resolve())
+    try:
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return os.path.ismount(target)
+    return any(line.split()[4] == target for line in lines if len(line.split()) > 4)
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.3)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def dsn(lay: Layout) -> str:
+    if not lay.password_file.exists():
+        raise LocalDbError("no local database yet: run `rts-monitor db up` first")
+    password = lay.password_file.read_text().strip()
+    return f"postgresql://{DB_USER}:{password}@127.0.0.1:{lay.port}/{DB_NAME}"
+
+
+def _server_running(route: Route) -> bool:
+    if not (route.lay.data_dir / "PG_VERSION").exists():
+        return False
+    res = subprocess.run(
+        route.pg("pg_ctl", "status", "-D", route.data_dir_for_server()), capture_output=True, text=True
+    )
+    return res.returncode == 0
+
+
+def up(settings: Settings) -> str:
+    """Provision (first time), start (if stopped) and return the DSN. Idempotent."""
+    lay = layout(settings)
+    lay.state_dir.mkdir(parents=True, exist_ok=True)
+    with _file_lock(lay.state_dir / "db.lock"):
+        route = choose_route(lay)
+        _say(f"route: {route.name} (PostgreSQL {PG_MAJOR} + TimescaleDB from Debian 13 packages)")
+        step = "1/4 binaries"
+        _say(step)
+        route.ensure_installed()
+        lay.pg_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(lay.state_dir, 0o755)
+        route.chown_to_postgres(lay.pg_dir)
+        route.prepare()
+        if not (lay.data_dir / "PG_VERSION").exists():
+            _say("2/4 initdb (new data directory " + str(lay.data_dir) + ")")
+            _initdb(route, lay)
+        else:
+            _say("2/4 data directory exists: " + str(lay.data_dir))
+        _write_conf(lay)
+        if _server_running(route):
+            _say(f"3/4 server already running on 127.0.0.1:{lay.port}")
+        else:
+            if _port_open(lay.port):
+                raise LocalDbError(
+                    f"port {lay.port} is taken by another server; set RTS_DB_PORT to a free port"
+                )
+            _say(f"3/4 starting server on 127.0.0.1:{lay.port}")
+            _run(
+                route.pg(
+                    "pg_ctl", "start", "-w", "-t", "120", "-D", route.data_dir_for_server(),
+                    "-l", route.data_dir_for_server() + "/../server.log",
+                ),
+                quiet=True,
+            )
+        _say("4/4 database and extension")
+        _ensure_database(lay)
+        lay.info_file.write_text(
+            json.dumps({"route": route.name, "port": lay.port, "data_dir": str(lay.data_dir)})
+        )
+        url = dsn(lay)
+        _say("ready: " + url.replace(lay.password_file.read_text().strip(), "***"))
+        return url
+
+
+def _initdb(route: Route, lay: Layout) -> None:
+    password = secrets.token_urlsafe(24)
+    fd = os.open(lay.password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(password)
+    pwfile = lay.pg_dir / "initdb.pw"
+    pwfile.write_text(password)
+    uid, gid = route.postgres_ids()
+    os.chown(pwfile, uid, gid)
+    os.chmod(pwfile, 0o600)
+    try:
+        server_pw = route.data_dir_for_server().rsplit("/", 1)[0] + "/initdb.pw"
+        _run(
+            route.pg(
+                "initdb", "-D", route.data_dir_for_server(), "-U", DB_USER, "--pwfile", server_pw,
+                "--auth=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8",
+            ),
+            quiet=True,
+        )
+    finally:
+        pwfile.unlink(missing_ok=True)
+
+
+def _write_conf(lay: Layout) -> None:
+    conf = dict(SERVER_CONF)
+    conf["port"] = str(lay.port)
+    conf["unix_socket_directories"] = "''"  # TCP on 127.0.0.1 only; no socket dir to own
+    body = "# written by rts-monitor db up; edit RTS_* settings instead\n" + "".join(
+        f"{k} = {v}\n" for k, v in conf.items()
+    )
+    target = lay.data_dir / "rts.auto.conf"
+    target.write_text(body)
+    main_conf = lay.data_dir / "postgresql.conf"
+    text = main_conf.read_text()
+    if "include_if_exists = 'rts.auto.conf'" not in text:
+        main_conf.write_text(text + "\ninclude_if_exists = 'rts.auto.conf'\n")
+
+
+def _ensure_database(lay: Layout) -> None:
+    import psycopg
+
+    password = lay.password_file.read_text().strip()
+    admin = f"postgresql://{DB_USER}:{password}@127.0.0.1:{lay.port}/postgres"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
+                exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DB_NAME,))
+                if exists.fetchone() is None:
+                    conn.execute(f'CREATE DATABASE "{DB_NAME}"')
+            break
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+    with psycopg.connect(dsn(lay), autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+
+
+def down(settings: Settings) -> None:
+    lay = layout(settings)
+    if not (lay.data_dir / "PG_VERSION").exists():
+        _say("no local database in " + str(lay.data_dir))
+        return
+    route = choose_route(lay)
+    route.prepare()
+    if _server_running(route):
+        _run(route.pg("pg_ctl", "stop", "-m", "fast", "-w", "-D", route.data_dir_for_server()), quiet=True)
+        _say("stopped")
+    else:
+        _say("not running")
+    route.release()
+
+
+def status(settings: Settings) -> dict[str, object]:
+    lay = layout(settings)
+    out: dict[str, object] = {
+        "data_dir": str(lay.data_dir),
+        "port": lay.port,
+        "provisioned": (lay.data_dir / "PG_VERSION").exists(),
+        "running": False,
+    }
+    if not out["provisioned"]:
+        return out
+    route = choose_route(lay)
+    out["route"] = route.name
+    if route.name == "chroot" and not _is_mounted(route.lay.root / lay.mount_name.lstrip("/")):
+        return out
+    out["running"] = _server_running(route)
+    if out["running"]:
+        import psycopg
+
+        with psycopg.connect(dsn(lay), connect_timeout=5) as conn:
+            row = conn.execute(
+                "SELECT current_setting('server_version'), "
+                "(SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'), "
+                "current_setting('timescaledb.license', true)"
+            ).fetchone()
+            assert row is not None
+            out["postgres"], out["timescaledb"], out["license"] = row
+        out["dsn"] = dsn(lay).replace(lay.password_file.read_text().strip(), "***")
+    return out

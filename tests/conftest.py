@@ -1,0 +1,1 @@
+"""Fixtures live in fix_*.py plugins (see pyproject addopts); factories in factories.py."""

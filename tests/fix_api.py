@@ -1,0 +1,164 @@
+"""API fixtures: real ``rts-monitor serve`` processes on free ports against a test database.
+
+``api`` is one server for the whole session on its own database (tests isolate themselves by
+creating their own businesses); ``api_factory`` starts extra servers with their own settings
+(two-instance tests, a server to SIGKILL, a small queue for the 503 path) and stops them after.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import httpx
+import pytest
+
+from rts_monitor.auth import portal
+from rts_monitor.auth.principal import Role
+from rts_monitor.config import Settings
+from tests.fix_db import TEST_JWT_SECRET, clone_template, drop_database
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class ApiServer:
+    url: str
+    db_url: str
+    port: int
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    settings: Settings
+    env: dict[str, str] = field(default_factory=dict)
+
+    def token(self, role: Role | str, *, business_id: UUID | None = None,
+              user_id: UUID | None = None, ttl_seconds: int = 3600) -> str:
+        return portal.mint(self.settings, role=role, business_id=business_id, user_id=user_id,
+                           ttl_seconds=ttl_seconds)
+
+    def headers(self, token: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}"}
+
+    def client(self, **kwargs: Any) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.url, timeout=30, **kwargs)
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+            self.proc.wait(timeout=30)
+
+    def stop(self, timeout: float = 30) -> int:
+        """Graceful stop (SIGTERM, as systemd would), waiting for the drain."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        return int(self.proc.returncode or 0)
+
+
+def start_server(db_url: str, log_dir: Path, *, env: dict[str, str] | None = None,
+                 workers: int = 1, wait: float = 60) -> ApiServer:
+    port = free_port()
+    state_dir = log_dir / f"state-{port}"
+    state_dir.mkdir(parents=True, exist_ok=True)
+    full_env = dict(os.environ)
+    full_env.update({
+        "DATABASE_URL": db_url,
+        "RTS_JWT_SECRET": TEST_JWT_SECRET,
+        "RTS_HOST": "127.0.0.1",
+        "RTS_PORT": str(port),
+        "RTS_WORKERS": str(workers),
+        "RTS_STATE_DIR": str(state_dir),
+        "RTS_LOG_FORMAT": "json",
+        "RTS_LOG_LEVEL": "INFO",
+    })
+    full_env.update(env or {})
+    log_path = log_dir / f"server-{port}.log"
+    log = open(log_path, "wb")  # noqa: SIM115 - the child keeps writing after we return
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rts_monitor.cli", "serve", "--no-migrate"],
+        env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    settings = Settings.from_env(full_env)
+    server = ApiServer(f"http://127.0.0.1:{port}", db_url, port, proc, log_path, settings, full_env)
+    deadline = time.monotonic() + wait
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{server.log_tail()}")
+        try:
+            if httpx.get(server.url + "/health", timeout=2).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            server.kill()
+            raise RuntimeError(f"server did not become healthy in {wait}s:\n{server.log_tail()}")
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="session")
+def api_db(server_url: str, template_db: str) -> Iterator[str]:
+    name, url = clone_template(server_url, template_db, label="api")
+    yield url
+    drop_database(server_url, name)
+
+
+@pytest.fixture(scope="session")
+def api(api_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
+    """One real API server for the session."""
+    server = start_server(api_db, tmp_path_factory.mktemp("api"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def api_factory(tmp_path: Path, db_url: str) -> Iterator[Callable[..., ApiServer]]:
+    """Start more servers (default: on this test's own database); all stopped at teardown."""
+    started: list[ApiServer] = []
+
+    def start(*, db: str | None = None, env: dict[str, str] | None = None, workers: int = 1) -> ApiServer:
+        server = start_server(db or db_url, tmp_path, env=env, workers=workers)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.kill()
+
+
+@pytest.fixture
+async def client(api: ApiServer) -> AsyncIterator[httpx.AsyncClient]:
+    async with api.client() as c:
+        yield c
+
+
+@pytest.fixture
+async def api_conn(api_db: str) -> AsyncIterator[Any]:
+    """An autocommit connection to the session API server's database (for factories, checks)."""
+    import psycopg
+    from psycopg.rows import dict_row
+
+    async with await psycopg.AsyncConnection.connect(api_db, autocommit=True, row_factory=dict_row) as c:
+        yield c

@@ -1,0 +1,190 @@
+"""Migrations against the real server: fresh, idempotent, tamper-proof, concurrent, portal-safe."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from rts_monitor import migrations
+
+AGENT_TABLES = {
+    "agent_devices", "agent_metrics", "agent_alerts", "agent_alert_history", "agent_commands",
+    "agent_software_inventory", "agent_monitored_services",
+}
+
+
+def _tables(url: str) -> set[str]:
+    with psycopg.connect(url) as c:
+        return {r[0] for r in c.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+
+
+def _ledger(url: str) -> list[tuple[str, str, str]]:
+    with psycopg.connect(url) as c:
+        return [tuple(r) for r in c.execute("SELECT kind, name, checksum FROM rts_migrations ORDER BY 1, 2")]
+
+
+def test_fresh_database_gets_every_table_and_ledger(empty_db_url: str) -> None:
+    result = migrations.migrate(empty_db_url)
+    assert result.edition == "apache"
+    assert result.applied[0] == "0001_portal_core.sql"
+    assert AGENT_TABLES | {"businesses", "service_locations", "users", "service_requests"} <= _tables(empty_db_url)
+    assert len(_ledger(empty_db_url)) == len(migrations.plan("apache"))
+
+
+def test_second_run_is_a_noop(empty_db_url: str) -> None:
+    migrations.migrate(empty_db_url)
+    before = _ledger(empty_db_url)
+    again = migrations.migrate(empty_db_url)
+    assert again.applied == []
+    assert again.unchanged == len(before)
+    assert _ledger(empty_db_url) == before
+
+
+def test_edited_migration_is_refused(empty_db_url: str, tmp_path: Path) -> None:
+    root = tmp_path / "sql"
+    shutil.copytree(migrations.sql_dir(), root)
+    migrations.migrate(empty_db_url, root=root)
+    target = root / "migrations" / "0002_agent_tables.sql"
+    target.write_text(target.read_text() + "\n-- an innocent-looking edit\n")
+    with pytest.raises(migrations.MigrationError, match=r"0002_agent_tables\.sql was edited"):
+        migrations.migrate(empty_db_url, root=root)
+
+
+def test_missing_applied_file_is_refused(empty_db_url: str, tmp_path: Path) -> None:
+    root = tmp_path / "sql"
+    shutil.copytree(migrations.sql_dir(), root)
+    (root / "migrations" / "0099_extra.sql").write_text("CREATE TABLE extra_t (id int);")
+    migrations.migrate(empty_db_url, root=root)
+    (root / "migrations" / "0099_extra.sql").unlink()
+    with pytest.raises(migrations.MigrationError, match="missing"):
+        migrations.migrate(empty_db_url, root=root)
+
+
+def test_new_migration_applies_alone_and_failure_rolls_back(empty_db_url: str, tmp_path: Path) -> None:
+    root = tmp_path / "sql"
+    shutil.copytree(migrations.sql_dir(), root)
+    migrations.migrate(empty_db_url, root=root)
+    (root / "migrations" / "0098_broken.sql").write_text(
+        "CREATE TABLE half_done (id int);\nSELECT no_such_function();"
+    )
+    with pytest.raises(migrations.MigrationError, match=r"0098_broken\.sql failed"):
+        migrations.migrate(empty_db_url, root=root)
+    assert "half_done" not in _tables(empty_db_url)
+    (root / "migrations" / "0098_broken.sql").write_text("CREATE TABLE half_done (id int);")
+    assert migrations.migrate(empty_db_url, root=root).applied == ["0098_broken.sql"]
+
+
+def test_edition_specific_and_repeatable_files(empty_db_url: str, tmp_path: Path) -> None:
+    root = tmp_path / "sql"
+    shutil.copytree(migrations.sql_dir(), root)
+    (root / "migrations" / "0097_flavour.tsl.sql").write_text("CREATE TABLE only_tsl (id int);")
+    (root / "migrations" / "0097_flavour.apache.sql").write_text("CREATE TABLE only_apache (id int);")
+    view = root / "repeatable" / "common" / "zz_test_view.sql"
+    view.write_text("CREATE OR REPLACE VIEW zz_v AS SELECT 1 AS one;")
+    first = migrations.migrate(empty_db_url, root=root)
+    assert "0097_flavour.apache.sql" in first.applied and "0097_flavour.tsl.sql" not in first.applied
+    tables = _tables(empty_db_url)
+    assert "only_apache" in tables and "only_tsl" not in tables
+    view.write_text("CREATE OR REPLACE VIEW zz_v AS SELECT 1 AS one, 2 AS two;")
+    second = migrations.migrate(empty_db_url, root=root)
+    assert second.applied == ["zz_test_view.sql"]
+    with psycopg.connect(empty_db_url) as c:
+        assert c.execute("SELECT two FROM zz_v").fetchone() == (2,)
+
+
+def test_no_transaction_marker_runs_statements_separately(empty_db_url: str, tmp_path: Path) -> None:
+    root = tmp_path / "sql"
+    shutil.copytree(migrations.sql_dir(), root)
+    (root / "migrations" / "0096_no_tx.sql").write_text(
+        "-- rts:no-transaction\nCREATE TABLE nt (id int);\n"
+        "CREATE INDEX CONCURRENTLY nt_idx ON nt (id);\n"
+        "DO $$ BEGIN PERFORM 1; END $$;\n"
+    )
+    assert "0096_no_tx.sql" in migrations.migrate(empty_db_url, root=root).applied
+    with psycopg.connect(empty_db_url) as c:
+        assert c.execute("SELECT count(*) FROM pg_indexes WHERE indexname = 'nt_idx'").fetchone() == (1,)
+
+
+def test_two_concurrent_runs_end_in_one_correct_schema(empty_db_url: str) -> None:
+    results: list[object] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(2)
+
+    def run() -> None:
+        barrier.wait()
+        try:
+            results.append(migrations.migrate(empty_db_url))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    applied = sorted(len(r.applied) for r in results)  # type: ignore[attr-defined]
+    assert applied == [0, len(migrations.plan("apache"))]
+    assert len(_ledger(empty_db_url)) == len(migrations.plan("apache"))
+    assert _tables(empty_db_url) >= AGENT_TABLES
+
+
+def test_hypertable_and_chunk_interval(db_url: str) -> None:
+    with psycopg.connect(db_url) as c:
+        row = c.execute(
+            "SELECT d.column_name, d.time_interval FROM timescaledb_information.dimensions d "
+            "WHERE d.hypertable_name = 'agent_metrics'"
+        ).fetchone()
+        assert row is not None and row[0] == "collected_at" and str(row[1]) == "1 day, 0:00:00"
+        pk = c.execute(
+            "SELECT pg_get_indexdef(indexrelid) FROM pg_index WHERE indrelid = 'agent_metrics'::regclass"
+        ).fetchall()
+        assert len(pk) == 1 and "(agent_device_id, collected_at)" in pk[0][0]
+        cols = {r[0]: r[1] for r in c.execute(
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'agent_metrics'"
+        )}
+        assert "id" not in cols and cols["cpu_percent"] == "real" and cols["network_rx_bytes"] == "bigint"
+
+
+PORTAL_WITH_EXTRAS = """
+CREATE TABLE businesses (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), business_name text NOT NULL,
+    is_active boolean DEFAULT true, soft_delete boolean DEFAULT false, crm_ref text, tax_id text);
+CREATE TABLE service_locations (id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    business_id uuid NOT NULL REFERENCES businesses(id), location_name text NOT NULL,
+    is_active boolean DEFAULT true, soft_delete boolean DEFAULT false, geo_point text);
+CREATE TABLE users (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), business_id uuid REFERENCES businesses(id),
+    email text NOT NULL, role text, last_login_ip inet);
+CREATE TABLE service_requests (id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    business_id uuid NOT NULL REFERENCES businesses(id), service_location_id uuid, title text,
+    description text, source text, internal_notes text, sla_minutes int);
+INSERT INTO businesses (business_name, crm_ref) VALUES ('Existing Co', 'CRM-1');
+"""
+
+
+def test_applies_on_existing_portal_database(empty_db_url: str) -> None:
+    with psycopg.connect(empty_db_url) as c:
+        c.execute(PORTAL_WITH_EXTRAS)
+    result = migrations.migrate(empty_db_url)
+    assert "0001_portal_core.sql" in result.applied
+    with psycopg.connect(empty_db_url) as c:
+        # The portal's own tables are untouched: their extra columns and rows are still there.
+        assert c.execute("SELECT crm_ref FROM businesses").fetchone() == ("CRM-1",)
+        cols = {r[0] for r in c.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'users'")}
+        assert "last_login_ip" in cols and "mfa_enabled" not in cols
+        bid = c.execute("SELECT id FROM businesses").fetchone()[0]  # type: ignore[index]
+        c.execute(
+            "INSERT INTO agent_devices (business_id, device_name, os_type, agent_version) "
+            "VALUES (%s, 'd', 'linux', '1')", (bid,))
+    assert _tables(empty_db_url) >= AGENT_TABLES
+
+
+def test_split_statements_respects_quotes_and_dollar_bodies() -> None:
+    text = "SELECT ';';\nCREATE FUNCTION f() RETURNS int AS $$ SELECT 1; $$ LANGUAGE sql;\n-- c;\nSELECT 2"
+    parts = migrations.split_statements(text)
+    assert len(parts) == 3
+    assert parts[1].startswith("CREATE FUNCTION") and "SELECT 1;" in parts[1]
