@@ -1,0 +1,1 @@
+"""Metric ingestion: decode, validate, group-commit by binary COPY, side effects, hooks."""
