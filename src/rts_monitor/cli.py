@@ -110,6 +110,33 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _scheduler(_: argparse.Namespace, settings: Settings) -> int:
+    """Only the scheduled jobs, no HTTP: for deployments that run API replicas with the
+    scheduler disabled (docker/compose.yaml). Singleton jobs lock across processes anyway."""
+    import asyncio
+    import signal
+
+    from rts_monitor import scheduler
+    from rts_monitor.api.lifespan import build_context
+
+    async def run() -> None:
+        ctx = await build_context(settings)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        sched = scheduler.start(ctx)
+        try:
+            await stop.wait()
+        finally:
+            sched.shutdown(wait=False)
+            await ctx.pool.close()
+
+    logs.setup(settings.log_level, settings.log_format)
+    asyncio.run(run())
+    return 0
+
+
 def _config(_: argparse.Namespace, __: Settings) -> int:
     for env, default, doc in describe():
         print(f"{env:<34} {default:<28} {doc}")
@@ -139,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-migrate", action="store_true")
     p.set_defaults(func=_serve)
 
+    sub.add_parser("scheduler", help="run only the scheduled jobs (no HTTP)").set_defaults(func=_scheduler)
     sub.add_parser("config", help="list environment variables and defaults").set_defaults(func=_config)
 
     for module in COMMAND_MODULES:

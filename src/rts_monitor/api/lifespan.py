@@ -37,29 +37,39 @@ async def _describe_database(ctx_pool: object) -> tuple[str, str, str]:
     return row["pg"], row["ts"] or "absent", row["license"] or "apache"
 
 
+async def build_context(settings: Settings) -> AppContext:
+    """Open the pool and describe the database: what both the API and the scheduler need."""
+    pool = await open_pool(settings)
+    try:
+        pg, ts, license_name = await _describe_database(pool)
+    except BaseException:
+        await pool.close()
+        raise
+    return AppContext(
+        settings=settings, pool=pool, edition="tsl" if license_name == "timescale" else "apache",
+        timescaledb_version=ts, postgres_version=pg,
+    )
+
+
 def make_lifespan(settings: Settings) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        pool = await open_pool(settings)
+        ctx = await build_context(settings)
         try:
-            pg, ts, license_name = await _describe_database(pool)
-            ctx = AppContext(
-                settings=settings, pool=pool, edition="tsl" if license_name == "timescale" else "apache",
-                timescaledb_version=ts, postgres_version=pg,
-            )
             app.state.ctx = ctx
             async with contextlib.AsyncExitStack() as stack:
                 for component in COMPONENTS:
                     await stack.enter_async_context(component(ctx))
                 sched = scheduler.start(ctx) if settings.scheduler_enabled else None
-                log.info("api.started", extra={"edition": ctx.edition, "timescaledb": ts, "postgres": pg})
+                log.info("api.started", extra={"edition": ctx.edition, "timescaledb": ctx.timescaledb_version,
+                                               "postgres": ctx.postgres_version})
                 try:
                     yield
                 finally:
                     if sched is not None:
                         sched.shutdown(wait=False)
         finally:
-            await pool.close()
+            await ctx.pool.close()
             log.info("api.stopped")
 
     return lifespan
