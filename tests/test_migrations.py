@@ -84,6 +84,7 @@ def test_edition_specific_and_repeatable_files(empty_db_url: str, tmp_path: Path
     (root / "migrations" / "0097_flavour.tsl.sql").write_text("CREATE TABLE only_tsl (id int);")
     (root / "migrations" / "0097_flavour.apache.sql").write_text("CREATE TABLE only_apache (id int);")
     view = root / "repeatable" / "common" / "zz_test_view.sql"
+    view.parent.mkdir(parents=True, exist_ok=True)
     view.write_text("CREATE OR REPLACE VIEW zz_v AS SELECT 1 AS one;")
     first = migrations.migrate(empty_db_url, root=root)
     assert "0097_flavour.apache.sql" in first.applied and "0097_flavour.tsl.sql" not in first.applied
