@@ -80,3 +80,38 @@ async def tenant(conn: Any) -> Tenant:
     cust = await user(conn, b, "customer")
     ag = await agent(conn, b, loc)
     return Tenant(b, loc, cust, ag)
+
+
+# Raw metric samples as ingestion writes them (issue 5 tests): the rows, ON CONFLICT DO NOTHING
+# (a re-sent sample keeps the stored one), and in the same transaction one metric_ingest_ranges
+# row per device with the range written, which the tiers' refresh consumes.
+SAMPLE_COLUMNS = (
+    "agent_device_id", "collected_at", "cpu_percent", "memory_used_gb", "memory_percent", "disk_used_gb",
+    "disk_percent", "load_average_1m", "load_average_5m", "load_average_15m", "uptime_seconds",
+    "network_rx_bytes", "network_tx_bytes",
+)
+
+
+async def metric_samples(conn: Any, samples: list[dict[str, Any]]) -> int:
+    """Insert samples (dicts keyed by SAMPLE_COLUMNS; missing → NULL) like an ingest flush."""
+    if not samples:
+        return 0
+    cols = ", ".join(SAMPLE_COLUMNS)
+    ranges: dict[Any, list[Any]] = {}
+    for s in samples:
+        r = ranges.setdefault(s["agent_device_id"], [s["collected_at"], s["collected_at"], 0])
+        r[0], r[1], r[2] = min(r[0], s["collected_at"]), max(r[1], s["collected_at"]), r[2] + 1
+    async with conn.transaction():
+        values = [tuple(s.get(c) for c in SAMPLE_COLUMNS) for s in samples]
+        placeholders = "(" + ", ".join(["%s"] * len(SAMPLE_COLUMNS)) + ")"
+        cur = await conn.execute(
+            f"INSERT INTO agent_metrics ({cols}) VALUES "
+            + ", ".join([placeholders] * len(values)) + " ON CONFLICT DO NOTHING",
+            [v for row in values for v in row],
+        )
+        written = int(cur.rowcount)
+        for dev, (lo, hi, n) in ranges.items():
+            await conn.execute(
+                "INSERT INTO metric_ingest_ranges (agent_device_id, range_start, range_end, row_count) "
+                "VALUES (%s, %s, %s, %s)", (dev, lo, hi, n))
+    return written

@@ -17,7 +17,11 @@ Handler = Callable[[argparse.Namespace, Settings], int]
 
 # Concerns that add subcommands expose ``register(subparsers)`` in these modules; each parser
 # sets ``func`` (a Handler) with ``set_defaults``.
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = [
+    "rts_monitor.auth.commands",
+    "rts_monitor.tiers.commands",
+    "rts_monitor.demo",
+]
 
 
 def _db_up(args: argparse.Namespace, settings: Settings) -> int:
@@ -104,8 +108,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         loop="uvloop",
         http="httptools",
         timeout_graceful_shutdown=30,
-        ws_ping_interval=20,
-        ws_ping_timeout=20,
+        ws_ping_interval=settings.ws_ping_interval_seconds,
+        ws_ping_timeout=settings.ws_ping_timeout_seconds,
     )
     return 0
 

@@ -131,9 +131,191 @@ class Settings:
     presence_job_seconds: int = field(
         default=30, metadata=_env("RTS_PRESENCE_JOB_SECONDS", "How often presence is checked.")
     )
+    latest_metrics_lookback_hours: int = field(
+        default=168,
+        metadata=_env(
+            "RTS_LATEST_METRICS_LOOKBACK_HOURS",
+            "Fleet list: newest metrics older than this are not shown (bounds the chunks probed).",
+        ),
+    )
     max_body_bytes: int = field(
         default=4 * 1024 * 1024,
         metadata=_env("RTS_MAX_BODY_BYTES", "Largest accepted request body (413 above)."),
+    )
+    tiers_refresh_seconds: int = field(
+        default=60,
+        metadata=_env("RTS_TIERS_REFRESH_SECONDS",
+                      "Apache edition: how often the rollup tiers advance and re-aggregate late rows."),
+    )
+    tiers_retention_seconds: int = field(
+        default=3600,
+        metadata=_env("RTS_TIERS_RETENTION_SECONDS", "Apache edition: how often retention drops old chunks."),
+    )
+    ingest_flush_rows: int = field(
+        default=5000,
+        metadata=_env("RTS_INGEST_FLUSH_ROWS", "Metric rows per group-commit flush (flush when reached)."),
+    )
+    ingest_flush_delay_ms: float = field(
+        default=2.0,
+        metadata=_env("RTS_INGEST_FLUSH_DELAY_MS",
+                      "Longest a queued metrics request waits for others to share its flush."),
+    )
+    ingest_queue_rows: int = field(
+        default=50_000,
+        metadata=_env("RTS_INGEST_QUEUE_ROWS",
+                      "Metric rows admitted but not yet committed, per process; beyond it 503 + Retry-After."),
+    )
+    ingest_flush_concurrency: int = field(
+        default=4, metadata=_env("RTS_INGEST_FLUSH_CONCURRENCY", "Flush transactions in flight per process.")
+    )
+    ingest_mode: str = field(
+        default="copy",
+        metadata=_env("RTS_INGEST_MODE",
+                      "`copy`: COPY into the hypertable, staging fallback on duplicates; `stage`: always "
+                      "staging + ON CONFLICT."),
+    )
+    ingest_max_future_seconds: int = field(
+        default=300,
+        metadata=_env("RTS_INGEST_MAX_FUTURE_SECONDS", "Samples stamped further ahead of server time are a 422."),
+    )
+    ingest_max_age_days: int = field(
+        default=30,
+        metadata=_env("RTS_INGEST_MAX_AGE_DAYS",
+                      "Samples older than this are a 422 (keep it at most the raw-metrics retention)."),
+    )
+    ingest_hook_timeout_ms: float = field(
+        default=250,
+        metadata=_env("RTS_INGEST_HOOK_TIMEOUT_MS",
+                      "Longest a metrics request waits for the alert hooks' answer (alerts_triggered) after "
+                      "its flush commits; a slower hook finishes in the background."),
+    )
+    command_sensitive_types: str = field(
+        default="run_script,update_agent",
+        metadata=_env("RTS_COMMAND_SENSITIVE_TYPES",
+                      "Comma-separated command types that need approval by another admin/technician."),
+    )
+    command_script_interpreters: str = field(
+        default="bash,sh,powershell,pwsh,python3,cmd",
+        metadata=_env("RTS_COMMAND_SCRIPT_INTERPRETERS", "Comma-separated interpreters run_script may use."),
+    )
+    command_output_max_bytes: int = field(
+        default=65536,
+        metadata=_env("RTS_COMMAND_OUTPUT_MAX_BYTES", "stdout/stderr kept per command (UTF-8 bytes each)."),
+    )
+    command_max_timeout_seconds: int = field(
+        default=86400,
+        metadata=_env("RTS_COMMAND_MAX_TIMEOUT_SECONDS", "Largest timeout_seconds a command may ask for."),
+    )
+    command_pending_ttl_seconds: int = field(
+        default=86400,
+        metadata=_env("RTS_COMMAND_PENDING_TTL_SECONDS",
+                      "A command not delivered (or approved) within this many seconds times out."),
+    )
+    command_timeout_grace_seconds: int = field(
+        default=30,
+        metadata=_env("RTS_COMMAND_TIMEOUT_GRACE_SECONDS",
+                      "Extra seconds after sent_at + timeout_seconds before a command is marked timeout."),
+    )
+    command_timeout_job_seconds: int = field(
+        default=15,
+        metadata=_env("RTS_COMMAND_TIMEOUT_JOB_SECONDS", "How often overdue commands are marked timeout."),
+    )
+    command_listen_retry_seconds: float = field(
+        default=1.0,
+        metadata=_env("RTS_COMMAND_LISTEN_RETRY_SECONDS",
+                      "Wait before the command LISTEN connection reconnects after losing the server."),
+    )
+    ws_ping_interval_seconds: float = field(
+        default=20.0,
+        metadata=_env("RTS_WS_PING_INTERVAL_SECONDS", "WebSocket ping interval (keep-alive)."),
+    )
+    ws_ping_timeout_seconds: float = field(
+        default=20.0,
+        metadata=_env("RTS_WS_PING_TIMEOUT_SECONDS", "A WebSocket without a pong within this is closed."),
+    )
+
+    # --- alerting (issue 6; see docs/alerts.md) ---
+    alert_evaluate_seconds: float = field(
+        default=60.0, metadata=_env("RTS_ALERT_EVALUATE_SECONDS", "How often every alert rule is evaluated."),
+    )
+    alert_outbox_seconds: float = field(
+        default=5.0,
+        metadata=_env("RTS_ALERT_OUTBOX_SECONDS", "How often pending tickets and notifications are processed."),
+    )
+    alert_data_stale_seconds: int = field(
+        default=900,
+        metadata=_env("RTS_ALERT_DATA_STALE_SECONDS",
+                      "A device whose newest sample is older than this is neither fired nor resolved by "
+                      "metric rules (no data is not 'cleared'; agent_offline rules cover it)."),
+    )
+    alert_window_slack_seconds: int = field(
+        default=30,
+        metadata=_env("RTS_ALERT_WINDOW_SLACK_SECONDS",
+                      "Jitter tolerated at the start of a rule's window when checking it is covered by data."),
+    )
+    alert_max_sample_gap_seconds: int = field(
+        default=660,
+        metadata=_env("RTS_ALERT_MAX_SAMPLE_GAP_SECONDS",
+                      "Largest gap between samples inside a window that still counts as covered "
+                      "(default: one missed 5-minute sample)."),
+    )
+    alert_resolve_hysteresis_percent: float = field(
+        default=5.0,
+        metadata=_env("RTS_ALERT_RESOLVE_HYSTERESIS_PERCENT",
+                      "A metric alert resolves only once the value is this % of the threshold back on the "
+                      "good side (a rule's conditions.hysteresis overrides it)."),
+    )
+    alert_customer_rules: bool = field(
+        default=False,
+        metadata=_env("RTS_ALERT_CUSTOMER_RULES",
+                      "Customers may create/update/delete alert rules and maintenance windows of their own "
+                      "business (staff always may)."),
+    )
+    alert_cycle_pad_ms: int = field(
+        default=0,
+        metadata=_env("RTS_ALERT_CYCLE_PAD_MS",
+                      "Drills/tests only: sleep this long inside each evaluation cycle while holding its lock."),
+    )
+    alert_fault_inject: str = field(
+        default="",
+        metadata=_env("RTS_ALERT_FAULT_INJECT",
+                      "Drills/tests only: `ticket_once` raises once inside the ticket transaction, "
+                      "`ticket_exit` kills the process there."),
+    )
+    webhook_secret: str = field(
+        default="",
+        metadata=_env("RTS_WEBHOOK_SECRET",
+                      "HMAC-SHA256 key for X-RTS-Signature on alert webhooks. Empty: a random key kept in "
+                      "the state dir (development only)."),
+    )
+    webhook_timeout_seconds: float = field(
+        default=10.0, metadata=_env("RTS_WEBHOOK_TIMEOUT_SECONDS", "Timeout of one webhook delivery attempt."),
+    )
+    notify_max_attempts: int = field(
+        default=8, metadata=_env("RTS_NOTIFY_MAX_ATTEMPTS", "Delivery attempts before a notification is failed."),
+    )
+    notify_backoff_seconds: float = field(
+        default=30.0,
+        metadata=_env("RTS_NOTIFY_BACKOFF_SECONDS",
+                      "Wait before the first retry; doubles per attempt, capped at one hour."),
+    )
+    smtp_host: str = field(
+        default="", metadata=_env("RTS_SMTP_HOST", "SMTP server for alert e-mail. Empty: e-mail is not sent."),
+    )
+    smtp_port: int = field(default=25, metadata=_env("RTS_SMTP_PORT", "SMTP port."))
+    smtp_from: str = field(
+        default="rts-monitor@localhost", metadata=_env("RTS_SMTP_FROM", "From address of alert e-mail."),
+    )
+    smtp_username: str = field(default="", metadata=_env("RTS_SMTP_USERNAME", "SMTP login, if any."))
+    smtp_password: str = field(default="", metadata=_env("RTS_SMTP_PASSWORD", "SMTP password, if any."))
+    smtp_starttls: bool = field(default=False, metadata=_env("RTS_SMTP_STARTTLS", "Use STARTTLS."))
+    smtp_timeout_seconds: float = field(
+        default=10.0, metadata=_env("RTS_SMTP_TIMEOUT_SECONDS", "Timeout of one SMTP delivery."),
+    )
+    agent_pip_source: str = field(
+        default="rts-agent",
+        metadata=_env("RTS_AGENT_PIP_SOURCE",
+                      "What /install.sh pip-installs on customer machines: a requirement, wheel URL or path."),
     )
 
     @classmethod

@@ -58,7 +58,12 @@ def _load_job_modules() -> None:
 
 
 # Each concern that has scheduled work adds its jobs module here.
-JOB_MODULES: list[str] = []
+JOB_MODULES: list[str] = [
+    "rts_monitor.devices.jobs",
+    "rts_monitor.commands.jobs",
+    "rts_monitor.tiers.jobs",
+    "rts_monitor.alerts.jobs",
+]
 
 
 def lock_key(name: str) -> int:

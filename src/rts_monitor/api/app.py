@@ -11,7 +11,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
 from rts_monitor import __version__, logs
-from rts_monitor.api import routes
+from rts_monitor.api import openapi, routes
 from rts_monitor.api.context import AppContext
 from rts_monitor.api.errors import EXCEPTION_HANDLERS
 from rts_monitor.api.lifespan import make_lifespan
@@ -29,7 +29,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     if settings is None:
         settings = Settings.from_env()
         logs.setup(settings.log_level, settings.log_format)
-    return Litestar(
+    app = Litestar(
         route_handlers=routes.handlers(),
         lifespan=[make_lifespan(settings)],
         exception_handlers=EXCEPTION_HANDLERS,
@@ -52,3 +52,5 @@ def create_app(settings: Settings | None = None) -> Litestar:
         logging_config=None,
         debug=False,
     )
+    openapi.document_errors(app)  # every operation documents the error shape
+    return app

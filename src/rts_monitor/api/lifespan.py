@@ -10,16 +10,23 @@ from contextlib import AbstractAsyncContextManager
 from litestar import Litestar
 
 from rts_monitor import scheduler
+from rts_monitor.alerts import jobs as alerts_jobs
 from rts_monitor.api.context import AppContext
+from rts_monitor.commands import hub as commands_hub
 from rts_monitor.config import Settings
 from rts_monitor.db import open_pool
+from rts_monitor.ingest import pipeline as ingest_pipeline
 
 log = logging.getLogger(__name__)
 
 # Long-lived services of each concern: called with the context after the pool opens, closed in
 # reverse order at shutdown (so e.g. the ingest pipeline drains before the pool closes).
 Component = Callable[[AppContext], AbstractAsyncContextManager[None]]
-COMPONENTS: list[Component] = []
+COMPONENTS: list[Component] = [
+    alerts_jobs.component,  # first in, last out: the ingest hook outlives the pipeline drain
+    ingest_pipeline.component,
+    commands_hub.component,
+]
 
 
 async def _describe_database(ctx_pool: object) -> tuple[str, str, str]:

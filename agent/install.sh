@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# rts-agent installer for Linux (systemd).
+#
+#   curl -fsSL https://API.example.com/install.sh | sudo bash -s AGT-xxxxxxxx-...
+#
+# The API serves this file at /install.sh with its own public URL filled in below. Run directly:
+#
+#   sudo bash install.sh AGT-... --server https://API.example.com [--services nginx,postgresql]
+#
+# What it does: a Python venv in $RTS_AGENT_PREFIX (default /opt/rts-agent) with the rts-agent
+# package ($RTS_AGENT_SOURCE: a pip requirement, wheel URL or path; default "rts-agent"), then
+# `rts-agent install`, which registers with the token, writes /var/lib/rts-agent/config.json
+# (0600, root), the systemd unit rts-agent.service, and enables and starts it.
+# Re-running with a new token re-registers (--force), e.g. after the device was deleted.
+set -euo pipefail
+
+SERVER="${RTS_SERVER:-@@SERVER_URL@@}"
+SOURCE="${RTS_AGENT_SOURCE:-@@AGENT_SOURCE@@}"
+PREFIX="${RTS_AGENT_PREFIX:-/opt/rts-agent}"
+STATE_DIR="${RTS_AGENT_STATE_DIR:-/var/lib/rts-agent}"
+SERVICES=""
+TOKEN=""
+EXTRA=()
+
+die() { echo "rts-agent install: $*" >&2; exit 1; }
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --server) SERVER="${2:-}"; shift 2 ;;
+        --services) SERVICES="${2:-}"; shift 2 ;;
+        --source) SOURCE="${2:-}"; shift 2 ;;
+        --no-start) EXTRA+=(--no-start); shift ;;
+        --no-systemd) EXTRA+=(--no-systemd); shift ;;
+        AGT-*) TOKEN="$1"; shift ;;
+        *) die "unknown argument: $1" ;;
+    esac
+done
+
+case "$SOURCE" in @@*) SOURCE="rts-agent" ;; esac
+[ -n "$TOKEN" ] || die "usage: install.sh AGT-... [--server URL] [--services a,b]"
+case "$SERVER" in
+    http://*|https://*) ;;
+    *) die "no server URL: pass --server https://... (or fetch this script from the API's /install.sh)" ;;
+esac
+if [ "$(id -u)" -ne 0 ] && [ -z "${RTS_AGENT_ALLOW_USER:-}" ]; then
+    die "run as root (sudo): the agent restarts services and reads system state"
+fi
+
+PYTHON="${RTS_AGENT_PYTHON:-}"
+if [ -z "$PYTHON" ]; then
+    for candidate in python3.13 python3.12 python3.11 python3; do
+        if command -v "$candidate" >/dev/null 2>&1 &&
+           "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+            PYTHON="$(command -v "$candidate")"
+            break
+        fi
+    done
+fi
+[ -n "$PYTHON" ] || die "Python 3.11+ is required (apt-get install python3 python3-venv, or dnf install python3.11)"
+
+echo "rts-agent install: server $SERVER, python $PYTHON, prefix $PREFIX"
+if [ ! -x "$PREFIX/bin/python" ]; then
+    "$PYTHON" -m venv "$PREFIX" || die "cannot create a venv (install python3-venv)"
+fi
+"$PREFIX/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade "$SOURCE" \
+    || die "pip could not install $SOURCE (set RTS_AGENT_SOURCE to a reachable wheel or path)"
+LINK="${RTS_AGENT_LINK-/usr/local/bin/rts-agent}"  # empty: no command on PATH
+if [ -n "$LINK" ]; then
+    mkdir -p "$(dirname "$LINK")" && ln -sf "$PREFIX/bin/rts-agent" "$LINK" || true
+fi
+
+ARGS=(--state-dir "$STATE_DIR" install --server "$SERVER" --token "$TOKEN" --force)
+[ -n "$SERVICES" ] && ARGS+=(--services "$SERVICES")
+exec "$PREFIX/bin/rts-agent" "${ARGS[@]}" "${EXTRA[@]}"

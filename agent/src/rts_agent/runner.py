@@ -1,0 +1,485 @@
+"""``rts-agent run``: the loops of a running agent, in one asyncio process.
+
+* collect   every ``metrics_interval``: sample -> spool (durable) -> wake the sender
+* send      drain the spool oldest first in batches; delete only what the server acknowledged;
+            back off with jitter while the server is away; pause between full batches so hours
+            of backlog reach the server as a steady trickle, not a flood
+* heartbeat every ``heartbeat_interval``; ``pending_commands`` > 0 wakes the poller
+* socket    WebSocket ``/ws?token=`` for commands, reconnecting with backoff + jitter
+* poll      ``GET …/commands`` whenever the socket is down (and when a heartbeat says so)
+* results   command results are spooled, then delivered (socket or POST) until acknowledged
+* inventory software list, sent only when it changed
+* status    ``status.json`` for ``rts-agent status``
+
+SIGTERM/SIGINT stop the loops; anything collected stays in the spool for the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import signal
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import msgspec
+
+from rts_agent import __version__
+from rts_agent.collect import Collector, Software, inventory, inventory_digest, utc_stamp
+from rts_agent.commands import Command, CommandResult, Executor
+from rts_agent.config import (
+    PID_NAME,
+    SPOOL_NAME,
+    STATUS_NAME,
+    AgentConfig,
+    load_raw,
+    overridden_fields,
+    save,
+    write_private,
+)
+from rts_agent.spool import DropReport, Spool
+from rts_agent.transport import Api, Backoff, TransportError
+
+log = logging.getLogger("rts_agent")
+_SAMPLE_FIELD = re.compile(r"^metrics\[(\d+)\]")
+_encoder = msgspec.json.Encoder()
+
+
+class Runner:
+    """One running agent. ``run()`` returns after ``stop()`` (or a signal)."""
+
+    def __init__(self, config: AgentConfig, state_dir: Path, *, collector: Collector | None = None) -> None:
+        self.config = config
+        self.state_dir = state_dir
+        self._pinned = overridden_fields(os.environ)
+        self.spool = Spool(state_dir / SPOOL_NAME, max_bytes=config.spool_max_bytes)
+        self.collector = collector or Collector(config.monitored_services)
+        self.executor = Executor(output_cap=config.output_cap_bytes,
+                                 hooks={"collect_inventory": self._inventory_command})
+        self._stop = asyncio.Event()
+        self._wake_sender = asyncio.Event()
+        self._wake_poll = asyncio.Event()
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._in_flight: set[str] = set()
+        self._done: OrderedDict[str, None] = OrderedDict()  # recently finished command ids
+        self._result_sent_at: dict[str, float] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.api: Api | None = None
+        self.started_at = utc_stamp()
+        self.info: dict[str, Any] = {
+            "last_sample_at": None, "last_send_ok_at": None, "last_send_error": None,
+            "last_heartbeat_at": None, "websocket": "disconnected", "commands_executed": 0,
+            "inventory_sent_at": None, "inventory_packages": None, "collector_errors": None,
+            "credential_rejected": False,
+        }
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.stop)
+        write_private(self.state_dir / PID_NAME, str(os.getpid()).encode())
+        log.info("agent.started", extra={"agent_id": self.config.agent_id, "server": self.config.server_url,
+                                         "version": __version__})
+        connector = aiohttp.TCPConnector(limit=8)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            self.api = Api(session, self.config.api_url, self.config.agent_id, self.config.agent_token)
+            loops: list[Callable[[], Awaitable[None]]] = [
+                self._collect_loop, self._send_loop, self._heartbeat_loop, self._socket_loop,
+                self._poll_loop, self._results_loop, self._inventory_loop, self._status_loop,
+            ]
+            tasks = [asyncio.create_task(self._guard(fn), name=fn.__name__) for fn in loops]
+            await self._stop.wait()
+            # Let a batch already on the wire get its answer (and be acknowledged in the spool),
+            # so a clean stop does not leave a sent-but-unacknowledged batch behind to re-send.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(tasks[1]), timeout=5)
+            for task in [*tasks, *self._tasks]:
+                task.cancel()
+            await asyncio.gather(*tasks, *self._tasks, return_exceptions=True)
+            self.info["websocket"] = "disconnected"
+            self._write_status()
+        self.spool.close()
+        (self.state_dir / PID_NAME).unlink(missing_ok=True)
+        log.info("agent.stopped", extra={"agent_id": self.config.agent_id})
+
+    async def _guard(self, fn: Callable[[], Awaitable[None]]) -> None:
+        """A loop that crashes is logged and restarted: one bug must not silence the agent."""
+        while not self._stop.is_set():
+            try:
+                await fn()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("agent.loop_failed", extra={"loop": fn.__name__})
+                await self._sleep(5)
+
+    async def _sleep(self, seconds: float, wake: asyncio.Event | None = None) -> None:
+        """Sleep, returning early on stop (or on ``wake``, which is then cleared)."""
+        waiters = [asyncio.ensure_future(self._stop.wait())]
+        if wake is not None:
+            waiters.append(asyncio.ensure_future(wake.wait()))
+        try:
+            await asyncio.wait(waiters, timeout=max(0.0, seconds), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waiters:
+                w.cancel()
+        if wake is not None:
+            wake.clear()
+
+    # -- collect ----------------------------------------------------------------------------
+    async def _collect_loop(self) -> None:
+        next_at = time.monotonic() + min(1.0, self.config.metrics_interval_seconds)
+        while not self._stop.is_set():
+            await self._sleep(next_at - time.monotonic())
+            if self._stop.is_set():
+                return
+            interval = self.config.metrics_interval_seconds  # the server may change it
+            next_at += interval
+            if next_at < time.monotonic():  # suspended or overloaded: skip, do not burst
+                next_at = time.monotonic() + interval
+            self.collect_once(await asyncio.to_thread(self.collector.sample))
+
+    def collect_once(self, sample: Any) -> None:
+        dropped = self.spool.put(sample.collected_at, _encoder.encode(sample))
+        log.debug("sample.spooled", extra={"collected_at": sample.collected_at})
+        self.info["last_sample_at"] = sample.collected_at
+        self.info["collector_errors"] = sample.errors
+        if dropped:
+            log.warning("spool.full_dropped_oldest", extra={"dropped": dropped,
+                                                            "max_bytes": self.config.spool_max_bytes})
+        self._wake_sender.set()
+
+    # -- send -------------------------------------------------------------------------------
+    async def _send_loop(self) -> None:
+        assert self.api is not None
+        batch_size = max(1, self.config.send_batch_size)
+        backoff = Backoff(base=min(1.0, self.config.retry_cap_seconds), cap=self.config.retry_cap_seconds)
+        while not self._stop.is_set():
+            batch = self.spool.peek(batch_size)
+            if not batch:
+                await self._report_drops()
+                await self._sleep(self.config.metrics_interval_seconds, self._wake_sender)
+                continue
+            try:
+                answer = await self.api.send_metrics([p.body for p in batch])
+            except TransportError as exc:
+                delay = self._send_failed(exc, batch, backoff)
+                if exc.status == 413 and batch_size > 1:
+                    batch_size = max(1, batch_size // 2)
+                if delay:
+                    await self._sleep(delay)
+                continue
+            self.spool.ack([p.seq for p in batch])
+            backoff.reset()
+            batch_size = max(1, self.config.send_batch_size)
+            self.info["last_send_ok_at"] = utc_stamp()
+            self.info["last_send_error"] = None
+            self.info["credential_rejected"] = False
+            log.debug("metrics.sent", extra={"samples": len(batch), "answer": answer})
+            await self._report_drops()
+            if len(batch) == batch_size:  # more backlog: pace the catch-up
+                await self._sleep(self.config.catchup_pause_seconds)
+
+    def _send_failed(self, exc: TransportError, batch: list[Any], backoff: Backoff) -> float:
+        """Decide what a failed batch means; returns how long to wait before the next try."""
+        self.info["last_send_error"] = str(exc)[:300]
+        if exc.status in (400, 422):
+            # One sample the server will never accept must not block everything behind it.
+            m = _SAMPLE_FIELD.match(exc.field or "")
+            index = int(m[1]) if m else (0 if len(batch) == 1 else None)
+            if index is not None and index < len(batch):
+                log.error("spool.sample_rejected", extra={"collected_at": batch[index].collected_at,
+                                                          "error": str(exc)[:300]})
+                self.spool.quarantine(batch[index].seq)
+                return 0
+        if exc.status in (401, 403):
+            self.info["credential_rejected"] = True
+            log.error("agent.credential_rejected", extra={"status": exc.status})
+            return 300.0 if not exc.retry_after else exc.retry_after
+        if exc.status == 413:
+            return 0
+        delay = exc.retry_after if exc.retry_after is not None else backoff.next_delay()
+        log.warning("metrics.send_failed", extra={"error": str(exc)[:300], "retry_in": round(delay, 2),
+                                                  "pending": len(batch)})
+        return delay
+
+    async def _report_drops(self) -> None:
+        """Tell the server (event ``spool_overflow``) how many samples were dropped, once."""
+        report = self.spool.drop_report()
+        if report is None:
+            return
+        event = self._drop_event(report)
+        if await self._send_event(event):
+            self.spool.clear_drop_report(report)
+            log.warning("spool.drop_reported", extra={"dropped": report.count})
+
+    def _drop_event(self, report: DropReport) -> dict[str, Any]:
+        key = f"{self.config.agent_id}:{report.first_collected_at}:{report.last_collected_at}:{report.count}"
+        return {"event_type": "spool_overflow", "timestamp": utc_stamp(),
+                "event_id": str(uuid.uuid5(uuid.NAMESPACE_URL, key)),
+                "data": {"dropped": report.count, "first_collected_at": report.first_collected_at,
+                         "last_collected_at": report.last_collected_at,
+                         "spool_max_bytes": self.config.spool_max_bytes}}
+
+    async def _send_event(self, event: dict[str, Any]) -> bool:
+        assert self.api is not None
+        ws = self._ws
+        if ws is not None and not ws.closed:
+            try:
+                await ws.send_str(_encoder.encode({"type": "event", **event}).decode())
+                return True
+            except (ConnectionError, RuntimeError, aiohttp.ClientError):
+                pass
+        try:
+            await self.api.request("POST", "/events", _encoder.encode(event))
+            return True
+        except TransportError as exc:
+            log.debug("event.not_sent", extra={"error": str(exc)[:200]})
+            return False
+
+    # -- heartbeat --------------------------------------------------------------------------
+    async def _heartbeat_loop(self) -> None:
+        assert self.api is not None
+        while not self._stop.is_set():
+            try:
+                answer = await self.api.heartbeat({"timestamp": utc_stamp(), "status": "online",
+                                                   "agent_version": __version__})
+                self.info["last_heartbeat_at"] = utc_stamp()
+                if isinstance(answer, dict) and answer.get("pending_commands"):
+                    self._wake_poll.set()
+                if isinstance(answer, dict) and answer.get("config_updated"):
+                    await self._refresh_config()
+            except TransportError as exc:
+                log.warning("heartbeat.failed", extra={"error": str(exc)[:300]})
+            await self._sleep(self.config.heartbeat_interval_seconds)
+
+    async def _refresh_config(self) -> None:
+        """The server changed this agent's config: fetch it (which acknowledges it) and apply
+        the intervals, except where an ``RTS_AGENT_*`` variable pins them."""
+        assert self.api is not None
+        answer = await self.api.request("GET", "/config")
+        if not isinstance(answer, dict):
+            return
+        changes = {name: float(answer[name]) for name in ("heartbeat_interval_seconds", "metrics_interval_seconds")
+                   if isinstance(answer.get(name), int | float) and answer[name] > 0}
+        if not changes:
+            return
+        saved = load_raw(self.state_dir)
+        save(msgspec.structs.replace(saved, **changes), self.state_dir)
+        live = {k: v for k, v in changes.items() if k not in self._pinned}
+        if live:
+            self.config = msgspec.structs.replace(self.config, **live)
+        log.info("config.updated", extra={"changes": changes, "applied_now": sorted(live),
+                                          "version": answer.get("config_version")})
+
+    # -- commands ---------------------------------------------------------------------------
+    async def _socket_loop(self) -> None:
+        assert self.api is not None
+        backoff = Backoff(base=min(1.0, self.config.retry_cap_seconds), cap=self.config.retry_cap_seconds)
+        url = f"{self.config.ws_url}?token={self.config.agent_token}"
+        while not self._stop.is_set():
+            try:
+                async with self.api.session.ws_connect(
+                    url, heartbeat=30, headers={"Authorization": f"Bearer {self.config.agent_token}"},
+                    timeout=aiohttp.ClientWSTimeout(ws_close=10),
+                ) as ws:
+                    self._ws = ws
+                    self.info["websocket"] = "connected"
+                    log.info("socket.connected", extra={"url": self.config.ws_url})
+                    backoff.reset()
+                    self._result_sent_at.clear()  # re-deliver anything unacknowledged
+                    await self._deliver_results()
+                    await self._report_drops()
+                    async for msg in ws:
+                        if msg.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
+                            await self._on_message(msg.data)
+                        elif msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+                            break
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                log.info("socket.unavailable", extra={"error": f"{type(exc).__name__}: {exc}"[:300]})
+            finally:
+                if self._ws is not None:
+                    self._ws = None
+                    self.info["websocket"] = "disconnected"
+                    self._wake_poll.set()  # polling covers the gap at once
+            await self._sleep(backoff.next_delay())
+
+    async def _on_message(self, data: str | bytes) -> None:
+        try:
+            msg = msgspec.json.decode(data)
+        except msgspec.DecodeError:
+            log.warning("socket.bad_message", extra={"data": str(data)[:200]})
+            return
+        if not isinstance(msg, dict):
+            return
+        kind = msg.get("type")
+        if kind == "command":
+            self._spawn(self._execute(msg, via="ws"))
+        elif kind == "command_result_ack":
+            command_id = str(msg.get("command_id"))
+            self.spool.delete_result(command_id)
+            self._result_sent_at.pop(command_id, None)
+        elif kind == "error":
+            log.warning("socket.server_error", extra={"message": msg})
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _poll_loop(self) -> None:
+        assert self.api is not None
+        while not self._stop.is_set():
+            woken = self._wake_poll.is_set()
+            await self._sleep(0 if woken else self.config.poll_interval_seconds, self._wake_poll)
+            if self._stop.is_set():
+                return
+            if self._ws is not None and not woken:
+                continue  # the socket delivers commands; poll only as a fallback
+            try:
+                for msg in await self.api.poll_commands():
+                    self._spawn(self._execute(msg, via="poll"))
+            except TransportError as exc:
+                log.info("commands.poll_failed", extra={"error": str(exc)[:300]})
+
+    async def _execute(self, msg: dict[str, Any], *, via: str) -> None:
+        cmd = Command.from_message(msg)
+        if cmd.command_id in self._in_flight or cmd.command_id in self._done or self.spool.has_result(cmd.command_id):
+            return  # the same command over both channels, or already answered: run it once
+        self._in_flight.add(cmd.command_id)
+        started_key = "started:" + cmd.command_id
+        try:
+            if self.spool.get_state(started_key) is not None:
+                # Started before a crash or kill, never finished: running it again could repeat
+                # a side effect (a script, a restart) the operator did not ask for twice.
+                result = CommandResult(status="failed", error_message="the agent stopped while this command "
+                                       "was running; it was not run again", completed_at=utc_stamp())
+                self.spool.put_result(cmd.command_id, _encoder.encode(result))
+                self.spool.delete_state(started_key)
+                log.warning("command.interrupted", extra={"command_id": cmd.command_id})
+                return
+            self.spool.set_state(started_key, utc_stamp())
+            log.info("command.started", extra={"command_id": cmd.command_id, "type": cmd.command_type, "via": via})
+            await self._send_result(cmd.command_id, CommandResult(status="executing", started_at=utc_stamp()))
+            result = await self.executor.execute(cmd)
+            self.spool.put_result(cmd.command_id, _encoder.encode(result))
+            self.spool.delete_state(started_key)
+            self.info["commands_executed"] += 1
+            log.info("command.finished", extra={"command_id": cmd.command_id, "status": result.status,
+                                                "exit_code": result.exit_code})
+        finally:
+            self._in_flight.discard(cmd.command_id)
+            self._done[cmd.command_id] = None
+            while len(self._done) > 1000:
+                self._done.popitem(last=False)
+        await self._deliver_results()
+
+    async def _send_result(self, command_id: str, result: CommandResult) -> bool:
+        """Best effort (the ``executing`` notice); final results go through the spool."""
+        return await self._deliver(command_id, _encoder.encode(result))
+
+    async def _deliver(self, command_id: str, body: bytes) -> bool:
+        assert self.api is not None
+        ws = self._ws
+        if ws is not None and not ws.closed:
+            try:
+                payload = b'{"type":"command_result","command_id":"' + command_id.encode() + b'",' + body[1:]
+                await ws.send_str(payload.decode())  # text frames, as the plan's JSON messages
+                return True
+            except (ConnectionError, RuntimeError, aiohttp.ClientError):
+                pass
+        try:
+            await self.api.command_result(command_id, body)
+            return True
+        except TransportError as exc:
+            if exc.status is not None and not exc.retryable:
+                log.error("command.result_refused", extra={"command_id": command_id, "error": str(exc)[:300]})
+                return exc.status in (404, 409, 422)  # the server will never take it: stop trying
+            return False
+
+    async def _deliver_results(self) -> None:
+        """Send spooled results; a POST ack deletes at once, a socket send waits for its ack."""
+        now = time.monotonic()
+        for command_id, body in self.spool.pending_results():
+            sent = self._result_sent_at.get(command_id)
+            if sent is not None and now - sent < 15:
+                continue
+            over_socket = self._ws is not None and not self._ws.closed
+            if await self._deliver(command_id, body):
+                if over_socket:
+                    self._result_sent_at[command_id] = now
+                else:
+                    self.spool.delete_result(command_id)
+
+    async def _results_loop(self) -> None:
+        while not self._stop.is_set():
+            await self._sleep(5)
+            await self._deliver_results()
+
+    # -- inventory --------------------------------------------------------------------------
+    async def _inventory_loop(self) -> None:
+        await self._sleep(min(5.0, self.config.metrics_interval_seconds))
+        backoff = Backoff(base=5.0, cap=600.0)
+        while not self._stop.is_set():
+            try:
+                await self.send_inventory(force=False)
+                backoff.reset()
+                await self._sleep(self.config.inventory_interval_seconds)
+            except Exception as exc:
+                log.warning("inventory.failed", extra={"error": f"{type(exc).__name__}: {exc}"[:300]})
+                await self._sleep(backoff.next_delay())
+
+    async def send_inventory(self, *, force: bool) -> str:
+        assert self.api is not None
+        source, items = await asyncio.to_thread(inventory)
+        digest = inventory_digest(items)
+        if not force and digest == self.spool.get_state("inventory_digest"):
+            return f"inventory unchanged ({len(items)} packages from {source})"
+        body = _encoder.encode({"collected_at": utc_stamp(), "source": source, "software": items})
+        answer = await self.api.send_inventory(body)
+        self.spool.set_state("inventory_digest", digest)
+        self.info["inventory_sent_at"] = utc_stamp()
+        self.info["inventory_packages"] = len(items)
+        log.info("inventory.sent", extra={"packages": len(items), "source": source, "answer": answer})
+        return f"inventory sent: {len(items)} packages from {source}; server: {msgspec.json.encode(answer).decode()}"
+
+    async def _inventory_command(self, _: Command) -> str:
+        return await self.send_inventory(force=True)
+
+    # -- status -----------------------------------------------------------------------------
+    async def _status_loop(self) -> None:
+        while not self._stop.is_set():
+            self._write_status()
+            await self._sleep(2)
+
+    def _write_status(self) -> None:
+        stats = self.spool.stats()
+        status = {
+            "pid": os.getpid(), "agent_id": self.config.agent_id, "server_url": self.config.server_url,
+            "version": __version__, "started_at": self.started_at, "updated_at": utc_stamp(),
+            "metrics_interval_seconds": self.config.metrics_interval_seconds,
+            "spool": {"depth": stats.depth, "bytes": stats.bytes, "max_bytes": stats.max_bytes,
+                      "oldest": stats.oldest, "newest": stats.newest, "spooled_total": stats.spooled_total,
+                      "sent_total": stats.sent_total, "dropped_total": stats.dropped_total,
+                      "dropped_unreported": stats.dropped_unreported,
+                      "quarantined_total": stats.quarantined_total},
+            "pending_results": len(self.spool.pending_results()),
+            **self.info,
+        }
+        write_private(self.state_dir / STATUS_NAME, msgspec.json.format(_encoder.encode(status)))
+
+
+__all__ = ["Runner", "Software"]

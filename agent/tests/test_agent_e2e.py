@@ -1,0 +1,328 @@
+"""The agent end to end: real ``rts-agent`` processes against real ``rts-monitor serve`` processes
+and a fresh TimescaleDB database per test.
+
+What "exactly once" is checked against: the agent logs (debug) every sample it spooled; the
+database must hold exactly that set of ``collected_at`` for the device, no more, no fewer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+from e2e_support import AGENT, AgentProc, World, metric_times, spool_times, start_server_on, wait_for
+
+from tests.fix_api import ApiServer, free_port
+
+
+def agent_events(agent: AgentProc, event: str) -> list[dict[str, Any]]:
+    out = []
+    for line in agent.log_path.read_text(errors="replace").splitlines():
+        if line.startswith("{") and f'"event": "{event}"' in line:
+            out.append(json.loads(line))
+    return out
+
+
+def spooled_times(agent: AgentProc) -> list[str]:
+    return [e["collected_at"] for e in agent_events(agent, "sample.spooled")]
+
+
+def portal(server: ApiServer, world: World, user: str = "admin") -> dict[str, str]:
+    uid = world.admin_id if user == "admin" else world.approver_id
+    return server.headers(server.token("admin", user_id=uid))
+
+
+def command_state(server: ApiServer, world: World, agent_id: str, command_id: str) -> dict[str, Any]:
+    resp = httpx.get(f"{server.url}/api/agents/{agent_id}/commands/{command_id}", headers=portal(server, world),
+                     timeout=30)
+    assert resp.status_code == 200, resp.text
+    return dict(resp.json())
+
+
+def wait_final(server: ApiServer, world: World, agent_id: str, command_id: str, timeout: float = 30) -> dict[str, Any]:
+    def final() -> dict[str, Any] | None:
+        cmd = command_state(server, world, agent_id, command_id)
+        return cmd if cmd["status"] in ("completed", "failed", "timeout", "cancelled", "rejected") else None
+
+    return dict(wait_for(final, timeout, f"command {command_id} to finish", step=0.2))
+
+
+def test_install_register_report_and_run_commands_over_socket_and_polling(
+        api_factory: Callable[..., ApiServer], world: World, install_agent: Callable[..., AgentProc],
+        tmp_path: Path) -> None:
+    server = api_factory()
+    unit_dir = tmp_path / "units"
+    agent = install_agent(server, world, extra_args=["--unit-dir", str(unit_dir), "--no-start",
+                                                     "--services", "cron,ssh"], RTS_AGENT_LOG_LEVEL="DEBUG")
+
+    # Install: registered under the token's business and location, secrets readable by us only.
+    config = agent.config
+    assert config["server_url"] == server.url and config["agent_token"].startswith("rtsa_")
+    assert config["business_id"] == str(world.business_id)
+    assert config["monitored_services"] == ["cron", "ssh"]
+    assert stat.S_IMODE(os.stat(agent.state_dir / "config.json").st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(agent.state_dir).st_mode) == 0o700
+    unit = (unit_dir / "rts-agent.service").read_text()
+    assert f"run --state-dir {agent.state_dir}" in unit
+    assert "Restart=always" in unit
+    device = world.query("SELECT business_id, service_location_id, hostname, os_type, device_name "
+                         "FROM agent_devices WHERE id = %s", agent.agent_id)
+    assert device and device[0]["service_location_id"] == world.location_id and device[0]["os_type"] == "linux"
+    assert device[0]["device_name"] == "e2e-host"
+    assert not agent.status()["running"]
+
+    agent.start(RTS_AGENT_INVENTORY_INTERVAL="3600")
+    # Metrics flow and are visible in the history API.
+    wait_for(lambda: len(metric_times(world, agent.agent_id)) >= 4, 30, "metrics in the database")
+    end = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 60))
+    resp = httpx.get(f"{server.url}/api/agents/{agent.agent_id}/metrics/history",
+                     params={"interval": "10s", "metric": "cpu_percent,memory_percent,disk_percent",
+                             "start": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 600)),
+                             "end": end},
+                     headers=portal(server, world), timeout=30)
+    assert resp.status_code == 200, resp.text
+    points = resp.json()["metrics"]
+    assert points and all(p["memory_percent"] is not None and p["memory_percent"] > 0 for p in points)
+
+    # A second runner on the same state dir refuses to start (it would run commands twice).
+    second = subprocess.run([*AGENT, "--state-dir", str(agent.state_dir), "run"], env=agent.env,
+                            capture_output=True, text=True, timeout=30)
+    assert second.returncode == 2 and "already running" in second.stderr
+
+    # status: running, socket connected, nothing failing to send.
+    st = wait_for(lambda: (s := agent.status())["running"] and s.get("last_status", {}).get("websocket")
+                  == "connected" and s, 20, "agent connected over the WebSocket")
+    assert st["last_status"]["agent_id"] == agent.agent_id
+    assert "services" in (st["last_status"]["collector_errors"] or {})  # no systemd in this sandbox...
+    assert st["last_status"]["last_send_ok_at"]  # ...and it costs nothing else
+
+    # Software inventory (dpkg on this machine) reached the server.
+    def inventory() -> list[dict[str, Any]]:
+        r = httpx.get(f"{server.url}/api/agents/{agent.agent_id}/inventory", headers=portal(server, world))
+        return list(r.json().get("software", [])) if r.status_code == 200 else []
+
+    software = wait_for(inventory, 30, "software inventory")
+    assert len(software) > 10 and any(s["name"].startswith("python3") for s in software)
+
+    # A run_script command (needs a second admin's approval) goes over the socket.
+    hostile = "x; touch /tmp/rts-pwned-$$"
+    resp = httpx.post(f"{server.url}/api/agents/{agent.agent_id}/commands", headers=portal(server, world),
+                      json={"command_type": "run_script", "timeout_seconds": 30,
+                            "params": {"interpreter": "sh", "script": 'echo "hello $1"', "arguments": [hostile]}})
+    assert resp.status_code == 201, resp.text
+    cid = resp.json()["id"]
+    resp = httpx.post(f"{server.url}/api/agents/{agent.agent_id}/commands/{cid}/approve",
+                      headers=portal(server, world, "approver"), json={})
+    assert resp.status_code == 200, resp.text
+    done = wait_final(server, world, agent.agent_id, cid)
+    assert done["status"] == "completed", done
+    assert done["exit_code"] == 0 and done["stdout"] == f"hello {hostile}\n"
+    assert done["delivered_via"] == "ws"
+    # ...and its result came back over the socket too (the executing notice, then the result).
+    results = [h for h in done["history"] or [] if h["actor_type"] == "agent"]
+    assert results and all(h["via"] == "ws" for h in results), done["history"]
+    assert results[-1]["to_status"] == "completed"
+
+    # Socket unavailable (an address nothing listens on): commands arrive by polling instead.
+    agent.stop()
+    agent.start(RTS_AGENT_WEBSOCKET_URL=f"ws://127.0.0.1:{free_port()}/ws")
+    wait_for(lambda: agent.last_status().get("pid") == agent.proc.pid if agent.proc else False, 20, "restart")
+    resp = httpx.post(f"{server.url}/api/agents/{agent.agent_id}/commands", headers=portal(server, world),
+                      json={"command_type": "collect_inventory", "timeout_seconds": 60, "params": {}})
+    assert resp.status_code == 201, resp.text
+    done = wait_final(server, world, agent.agent_id, resp.json()["id"])
+    assert done["status"] == "completed", done
+    assert done["delivered_via"] == "poll"
+    assert "inventory sent" in done["stdout"]
+    assert agent.last_status()["websocket"] == "disconnected"
+    # An unknown command type never reaches the agent: the server refuses to create it.
+    resp = httpx.post(f"{server.url}/api/agents/{agent.agent_id}/commands", headers=portal(server, world),
+                      json={"command_type": "format_disk", "params": {}})
+    assert resp.status_code in (400, 422)
+
+    # A config change on the server reaches the agent through its heartbeat (config_updated).
+    resp = httpx.patch(f"{server.url}/api/agents/{agent.agent_id}", headers=portal(server, world),
+                       json={"alerts_enabled": False})
+    assert resp.status_code == 200, resp.text
+
+    def acknowledged() -> bool:
+        row = world.query("SELECT config_version, config_version_delivered FROM agent_devices WHERE id = %s",
+                          agent.agent_id)[0]
+        return bool(row["config_version"] > 1 and row["config_version"] == row["config_version_delivered"])
+
+    wait_for(acknowledged, 20, "the agent to fetch its new config")
+    assert agent_events(agent, "config.updated")
+
+    # Every sample spooled by both runs is in the database exactly once (or still spooled).
+    agent.stop()
+    assert_exactly_once(agent, world)
+
+
+def test_server_down_for_a_while_every_sample_arrives_exactly_once(
+        api_factory: Callable[..., ApiServer], world: World, install_agent: Callable[..., AgentProc],
+        db_url: str, tmp_path: Path) -> None:
+    port = free_port()
+    server = start_server_on(db_url, tmp_path / "srv1", port)
+    try:
+        agent = install_agent(server, world, RTS_AGENT_LOG_LEVEL="DEBUG", RTS_AGENT_BATCH_SIZE="7")
+        agent.start()
+        wait_for(lambda: len(metric_times(world, agent.agent_id)) >= 3, 30, "first metrics")
+    finally:
+        server.stop()
+    down_at = time.time()
+    # Down for ~5 s: ~20 samples at 0.25 s pile up in the spool while sends fail and back off.
+    wait_for(lambda: agent.spool()["depth"] >= 15, 30, "a backlog in the spool")
+    errors = agent.last_status().get("last_send_error") or ""
+    assert "ClientConnectorError" in errors or "Connect" in errors, errors
+
+    server = start_server_on(db_url, tmp_path / "srv2", port)
+    try:
+        up_at = time.time()
+        wait_for(lambda: agent.spool()["depth"] <= 1 and agent.last_status().get("last_send_ok_at"), 90,
+                 "the backlog to drain")
+        agent.stop()
+    finally:
+        server.stop()
+
+    stored = assert_exactly_once(agent, world)
+    outage = [t for t in stored if down_at + 0.5 < _epoch(t) < up_at - 0.5]
+    assert len(outage) >= 10, f"only {len(outage)} samples from the outage arrived"
+    sent = [e["answer"] for e in agent_events(agent, "metrics.sent")]
+    assert sum(a["received"] for a in sent) == len(stored)
+    assert agent.spool()["dropped_total"] == 0
+
+
+def test_agent_sigkilled_mid_send_loses_and_duplicates_nothing(
+        api_factory: Callable[..., ApiServer], world: World, install_agent: Callable[..., AgentProc],
+        db_url: str, tmp_path: Path) -> None:
+    port = free_port()
+    server = start_server_on(db_url, tmp_path / "srv1", port)
+    agent = install_agent(server, world, RTS_AGENT_LOG_LEVEL="DEBUG", RTS_AGENT_BATCH_SIZE="4",
+                          RTS_AGENT_CATCHUP_PAUSE="0.2")
+    server.stop()
+    # Build a backlog offline, then kill the agent while it drains it in small, paced batches.
+    agent.start()
+    wait_for(lambda: agent.spool()["depth"] >= 30, 40, "an offline backlog")
+    server = start_server_on(db_url, tmp_path / "srv2", port)
+    kills = 0
+    try:
+        for _ in range(3):
+            before = len(metric_times(world, agent.agent_id))
+            wait_for(lambda b=before: len(metric_times(world, agent.agent_id)) > b, 30, "draining to start")
+            assert agent.stop(signal.SIGKILL) == -signal.SIGKILL
+            kills += 1
+            assert agent.spool()["depth"] > 0, "the backlog drained before the kill"
+            agent.start()
+        wait_for(lambda: agent.spool()["depth"] <= 1, 60, "the backlog to drain after the kills")
+        agent.stop()
+    finally:
+        server.stop()
+    assert kills == 3
+    stored = assert_exactly_once(agent, world)
+    # A batch the server committed just before a kill is sent again after the restart and
+    # answered as duplicates: logged answers account for every row at most once.
+    answers = [e["answer"] for e in agent_events(agent, "metrics.sent")]
+    assert sum(a["received"] for a in answers) <= len(stored)
+
+
+def test_spool_full_drops_oldest_and_reports_it(
+        api_factory: Callable[..., ApiServer], world: World, install_agent: Callable[..., AgentProc],
+        db_url: str, tmp_path: Path) -> None:
+    port = free_port()
+    server = start_server_on(db_url, tmp_path / "srv1", port)
+    # Room for about six samples.
+    agent = install_agent(server, world, RTS_AGENT_LOG_LEVEL="DEBUG", RTS_AGENT_SPOOL_MAX_BYTES="3000")
+    server.stop()
+    agent.start()
+    wait_for(lambda: agent.spool()["dropped_total"] >= 10, 40, "the spool to overflow")
+    spool = agent.spool()
+    assert 0 < spool["bytes"] <= 3000 and spool["depth"] < len(spooled_times(agent)) - 10
+    assert spool["dropped_unreported"] > 0
+    assert agent_events(agent, "spool.full_dropped_oldest")
+    server = start_server_on(db_url, tmp_path / "srv2", port)
+    try:
+        wait_for(lambda: agent.spool()["dropped_unreported"] == 0, 40, "the drop to be reported")
+        agent.stop()
+    finally:
+        server.stop()
+    events = world.query("SELECT data FROM agent_events WHERE agent_device_id = %s AND event_type = 'spool_overflow'",
+                         agent.agent_id)
+    assert events, "no spool_overflow event reached the server"
+    reported = sum(int(e["data"]["dropped"]) for e in events)
+    final = agent.spool()
+    assert reported == final["dropped_total"] >= 10
+    first = events[0]["data"]
+    assert first["first_collected_at"] <= first["last_collected_at"]
+    # What was dropped is the oldest: everything stored is newer than the last dropped sample,
+    # except what had been sent before the server went away.
+    stored = metric_times(world, agent.agent_id)
+    produced = spooled_times(agent)
+    assert len(stored) + final["dropped_total"] + final["depth"] == len(produced)
+    newest_dropped = max(e["data"]["last_collected_at"] for e in events)
+    assert all(t > newest_dropped for t in stored[-3:])
+
+
+def assert_exactly_once(agent: AgentProc, world: World) -> list[str]:
+    """Every sample the agent spooled is in the database exactly once, or still in its spool
+    (sent but not yet acknowledged when the agent stopped: the next run re-sends it)."""
+    produced = spooled_times(agent)
+    stored = metric_times(world, agent.agent_id)
+    waiting = spool_times(agent)
+    spool = agent.spool()
+    assert len(produced) == len(set(produced)) == spool["spooled_total"]
+    assert len(stored) == len(set(stored))
+    assert spool["dropped_total"] == 0 and spool["quarantined_total"] == 0
+    assert sorted(set(stored) | set(waiting)) == sorted(produced), "database and agent disagree"
+    assert len(waiting) <= 2
+    return stored
+
+
+def test_hours_of_backlog_catch_up_oldest_first_in_bounded_paced_batches(
+        api_factory: Callable[..., ApiServer], world: World, install_agent: Callable[..., AgentProc]) -> None:
+    from rts_agent.collect import Sample
+    from rts_agent.spool import Spool
+
+    server = api_factory()
+    agent = install_agent(server, world, RTS_AGENT_LOG_LEVEL="DEBUG", RTS_AGENT_BATCH_SIZE="500",
+                          RTS_AGENT_CATCHUP_PAUSE="1.0", RTS_AGENT_METRICS_INTERVAL="5")
+    # Eight hours offline at a 10-second interval: 2,880 samples waiting in the spool.
+    start = time.time() - 8 * 3600
+    backlog = [Sample(collected_at=time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(start + i * 10)) + ".000000Z",
+                      cpu_percent=float(i % 100), memory_percent=50.0, disk_percent=40.0, uptime_seconds=i)
+               for i in range(2880)]
+    import msgspec
+
+    with Spool(agent.state_dir / "spool.db", max_bytes=64 * 1024 * 1024) as spool:
+        for sample in backlog:
+            spool.put(sample.collected_at, msgspec.json.encode(sample))
+    began = time.monotonic()
+    agent.start()
+    wait_for(lambda: len(metric_times(world, agent.agent_id)) >= 2880, 60, "the backlog to arrive")
+    took = time.monotonic() - began
+    agent.stop()
+
+    stored = set(metric_times(world, agent.agent_id))
+    assert {s.collected_at for s in backlog} <= stored
+    sizes = [e["samples"] for e in agent_events(agent, "metrics.sent")]
+    # Bounded batches (the last one may carry the first live sample too)...
+    assert sizes[:5] == [500] * 5 and 380 <= sizes[5] <= 382 and max(sizes) == 500
+    assert took >= 5.0  # ...with a pause after each full one: a trickle, not a flood
+    # Oldest first: each committed range starts no earlier than the previous one.
+    ranges = world.query("SELECT range_start FROM metric_ingest_ranges WHERE agent_device_id = %s ORDER BY id",
+                         agent.agent_id)
+    starts = [r["range_start"] for r in ranges]
+    assert len(starts) >= 6 and starts == sorted(starts)
+
+
+def _epoch(stamp: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()

@@ -1,0 +1,53 @@
+"""``curl {server}/install.sh | sudo bash -s AGT-…``: the server serves the script with its URL
+filled in; the script builds a venv, installs the agent and registers it (real pip, real server)."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+from e2e_support import World, registration_token
+
+from tests.fix_api import ApiServer
+
+AGENT_DIR = Path(__file__).resolve().parents[1]
+
+
+def test_install_script_served_by_the_api_registers_an_agent(
+        api_factory: Callable[..., ApiServer], world: World, tmp_path: Path) -> None:
+    server = api_factory(env={"RTS_AGENT_PIP_SOURCE": str(AGENT_DIR)})
+    resp = httpx.get(server.url + "/install.sh", timeout=30)
+    assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/x-shellscript")
+    script = resp.text
+    assert f'SERVER="${{RTS_SERVER:-{server.url}}}"' in script
+    assert f'SOURCE="${{RTS_AGENT_SOURCE:-{AGENT_DIR}}}"' in script
+    assert "@@" not in script.split("case \"$SOURCE\"")[0]
+
+    token = registration_token(server, world, "installed-by-script")
+    state = tmp_path / "state"
+    env = {**os.environ, "RTS_AGENT_PREFIX": str(tmp_path / "venv"), "RTS_AGENT_STATE_DIR": str(state),
+           "RTS_AGENT_LINK": ""}
+    # Exactly the documented one-liner's shape: the script on stdin, the token as its argument.
+    out = subprocess.run(["bash", "-s", token, "--no-systemd", "--services", "cron"], input=script, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert "registered agent" in out.stdout
+    config = json.loads((state / "config.json").read_text())
+    assert config["server_url"] == server.url and config["monitored_services"] == ["cron"]
+    assert stat.S_IMODE(os.stat(state / "config.json").st_mode) == 0o600
+    rows = world.query("SELECT device_name, business_id FROM agent_devices WHERE id = %s", config["agent_id"])
+    assert rows == [{"device_name": "installed-by-script", "business_id": world.business_id}]
+    status = subprocess.run([str(tmp_path / "venv" / "bin" / "rts-agent"), "--state-dir", str(state), "status",
+                             "--json"], capture_output=True, text=True, timeout=60)
+    assert status.returncode == 3 and json.loads(status.stdout)["installed"] is True  # installed, not running
+
+    # A used token cannot enrol a second machine.
+    out = subprocess.run(["bash", "-s", token, "--no-systemd"], input=script,
+                         env={**env, "RTS_AGENT_STATE_DIR": str(tmp_path / "other")},
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode != 0 and "registration failed" in out.stderr

@@ -1,0 +1,298 @@
+"""History charts from the rollup tiers vs. from raw rows, and the refresh job's cost (issue 5).
+
+One command:
+
+    .venv/bin/python benchmarks/history.py [--devices 1000] [--days 30] [--queries 200] [--runs 3] [--reload]
+
+Data: ``--devices`` x ``--days`` of 1-minute samples (1,000 x 30 = 43.2M rows) generated inside
+PostgreSQL with ``INSERT … SELECT generate_series`` one day at a time (progress per day), in time
+order across devices as ingestion writes them (each flush commits many devices' samples of the
+same minutes, so one device's rows are spread over many pages), in the
+database ``rts_bench_history`` on the local TimescaleDB. It is kept between runs (``--reload``
+rebuilds it); the tiers are built by the real refresh code (``tiers.maintenance.refresh``).
+
+Per run, side by side on the same connection, for random devices:
+
+* ``30d @ 1h``: our path (``history.service.query``: the 1h tier + finer tiers + raw tail, plus the
+  watermark lookup), the ceiling (a bare ``SELECT`` of the 1h tier rows, no combination), and the
+  same chart computed from raw rows (``time_bucket`` over 43,200 rows per device);
+* ``24h @ 5m``: the same three for the 5m tier;
+* refresh cost: the scheduled pass over one new hour of all devices' data (incremental from the
+  watermark), and the invalidation pass after every device flushed one hour of late rows.
+
+Prints a table of medians over ``--runs`` (p50/p99 per run, median of those) and the tiers/raw
+ratio; writes ``benchmarks/results/history.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import random
+import statistics
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from psycopg.rows import dict_row
+
+from rts_monitor import migrations
+from rts_monitor.config import Settings
+from rts_monitor.db import resolve_database_url
+from rts_monitor.history import planning
+from rts_monitor.history import service as history
+from rts_monitor.tiers import maintenance
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "history.json"
+DB_NAME = "rts_bench_history"
+
+LOAD_DAY = """
+INSERT INTO agent_metrics (agent_device_id, collected_at, cpu_percent, memory_used_gb, memory_percent,
+                           disk_used_gb, disk_percent, load_average_1m, load_average_5m, load_average_15m,
+                           uptime_seconds, network_rx_bytes, network_tx_bytes)
+SELECT d.id, t,
+       (50 + 30 * sin(extract(epoch FROM t) / 3600.0 + d.n) + 10 * random())::real,
+       (8 + 4 * sin(extract(epoch FROM t) / 7200.0 + d.n))::real,
+       (50 + 25 * sin(extract(epoch FROM t) / 7200.0 + d.n) + 5 * random())::real,
+       (400 + d.n %% 100 + extract(epoch FROM t - %(day)s) / 86400.0)::real,
+       (60 + d.n %% 30 + 5 * random())::real,
+       (2 * random())::real, (1.5 + random())::real, (1.2 + random() / 2)::real,
+       (extract(epoch FROM t)::bigint %% 604800),
+       (extract(epoch FROM t)::bigint %% 604800) * (1000 + d.n),
+       (extract(epoch FROM t)::bigint %% 604800) * (100 + d.n)
+  FROM bench_devices d
+ CROSS JOIN generate_series(%(day)s::timestamptz, %(day)s::timestamptz + INTERVAL '1 day' - INTERVAL '1 minute',
+                            INTERVAL '1 minute') AS t
+ ORDER BY t, d.id
+"""
+
+
+def log(msg: str) -> None:
+    print(f"[history-bench] {msg}", file=sys.stderr, flush=True)
+
+
+def _admin_url(url: str) -> str:
+    return url.rsplit("/", 1)[0] + "/postgres"
+
+
+def prepare(server_url: str, devices: int, days: int, reload: bool) -> tuple[str, dict[str, Any]]:
+    """Create/migrate/load the benchmark database unless an identical load is already there."""
+    url = server_url.rsplit("/", 1)[0] + "/" + DB_NAME
+    with psycopg.connect(_admin_url(server_url), autocommit=True) as admin:
+        exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DB_NAME,)).fetchone()
+        if exists and reload:
+            admin.execute(f'DROP DATABASE "{DB_NAME}" WITH (FORCE)')
+            exists = None
+        if not exists:
+            admin.execute(f'CREATE DATABASE "{DB_NAME}"')
+    if not exists:  # a kept database stays on the schema it was loaded with (--reload to renew)
+        migrations.migrate(url)
+    with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS bench_meta (key text PRIMARY KEY, value jsonb)")
+        meta = conn.execute("SELECT value FROM bench_meta WHERE key = 'load'").fetchone()
+        wanted = {"devices": devices, "days": days}
+        if meta and {k: meta["value"][k] for k in wanted} == wanted:
+            log(f"reusing loaded data in {DB_NAME}: {meta['value']}")
+            return url, meta["value"]
+        if meta:
+            raise SystemExit(f"{DB_NAME} holds a different load {meta['value']}; use --reload")
+        end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+        first_day = (end - timedelta(days=days)).replace(hour=0)
+        conn.execute("INSERT INTO businesses (business_name) VALUES ('bench') ON CONFLICT DO NOTHING")
+        biz = conn.execute("SELECT id FROM businesses WHERE business_name = 'bench' LIMIT 1").fetchone()
+        assert biz is not None
+        conn.execute(
+            "INSERT INTO agent_devices (business_id, device_name, os_type, agent_version) "
+            "SELECT %s, 'bench-' || n, 'linux', '1.0.0' FROM generate_series(1, %s) n", (biz["id"], devices))
+        conn.execute("CREATE TABLE bench_devices AS SELECT id, row_number() OVER (ORDER BY id)::int AS n "
+                     "FROM agent_devices WHERE device_name LIKE 'bench-%%'")
+        total, started = 0, time.monotonic()
+        day = first_day
+        i = 0
+        n_days = (end - first_day).days + (1 if (end - first_day) % timedelta(days=1) else 0)
+        while day < end:
+            t0 = time.monotonic()
+            cur = conn.execute(LOAD_DAY, {"day": day})
+            total += cur.rowcount
+            i += 1
+            log(f"loaded day {i}/{n_days} ({day.date()}): {cur.rowcount:,} rows in {time.monotonic() - t0:.1f}s, "
+                f"total {total:,} ({total / (time.monotonic() - started):,.0f} rows/s)")
+            day += timedelta(days=1)
+        # The load overshoots `end` by the rest of the last day: remove that tail so data ends at `end`.
+        conn.execute("DELETE FROM agent_metrics WHERE collected_at >= %s", (end,))
+        total = conn.execute("SELECT count(*) AS n FROM agent_metrics").fetchone()["n"]  # type: ignore[index]
+        load_s = time.monotonic() - started
+        log(f"loaded {total:,} rows in {load_s:.0f}s; VACUUM ANALYZE …")
+        conn.execute("VACUUM ANALYZE agent_metrics")
+        log("initial tier build (refresh from the start of the data up to `end` - 1h) …")
+        t0 = time.monotonic()
+        res = asyncio.run(_refresh(url, end - timedelta(hours=1)))
+        build_s = time.monotonic() - t0
+        conn.execute("VACUUM ANALYZE agent_metrics_5m, agent_metrics_1h, agent_metrics_1d")
+        value = {**wanted, "rows": total, "end": end.isoformat(), "load_seconds": round(load_s, 1),
+                 "load_rows_per_second": round(total / load_s), "initial_build_seconds": round(build_s, 1),
+                 "initial_build_rows": res}
+        conn.execute("INSERT INTO bench_meta VALUES ('load', %s)", (json.dumps(value),))
+        log(f"tiers built in {build_s:.0f}s: {res}")
+        return url, value
+
+
+async def _refresh(url: str, now: datetime) -> dict[str, int]:
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True, row_factory=dict_row) as conn:
+        return (await maintenance.refresh(conn, now=now)).rows
+
+
+def pct(values: list[float], p: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
+
+
+async def time_queries(conn: psycopg.AsyncConnection[Any], devices: list[UUID], n: int, end: datetime,
+                       span: timedelta, interval: str) -> dict[str, dict[str, float]]:
+    """p50/p99 (ms) of our path, the bare tier read and raw, interleaved per device."""
+    plan = planning.plan(start=end - span, end=end, now=end, interval=interval,
+                         metric="cpu_percent,memory_percent,disk_percent", stats="avg")
+    raw_plan = dataclasses.replace(plan, tier=None)
+    assert plan.tier is not None
+    wanted = ", ".join(f"{m}_sum, {m}_count" for m in plan.metrics)
+    bare = (f"SELECT bucket, {wanted} FROM {plan.tier.name} WHERE agent_device_id = %s "
+            "AND bucket >= %s AND bucket < %s ORDER BY bucket")
+    times: dict[str, list[float]] = {"tiers (our path)": [], "tier rows (ceiling)": [], "raw": []}
+    rows_seen: dict[str, int] = {}
+    for i in range(n + 5):  # 5 warm-up rounds
+        dev = random.choice(devices)
+        for name in times:
+            t0 = time.perf_counter()
+            if name == "tiers (our path)":
+                rows = await history.query(conn, plan=plan, edition="apache", devices=[dev])
+            elif name == "raw":
+                rows = await history.query(conn, plan=raw_plan, edition="apache", devices=[dev])
+            else:
+                rows = list(await (await conn.execute(bare.encode(), (dev, plan.start, plan.end))).fetchall())
+            if i >= 5:
+                times[name].append((time.perf_counter() - t0) * 1000)
+                rows_seen[name] = len(rows)
+    out = {name: {"p50_ms": round(pct(v, 50), 3), "p99_ms": round(pct(v, 99), 3), "points": rows_seen[name]}
+           for name, v in times.items()}
+    # Server side only (planning + execution from EXPLAIN ANALYZE), without the client round trips.
+    for name, p in (("tiers (our path)", plan), ("raw", raw_plan)):
+        server = []
+        for _ in range(max(10, n // 5)):
+            dev = random.choice(devices)
+            wms, pending = await history._state(conn, "apache", p, [dev])
+            per_device, params = history.per_device_sql(p, "apache", wms, pending=pending)
+            params["devs"] = [dev]
+            async with conn.transaction():
+                await conn.execute("SET LOCAL jit = off")
+                sql = "EXPLAIN (ANALYZE, TIMING OFF, SUMMARY ON) " + history.history_sql(p, per_device, fleet=False)
+                lines = [r["QUERY PLAN"] for r in await (await conn.execute(sql.encode(), params)).fetchall()]
+            server.append(sum(float(x.split()[2]) for x in lines if x.startswith(("Planning Time", "Execution Time"))))
+        out[name]["server_p50_ms"] = round(pct(server, 50), 3)
+    return out
+
+
+async def refresh_costs(url: str, end: datetime, devices: int) -> dict[str, float]:
+    """One steady-state pass over a new hour, and the pass after an hour of late rows per device."""
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True, row_factory=dict_row) as conn:
+        hour = end - timedelta(hours=1)
+        day = hour.replace(hour=0)
+        await conn.execute(
+            "UPDATE rts_tier_levels SET watermark = CASE name WHEN 'agent_metrics_1d' THEN %(day)s::timestamptz "
+            "ELSE %(hour)s::timestamptz END WHERE bucket_width IS NOT NULL", {"hour": hour, "day": day})
+        await conn.execute("DELETE FROM metric_ingest_ranges")
+        t0 = time.perf_counter()
+        res = await maintenance.refresh(conn, now=end)
+        incremental = time.perf_counter() - t0
+        assert res.rows["agent_metrics_5m"] == 12 * devices, res.rows
+        late_lo = end - timedelta(hours=3)
+        await conn.execute(
+            "INSERT INTO metric_ingest_ranges (agent_device_id, range_start, range_end, row_count) "
+            "SELECT id, %s, %s, 60 FROM bench_devices", (late_lo, late_lo + timedelta(minutes=59)))
+        t0 = time.perf_counter()
+        res = await maintenance.refresh(conn, now=end)
+        late = time.perf_counter() - t0
+        assert res.invalidated_ranges == 12 * devices, res
+    return {"incremental_hour_ms": round(incremental * 1000, 1), "late_hour_ms": round(late * 1000, 1)}
+
+
+async def one_run(url: str, end: datetime, queries: int, devices_n: int) -> dict[str, Any]:
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True, row_factory=dict_row) as conn:
+        devices = [r["id"] for r in await (await conn.execute("SELECT id FROM bench_devices")).fetchall()]
+        now = datetime.now(UTC)
+        out: dict[str, Any] = {}
+        log("  30-day chart at 1h …")
+        out["30d@1h"] = await time_queries(conn, devices, queries, now, timedelta(days=30), "1h")
+        log("  24-hour chart at 5m …")
+        out["24h@5m"] = await time_queries(conn, devices, queries, now, timedelta(hours=24), "5m")
+    log("  refresh cost …")
+    out["refresh"] = await refresh_costs(url, end, devices_n)
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--devices", type=int, default=1000)
+    ap.add_argument("--days", type=int, default=30)
+    ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--reload", action="store_true")
+    args = ap.parse_args()
+    server = resolve_database_url(Settings.from_env())
+    url, meta = prepare(server, args.devices, args.days, args.reload)
+    end = datetime.fromisoformat(meta["end"])
+    runs = []
+    for r in range(args.runs):
+        log(f"run {r + 1}/{args.runs}")
+        runs.append(asyncio.run(one_run(url, end, args.queries, args.devices)))
+    table: list[dict[str, Any]] = []
+    summary: dict[str, Any] = {}
+    for chart in ("30d@1h", "24h@5m"):
+        for path in runs[0][chart]:
+            p50 = statistics.median(run[chart][path]["p50_ms"] for run in runs)
+            p99 = statistics.median(run[chart][path]["p99_ms"] for run in runs)
+            summary[f"{chart} {path}"] = {"p50_ms": p50, "p99_ms": p99, "points": runs[0][chart][path]["points"]}
+            srv = [run[chart][path].get("server_p50_ms") for run in runs]
+            server = statistics.median(srv) if None not in srv else None
+            summary[f"{chart} {path}"]["server_p50_ms"] = server
+            table.append({"chart": chart, "path": path, "points": runs[0][chart][path]["points"],
+                          "p50 ms": f"{p50:.2f}", "p99 ms": f"{p99:.2f}",
+                          "server p50 ms": "-" if server is None else f"{server:.2f}"})
+        ours, raw = summary[f"{chart} tiers (our path)"], summary[f"{chart} raw"]
+        summary[f"{chart} ratio raw/tiers"] = {"p50": round(raw["p50_ms"] / ours["p50_ms"], 1),
+                                               "p99": round(raw["p99_ms"] / ours["p99_ms"], 1),
+                                               "server_p50": round(raw["server_p50_ms"] / ours["server_p50_ms"], 1)}
+    inc = statistics.median(run["refresh"]["incremental_hour_ms"] for run in runs)
+    late = statistics.median(run["refresh"]["late_hour_ms"] for run in runs)
+    summary["refresh per hour of ingested data (ms)"] = {"incremental": inc, "late rows": late}
+    from rts_monitor.cli import print_table
+
+    print(f"\n{meta['rows']:,} rows ({args.devices} devices x {args.days} days of 1-minute data), "
+          f"medians of {args.runs} runs x {args.queries} queries\n")
+    print_table(table)
+    print()
+    for chart in ("30d@1h", "24h@5m"):
+        r = summary[f"{chart} ratio raw/tiers"]
+        print(f"{chart}: raw is {r['p50']}x slower at p50, {r['p99']}x at p99 "
+              f"({r['server_p50']}x in server time)")
+    print(f"refresh of one hour of {args.devices} devices' data: incremental {inc:.0f} ms, "
+          f"after an hour of late rows from every device {late:.0f} ms")
+    print(f"load: {meta['load_rows_per_second']:,} rows/s; initial tier build over all data "
+          f"{meta['initial_build_seconds']} s")
+    ok = (summary["30d@1h tiers (our path)"]["p99_ms"] < 20 and summary["30d@1h ratio raw/tiers"]["p99"] >= 20)
+    print(f"targets (30d@1h p99 < 20 ms and >= 20x faster than raw): {'met' if ok else 'NOT met'}")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({"measured_at": datetime.now(UTC).isoformat(), "args": vars(args), "load": meta,
+                                   "summary": summary, "runs": runs}, indent=2, default=str))
+    log(f"wrote {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,26 @@
+"""The HTTP ceiling for benchmarks/ingest.py: the same route and body decoding, no auth, no database.
+
+Served by uvicorn with the settings ``rts-monitor serve`` uses (uvloop, httptools, no access
+log), so the difference to the real endpoint is exactly what ingestion costs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from litestar import Litestar, Request, post
+
+from rts_monitor.ingest.structs import MetricsAccepted, MetricsBatch
+
+_DECODE = __import__("msgspec").json.Decoder(MetricsBatch)
+
+
+@post("/api/agents/{agent_id:uuid}/metrics", status_code=200)
+async def noop_metrics(request: Request[Any, Any, Any], agent_id: UUID) -> MetricsAccepted:
+    batch = _DECODE.decode(await request.body())
+    return MetricsAccepted(received=len(batch.metrics), duplicates=0, alerts_triggered=[])
+
+
+def create_app() -> Litestar:
+    return Litestar(route_handlers=[noop_metrics], logging_config=None, debug=False)

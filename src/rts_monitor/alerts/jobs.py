@@ -1,0 +1,115 @@
+"""Scheduled alerting work: the evaluation cycle, tickets, notifications; and the ingest hook.
+
+``alerts.evaluate`` is a singleton job (the scheduler's advisory lock): with several API
+processes exactly one evaluates at a time. Tickets and notifications are separate jobs, so a
+slow webhook never holds up evaluation or ticket creation. After a cycle (or an ingest flush)
+that enqueued work, the outbox jobs are nudged at once instead of waiting for their next tick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+from uuid import UUID
+
+from rts_monitor import scheduler
+from rts_monitor.alerts import evaluator, tickets
+from rts_monitor.api.context import AppContext
+from rts_monitor.ingest import hooks
+from rts_monitor.ingest.hooks import CommittedRanges
+from rts_monitor.notifications import outbox
+
+log = logging.getLogger(__name__)
+_background: set[asyncio.Task[bool]] = set()
+OUTBOX_JOBS = ("alerts.tickets", "alerts.notify")
+
+
+@scheduler.job("alerts.evaluate", seconds=lambda ctx: ctx.settings.alert_evaluate_seconds)
+async def evaluate(ctx: AppContext) -> None:
+    async with ctx.pool.connection() as conn:
+        result = await evaluator.run_cycle(conn, ctx.settings, scope="all")
+        await evaluator.prune(conn)
+    if result.outbox:
+        nudge_outbox(ctx)
+
+
+@scheduler.job("alerts.tickets", seconds=lambda ctx: ctx.settings.alert_outbox_seconds)
+async def create_tickets(ctx: AppContext) -> None:
+    await tickets.process(ctx.pool, ctx.settings)
+
+
+@scheduler.job("alerts.notify", seconds=lambda ctx: ctx.settings.alert_outbox_seconds)
+async def notify(ctx: AppContext) -> None:
+    await outbox.drain(ctx.pool, ctx.settings)
+
+
+def nudge_outbox(ctx: AppContext) -> None:
+    """Run the outbox jobs now in the background (each still under its own lock)."""
+    if not ctx.settings.scheduler_enabled:
+        return
+    for spec in scheduler.registered():
+        if spec.name in OUTBOX_JOBS:
+            task = asyncio.get_running_loop().create_task(scheduler.run_job(ctx, spec))
+            _background.add(task)
+            task.add_done_callback(_background.discard)
+
+
+class _MetricRuleScopes:
+    """Which devices could match a metric rule, refreshed every ``TTL`` seconds per process.
+
+    Most flushes come from devices without a metric rule of their own and from businesses
+    without business-wide rules; for those the hook answers without a database round trip, so
+    ingestion pays for alerting only where rules exist. A rule created in the last ``TTL``
+    seconds is picked up by the periodic cycle in the meantime.
+    """
+
+    TTL = 2.0
+
+    def __init__(self) -> None:
+        self.expires = 0.0
+        self.business_wide = False
+        self.devices: frozenset[UUID] = frozenset()
+
+    async def relevant(self, ctx: AppContext, devices: list[UUID]) -> list[UUID]:
+        if time.monotonic() >= self.expires:
+            async with ctx.pool.connection() as conn:
+                cur = await conn.execute(evaluator.Q.metric_rule_scopes)
+                row: Any = await cur.fetchone()
+            self.business_wide = bool(row and row["business_wide"])
+            self.devices = frozenset(row["devices"] if row else ())
+            self.expires = time.monotonic() + self.TTL
+        if self.business_wide:
+            return devices
+        return [d for d in devices if d in self.devices]
+
+
+_scopes = _MetricRuleScopes()
+
+
+async def on_ingest(ctx: AppContext, ranges: CommittedRanges) -> dict[UUID, list[str]]:
+    """Ingest hook: evaluate the metric rules of just the flushed devices (one statement)."""
+    devices = await _scopes.relevant(ctx, list(ranges)) if ranges else []
+    if not devices:
+        return {}
+    async with ctx.pool.connection() as conn:
+        result = await evaluator.evaluate(conn, ctx.settings, devices=devices, kinds=("metric",))
+    if result.outbox:
+        nudge_outbox(ctx)
+    if result.opened:
+        log.info("alerts.opened_on_ingest", extra={"opened": len(result.opened), "devices": len(ranges)})
+    return result.opened_by_device()
+
+
+@contextlib.asynccontextmanager
+async def component(ctx: AppContext) -> AsyncIterator[None]:
+    """Lifespan component: registers the ingest hook while the app runs (not at import of ingest)."""
+    hooks.ALERT_HOOKS.append(on_ingest)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError):
+            hooks.ALERT_HOOKS.remove(on_ingest)

@@ -1,0 +1,176 @@
+"""The wire contract of alert rules, episodes and maintenance windows (msgspec Structs)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+from uuid import UUID
+
+import msgspec
+
+Severity = Literal["info", "warning", "critical"]
+Kind = Literal["metric", "agent_offline", "service_down"]
+Aggregation = Literal["avg", "min", "max"]
+Operator = Literal[">", ">=", "<", "<="]
+Channel = Literal["email", "webhook"]
+EpisodeStatus = Literal["active", "acknowledged", "resolved", "auto_resolved"]
+
+# Every stored metric column of agent_metrics a metric rule may watch.
+METRICS: tuple[str, ...] = (
+    "cpu_percent", "memory_used_gb", "memory_percent", "disk_used_gb", "disk_percent",
+    "load_average_1m", "load_average_5m", "load_average_15m", "uptime_seconds",
+    "network_rx_bytes", "network_tx_bytes",
+)
+PERCENT_METRICS = frozenset({"cpu_percent", "memory_percent", "disk_percent"})
+MAX_DURATION_MINUTES = 1440
+
+
+class Conditions(msgspec.Struct, forbid_unknown_fields=True):
+    """The plan's conditions plus ``kind``, ``aggregation``, ``hysteresis`` and ``service_name``."""
+
+    kind: Kind = "metric"
+    metric: str | None = None
+    operator: Operator | None = None
+    threshold: float | None = None
+    duration_minutes: int = 5
+    aggregation: Aggregation = "avg"
+    hysteresis: float | None = None
+    service_name: str | None = None
+
+
+class RuleCreate(msgspec.Struct, forbid_unknown_fields=True):
+    alert_name: str
+    severity: Severity
+    conditions: Conditions
+    business_id: UUID | None = None
+    agent_device_id: UUID | None = None
+    alert_type: str | None = None
+    notification_enabled: bool = True
+    notification_channels: list[Channel] = msgspec.field(default_factory=list)
+    notification_recipients: list[str] = msgspec.field(default_factory=list)
+    webhook_url: str | None = None
+    create_ticket: bool = False
+    is_active: bool = True
+
+
+class RuleUpdate(msgspec.Struct, forbid_unknown_fields=True):
+    """Partial update: only the fields present change (UNSET = leave alone)."""
+
+    alert_name: str | msgspec.UnsetType = msgspec.UNSET
+    severity: Severity | msgspec.UnsetType = msgspec.UNSET
+    conditions: Conditions | msgspec.UnsetType = msgspec.UNSET
+    alert_type: str | msgspec.UnsetType = msgspec.UNSET
+    notification_enabled: bool | msgspec.UnsetType = msgspec.UNSET
+    notification_channels: list[Channel] | msgspec.UnsetType = msgspec.UNSET
+    notification_recipients: list[str] | msgspec.UnsetType = msgspec.UNSET
+    webhook_url: str | msgspec.UnsetType | None = msgspec.UNSET
+    create_ticket: bool | msgspec.UnsetType = msgspec.UNSET
+    is_active: bool | msgspec.UnsetType = msgspec.UNSET
+
+
+class Rule(msgspec.Struct):
+    id: UUID
+    alert_name: str
+    alert_type: str
+    severity: str
+    business_id: UUID
+    agent_device_id: UUID | None
+    conditions: Conditions
+    notification_enabled: bool
+    notification_channels: list[str]
+    notification_recipients: list[str]
+    webhook_url: str | None
+    create_ticket: bool
+    is_active: bool
+    last_triggered: datetime | None
+    trigger_count: int
+    created_at: datetime
+    updated_at: datetime
+    created_by: UUID | None
+
+
+class RuleList(msgspec.Struct):
+    rules: list[Rule]
+
+
+class Episode(msgspec.Struct):
+    """One firing of a rule on a device (a row of agent_alert_history)."""
+
+    id: UUID
+    agent_alert_id: UUID
+    alert_name: str
+    agent_device_id: UUID
+    device_name: str
+    business_id: UUID
+    triggered_at: datetime
+    resolved_at: datetime | None
+    severity: str
+    status: str
+    alert_message: str
+    metric_value: float | None
+    threshold_value: float | None
+    condition_since: datetime | None
+    notification_sent: bool
+    notification_sent_at: datetime | None
+    service_request_created: UUID | None
+    acknowledged_by: UUID | None
+    acknowledged_at: datetime | None
+    resolved_by: UUID | None
+    resolution_notes: str | None
+
+
+class EpisodeList(msgspec.Struct):
+    alerts: list[Episode]
+    total: int
+
+
+class EpisodeAction(msgspec.Struct, forbid_unknown_fields=True):
+    notes: str | None = None
+
+
+class MaintenanceCreate(msgspec.Struct, forbid_unknown_fields=True):
+    starts_at: datetime
+    ends_at: datetime
+    business_id: UUID | None = None
+    service_location_id: UUID | None = None
+    agent_device_id: UUID | None = None
+    reason: str | None = None
+
+
+class MaintenanceUpdate(msgspec.Struct, forbid_unknown_fields=True):
+    starts_at: datetime | msgspec.UnsetType = msgspec.UNSET
+    ends_at: datetime | msgspec.UnsetType = msgspec.UNSET
+    reason: str | msgspec.UnsetType | None = msgspec.UNSET
+
+
+class Maintenance(msgspec.Struct):
+    id: UUID
+    business_id: UUID
+    service_location_id: UUID | None
+    agent_device_id: UUID | None
+    starts_at: datetime
+    ends_at: datetime
+    reason: str | None
+    created_by: UUID | None
+    created_at: datetime
+    active: bool
+
+
+class MaintenanceList(msgspec.Struct):
+    windows: list[Maintenance]
+
+
+class Delivery(msgspec.Struct):
+    channel: str
+    event: str
+    attempt: int
+    target: str | None
+    ok: bool
+    status_code: int | None
+    error: str | None
+    duration_ms: float
+    attempted_at: datetime
+
+
+class DeliveryList(msgspec.Struct):
+    deliveries: list[Delivery]

@@ -1,0 +1,1 @@
+"""Remote commands: typed params, approval, delivery by polling and WebSocket, results, timeouts."""

@@ -1,0 +1,208 @@
+"""The WebSocket side of command delivery: the agents connected to this process and a LISTEN
+connection that hears, from every API instance, that an agent has a command to deliver.
+
+Whatever makes a command deliverable sends ``NOTIFY rts_commands`` with the agent id in the same
+transaction (``service.notify_deliverable``). Each instance's listener receives every
+notification; the one holding that agent's socket claims the agent's deliverable commands with
+the same atomic statement polling uses (so nothing is delivered twice, even if the agent were
+connected to two instances) and pushes them. Notifications are not queued while nobody listens:
+after the listener (re)connects, and every ``SWEEP_SECONDS`` as a safety net, it asks the
+database which connected agents have something deliverable and delivers it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from typing import Any
+from uuid import UUID
+
+import msgspec
+import psycopg
+
+from rts_monitor.api.context import AppContext
+from rts_monitor.commands import service
+from rts_monitor.commands import structs as s
+from rts_monitor.db import resolve_database_url
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = "commands.hub"
+SWEEP_SECONDS = 30.0
+_ids = itertools.count(1)
+
+
+class AgentConnection:
+    """One agent's socket as the hub sees it: a locked sender (pushes and replies interleave) and a
+    delivery lock (one claim-and-push at a time per socket)."""
+
+    def __init__(self, agent_id: UUID, send_text: Callable[[str], Awaitable[None]],
+                 close: Callable[[int, str], Awaitable[None]]) -> None:
+        self.id = next(_ids)
+        self.agent_id = agent_id
+        self._send_text = send_text
+        self._close = close
+        self._send_lock = asyncio.Lock()
+        self.deliver_lock = asyncio.Lock()
+        self.closed = False
+
+    async def send(self, message: msgspec.Struct) -> None:
+        text = msgspec.json.encode(message).decode()
+        async with self._send_lock:
+            if self.closed:
+                raise ConnectionError("socket already closed")
+            await self._send_text(text)
+
+    async def close(self, code: int, reason: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        with contextlib.suppress(Exception):
+            await self._close(code, reason)
+
+
+class CommandHub:
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        self._conns: dict[UUID, AgentConnection] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._listener: asyncio.Task[None] | None = None
+        self.listening = asyncio.Event()
+        self.listener_connects = 0
+
+    # --- sockets ---------------------------------------------------------------------------------
+
+    def attach(self, conn: AgentConnection) -> None:
+        """Register a new socket; an older one of the same agent here is closed (it is stale)."""
+        old = self._conns.get(conn.agent_id)
+        self._conns[conn.agent_id] = conn
+        if old is not None and old is not conn:
+            self._spawn(old.close(4000, "replaced by a newer connection"))
+
+    def detach(self, conn: AgentConnection) -> None:
+        conn.closed = True
+        if self._conns.get(conn.agent_id) is conn:
+            del self._conns[conn.agent_id]
+
+    @property
+    def connected(self) -> int:
+        return len(self._conns)
+
+    async def deliver(self, agent_id: UUID) -> int:
+        """Claim and push this agent's deliverable commands; a failed push goes back to pending."""
+        conn = self._conns.get(agent_id)
+        if conn is None or conn.closed:
+            return 0
+        async with conn.deliver_lock:
+            if conn.closed:
+                return 0
+            commands = await service.claim(self.ctx, agent_id=agent_id, via="ws")
+            for i, cmd in enumerate(commands):
+                try:
+                    await conn.send(s.WsCommand(cmd.command_id, cmd.command_type, cmd.params, cmd.timeout_seconds))
+                except Exception as exc:
+                    await service.unsend(self.ctx, agent_id=agent_id,
+                                         command_ids=[c.command_id for c in commands[i:]], error=repr(exc))
+                    return i
+            return len(commands)
+
+    # --- the LISTEN connection -------------------------------------------------------------------
+
+    async def start(self, wait: float = 10.0) -> None:
+        self._listener = asyncio.create_task(self._listen(), name="commands-listener")
+        try:
+            await asyncio.wait_for(self.listening.wait(), wait)
+        except TimeoutError:
+            log.warning("commands.listener.slow", extra={"waited_s": wait})
+
+    async def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._listener
+        for conn in list(self._conns.values()):
+            await conn.close(1001, "server shutting down")
+        self._conns.clear()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _listen(self) -> None:
+        url = resolve_database_url(self.ctx.settings)
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                    url, autocommit=True, application_name="rts-monitor:commands-listen",
+                    keepalives=1, keepalives_idle=30, keepalives_interval=10, keepalives_count=3,
+                ) as conn:
+                    await conn.execute(f"LISTEN {service.CHANNEL}")
+                    self.listener_connects += 1
+                    self.listening.set()
+                    log.info("commands.listener.connected", extra={"connects": self.listener_connects})
+                    await self._resend(reason="listener_connected")
+                    while True:
+                        async for note in conn.notifies(timeout=SWEEP_SECONDS):
+                            self._on_notify(note.payload)
+                        await conn.execute("SELECT 1")  # raises if the server went away silently
+                        await self._resend(reason="sweep")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.listening.clear()
+                log.warning("commands.listener.lost", extra={"error": repr(exc)})
+            await asyncio.sleep(self.ctx.settings.command_listen_retry_seconds)
+
+    def _on_notify(self, payload: str) -> None:
+        try:
+            agent_id = UUID(json.loads(payload)["agent_id"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("commands.notify.bad_payload", extra={"payload": payload[:200]})
+            return
+        if agent_id in self._conns:
+            self._spawn(self._deliver_logged(agent_id))
+
+    async def _resend(self, *, reason: str) -> None:
+        """Deliver what became deliverable while no notification could reach us."""
+        agent_ids = list(self._conns)
+        if not agent_ids:
+            return
+        async with self.ctx.pool.connection() as conn:
+            cur = await conn.execute(service.Q.agents_with_deliverable, {"agent_ids": agent_ids})
+            due = [r["agent_id"] for r in await service.fetchn(cur)]
+        if due:
+            log.info("commands.resend", extra={"reason": reason, "agents": len(due)})
+        for agent_id in due:
+            self._spawn(self._deliver_logged(agent_id))
+
+    async def _deliver_logged(self, agent_id: UUID) -> None:
+        try:
+            await self.deliver(agent_id)
+        except Exception:
+            log.exception("commands.deliver.failed", extra={"agent_id": str(agent_id)})
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+@contextlib.asynccontextmanager
+async def component(ctx: AppContext) -> AsyncIterator[None]:
+    """Lifespan component: the hub in ``ctx.services["commands.hub"]``, listening before we serve."""
+    hub = CommandHub(ctx)
+    ctx.services[SERVICE_NAME] = hub
+    await hub.start()
+    try:
+        yield
+    finally:
+        await hub.stop()
+
+
+def get(ctx: AppContext) -> CommandHub:
+    hub: CommandHub = ctx.services[SERVICE_NAME]
+    return hub

@@ -1,0 +1,13 @@
+"""Scheduled work of the commands concern: commands past their deadline become 'timeout'."""
+
+from __future__ import annotations
+
+from rts_monitor import scheduler
+from rts_monitor.api.context import AppContext
+from rts_monitor.commands import service
+
+
+@scheduler.job("commands.timeouts", seconds=lambda ctx: ctx.settings.command_timeout_job_seconds)
+async def mark_timeouts(ctx: AppContext) -> None:
+    """A singleton across instances (advisory lock); a late result never reopens what it closes."""
+    await service.expire_overdue(ctx)

@@ -1,0 +1,397 @@
+"""Remote commands: creation with typed params, approval, delivery, results, timeouts, audit.
+
+State machine (enforced here and in the SQL's WHERE clauses)::
+
+    pending ──deliver──▶ sent ──result executing──▶ executing ──result──▶ completed | failed | timeout
+       │                  │ └──────────result completed/failed/timeout──────▲
+       ├─reject─▶ rejected│
+       ├─cancel─▶ cancelled◀─cancel─┘
+       └─deadline─▶ timeout  (also from sent/executing, by the timeout job)
+
+A command of a sensitive type is created with ``approval_required`` and is not deliverable until
+an admin/technician other than the requester approves it. Every transition writes a row to
+``agent_command_events`` with the actor in the same transaction. Whatever makes a command
+deliverable (creation without approval, approval, a failed push put back) sends a NOTIFY in that
+same transaction, so the hub of whichever instance holds the agent's socket pushes it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from typing import Any, cast
+from uuid import UUID
+
+import msgspec
+from psycopg import AsyncConnection, AsyncCursor, errors
+from psycopg.types.json import Jsonb
+
+from rts_monitor.api.context import AppContext
+from rts_monitor.auth.principal import AgentPrincipal, Principal
+from rts_monitor.commands import structs as s
+from rts_monitor.config import Settings
+from rts_monitor.db import Queries
+from rts_monitor.errors import BadRequest, Conflict, Forbidden, NotFound
+
+Q = Queries.beside(__file__)
+log = logging.getLogger(__name__)
+
+CHANNEL = "rts_commands"
+OPEN = ("pending", "sent", "executing")
+FINAL = ("completed", "failed", "timeout", "rejected", "cancelled")
+# Final states an agent reports itself; the other final states are decided by the server.
+AGENT_FINAL = ("completed", "failed", "timeout")
+
+Conn = AsyncConnection[Any]
+Row = dict[str, Any]
+
+
+async def fetch1(cur: AsyncCursor[Any]) -> Row | None:
+    """Pool connections return dict rows (``db.pool``); this says so to the type checker."""
+    return cast(Row | None, await cur.fetchone())
+
+
+async def fetchn(cur: AsyncCursor[Any]) -> list[Row]:
+    rows: list[Row] = await cur.fetchall()
+    return rows
+
+
+def _csv(value: str) -> set[str]:
+    return {item.strip() for item in value.split(",") if item.strip()}
+
+
+def sensitive_types(settings: Settings) -> set[str]:
+    return _csv(settings.command_sensitive_types)
+
+
+def validate_params(settings: Settings, body: s.CreateCommand) -> dict[str, Any]:
+    """Typed params per command type; errors name the field (``params.service_name``)."""
+    params_type = s.PARAMS_BY_TYPE.get(body.command_type)
+    if params_type is None:
+        allowed = ", ".join(sorted(s.PARAMS_BY_TYPE))
+        raise BadRequest(f"command_type: unknown type {body.command_type!r} (allowed: {allowed})",
+                         field="command_type")
+    try:
+        params = msgspec.convert(body.params, type=params_type)
+    except msgspec.ValidationError as exc:
+        field, message = error_field("params", str(exc))
+        raise BadRequest(f"{field}: {message}", field=field) from None
+    if isinstance(params, s.RunScriptParams):
+        interpreters = _csv(settings.command_script_interpreters)
+        if params.interpreter not in interpreters:
+            raise BadRequest(
+                f"params.interpreter: {params.interpreter!r} is not allowed "
+                f"(allowed: {', '.join(sorted(interpreters))})",
+                field="params.interpreter",
+            )
+        if params.working_directory is not None and not _is_absolute(params.working_directory):
+            raise BadRequest("params.working_directory: must be an absolute path", field="params.working_directory")
+    if body.timeout_seconds > settings.command_max_timeout_seconds:
+        raise BadRequest(f"timeout_seconds: at most {settings.command_max_timeout_seconds}", field="timeout_seconds")
+    return msgspec.to_builtins(params)  # type: ignore[no-any-return]
+
+
+_NAMED = re.compile(r"(?:missing required field|contains unknown field) `(?P<name>[^`]+)`")
+
+
+def error_field(prefix: str, msgspec_message: str) -> tuple[str, str]:
+    """msgspec's message → (``prefix.path.to.field``, message). Missing and unknown keys are
+    reported at their object's path, so their name is appended."""
+    from rts_monitor.api.errors import msgspec_message_to_field
+
+    message, path = msgspec_message_to_field(msgspec_message)
+    field = prefix + ("" if not path else path if path.startswith("[") else "." + path)
+    named = _NAMED.search(message)
+    if named:
+        field += "." + named["name"]
+    return field, message
+
+
+def _is_absolute(path: str) -> bool:
+    """POSIX (/srv) or Windows (C:\\ or \\\\server\\share) absolute path."""
+    return path.startswith(("/", "\\\\")) or (len(path) >= 3 and path[0].isalpha() and path[1:3] in (":\\", ":/"))
+
+
+async def _event(conn: Conn, command_id: UUID, event: str, from_status: str | None, to_status: str | None, *,
+                 user_id: UUID | None = None, agent_id: UUID | None = None, via: str,
+                 detail: dict[str, Any] | None = None) -> None:
+    actor = "user" if user_id else "agent" if agent_id else "system"
+    await conn.execute(Q.add_event, {
+        "command_id": command_id, "event": event, "from_status": from_status, "to_status": to_status,
+        "actor_type": actor, "actor_user_id": user_id, "actor_agent_id": agent_id, "via": via,
+        "detail": Jsonb(detail) if detail is not None else None,
+    })
+
+
+async def notify_deliverable(conn: Conn, agent_id: UUID, command_id: UUID | None = None) -> None:
+    """NOTIFY inside the caller's transaction: delivered to listeners only if it commits."""
+    payload = json.dumps({"agent_id": str(agent_id), "command_id": str(command_id) if command_id else None})
+    await conn.execute(Q.notify, {"channel": CHANNEL, "payload": payload})
+
+
+# --- portal side -----------------------------------------------------------------------------------
+
+
+async def create(ctx: AppContext, *, principal: Principal, agent_id: UUID, body: s.CreateCommand) -> s.Command:
+    params = validate_params(ctx.settings, body)
+    needs_approval = body.command_type in sensitive_types(ctx.settings)
+    async with ctx.pool.connection() as conn, conn.transaction():
+        cur = await conn.execute(Q.visible_agent, {"agent_id": agent_id, "scope": principal.business_scope})
+        if await fetch1(cur) is None:
+            raise NotFound("agent not found")
+        try:
+            cur = await conn.execute(Q.insert_command, {
+                "agent_id": agent_id, "command_type": body.command_type, "params": Jsonb(params),
+                "timeout_seconds": body.timeout_seconds, "user_id": principal.user_id,
+                "approval_required": needs_approval, "pending_ttl": ctx.settings.command_pending_ttl_seconds,
+            })
+        except errors.ForeignKeyViolation:
+            raise Forbidden("the token's user is not a portal user (requested_by must reference users)") from None
+        row = await fetch1(cur)
+        assert row is not None
+        command_id: UUID = row["id"]
+        await _event(conn, command_id, "created", None, "pending", user_id=principal.user_id, via="api",
+                     detail={"approval_required": needs_approval})
+        if not needs_approval:
+            await notify_deliverable(conn, agent_id, command_id)
+        command = await _read(conn, command_id, agent_id, None, history=True)
+    log.info("command.created", extra={"command_id": str(command_id), "agent_id": str(agent_id),
+                                       "command_type": body.command_type, "approval_required": needs_approval,
+                                       "user_id": str(principal.user_id)})
+    return command
+
+
+async def _locked(conn: Conn, principal: Principal, agent_id: UUID, command_id: UUID) -> dict[str, Any]:
+    cur = await conn.execute(Q.command_for_portal, {"command_id": command_id, "agent_id": agent_id,
+                                                    "scope": principal.business_scope})
+    row = await fetch1(cur)
+    if row is None:
+        raise NotFound("command not found")
+    return dict(row)
+
+
+async def approve(ctx: AppContext, *, principal: Principal, agent_id: UUID, command_id: UUID,
+                  body: s.Decision | None) -> s.Command:
+    async with ctx.pool.connection() as conn, conn.transaction():
+        row = await _locked(conn, principal, agent_id, command_id)
+        if not principal.is_staff:
+            raise Forbidden("only an admin or technician can approve commands")
+        if row["requested_by"] == principal.user_id:
+            raise Forbidden("the requester cannot approve their own command")
+        if not row["approval_required"] or row["approved_at"] is not None or row["status"] != "pending":
+            raise Conflict(f"command is not awaiting approval (status {row['status']}, "
+                           f"approved {'yes' if row['approved_at'] else 'no'})")
+        try:
+            await conn.execute(Q.approve, {"command_id": command_id, "user_id": principal.user_id,
+                                           "pending_ttl": ctx.settings.command_pending_ttl_seconds})
+        except errors.ForeignKeyViolation:
+            raise Forbidden("the token's user is not a portal user") from None
+        await _event(conn, command_id, "approved", "pending", "pending", user_id=principal.user_id, via="api",
+                     detail={"reason": body.reason} if body and body.reason else None)
+        await notify_deliverable(conn, agent_id, command_id)
+        command = await _read(conn, command_id, agent_id, None, history=True)
+    log.info("command.approved", extra={"command_id": str(command_id), "user_id": str(principal.user_id)})
+    return command
+
+
+async def reject(ctx: AppContext, *, principal: Principal, agent_id: UUID, command_id: UUID,
+                 body: s.Decision | None) -> s.Command:
+    reason = body.reason if body else None
+    async with ctx.pool.connection() as conn, conn.transaction():
+        row = await _locked(conn, principal, agent_id, command_id)
+        if not principal.is_staff:
+            raise Forbidden("only an admin or technician can reject commands")
+        if not row["approval_required"] or row["approved_at"] is not None or row["status"] != "pending":
+            raise Conflict(f"command is not awaiting approval (status {row['status']})")
+        try:
+            await conn.execute(Q.reject, {"command_id": command_id, "user_id": principal.user_id, "reason": reason})
+        except errors.ForeignKeyViolation:
+            raise Forbidden("the token's user is not a portal user") from None
+        await _event(conn, command_id, "rejected", "pending", "rejected", user_id=principal.user_id, via="api",
+                     detail={"reason": reason} if reason else None)
+        command = await _read(conn, command_id, agent_id, None, history=True)
+    log.info("command.rejected", extra={"command_id": str(command_id), "user_id": str(principal.user_id)})
+    return command
+
+
+async def cancel(ctx: AppContext, *, principal: Principal, agent_id: UUID, command_id: UUID,
+                 body: s.Decision | None) -> s.Command:
+    """The requester or any admin/technician may cancel until the agent reports it executing."""
+    reason = body.reason if body else None
+    async with ctx.pool.connection() as conn, conn.transaction():
+        row = await _locked(conn, principal, agent_id, command_id)
+        if not principal.is_staff and row["requested_by"] != principal.user_id:
+            raise Forbidden("only the requester or an admin/technician can cancel a command")
+        if row["status"] not in ("pending", "sent"):
+            raise Conflict(f"command is {row['status']}; only pending or sent commands can be cancelled")
+        try:
+            await conn.execute(Q.cancel, {"command_id": command_id, "user_id": principal.user_id, "reason": reason})
+        except errors.ForeignKeyViolation:
+            raise Forbidden("the token's user is not a portal user") from None
+        await _event(conn, command_id, "cancelled", row["status"], "cancelled", user_id=principal.user_id,
+                     via="api", detail={"reason": reason} if reason else None)
+        command = await _read(conn, command_id, agent_id, None, history=True)
+    log.info("command.cancelled", extra={"command_id": str(command_id), "user_id": str(principal.user_id)})
+    return command
+
+
+async def detail(ctx: AppContext, *, principal: Principal, agent_id: UUID, command_id: UUID) -> s.Command:
+    async with ctx.pool.connection() as conn:
+        return await _read(conn, command_id, agent_id, principal.business_scope, history=True)
+
+
+async def list_commands(ctx: AppContext, *, principal: Principal, agent_id: UUID | None,
+                        statuses: list[str] | None, awaiting_approval: bool, limit: int) -> s.CommandList:
+    async with ctx.pool.connection() as conn:
+        if agent_id is not None:
+            cur = await conn.execute(Q.visible_agent, {"agent_id": agent_id, "scope": principal.business_scope})
+            if await fetch1(cur) is None:
+                raise NotFound("agent not found")
+        cur = await conn.execute(Q.list_commands, {
+            "scope": principal.business_scope, "agent_id": agent_id, "statuses": statuses,
+            "awaiting_approval": awaiting_approval, "limit": limit,
+        })
+        rows = await fetchn(cur)
+    return s.CommandList([_command(dict(r)) for r in rows])
+
+
+async def _read(conn: Conn, command_id: UUID, agent_id: UUID, scope: UUID | None, *, history: bool) -> s.Command:
+    cur = await conn.execute(Q.command_by_id, {"command_id": command_id, "agent_id": agent_id, "scope": scope})
+    row = await fetch1(cur)
+    if row is None:
+        raise NotFound("command not found")
+    command = _command(dict(row))
+    if history:
+        cur = await conn.execute(Q.command_history, {"command_id": command_id})
+        command.history = [s.CommandEvent(**dict(r)) for r in await fetchn(cur)]
+    return command
+
+
+def _command(row: dict[str, Any]) -> s.Command:
+    return s.Command(
+        id=row["id"], agent_id=row["agent_device_id"], business_id=row["business_id"],
+        command_type=row["command_type"], params=row["command_params"] or {}, status=row["status"],
+        timeout_seconds=row["timeout_seconds"], requested_by=row["requested_by"],
+        approval_required=bool(row["approval_required"]), approved_by=row["approved_by"],
+        approved_at=row["approved_at"], rejected_by=row["rejected_by"], rejected_at=row["rejected_at"],
+        cancelled_by=row["cancelled_by"], cancelled_at=row["cancelled_at"], status_reason=row["status_reason"],
+        created_at=row["created_at"], status_changed_at=row["status_changed_at"], sent_at=row["sent_at"],
+        delivered_via=row["delivered_via"], started_at=row["started_at"], completed_at=row["completed_at"],
+        deadline_at=row["deadline_at"], exit_code=row["exit_code"], stdout=row["stdout"], stderr=row["stderr"],
+        stdout_truncated=row["stdout_truncated"], stderr_truncated=row["stderr_truncated"],
+        error_message=row["error_message"], result_received_at=row["result_received_at"],
+        late_result_at=row["late_result_at"],
+    )
+
+
+# --- agent side ------------------------------------------------------------------------------------
+
+
+async def claim(ctx: AppContext, *, agent_id: UUID, via: str, limit: int = 50) -> list[s.AgentCommand]:
+    """Deliverable commands for ``agent_id``, marked sent atomically (poll or WebSocket push)."""
+    async with ctx.pool.connection() as conn, conn.transaction():
+        cur = await conn.execute(Q.claim_deliverable, {
+            "agent_id": agent_id, "limit": limit, "via": via, "grace": ctx.settings.command_timeout_grace_seconds,
+        })
+        rows = await fetchn(cur)
+    out = [s.AgentCommand(r["id"], r["command_type"], r["command_params"] or {}, r["timeout_seconds"]) for r in rows]
+    if out:
+        log.info("command.sent", extra={"agent_id": str(agent_id), "via": via,
+                                        "command_ids": [str(c.command_id) for c in out]})
+    return out
+
+
+async def unsend(ctx: AppContext, *, agent_id: UUID, command_ids: list[UUID], error: str) -> None:
+    """Put commands whose push failed back to pending, and say so to every listener."""
+    async with ctx.pool.connection() as conn, conn.transaction():
+        await conn.execute(Q.unsend, {"ids": command_ids, "error": error,
+                                      "pending_ttl": ctx.settings.command_pending_ttl_seconds})
+        await notify_deliverable(conn, agent_id)
+    log.warning("command.unsent", extra={"agent_id": str(agent_id), "command_ids": [str(c) for c in command_ids],
+                                         "error": error})
+
+
+def cap_output(text: str | None, max_bytes: int) -> tuple[str | None, bool]:
+    """At most ``max_bytes`` of UTF-8 (cut on a character boundary); NUL bytes (which PostgreSQL
+    text cannot hold) become U+FFFD. Returns (text, truncated)."""
+    if text is None:
+        return None, False
+    text = text.replace("\x00", "\ufffd")
+    raw = text.encode("utf-8", errors="replace")
+    if len(raw) <= max_bytes:
+        return text, False
+    return raw[:max_bytes].decode("utf-8", errors="ignore"), True
+
+
+async def record_result(ctx: AppContext, *, agent: AgentPrincipal, command_id: UUID, result: s.CommandResult,
+                        via: str) -> s.ResultAck:
+    """Apply an agent's report, enforcing the state machine; repeats change nothing."""
+    stdout, out_cut = cap_output(result.stdout, ctx.settings.command_output_max_bytes)
+    stderr, err_cut = cap_output(result.stderr, ctx.settings.command_output_max_bytes)
+    error_message = result.error_message.replace("\x00", "\ufffd") if result.error_message else None
+    values = {
+        "command_id": command_id, "status": result.status, "final": result.status in AGENT_FINAL,
+        "started_at": result.started_at, "completed_at": result.completed_at, "exit_code": result.exit_code,
+        "stdout": stdout, "stderr": stderr, "stdout_truncated": out_cut or result.stdout_truncated,
+        "stderr_truncated": err_cut or result.stderr_truncated, "error_message": error_message,
+    }
+    detail = {"status": result.status, "exit_code": result.exit_code}
+    async with ctx.pool.connection() as conn, conn.transaction():
+        cur = await conn.execute(Q.command_for_agent, {"command_id": command_id})
+        row = await fetch1(cur)
+        if row is None:
+            raise NotFound("command not found")
+        if row["agent_device_id"] != agent.agent_id:
+            raise Forbidden("this command belongs to another agent")
+        current: str = row["status"]
+        applied, late = _decide(current, result.status, row)
+        if applied:
+            await conn.execute(Q.record_result, values)
+            event = "started" if result.status == "executing" else result.status
+            await _event(conn, command_id, event, current, result.status, agent_id=agent.agent_id, via=via,
+                         detail=detail)
+        elif late:
+            await conn.execute(Q.record_late_result, values)
+            await _event(conn, command_id, "late_result", current, current, agent_id=agent.agent_id, via=via,
+                         detail=detail)
+        status = result.status if applied else current
+    log.info("command.result", extra={"command_id": str(command_id), "agent_id": str(agent.agent_id), "via": via,
+                                      "reported": result.status, "status": status, "applied": applied, "late": late})
+    return s.ResultAck(command_id=command_id, status=status, applied=applied, late=late)
+
+
+def _decide(current: str, reported: str, row: dict[str, Any]) -> tuple[bool, bool]:
+    """(apply as a transition, keep as a late result); raises for reports the machine forbids."""
+    if current in ("sent", "executing"):
+        if reported == "executing" and current == "executing":
+            return False, False  # repeated start
+        return True, False
+    if current == "pending":
+        raise Conflict("command has not been delivered to the agent yet")
+    if current == "rejected" or row["sent_at"] is None:
+        raise Conflict(f"command is {current} and was never delivered")
+    if current in ("timeout", "cancelled") and (row["result_received_at"] is None or current != reported):
+        # Timed out (by the job) or cancelled: keep the first late final result, reopen nothing.
+        if reported == "executing" or row["late_result_at"] is not None:
+            return False, False
+        return False, True
+    # completed / failed / timeout reported by the agent earlier
+    if reported == current or reported == "executing":
+        return False, False  # a repeat, or a start report arriving after the end
+    raise Conflict(f"command already {current}; a different result ({reported}) cannot replace it")
+
+
+async def expire_overdue(ctx: AppContext, *, limit: int = 1000) -> int:
+    """Mark open commands past their deadline as 'timeout' (the timeout job)."""
+    total = 0
+    while True:
+        async with ctx.pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(Q.expire_overdue, {"limit": limit})
+            rows = await fetchn(cur)
+        for r in rows:
+            log.info("command.timeout", extra={"command_id": str(r["id"]), "agent_id": str(r["agent_device_id"]),
+                                               "from_status": r["from_status"]})
+        total += len(rows)
+        if len(rows) < limit:
+            return total

@@ -1,0 +1,1 @@
+"""The fleet: heartbeat, presence (online/offline), list/detail/patch/delete, admin view."""

@@ -1,0 +1,121 @@
+"""Wire contract of enrolment (the plan's "Agent Registration & Authentication" section).
+
+Field names follow the plan verbatim; additions extend it (never rename).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+import msgspec
+from msgspec import Meta
+
+Name = Annotated[str, Meta(min_length=1, max_length=255)]
+Short = Annotated[str, Meta(max_length=50)]
+Gigabytes = Annotated[float, Meta(ge=0, le=1e9)]
+
+
+class RegistrationTokenCreate(msgspec.Struct):
+    """``POST /api/agents/registration-tokens`` body."""
+
+    business_id: UUID
+    service_location_id: UUID | None = None
+    device_name: Name | None = None
+    expires_in_hours: Annotated[float, Meta(gt=0, le=24 * 30)] = 24
+
+
+class RegistrationTokenCreated(msgspec.Struct):
+    """Returned once: the only time the plaintext ``token`` is ever shown."""
+
+    id: UUID
+    token: str
+    expires_at: datetime
+    business_id: UUID
+    service_location_id: UUID | None
+    device_name: str | None
+    install_command_linux: str
+    install_command_windows: str
+    # The plan's registration-flow example names a single `install_command` (Linux/macOS).
+    install_command: str
+
+
+class RegistrationTokenInfo(msgspec.Struct):
+    """A token as listed: never the token itself, only its hint and state."""
+
+    id: UUID
+    token_hint: str
+    business_id: UUID
+    service_location_id: UUID | None
+    device_name: str | None
+    state: str  # active | used | expired | revoked
+    created_at: datetime
+    created_by: UUID | None
+    expires_at: datetime
+    used_at: datetime | None
+    used_by_agent_id: UUID | None
+    revoked_at: datetime | None
+
+
+class RegistrationTokenList(msgspec.Struct):
+    registration_tokens: list[RegistrationTokenInfo]
+
+
+class SystemInfo(msgspec.Struct):
+    """System facts an agent may send at top level or inside ``system_info`` (plan shows both)."""
+
+    os_version: Annotated[str, Meta(max_length=100)] | None = None
+    os_architecture: Annotated[str, Meta(max_length=20)] | None = None
+    ip_address: Annotated[str, Meta(max_length=64)] | None = None
+    mac_address: Annotated[str, Meta(max_length=17)] | None = None
+    cpu_model: Annotated[str, Meta(max_length=255)] | None = None
+    total_memory_gb: Gigabytes | None = None
+    total_disk_gb: Gigabytes | None = None
+    agent_version: Short | None = None
+    device_type: Short | None = None
+
+
+class RegisterRequest(msgspec.Struct):
+    """``POST /api/agents/register`` body: both plan examples (flat and ``system_info``) decode."""
+
+    token: Annotated[str, Meta(min_length=1, max_length=200)]
+    hostname: Name
+    os_type: Annotated[str, Meta(min_length=1, max_length=50)]
+    os_version: Annotated[str, Meta(max_length=100)] | None = None
+    os_architecture: Annotated[str, Meta(max_length=20)] | None = None
+    ip_address: Annotated[str, Meta(max_length=64)] | None = None
+    mac_address: Annotated[str, Meta(max_length=17)] | None = None
+    cpu_model: Annotated[str, Meta(max_length=255)] | None = None
+    total_memory_gb: Gigabytes | None = None
+    total_disk_gb: Gigabytes | None = None
+    agent_version: Short | None = None
+    device_type: Short | None = None
+    system_info: dict[str, Any] | None = None
+
+
+class AgentConfig(msgspec.Struct):
+    """What an agent needs to run; ``config_version`` drives heartbeat's ``config_updated``."""
+
+    heartbeat_interval_seconds: int
+    metrics_interval_seconds: int
+    api_url: str
+    websocket_url: str
+    config_version: int
+    monitoring_enabled: bool
+    alerts_enabled: bool
+    auto_remediation_enabled: bool
+
+
+class RegisterResponse(msgspec.Struct):
+    """Both plan shapes at once: the flat fields of the flow example and the nested ``config``."""
+
+    agent_id: UUID
+    agent_token: str
+    business_id: UUID
+    service_location_id: UUID | None
+    api_url: str
+    websocket_url: str
+    heartbeat_interval_seconds: int
+    metrics_interval_seconds: int
+    config: AgentConfig

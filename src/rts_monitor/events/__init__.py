@@ -1,0 +1,1 @@
+"""Events agents report (service_crashed, ...): stored per device; some update device state."""

@@ -1,0 +1,90 @@
+"""Storing agent events and the device state some of them change.
+
+``service_crashed`` (and ``service_stopped``) set the service's row in
+``agent_monitored_services`` to 'stopped' with ``last_state_change`` = the event time, in the
+same transaction as the event: that is what the alerting concern's ``service_down`` rule reads.
+``service_started`` sets it back to 'running'. Other event types are stored as they come.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import msgspec
+from psycopg.types.json import Jsonb
+
+from rts_monitor.api.context import AppContext
+from rts_monitor.auth.principal import Principal
+from rts_monitor.commands.service import error_field, fetch1, fetchn
+from rts_monitor.db import Queries
+from rts_monitor.errors import BadRequest, NotFound
+from rts_monitor.events import structs as s
+
+Q = Queries.beside(__file__)
+log = logging.getLogger(__name__)
+
+# Event type → the status it gives the named service.
+SERVICE_STATUS = {"service_crashed": "stopped", "service_stopped": "stopped", "service_started": "running"}
+
+
+def _service_data(event: s.EventIn) -> s.ServiceEventData | None:
+    if event.event_type not in SERVICE_STATUS:
+        return None
+    try:
+        return msgspec.convert(event.data, type=s.ServiceEventData)
+    except msgspec.ValidationError as exc:
+        field, message = error_field("data", str(exc))
+        raise BadRequest(f"{field}: {message}", field=field) from None
+
+
+async def record(ctx: AppContext, *, agent_id: UUID, event: s.EventIn, via: str) -> s.EventAck:
+    """Store one event (once per ``event_id``) and apply its effect on service state."""
+    service = _service_data(event)
+    data = {k: v for k, v in event.data.items()}
+    async with ctx.pool.connection() as conn, conn.transaction():
+        cur = await conn.execute(Q.insert_event, {
+            "agent_id": agent_id, "event_type": event.event_type, "occurred_at": event.timestamp,
+            "data": Jsonb(_clean(data)), "event_id": event.event_id, "via": via,
+        })
+        row = await fetch1(cur)
+        if row is None:  # a re-sent event_id: already stored, its effect already applied
+            cur = await conn.execute(Q.event_by_event_id, {"agent_id": agent_id, "event_id": event.event_id})
+            dup = await fetch1(cur)
+            return s.EventAck(id=dup["id"] if dup else 0, event_type=event.event_type, duplicate=True,
+                              event_id=event.event_id)
+        if service is not None:
+            await conn.execute(Q.set_service_status, {
+                "agent_id": agent_id, "service_name": service.service_name,
+                "status": SERVICE_STATUS[event.event_type],
+                "pid": service.pid if SERVICE_STATUS[event.event_type] == "running" else None,
+                "at": event.timestamp or datetime.now().astimezone(),
+            })
+    log.info("agent.event", extra={"agent_id": str(agent_id), "event_type": event.event_type, "via": via,
+                                   "event_row": row["id"]})
+    return s.EventAck(id=row["id"], event_type=event.event_type, duplicate=False, event_id=event.event_id)
+
+
+def _clean(value: Any) -> Any:
+    """PostgreSQL JSONB cannot hold U+0000: replace it wherever it hides."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_clean(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
+async def list_for_device(ctx: AppContext, *, principal: Principal, agent_id: UUID, event_type: str | None,
+                          before: datetime | None, limit: int) -> s.EventList:
+    async with ctx.pool.connection() as conn:
+        cur = await conn.execute(Q.visible_agent, {"agent_id": agent_id, "scope": principal.business_scope})
+        if await fetch1(cur) is None:
+            raise NotFound("agent not found")
+        cur = await conn.execute(Q.list_events, {"agent_id": agent_id, "scope": principal.business_scope,
+                                                 "event_type": event_type, "before": before, "limit": limit})
+        rows = await fetchn(cur)
+    return s.EventList([s.AgentEvent(**dict(r)) for r in rows])

@@ -1,0 +1,1 @@
+"""Metric history for charts: plan (tier choice), raw tail, rates, fleet aggregation."""

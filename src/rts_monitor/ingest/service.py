@@ -1,0 +1,37 @@
+"""Metric ingestion as the API sees it: one keyword-only function per use case."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+from rts_monitor.api.context import AppContext
+from rts_monitor.errors import Unavailable
+from rts_monitor.ingest import validate
+from rts_monitor.ingest.pipeline import IngestPipeline
+from rts_monitor.ingest.structs import MetricsAccepted
+
+
+def pipeline_of(ctx: AppContext) -> IngestPipeline:
+    pipeline = ctx.services.get("ingest")
+    if not isinstance(pipeline, IngestPipeline):
+        raise Unavailable("ingestion is not running in this process", retry_after=5)
+    return pipeline
+
+
+async def ingest_metrics(ctx: AppContext, *, agent_id: UUID, body: bytes) -> MetricsAccepted:
+    """Decode and check the whole batch, then wait until its rows are committed.
+
+    The batch is validated completely before anything is queued, so one bad sample means none of
+    the batch is written; the answer comes only after the commit, so it is durable.
+    """
+    pipeline = pipeline_of(ctx)
+    batch = validate.decode(body)
+    s = ctx.settings
+    prepared = validate.prepare(
+        batch, device_id=agent_id, now=datetime.now(UTC),
+        max_future=timedelta(seconds=s.ingest_max_future_seconds), max_age=timedelta(days=s.ingest_max_age_days),
+    )
+    outcome = await pipeline.submit(prepared)
+    return MetricsAccepted(received=outcome.received, duplicates=outcome.duplicates,
+                           alerts_triggered=outcome.alerts)

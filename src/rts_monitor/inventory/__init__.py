@@ -1,0 +1,1 @@
+"""Software inventory: what is installed on each agent's machine (``agent_software_inventory``)."""

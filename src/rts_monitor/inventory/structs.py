@@ -1,0 +1,62 @@
+"""Wire contract of the software inventory (the plan has the table, not the endpoint).
+
+``POST /api/agents/{agent_id}/inventory``: the agent's complete list of installed software.
+Item fields are the table's columns with the ``software_`` prefix dropped where the plan's
+other payloads do the same (``name``, ``version``). A report is always the full list, so
+anything active and not in it is marked inactive; an empty list is refused rather than read as
+"everything was uninstalled" (more likely a broken package query on the agent).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated
+
+import msgspec
+
+MAX_ITEMS = 50_000
+
+
+class SoftwareItem(msgspec.Struct, frozen=True):
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
+    version: Annotated[str, msgspec.Meta(max_length=100)] | None = None
+    vendor: Annotated[str, msgspec.Meta(max_length=255)] | None = None
+    install_date: date | None = None
+    software_type: Annotated[str, msgspec.Meta(max_length=100)] | None = None
+    is_security_software: bool | None = None
+
+
+class InventoryReport(msgspec.Struct, frozen=True):
+    software: Annotated[list[SoftwareItem], msgspec.Meta(min_length=1, max_length=MAX_ITEMS)]
+    collected_at: Annotated[datetime, msgspec.Meta(tz=True)] | None = None
+    # Where the list came from on the agent (dpkg, rpm, windows-registry): logged only.
+    source: Annotated[str, msgspec.Meta(max_length=50)] | None = None
+
+
+class InventoryAccepted(msgspec.Struct):
+    """``added``: new package/version rows; ``updated``: already known (seen again);
+    ``deactivated``: active before and missing from this report; ``active``: now installed."""
+
+    received: int
+    added: int
+    updated: int
+    deactivated: int
+    active: int
+
+
+class SoftwareInfo(msgspec.Struct):
+    name: str
+    version: str | None
+    vendor: str | None
+    install_date: date | None
+    software_type: str | None
+    is_security_software: bool
+    is_active: bool
+    first_seen: datetime
+    last_seen: datetime
+
+
+class SoftwareList(msgspec.Struct):
+    agent_id: str
+    reported_at: datetime | None
+    software: list[SoftwareInfo]

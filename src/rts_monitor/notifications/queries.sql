@@ -1,0 +1,45 @@
+-- name: claim
+-- Due notification rows, leased (next_attempt_at pushed past the delivery timeout) so that a
+-- worker that dies mid-delivery leaves them to be retried rather than lost.
+UPDATE alert_outbox o
+   SET attempts = o.attempts + 1, next_attempt_at = now() + %(lease)s::interval
+ WHERE o.id IN (SELECT id FROM alert_outbox
+                 WHERE status = 'pending' AND channel = ANY(%(channels)s::text[]) AND next_attempt_at <= now()
+                 ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
+RETURNING o.id, o.alert_history_id, o.channel, o.event, o.attempts
+
+-- name: episode_payload
+SELECT h.id, h.agent_alert_id, r.alert_name, r.alert_type, h.severity, h.status, h.alert_message, h.metric_value,
+       h.threshold_value, h.triggered_at, h.resolved_at, h.condition_since, h.agent_device_id, d.device_name,
+       d.hostname, h.business_id, d.service_location_id, h.service_request_created, h.resolution_notes,
+       r.webhook_url,
+       (SELECT coalesce(array_agg(DISTINCT coalesce(u.email, x.v)), '{}')
+          FROM jsonb_array_elements_text(CASE WHEN jsonb_typeof(r.notification_recipients) = 'array'
+                                              THEN r.notification_recipients ELSE '[]'::jsonb END) x(v)
+          LEFT JOIN users u ON u.id::text = lower(x.v)
+         WHERE u.email IS NOT NULL OR x.v LIKE '%%@%%') AS emails
+  FROM agent_alert_history h
+  JOIN agent_alerts r ON r.id = h.agent_alert_id
+  JOIN agent_devices d ON d.id = h.agent_device_id
+ WHERE h.id = %(id)s
+
+-- name: delivered
+UPDATE alert_outbox SET status = 'done', done_at = now(), last_error = NULL WHERE id = %(id)s
+
+-- name: mark_notified
+-- notification_sent is true only once a notification of the opening was actually delivered.
+UPDATE agent_alert_history
+   SET notification_sent = true, notification_sent_at = coalesce(notification_sent_at, now())
+ WHERE id = %(id)s
+
+-- name: retry_later
+UPDATE alert_outbox
+   SET status = CASE WHEN attempts >= %(max_attempts)s THEN 'failed' ELSE 'pending' END,
+       next_attempt_at = now() + %(backoff)s::interval, last_error = %(error)s
+ WHERE id = %(id)s
+
+-- name: log_attempt
+INSERT INTO alert_notification_log (outbox_id, alert_history_id, channel, event, attempt, target, ok, status_code,
+                                    error, duration_ms)
+VALUES (%(outbox_id)s, %(alert_history_id)s, %(channel)s, %(event)s, %(attempt)s, %(target)s, %(ok)s,
+        %(status_code)s, %(error)s, %(duration_ms)s)

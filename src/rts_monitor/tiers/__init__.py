@@ -1,0 +1,1 @@
+"""Rollup tiers above ``agent_metrics``: definitions, Apache-edition maintenance, DBA controls."""
