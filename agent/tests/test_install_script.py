@@ -51,3 +51,20 @@ def test_install_script_served_by_the_api_registers_an_agent(
                          env={**env, "RTS_AGENT_STATE_DIR": str(tmp_path / "other")},
                          capture_output=True, text=True, timeout=300)
     assert out.returncode != 0 and "registration failed" in out.stderr
+
+
+def test_windows_install_command_points_at_a_served_powershell_script(
+        api_factory: Callable[..., ApiServer], world: World) -> None:
+    """The Windows one-liner of the registration answer fetches {url}/install.ps1: it must exist and
+    carry this server's URL. (Running it needs Windows, which this project cannot test.)"""
+    server = api_factory()
+    admin = server.token("admin")
+    resp = httpx.post(server.url + "/api/agents/registration-tokens", headers=server.headers(admin),
+                      json={"business_id": str(world.business_id), "device_name": "win-box"}, timeout=30)
+    assert resp.status_code in (200, 201), resp.text
+    command = resp.json()["install_command_windows"]
+    assert f"{server.url}/install.ps1" in command and resp.json()["token"] in command
+    script = httpx.get(server.url + "/install.ps1", timeout=30)
+    assert script.status_code == 200
+    assert f'[string]$Server = "{server.url}"' in script.text
+    assert "Register-ScheduledTask" in script.text and "@@SERVER_URL@@" not in script.text

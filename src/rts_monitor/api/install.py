@@ -22,21 +22,21 @@ from rts_monitor.errors import NotFound, Unavailable
 _SAFE = re.compile(r"^[A-Za-z0-9._:/@%+=,~\[\]-]+$")
 
 
-@lru_cache(maxsize=1)
-def _template() -> str:
-    """The packaged copy (wheel) or the checkout's ``agent/install.sh`` (editable install)."""
+@lru_cache(maxsize=2)
+def _template(name: str = "install.sh") -> str:
+    """The packaged copy (wheel: ``agent_<name>``) or the checkout's ``agent/<name>`` (editable)."""
     here = Path(__file__).resolve()
-    for candidate in (here.parents[1] / "agent_install.sh", here.parents[3] / "agent" / "install.sh"):
+    for candidate in (here.parents[1] / f"agent_{name}", here.parents[3] / "agent" / name):
         if candidate.is_file():
             return candidate.read_text()
     raise NotFound("the agent installer is not part of this deployment")
 
 
-def render(public_url: str, agent_source: str) -> str:
-    for name, value in (("RTS_PUBLIC_URL", public_url), ("RTS_AGENT_PIP_SOURCE", agent_source)):
+def render(public_url: str, agent_source: str, name: str = "install.sh") -> str:
+    for var, value in (("RTS_PUBLIC_URL", public_url), ("RTS_AGENT_PIP_SOURCE", agent_source)):
         if not _SAFE.match(value):
-            raise Unavailable(f"{name} contains characters unsafe in a shell script", retry_after=3600)
-    return _template().replace("@@SERVER_URL@@", public_url).replace("@@AGENT_SOURCE@@", agent_source)
+            raise Unavailable(f"{var} contains characters unsafe in a shell script", retry_after=3600)
+    return _template(name).replace("@@SERVER_URL@@", public_url).replace("@@AGENT_SOURCE@@", agent_source)
 
 
 @get("/install.sh", tags=["agent"], exclude_from_auth=True,
@@ -46,4 +46,11 @@ async def install_script(ctx: AppContext) -> Response[str]:
     return Response(body, media_type="text/x-shellscript; charset=utf-8")
 
 
-HANDLERS: list[Any] = [install_script]
+@get("/install.ps1", tags=["agent"], exclude_from_auth=True,
+     summary="Windows agent installer (PowerShell; untested on Windows)")
+async def install_script_windows(ctx: AppContext) -> Response[str]:
+    body = render(ctx.settings.effective_public_url, ctx.settings.agent_pip_source, "install.ps1")
+    return Response(body, media_type="text/plain; charset=utf-8")
+
+
+HANDLERS: list[Any] = [install_script, install_script_windows]
