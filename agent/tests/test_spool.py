@@ -64,6 +64,29 @@ def test_full_spool_drops_oldest_counts_and_reports_once(tmp_path: Path) -> None
         assert sp.stats().dropped_total == 16 and sp.stats().dropped_unreported == 1
 
 
+def test_the_batch_in_flight_is_never_dropped_and_so_never_counted_twice(tmp_path: Path) -> None:
+    """A sample the sender is delivering may be acknowledged by the server: dropping it too would
+    count it as both stored and dropped. Overflow skips the leased batch; after release it is
+    the oldest again."""
+    body = b"x" * 100
+    with Spool(tmp_path / "s.db", max_bytes=1000) as sp:
+        for i in range(10):
+            sp.put(stamp(i), body)
+        batch = sp.peek(3)
+        sp.lease([p.seq for p in batch])
+        assert sp.put(stamp(10), body) == 1
+        assert [p.collected_at for p in sp.peek(3)] == [stamp(0), stamp(1), stamp(2)]
+        report = sp.drop_report()
+        assert report is not None and report.first_collected_at == stamp(3)
+        assert sp.ack([p.seq for p in batch]) == 3
+        sp.release()
+        sp.put(stamp(11), body)
+        assert sp.stats().dropped_total == 1 and sp.stats().oldest == stamp(4)
+        for i in range(12, 15):  # 1,100 bytes at stamp(14): nothing leased, so the oldest goes
+            sp.put(stamp(i), body)
+        assert sp.stats().dropped_total == 2 and sp.stats().oldest == stamp(5)
+
+
 def test_a_sample_larger_than_the_spool_keeps_only_itself(tmp_path: Path) -> None:
     with Spool(tmp_path / "s.db", max_bytes=150) as sp:
         sp.put(stamp(0), b"a" * 100)

@@ -173,16 +173,22 @@ class Runner:
                 await self._report_drops()
                 await self._sleep(self.config.metrics_interval_seconds, self._wake_sender)
                 continue
+            self.spool.lease([p.seq for p in batch])
             try:
                 answer = await self.api.send_metrics([p.body for p in batch])
             except TransportError as exc:
+                self.spool.release()
                 delay = self._send_failed(exc, batch, backoff)
                 if exc.status == 413 and batch_size > 1:
                     batch_size = max(1, batch_size // 2)
                 if delay:
                     await self._sleep(delay)
                 continue
+            except BaseException:
+                self.spool.release()
+                raise
             self.spool.ack([p.seq for p in batch])
+            self.spool.release()
             backoff.reset()
             batch_size = max(1, self.config.send_batch_size)
             self.info["last_send_ok_at"] = utc_stamp()

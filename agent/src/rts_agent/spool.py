@@ -87,6 +87,7 @@ class Spool:
     def __init__(self, path: Path, *, max_bytes: int) -> None:
         self.path = path
         self.max_bytes = max_bytes
+        self._leased: frozenset[int] = frozenset()
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, isolation_level=None, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -151,14 +152,26 @@ class Spool:
                 dropped = self._drop_oldest(excess)
         return dropped
 
+    def lease(self, seqs: list[int]) -> None:
+        """Mark the batch being sent: the overflow drop skips it, so a sample the server is about
+        to acknowledge is never also counted (and reported) as dropped. Release after the try."""
+        self._leased = frozenset(seqs)
+
+    def release(self) -> None:
+        self._leased = frozenset()
+
     def _drop_oldest(self, excess: int) -> int:
-        """Delete the oldest samples until ``excess`` bytes are freed (never the newest one)."""
+        """Delete the oldest samples until ``excess`` bytes are freed (never the newest one, never
+        the batch in flight: the spool may exceed its bound by at most that batch meanwhile)."""
         cur = self._db.execute(
             "SELECT seq, collected_at, bytes FROM samples "
             "WHERE seq < (SELECT max(seq) FROM samples) ORDER BY seq"
         )
+        leased = self._leased
         freed, victims = 0, []
         for seq, collected_at, size in cur:  # stepped lazily: stops after the few it needs
+            if seq in leased:
+                continue
             victims.append((seq, collected_at))
             freed += size
             if freed >= excess:
@@ -166,7 +179,8 @@ class Spool:
         cur.close()
         if not victims:
             return 0
-        self._db.execute("DELETE FROM samples WHERE seq <= ?", (victims[-1][0],))
+        marks = ",".join("?" * len(victims))
+        self._db.execute(f"DELETE FROM samples WHERE seq IN ({marks})", [v[0] for v in victims])
         self._add(BYTES, -freed)
         self._add(DROPPED_TOTAL, len(victims))
         self._add(DROPPED_UNREPORTED, len(victims))
