@@ -1,8 +1,10 @@
 """Named SQL queries kept in ``.sql`` files beside the code that runs them.
 
 A file holds sections introduced by ``-- name: some_query``; the text up to the next marker is
-the query. Loading is done once at import time so a typo in a name fails at start-up, not on
-the first request that needs it.
+the query. A line ``-- include: other`` inside a query is replaced by the named section
+``other`` (a shared fragment, e.g. CTEs two statements both need), so SQL is written once.
+Loading is done once at import time so a typo in a name fails at start-up, not on the first
+request that needs it.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import re
 from pathlib import Path
 
 _MARKER = re.compile(r"^--\s*name:\s*([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
+_INCLUDE = re.compile(r"^[ \t]*--\s*include:\s*([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
 
 
 class Queries:
@@ -41,4 +44,16 @@ def parse(text: str) -> dict[str, str]:
         if name in out:
             raise ValueError(f"query {name!r} defined twice")
         out[name] = body.strip().rstrip(";")
-    return out
+    return {name: _expand(name, out, ()) for name in out}
+
+
+def _expand(name: str, sections: dict[str, str], seen: tuple[str, ...]) -> str:
+    if name in seen:
+        raise ValueError("query include cycle: " + " -> ".join((*seen, name)))
+
+    def include(m: re.Match[str]) -> str:
+        if m[1] not in sections:
+            raise ValueError(f"query {name!r} includes unknown section {m[1]!r}")
+        return _expand(m[1], sections, (*seen, name))
+
+    return _INCLUDE.sub(include, sections[name])

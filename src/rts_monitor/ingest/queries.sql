@@ -33,7 +33,36 @@ WITH ranges AS (
     INSERT INTO metric_ingest_ranges (agent_device_id, range_start, range_end, row_count)
     SELECT * FROM unnest(%(r_device)s::uuid[], %(r_start)s::timestamptz[], %(r_end)s::timestamptz[],
                          %(r_count)s::int[])
-), old AS (
+),
+-- include: device_side_effects
+SELECT count(*) AS devices FROM dev
+
+-- name: insert_small_flush
+-- A small flush (a few rows from many one-sample requests) in ONE statement, run in autocommit:
+-- one round trip and one commit instead of BEGIN, COPY, side effects and COMMIT. ON CONFLICT makes
+-- it duplicate-tolerant by itself; RETURNING tells which rows were new. Side effects as in
+-- flush_side_effects, with the ranges computed from what was actually inserted.
+WITH ins AS (
+    INSERT INTO agent_metrics
+    SELECT * FROM unnest(%(m_device)s::uuid[], %(m_at)s::timestamptz[], %(m_cpu)s::real[], %(m_mem_gb)s::real[],
+                         %(m_mem)s::real[], %(m_disk_gb)s::real[], %(m_disk)s::real[], %(m_la1)s::real[],
+                         %(m_la5)s::real[], %(m_la15)s::real[], %(m_uptime)s::bigint[], %(m_rx)s::bigint[],
+                         %(m_tx)s::bigint[])
+    ON CONFLICT DO NOTHING
+    RETURNING agent_device_id, collected_at
+), ranges AS (
+    INSERT INTO metric_ingest_ranges (agent_device_id, range_start, range_end, row_count)
+    SELECT agent_device_id, min(collected_at), max(collected_at), count(*) FROM ins GROUP BY agent_device_id
+),
+-- include: device_side_effects
+SELECT agent_device_id, collected_at FROM ins
+
+-- name: device_side_effects
+-- Shared CTEs of both write paths (included above): last_metrics_received and offline -> online
+-- (with its transition row; 'disabled' and 'error' are left alone), and the monitored services
+-- from each device's newest sample. Device rows are locked in id order so two concurrent flushes
+-- cannot deadlock.
+old AS (
     SELECT a.id, a.status FROM agent_devices a
      WHERE a.id = ANY(%(devices)s::uuid[])
      ORDER BY a.id
@@ -71,59 +100,3 @@ WITH ranges AS (
      -- an old replay never overwrites a newer observation
      WHERE s.status IS NULL OR s.last_checked IS NULL OR s.last_checked < EXCLUDED.last_checked
 )
-SELECT count(*) AS devices FROM dev
-
--- name: insert_small_flush
--- A small flush (a few rows from many one-sample requests) in ONE statement, run in autocommit:
--- one round trip and one commit instead of BEGIN, COPY, side effects and COMMIT. ON CONFLICT makes
--- it duplicate-tolerant by itself; RETURNING tells which rows were new. Side effects as in
--- flush_side_effects, with the ranges computed from what was actually inserted.
-WITH ins AS (
-    INSERT INTO agent_metrics
-    SELECT * FROM unnest(%(m_device)s::uuid[], %(m_at)s::timestamptz[], %(m_cpu)s::real[], %(m_mem_gb)s::real[],
-                         %(m_mem)s::real[], %(m_disk_gb)s::real[], %(m_disk)s::real[], %(m_la1)s::real[],
-                         %(m_la5)s::real[], %(m_la15)s::real[], %(m_uptime)s::bigint[], %(m_rx)s::bigint[],
-                         %(m_tx)s::bigint[])
-    ON CONFLICT DO NOTHING
-    RETURNING agent_device_id, collected_at
-), ranges AS (
-    INSERT INTO metric_ingest_ranges (agent_device_id, range_start, range_end, row_count)
-    SELECT agent_device_id, min(collected_at), max(collected_at), count(*) FROM ins GROUP BY agent_device_id
-), old AS (
-    SELECT a.id, a.status FROM agent_devices a
-     WHERE a.id = ANY(%(devices)s::uuid[])
-     ORDER BY a.id
-       FOR NO KEY UPDATE
-), dev AS (
-    UPDATE agent_devices a
-       SET last_metrics_received = now(),
-           status = CASE WHEN old.status = 'offline' THEN 'online' ELSE a.status END,
-           status_changed_at = CASE WHEN old.status = 'offline' THEN now() ELSE a.status_changed_at END
-      FROM old
-     WHERE a.id = old.id
-    RETURNING a.id, old.status AS from_status, a.status AS to_status
-), transitions AS (
-    INSERT INTO agent_status_transitions (agent_device_id, from_status, to_status, reason)
-    SELECT id, from_status, to_status, 'metrics' FROM dev WHERE from_status IS DISTINCT FROM to_status
-), services AS (
-    INSERT INTO agent_monitored_services AS s
-           (agent_device_id, service_name, service_display_name, service_type, status, pid,
-            last_checked, last_state_change)
-    SELECT d, n, dn, ty, st, p, t, t
-      FROM unnest(%(s_device)s::uuid[], %(s_name)s::text[], %(s_display)s::text[], %(s_type)s::text[],
-                  %(s_status)s::text[], %(s_pid)s::int[], %(s_at)s::timestamptz[]) AS x(d, n, dn, ty, st, p, t)
-     ORDER BY d, n
-    ON CONFLICT (agent_device_id, service_name) DO UPDATE
-       SET status = EXCLUDED.status,
-           pid = EXCLUDED.pid,
-           service_display_name = coalesce(EXCLUDED.service_display_name, s.service_display_name),
-           service_type = coalesce(EXCLUDED.service_type, s.service_type),
-           last_checked = EXCLUDED.last_checked,
-           last_state_change = CASE WHEN s.status IS DISTINCT FROM EXCLUDED.status
-                                    THEN EXCLUDED.last_checked ELSE s.last_state_change END,
-           restart_count = coalesce(s.restart_count, 0)
-                           + CASE WHEN s.pid IS NOT NULL AND EXCLUDED.pid IS NOT NULL AND s.pid <> EXCLUDED.pid
-                                  THEN 1 ELSE 0 END
-     WHERE s.status IS NULL OR s.last_checked IS NULL OR s.last_checked < EXCLUDED.last_checked
-)
-SELECT agent_device_id, collected_at FROM ins
