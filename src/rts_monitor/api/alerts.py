@@ -31,6 +31,7 @@ from rts_monitor.alerts.structs import (
     RuleUpdate,
 )
 from rts_monitor.api.context import AppContext
+from rts_monitor.api.errors import BAD_BODY_IS_400
 from rts_monitor.auth.principal import Principal
 
 TAGS = ["alerts"]
@@ -46,8 +47,9 @@ OffsetQ = Annotated[int, Parameter(ge=0)]
 
 # --- rules -----------------------------------------------------------------------------------
 
-@post("/api/alerts/rules", status_code=201, tags=TAGS, security=PORTAL,
-      summary="Create an alert rule for a business (all its devices) or one device")
+@post("/api/alerts/rules", status_code=201, tags=TAGS, security=PORTAL, exception_handlers=BAD_BODY_IS_400,
+      summary="Create an alert rule for a business (all its devices) or one device; a bad body is a 400 "
+              "naming the field (e.g. conditions.metric)")
 async def create_rule(ctx: AppContext, principal: Principal, data: RuleCreate) -> Rule:
     async with ctx.pool.connection() as conn:
         return await rules.create(conn, principal=principal, settings=ctx.settings, data=data)
@@ -69,8 +71,8 @@ async def get_rule(ctx: AppContext, principal: Principal, rule_id: UUID) -> Rule
         return await rules.get(conn, principal=principal, rule_id=rule_id)
 
 
-@patch("/api/alerts/rules/{rule_id:uuid}", tags=TAGS, security=PORTAL,
-       summary="Update a rule (fields present only); is_active=false disables it")
+@patch("/api/alerts/rules/{rule_id:uuid}", tags=TAGS, security=PORTAL, exception_handlers=BAD_BODY_IS_400,
+       summary="Update a rule (fields present only); is_active=false disables it; a bad body is a 400")
 async def update_rule(ctx: AppContext, principal: Principal, rule_id: UUID, data: RuleUpdate) -> Rule:
     async with ctx.pool.connection() as conn:
         return await rules.update(conn, principal=principal, settings=ctx.settings, rule_id=rule_id, data=data)
