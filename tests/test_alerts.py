@@ -503,7 +503,7 @@ async def test_alert_endpoints_enforce_tenancy(api: ApiServer, client: Any, api_
     # Staff writing for a device of another business than the one named: refused, naming the field.
     resp = await client.post("/api/alerts/rules", headers=staff(api), json={
         **RULE_BODY, "business_id": str(mine.business_id), "agent_device_id": str(theirs.agent.id)})
-    assert resp.status_code == 422 and resp.json()["field"] == "agent_device_id"
+    assert resp.status_code == 400 and resp.json()["field"] == "agent_device_id"
 
 
 async def test_acknowledge_resolve_and_filters(api: ApiServer, client: Any, api_conn: Any) -> None:
