@@ -3,6 +3,7 @@ kind of agent credential, clock skew, asymmetric keys, the token CLI, and the Op
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -384,3 +385,34 @@ async def test_every_portal_endpoint_of_every_concern_refuses_bad_portal_credent
             if resp.status_code != 401:
                 failures.append(f"{method} {template} {caller}: {resp.status_code}")
     assert not failures, "\n".join(failures)
+
+
+async def test_revocation_reaches_every_api_process_at_once(
+        api_factory: Callable[..., Any], conn: Any) -> None:
+    """Agent tokens are cached per process (60 s); revoking through instance A must still shut the
+    agent out of instance B immediately (trigger → NOTIFY → B's listener evicts), and so must a
+    revocation made by plain SQL outside the API."""
+    from tests import factories
+
+    a, b = api_factory(), api_factory()
+    t = await factories.tenant(conn)
+    other = await factories.agent(conn, t.business_id, t.location_id)
+    def sample() -> dict[str, Any]:  # metrics: the path that trusts the cached authentication
+        from datetime import UTC, datetime
+        return {"metrics": [{"collected_at": datetime.now(UTC).isoformat(), "cpu_percent": 1.0}]}
+
+    async with httpx.AsyncClient(timeout=30) as http:
+        for ag in (t.agent, other):  # authenticated, hence cached, on B
+            r = await http.post(f"{b.url}/api/agents/{ag.id}/metrics", json=sample(), headers=ag.headers)
+            assert r.status_code == 200, r.text
+        r = await http.post(f"{a.url}/api/agents/{t.agent.id}/token/revoke", headers=a.headers(a.token("admin")))
+        assert r.status_code in (200, 204), r.text
+        await conn.execute("UPDATE agent_devices SET soft_delete = true WHERE id = %s", (other.id,))
+        for ag in (t.agent, other):
+            deadline = time.monotonic() + 2.0
+            while True:
+                r = await http.post(f"{b.url}/api/agents/{ag.id}/metrics", json=sample(), headers=ag.headers)
+                if r.status_code == 401 or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.05)
+            assert r.status_code == 401, f"instance B still accepts a revoked agent: {r.status_code}"

@@ -1,8 +1,11 @@
 """Agent credentials: an opaque high-entropy token per agent, stored only as its SHA-256.
 
 Looking the hash up is one index probe, but on the ingest hot path even that costs a pooled
-connection per request, so answers are cached briefly per process (``CACHE_SECONDS``). Revoking
-through this process evicts at once (``forget``); another API process notices within the TTL.
+connection per request, so answers are cached per process (``CACHE_SECONDS``). A token that stops
+being valid is evicted everywhere at once: a trigger on ``agent_devices`` (migration 0070)
+notifies ``AUTH_CHANNEL`` in the revoking transaction and each process's LISTEN connection (the
+command hub's) calls ``forget``; when that connection (re)connects the whole cache is dropped, so
+the TTL only bounds staleness while a process cannot listen.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from rts_monitor.errors import Forbidden, Unauthorized
 Q = Queries.beside(__file__)
 TOKEN_PREFIX = "rtsa_"
 REGISTRATION_PREFIX = "AGT-"
-CACHE_SECONDS = 5.0
+CACHE_SECONDS = 60.0
+AUTH_CHANNEL = "rts_agent_auth"
 _NEGATIVE_SECONDS = 1.0
 
 _cache: dict[str, tuple[float, AgentPrincipal | None]] = {}

@@ -25,6 +25,7 @@ import msgspec
 import psycopg
 
 from rts_monitor.api.context import AppContext
+from rts_monitor.auth import agents
 from rts_monitor.commands import service
 from rts_monitor.commands import structs as s
 from rts_monitor.db import resolve_database_url
@@ -141,13 +142,18 @@ class CommandHub:
                     keepalives=1, keepalives_idle=30, keepalives_interval=10, keepalives_count=3,
                 ) as conn:
                     await conn.execute(f"LISTEN {service.CHANNEL}")
+                    await conn.execute(f"LISTEN {agents.AUTH_CHANNEL}")
+                    agents.forget()  # revocations sent while we were not listening: start afresh
                     self.listener_connects += 1
                     self.listening.set()
                     log.info("commands.listener.connected", extra={"connects": self.listener_connects})
                     await self._resend(reason="listener_connected")
                     while True:
                         async for note in conn.notifies(timeout=SWEEP_SECONDS):
-                            self._on_notify(note.payload)
+                            if note.channel == agents.AUTH_CHANNEL:
+                                agents.forget(note.payload)
+                            else:
+                                self._on_notify(note.payload)
                         await conn.execute("SELECT 1")  # raises if the server went away silently
                         await self._resend(reason="sweep")
             except asyncio.CancelledError:
