@@ -191,6 +191,10 @@ class Route:
     def release(self) -> None:
         """Undo prepare() after the server stopped."""
 
+    def is_prepared(self) -> bool:
+        """Whether prepare() is in effect (a server can only be running if so)."""
+        return True
+
     def pg(self, tool: str, *args: str) -> list[str]:
         raise NotImplementedError
 
@@ -229,8 +233,28 @@ class NativeRoute(Route):
         # Debian's package creates and starts a default cluster on 5432; we do not use it.
         subprocess.run(["pg_ctlcluster", PG_MAJOR, "main", "stop"], capture_output=True)
 
+    # As root the server runs as ``postgres``, which cannot traverse a checkout under /root (0700):
+    # the checkout's .rts/pg is bind-mounted at /srv/rts/<hash>, as in the chroot route.
+    def _mount_point(self) -> Path:
+        return Path(self.lay.mount_name)
+
+    def prepare(self) -> None:
+        if not _is_root() or _is_mounted(self._mount_point()):
+            return
+        self._mount_point().mkdir(parents=True, exist_ok=True)
+        _run(["mount", "--bind", str(self.lay.pg_dir), str(self._mount_point())], quiet=True)
+
+    def release(self) -> None:
+        for _ in range(5):
+            if not _is_root() or not _is_mounted(self._mount_point()):
+                break
+            _run(["umount", str(self._mount_point())], check=False, quiet=True)
+
+    def is_prepared(self) -> bool:
+        return not _is_root() or _is_mounted(self._mount_point())
+
     def data_dir_for_server(self) -> str:
-        return str(self.lay.data_dir)
+        return self.lay.mount_name + "/data" if _is_root() else str(self.lay.data_dir)
 
     def pg(self, tool: str, *args: str) -> list[str]:
         cmd = [str(NATIVE_BIN / tool), *args]
@@ -308,6 +332,9 @@ class ChrootRoute(Route):
         run_dir.mkdir(parents=True, exist_ok=True)
         uid, gid = self.postgres_ids()
         os.chown(run_dir, uid, gid)
+
+    def is_prepared(self) -> bool:
+        return _is_mounted(self._mount_point())
 
     def release(self) -> None:
         target = self._mount_point()
@@ -544,7 +571,7 @@ def status(settings: Settings) -> dict[str, object]:
         return out
     route = choose_route(lay)
     out["route"] = route.name
-    if route.name == "chroot" and not _is_mounted(route.lay.root / lay.mount_name.lstrip("/")):
+    if not route.is_prepared():
         return out
     out["running"] = _server_running(route)
     if out["running"]:
