@@ -41,10 +41,10 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg.rows import dict_row
+from support import create_db, drop_db, say
 
 from rts_monitor import migrations
 from rts_monitor.alerts import evaluator
@@ -106,25 +106,6 @@ SELECT m.agent_device_id, count(*), avg(m.cpu_percent), max(m.memory_percent), m
    AND m.agent_device_id IN (SELECT id FROM bench_devices WHERE i < %(n)s)
  GROUP BY m.agent_device_id
 """
-
-
-def say(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def with_dbname(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path="/" + name))
-
-
-def create_db(server: str, name: str) -> str:
-    with psycopg.connect(with_dbname(server, "postgres"), autocommit=True) as c:
-        c.execute(f'CREATE DATABASE "{name}"')
-    return with_dbname(server, name)
-
-
-def drop_db(server: str, name: str) -> None:
-    with psycopg.connect(with_dbname(server, "postgres"), autocommit=True) as c:
-        c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 async def load(url: str, devices: int, hours: int, interval: int) -> dict[str, Any]:

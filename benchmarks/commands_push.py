@@ -22,20 +22,18 @@ import json
 import os
 import secrets
 import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import httpx
 import psycopg
+from support import pct, say, start_api, with_dbname
 
 from rts_monitor import migrations
 from rts_monitor.auth import agents as agent_tokens
@@ -45,46 +43,6 @@ from rts_monitor.db import resolve_database_url
 
 RESULTS = Path(__file__).with_name("results") / "commands_push.json"
 BURST_IN_FLIGHT = 16
-
-
-def say(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def with_dbname(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path="/" + name))
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def start_server(url: str, secret: str, log_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    env = dict(os.environ, DATABASE_URL=url, RTS_JWT_SECRET=secret, RTS_PORT=str(port), RTS_HOST="127.0.0.1",
-               RTS_STATE_DIR=str(log_dir / f"state-{port}"), RTS_LOG_LEVEL="WARNING")
-    log = open(log_dir / f"server-{port}.log", "wb")  # noqa: SIM115 - the child keeps writing
-    proc = subprocess.Popen([sys.executable, "-m", "rts_monitor.cli", "serve", "--no-migrate"], env=env,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited; see {log_dir}")
-        try:
-            if httpx.get(base + "/health", timeout=2).status_code == 200:
-                return proc, base
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError("server did not start")
 
 
 def make_world(url: str, n_agents: int) -> tuple[str, list[tuple[str, str]]]:
@@ -188,7 +146,8 @@ async def notify_round_trip(url: str, n: int) -> list[float]:
 async def run(url: str, secret: str, args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
     tech_id, agents = make_world(url, args.agents * 2)
     on_a, on_b = agents[: args.agents], agents[args.agents:]
-    (proc_a, base_a), (proc_b, base_b) = start_server(url, secret, log_dir), start_server(url, secret, log_dir)
+    server_env = {"RTS_JWT_SECRET": secret}
+    (proc_a, base_a), (proc_b, base_b) = start_api(url, log_dir, server_env), start_api(url, log_dir, server_env)
     settings = Settings(jwt_secret=secret)
     headers = {"Authorization": "Bearer " + portal.mint(settings, role="technician", user_id=tech_id)}
     rows: dict[str, list[dict[str, float]]] = {}

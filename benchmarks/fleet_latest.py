@@ -27,9 +27,7 @@ import json
 import os
 import secrets
 import signal
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -40,6 +38,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import psycopg
 from psycopg.rows import dict_row
+from support import start_api
 
 from rts_monitor import migrations
 from rts_monitor.auth import portal
@@ -169,33 +168,6 @@ def metric_rows_touched(c: psycopg.Connection[Any], sql: str, params: dict[str, 
             "plan_ms": round(out["Planning Time"], 2), "exec_ms": round(out["Execution Time"], 2)}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_server(url: str, secret: str, log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    env = {**os.environ, "DATABASE_URL": url, "RTS_JWT_SECRET": secret, "RTS_PORT": str(port),
-           "RTS_HOST": "127.0.0.1", "RTS_SCHEDULER_ENABLED": "0", "RTS_LOG_LEVEL": "WARNING"}
-    proc = subprocess.Popen([sys.executable, "-m", "rts_monitor.cli", "serve", "--no-migrate"], env=env,
-                            stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {log.read_text()[-2000:]}")
-        try:
-            if httpx.get(base + "/health", timeout=2).status_code == 200:
-                return proc, base
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)
-    raise RuntimeError("server did not start")
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--agents", type=int, default=10_000)
@@ -218,8 +190,9 @@ def main() -> int:
         migrations.migrate(url)
         build(url, args.agents, args.days)
         secret = secrets.token_urlsafe(32)
-        log = Path(f"/tmp/{name}.log")
-        proc, base = start_server(url, secret, log)
+        log_dir = Path(f"/tmp/{name}")
+        log_dir.mkdir(exist_ok=True)
+        proc, base = start_api(url, log_dir, {"RTS_JWT_SECRET": secret, "RTS_SCHEDULER_ENABLED": "0"})
         token = portal.mint(Settings(jwt_secret=secret), role="admin")
         http = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30)
 

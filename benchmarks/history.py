@@ -41,6 +41,7 @@ from uuid import UUID
 
 import psycopg
 from psycopg.rows import dict_row
+from support import pct
 
 from rts_monitor import migrations
 from rts_monitor.config import Settings
@@ -149,11 +150,6 @@ async def _refresh(url: str, now: datetime) -> dict[str, int]:
         return (await maintenance.refresh(conn, now=now)).rows
 
 
-def pct(values: list[float], p: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
-
-
 async def time_queries(conn: psycopg.AsyncConnection[Any], devices: list[UUID], n: int, end: datetime,
                        span: timedelta, interval: str) -> dict[str, dict[str, float]]:
     """p50/p99 (ms) of our path, the bare tier read and raw, interleaved per device."""
@@ -179,7 +175,7 @@ async def time_queries(conn: psycopg.AsyncConnection[Any], devices: list[UUID], 
             if i >= 5:
                 times[name].append((time.perf_counter() - t0) * 1000)
                 rows_seen[name] = len(rows)
-    out = {name: {"p50_ms": round(pct(v, 50), 3), "p99_ms": round(pct(v, 99), 3), "points": rows_seen[name]}
+    out = {name: {"p50_ms": round(pct(v, 0.50), 3), "p99_ms": round(pct(v, 0.99), 3), "points": rows_seen[name]}
            for name, v in times.items()}
     # Server side only (planning + execution from EXPLAIN ANALYZE), without the client round trips.
     for name, p in (("tiers (our path)", plan), ("raw", raw_plan)):
@@ -194,7 +190,7 @@ async def time_queries(conn: psycopg.AsyncConnection[Any], devices: list[UUID], 
                 sql = "EXPLAIN (ANALYZE, TIMING OFF, SUMMARY ON) " + history.history_sql(p, per_device, fleet=False)
                 lines = [r["QUERY PLAN"] for r in await (await conn.execute(sql.encode(), params)).fetchall()]
             server.append(sum(float(x.split()[2]) for x in lines if x.startswith(("Planning Time", "Execution Time"))))
-        out[name]["server_p50_ms"] = round(pct(server, 50), 3)
+        out[name]["server_p50_ms"] = round(pct(server, 0.50), 3)
     return out
 
 

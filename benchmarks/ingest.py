@@ -33,7 +33,6 @@ import random
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -48,6 +47,7 @@ from typing import Any
 import httpx
 import msgspec
 import psycopg
+from support import free_port, say, start_api, with_dbname
 
 from rts_monitor import migrations
 from rts_monitor.auth import agents as agent_tokens
@@ -127,10 +127,6 @@ end
 SERVICES_JSON = '[{"name":"nginx","status":"running","pid":1234},{"name":"postgresql","status":"running","pid":5678}]'
 
 
-def say(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
 def ensure_wrk() -> str:
     found = shutil.which("wrk")
     if found:
@@ -140,18 +136,6 @@ def ensure_wrk() -> str:
         subprocess.run(["apt-get", "update"], capture_output=True, check=False)
         subprocess.run(["apt-get", "install", "-y", "wrk"], capture_output=True, check=True)
     return shutil.which("wrk") or "wrk"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def with_dbname(url: str, name: str) -> str:
-    from urllib.parse import urlsplit, urlunsplit
-
-    return urlunsplit(urlsplit(url)._replace(path="/" + name))
 
 
 @contextlib.contextmanager
@@ -262,19 +246,12 @@ def bench_naive(url: str, rows: list[tuple[Any, ...]], seconds: float) -> dict[s
 
 def start_server(url: str, workers: int, flush_rows: int, log_dir: Path,
                  extra_env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    env = dict(os.environ, **(extra_env or {}), DATABASE_URL=url, RTS_PORT=str(port), RTS_HOST="127.0.0.1",
-               RTS_WORKERS=str(workers),
-               RTS_SCHEDULER_ENABLED="false", RTS_LOG_LEVEL="INFO", RTS_JWT_SECRET="bench-" + secrets.token_hex(8),
-               RTS_INGEST_FLUSH_ROWS=str(flush_rows), RTS_STATE_DIR=str(log_dir / f"state-{port}"),
-               RTS_DB_POOL_MAX=str(8))
-    log_path = log_dir / f"server-{port}.log"
-    log = open(log_path, "wb")  # noqa: SIM115 - the child writes to it
-    proc = subprocess.Popen([sys.executable, "-m", "rts_monitor.cli", "serve", "--no-migrate"], env=env,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    proc.log_path = log_path  # type: ignore[attr-defined]
-    wait_healthy(proc, f"http://127.0.0.1:{port}/health")
-    return proc, f"http://127.0.0.1:{port}"
+    env = {**(extra_env or {}), "RTS_WORKERS": str(workers), "RTS_SCHEDULER_ENABLED": "false",
+           "RTS_LOG_LEVEL": "INFO", "RTS_JWT_SECRET": "bench-" + secrets.token_hex(8),
+           "RTS_INGEST_FLUSH_ROWS": str(flush_rows), "RTS_DB_POOL_MAX": "8"}
+    proc, base = start_api(url, log_dir, env)
+    proc.log_path = log_dir / f"server-{base.rsplit(':', 1)[1]}.log"  # type: ignore[attr-defined]
+    return proc, base
 
 
 def start_noop(workers: int, log_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
