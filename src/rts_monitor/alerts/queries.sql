@@ -204,14 +204,7 @@ work AS (
       FROM (SELECT id, agent_alert_id, 'opened' AS event FROM opened
             UNION ALL SELECT id, agent_alert_id, 'resolved' FROM resolved) x
       JOIN agent_alerts r ON r.id = x.agent_alert_id
-      CROSS JOIN LATERAL (
-          SELECT 'ticket' WHERE r.create_ticket
-          UNION ALL
-          SELECT c FROM jsonb_array_elements_text(
-                 CASE WHEN r.notification_enabled AND jsonb_typeof(r.notification_channels) = 'array'
-                      THEN r.notification_channels ELSE '[]'::jsonb END) c
-           WHERE c IN ('webhook', 'email')
-      ) ch(channel)
+      -- include: rule_followup_channels
     ON CONFLICT DO NOTHING
     RETURNING id
 )
@@ -362,14 +355,7 @@ INSERT INTO alert_outbox (alert_history_id, channel, event)
 SELECT h.id, ch.channel, 'resolved'
   FROM agent_alert_history h
   JOIN agent_alerts r ON r.id = h.agent_alert_id
-  CROSS JOIN LATERAL (
-      SELECT 'ticket' WHERE r.create_ticket
-      UNION ALL
-      SELECT c FROM jsonb_array_elements_text(
-             CASE WHEN r.notification_enabled AND jsonb_typeof(r.notification_channels) = 'array'
-                  THEN r.notification_channels ELSE '[]'::jsonb END) c
-       WHERE c IN ('webhook', 'email')
-  ) ch(channel)
+  -- include: rule_followup_channels
  WHERE h.id = ANY(%(ids)s::uuid[])
 ON CONFLICT DO NOTHING
 
@@ -478,3 +464,15 @@ SELECT coalesce(bool_or(agent_device_id IS NULL), false) AS business_wide,
        coalesce(array_agg(agent_device_id) FILTER (WHERE agent_device_id IS NOT NULL), '{}') AS devices
   FROM agent_alerts
  WHERE kind = 'metric' AND is_active AND NOT soft_delete
+
+-- name: rule_followup_channels
+-- Included where episodes enqueue follow-up work: one row per outbox channel of rule ``r``
+-- (a ticket if the rule creates them, plus its enabled webhook/email channels).
+CROSS JOIN LATERAL (
+    SELECT 'ticket' WHERE r.create_ticket
+    UNION ALL
+    SELECT c FROM jsonb_array_elements_text(
+           CASE WHEN r.notification_enabled AND jsonb_typeof(r.notification_channels) = 'array'
+                THEN r.notification_channels ELSE '[]'::jsonb END) c
+     WHERE c IN ('webhook', 'email')
+) ch(channel)
