@@ -53,7 +53,7 @@ from rts_monitor import migrations
 from rts_monitor.auth import agents as agent_tokens
 from rts_monitor.config import Settings
 from rts_monitor.db import resolve_database_url
-from rts_monitor.ingest import validate
+from rts_monitor.ingest import copy_format, validate
 from rts_monitor.ingest.structs import MetricsBatch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,23 +94,38 @@ function init(args)
 end
 
 -- only collected_at varies: the generator must stay cheap, it shares the cores with the server
+-- (os.date once per minute of timestamps, the seconds from a table: a 500-sample body costs
+-- ~0.2 ms of wrk's CPU instead of ~0.5 ms)
 local rest = '","cpu_percent":45.2,"memory_used_gb":8.5,"memory_percent":53.1,"disk_used_gb":450.0,' ..
   '"disk_percent":87.9,"load_average":[1.5,1.3,1.2],"uptime_seconds":345600,"network_rx_bytes":123456789,' ..
   '"network_tx_bytes":98765432,"services":' .. services .. '}'
+local seconds = {}
+for s = 0, 59 do seconds[s] = string.format("%%02dZ", s) end
+local minute, minute_prefix = -1, ""
 local function sample(t, i)
-  return '{"collected_at":"' .. os.date("!%%Y-%%m-%%dT%%H:%%M:%%SZ", t) .. rest
+  local m = t - t %% 60
+  if m ~= minute then
+    minute, minute_prefix = m, '{"collected_at":"' .. os.date("!%%Y-%%m-%%dT%%H:%%M:", m)
+  end
+  return minute_prefix .. seconds[t %% 60] .. rest
 end
 
+-- Request seq goes to agent seq %% #agents with time block k = seq / #agents: every agent sends
+-- block k before any sends k+1, and the body does not name the agent (path and token do), so one
+-- body per block serves all agents: the generator builds a body once per #agents requests.
+local body_k, body = -1, ""
 function request()
   local seq = counter * threads + me
   counter = counter + 1
   local a = agents[(seq %% #agents) + 1]
   local k = math.floor(seq / #agents)
-  local parts = {}
-  for j = 0, samples - 1 do
-    parts[#parts + 1] = sample(base + k * samples + j, j)
+  if k ~= body_k then
+    local parts = {}
+    for j = 0, samples - 1 do
+      parts[#parts + 1] = sample(base + k * samples + j, j)
+    end
+    body_k, body = k, '{"metrics":[' .. table.concat(parts, ",") .. ']}'
   end
-  local body = '{"metrics":[' .. table.concat(parts, ",") .. ']}'
   return wrk.format("POST", a[1], {["Authorization"] = a[2], ["Content-Type"] = "application/json"}, body)
 end
 
@@ -196,7 +211,7 @@ def bench_copy(url: str, rows: list[tuple[Any, ...]]) -> dict[str, float]:
     with psycopg.connect(url) as c:
         t0 = time.perf_counter()
         with c.cursor().copy(COPY_SQL.format(table="agent_metrics")) as cp:
-            cp.set_types(validate.COPY_TYPES)
+            cp.set_types(copy_format.COPY_TYPES)
             for r in rows:
                 cp.write_row(r)
         c.commit()
@@ -217,7 +232,7 @@ def bench_flush(url: str, rows: list[tuple[Any, ...]], flush: int, mode: str) ->
             chunk = rows[i:i + flush]
             table = "agent_metrics" if mode == "direct" else "ingest_stage"
             with c.cursor().copy(COPY_SQL.format(table=table)) as cp:
-                cp.set_types(validate.COPY_TYPES)
+                cp.set_types(copy_format.COPY_TYPES)
                 for r in chunk:
                     cp.write_row(r)
             if mode != "direct":

@@ -7,7 +7,7 @@ import json
 import signal
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -24,8 +24,7 @@ from rts_monitor.config import Settings
 from rts_monitor.db import open_pool
 from rts_monitor.ingest import hooks
 from rts_monitor.ingest.pipeline import IngestPipeline
-from rts_monitor.ingest.structs import MetricsBatch
-from rts_monitor.ingest.validate import prepare
+from rts_monitor.ingest.validate import decode, prepare
 from tests import factories
 from tests.fix_api import ApiServer
 
@@ -213,6 +212,36 @@ async def test_each_invalid_field_is_a_422_naming_it_and_nothing_is_written(
     assert body["field"] == field
     assert body["message"].startswith(f"{field}: ") and text in body["message"], body
     assert await count_rows(api_conn, t.agent.id) == 0
+
+
+async def test_every_samples_services_are_validated_not_only_the_newest(client: httpx.AsyncClient,
+                                                                       api_conn: Any) -> None:
+    """Services lists are decoded lazily (an unchanged list is not decoded twice), but a bad list in
+    an older sample is still a 422 naming it, and a null list means no services in that sample."""
+    t = await factories.tenant(api_conn)
+    good = [{"name": "nginx", "status": "running", "pid": 1}]
+    bodies = [
+        ([sample(0, services=[{"name": "a", "pid": -1}]), sample(1, services=good), sample(2, services=good)],
+         "metrics[0].services[0].pid"),
+        ([sample(0, services=good), sample(1, services=good), sample(2, services=[{"pid": 3}])],
+         "metrics[2].services[0].name"),
+        ([sample(0, services=good), sample(1, services="nginx"), sample(2, services=good)], "metrics[1].services"),
+    ]
+    for metrics, field in bodies:
+        resp = await client.post(url(t.agent.id), json={"metrics": metrics}, headers=t.agent.headers)
+        assert resp.status_code == 422, resp.text
+        assert resp.json()["field"] == field, resp.json()
+    assert await count_rows(api_conn, t.agent.id) == 0
+    changed = [{"name": "nginx", "status": "stopped", "pid": None}]
+    resp = await client.post(url(t.agent.id), json={"metrics": [
+        sample(0, services=good), sample(1, services=changed), sample(2, services=None)]}, headers=t.agent.headers)
+    assert resp.status_code == 200, resp.text
+    cur = await api_conn.execute("SELECT service_name, status, pid, last_checked FROM agent_monitored_services "
+                                 "WHERE agent_device_id = %s", (t.agent.id,))
+    rows = await cur.fetchall()
+    # the newest sample WITH services (1; sample 2 said null) is what is stored
+    assert [(r["service_name"], r["status"], r["pid"], r["last_checked"]) for r in rows] == [
+        ("nginx", "stopped", None, BASE + timedelta(seconds=1))]
 
 
 @pytest.mark.parametrize(("body", "status", "field"), [
@@ -474,7 +503,7 @@ async def pipeline(settings: Settings) -> Any:
 
 
 def _prepared(device: UUID, n: int) -> Any:
-    batch = msgspec.convert({"metrics": [sample(i) for i in range(n)]}, MetricsBatch, strict=False)
+    batch = decode(msgspec.json.encode({"metrics": [sample(i) for i in range(n)]}))
     return prepare(batch, device_id=device, now=datetime.now(UTC), max_future=timedelta(minutes=5),
                    max_age=timedelta(days=30))
 
@@ -585,3 +614,40 @@ async def test_every_write_path_counts_duplicates_and_records_ranges(
     finally:
         await p.close()
         await pool.close()
+
+
+async def test_pre_encoded_copy_rows_equal_what_the_server_emits_and_round_trip(conn: Any) -> None:
+    """copy_format encodes with psycopg's private row encoder: rows loaded with the public
+    ``write_row`` and dumped by the server in binary must be byte for byte our payload, NULLs and
+    extremes included; and our payload loads back as the same values."""
+    from rts_monitor.ingest import copy_format
+
+    device = uuid4()
+    rows = [
+        (device, BASE, 45.25, 8.5, 53.1, 450.0, 87.9, 1.5, 1.25, 1.0, 345600, 2**63 - 1, 0),
+        (device, BASE + timedelta(microseconds=1), None, None, None, None, None, None, None, None, None, None,
+         None),
+        (device, BASE.astimezone(timezone(timedelta(hours=-7))) + timedelta(seconds=2), 0.0, 1e6, 100.0, 0.0,
+         0.0, 0.0, 1e6, 0.0, 0, 1, None),
+    ]
+    await conn.execute("CREATE TEMP TABLE enc_public (LIKE agent_metrics)")
+    await conn.execute("CREATE TEMP TABLE enc_ours (LIKE agent_metrics)")
+    async with conn.cursor().copy("COPY enc_public FROM STDIN (FORMAT BINARY)") as cp:
+        cp.set_types(copy_format.COPY_TYPES)
+        for row in rows:
+            await cp.write_row(row)
+    server = bytearray()
+    async with conn.cursor().copy("COPY enc_public TO STDOUT (FORMAT BINARY)") as cp:
+        async for block in cp:
+            server += block
+    ours = copy_format.stream([copy_format.encode_rows(rows[:1]), copy_format.encode_rows(rows[1:])])
+    assert ours == bytes(server)
+    async with conn.cursor().copy("COPY enc_ours FROM STDIN (FORMAT BINARY)") as cp:
+        await cp.write(ours)
+    cur = await conn.execute("SELECT * FROM enc_ours ORDER BY collected_at")
+    back = [tuple(r.values()) for r in await cur.fetchall()]
+    assert [r[1] for r in back] == [r[1] for r in rows]
+    assert back[0][2:] == (45.25, 8.5, pytest.approx(53.1), 450.0, pytest.approx(87.9), 1.5, 1.25, 1.0, 345600,
+                           2**63 - 1, 0)
+    assert back[1][2:] == (None,) * 11
+    assert back[2][2:] == (0.0, 1e6, 100.0, 0.0, 0.0, 0.0, 1e6, 0.0, 0, 1, None)

@@ -156,9 +156,10 @@ class Settings:
         metadata=_env("RTS_INGEST_FLUSH_ROWS", "Metric rows per group-commit flush (flush when reached)."),
     )
     ingest_flush_delay_ms: float = field(
-        default=2.0,
+        default=0.0,
         metadata=_env("RTS_INGEST_FLUSH_DELAY_MS",
-                      "Longest a queued metrics request waits for others to share its flush."),
+                      "Extra wait for a queued metrics request before a free flush slot takes it (0: requests "
+                      "coalesce while the flushes in flight commit, the lowest latency; docs/ingest.md)."),
     )
     ingest_queue_rows: int = field(
         default=50_000,
@@ -166,7 +167,7 @@ class Settings:
                       "Metric rows admitted but not yet committed, per process; beyond it 503 + Retry-After."),
     )
     ingest_flush_concurrency: int = field(
-        default=4, metadata=_env("RTS_INGEST_FLUSH_CONCURRENCY", "Flush transactions in flight per process.")
+        default=2, metadata=_env("RTS_INGEST_FLUSH_CONCURRENCY", "Flush transactions in flight per process.")
     )
     ingest_mode: str = field(
         default="copy",

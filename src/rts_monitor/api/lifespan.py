@@ -9,7 +9,7 @@ from contextlib import AbstractAsyncContextManager
 
 from litestar import Litestar
 
-from rts_monitor import scheduler
+from rts_monitor import runtime, scheduler
 from rts_monitor.alerts import jobs as alerts_jobs
 from rts_monitor.api.context import AppContext
 from rts_monitor.commands import hub as commands_hub
@@ -68,6 +68,7 @@ def make_lifespan(settings: Settings) -> Callable[[Litestar], AbstractAsyncConte
                 for component in COMPONENTS:
                     await stack.enter_async_context(component(ctx))
                 sched = scheduler.start(ctx) if settings.scheduler_enabled else None
+                runtime.freeze_startup_heap()
                 log.info("api.started", extra={"edition": ctx.edition, "timescaledb": ctx.timescaledb_version,
                                                "postgres": ctx.postgres_version})
                 try:

@@ -34,7 +34,7 @@ import dataclasses
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, NamedTuple
@@ -48,7 +48,8 @@ from rts_monitor.api.context import AppContext
 from rts_monitor.db import Queries
 from rts_monitor.errors import Unavailable
 from rts_monitor.ingest import hooks
-from rts_monitor.ingest.validate import COPY_TYPES, PreparedBatch, Row
+from rts_monitor.ingest.copy_format import stream
+from rts_monitor.ingest.validate import PreparedBatch
 
 log = logging.getLogger(__name__)
 Q = Queries.beside(__file__)
@@ -145,7 +146,7 @@ class IngestPipeline:
 
     async def submit(self, batch: PreparedBatch) -> Outcome:
         """Queue a request's rows and wait until they are committed (or the flush failed)."""
-        n = len(batch.rows)
+        n = len(batch.times)
         if self._closing:
             self.stats.rejected += 1
             raise Unavailable("the server is shutting down; retry shortly", retry_after=1)
@@ -208,9 +209,9 @@ class IngestPipeline:
     def _take(self) -> list[_Item]:
         items: list[_Item] = []
         rows = 0
-        while self._queue and (not items or rows + len(self._queue[0].batch.rows) <= self.flush_rows):
+        while self._queue and (not items or rows + len(self._queue[0].batch.times) <= self.flush_rows):
             item = self._queue.popleft()
-            rows += len(item.batch.rows)
+            rows += len(item.batch.times)
             items.append(item)
         self._queued_rows -= rows
         if self._queued_rows < self.flush_rows:
@@ -218,7 +219,7 @@ class IngestPipeline:
         return items
 
     async def _flush(self, items: list[_Item]) -> None:
-        rows = sum(len(it.batch.rows) for it in items)
+        rows = sum(len(it.batch.times) for it in items)
         started = time.perf_counter()
         now = asyncio.get_running_loop().time()
         self.stats.requests += len(items)
@@ -246,7 +247,7 @@ class IngestPipeline:
     def _finish(self, items: list[_Item], *, written: _Written | None = None,
                 alerts: dict[UUID, list[str]] | None = None, exc: BaseException | None = None) -> None:
         for i, item in enumerate(items):
-            self._pending_rows -= len(item.batch.rows)
+            self._pending_rows -= len(item.batch.times)
             if item.future.done():
                 continue
             if exc is not None or written is None:
@@ -258,11 +259,11 @@ class IngestPipeline:
 
     async def _write_with_retries(self, items: list[_Item]) -> _Written:
         # Lock order (device, first timestamp) keeps concurrent flushes from deadlocking.
-        items.sort(key=lambda it: (it.batch.device_id, it.batch.rows[0][1] if it.batch.rows else 0))
+        items.sort(key=lambda it: (it.batch.device_id, it.batch.times[0] if it.batch.times else 0))
         for attempt in range(1, _ATTEMPTS + 1):
             try:
                 async with self._pool.connection() as conn:
-                    if self.mode == "copy" and sum(len(it.batch.rows) for it in items) < self.copy_min_rows:
+                    if self.mode == "copy" and _small(items, self.copy_min_rows):
                         return await self._write_small(conn, items)
                     if self.mode == "copy":
                         try:
@@ -279,19 +280,19 @@ class IngestPipeline:
 
     async def _write_direct(self, conn: psycopg.AsyncConnection[Any], items: list[_Item]) -> _Written:
         async with conn.transaction():
-            await _copy(conn, Q.copy_metrics, (it.batch.rows for it in items))
-            written = _Written([(len(it.batch.rows), 0) for it in items])
+            await _copy(conn, Q.copy_metrics, items)
+            written = _Written([(len(it.batch.times), 0) for it in items])
             for it in items:
-                rows = it.batch.rows
-                if rows:
-                    _extend(written.ranges, it.batch.device_id, rows[0][1], rows[-1][1], len(rows))
+                times = it.batch.times
+                if times:
+                    _extend(written.ranges, it.batch.device_id, times[0], times[-1], len(times))
             await conn.execute(Q.flush_side_effects, _side_effect_params(items, written.ranges))
         return written
 
     async def _write_staged(self, conn: psycopg.AsyncConnection[Any], items: list[_Item]) -> _Written:
         async with conn.transaction():
             await conn.execute(Q.create_stage)
-            await _copy(conn, Q.copy_stage, (it.batch.rows for it in items))
+            await _copy(conn, Q.copy_stage, items)
             cur = await conn.execute(Q.insert_from_stage)
             new: dict[UUID, set[datetime]] = {r["agent_device_id"]: set(r["written"]) for r in await cur.fetchall()}
             written = _attribute(items, new)
@@ -300,7 +301,7 @@ class IngestPipeline:
 
     async def _write_small(self, conn: psycopg.AsyncConnection[Any], items: list[_Item]) -> _Written:
         """One autocommit statement: rows by unnest + ON CONFLICT, and every side effect."""
-        columns = list(zip(*(row for it in items for row in it.batch.rows), strict=True))
+        columns = list(zip(*(row for it in items for row in it.batch.rows or ()), strict=True))
         params = _side_effect_params(items, {})
         params.update(zip(_SMALL_COLUMNS, (list(c) for c in columns), strict=True))
         await conn.set_autocommit(True)
@@ -375,13 +376,18 @@ def _attribute(items: list[_Item], new: dict[UUID, set[datetime]]) -> _Written:
     for it in items:
         fresh = new.get(it.batch.device_id, set())
         received = 0
-        for row in it.batch.rows:
-            if row[1] in fresh:
-                fresh.discard(row[1])
+        for t in it.batch.times:
+            if t in fresh:
+                fresh.discard(t)
                 received += 1
-                _extend(written.ranges, it.batch.device_id, row[1], row[1], 1)
-        written.per_item.append((received, len(it.batch.rows) - received))
+                _extend(written.ranges, it.batch.device_id, t, t, 1)
+        written.per_item.append((received, len(it.batch.times) - received))
     return written
+
+
+def _small(items: list[_Item], copy_min_rows: int) -> bool:
+    """A flush of fewer than ``copy_min_rows`` rows, all still held as tuples, binds arrays."""
+    return sum(len(it.batch.times) for it in items) < copy_min_rows and all(it.batch.rows is not None for it in items)
 
 
 def _extend(ranges: dict[UUID, tuple[datetime, datetime, int]], device: UUID, lo: datetime, hi: datetime,
@@ -390,12 +396,10 @@ def _extend(ranges: dict[UUID, tuple[datetime, datetime, int]], device: UUID, lo
     ranges[device] = (lo, hi, n) if cur is None else (min(cur[0], lo), max(cur[1], hi), cur[2] + n)
 
 
-async def _copy(conn: psycopg.AsyncConnection[Any], statement: str, batches: Iterable[list[Row]]) -> None:
+async def _copy(conn: psycopg.AsyncConnection[Any], statement: str, items: list[_Item]) -> None:
+    """One write of every request's pre-encoded rows (copy_format: no per-row calls here)."""
     async with conn.cursor().copy(statement) as cp:
-        cp.set_types(COPY_TYPES)
-        for rows in batches:
-            for row in rows:
-                await cp.write_row(row)
+        await cp.write(stream(it.batch.copy_data for it in items))
 
 
 def _side_effect_params(items: list[_Item], ranges: dict[UUID, tuple[datetime, datetime, int]]) -> dict[str, Any]:

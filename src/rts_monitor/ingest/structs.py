@@ -25,6 +25,7 @@ Gigabytes = Annotated[float, msgspec.Meta(ge=0, le=MAX_GB)]
 Load = Annotated[float, msgspec.Meta(ge=0, le=MAX_LOAD)]
 Counter = Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)]
 AwareTime = Annotated[datetime, msgspec.Meta(tz=True)]
+NO_SERVICES = msgspec.Raw(b"null")
 
 
 class ServiceSample(msgspec.Struct, frozen=True, gc=False):
@@ -48,7 +49,14 @@ class MetricSample(msgspec.Struct, frozen=True, gc=False):
     uptime_seconds: Counter | None = None
     network_rx_bytes: Counter | None = None
     network_tx_bytes: Counter | None = None
-    services: list[ServiceSample] | None = None
+    # ``list[ServiceSample] | null`` on the wire, kept as raw JSON while the batch is decoded: only
+    # the newest sample's services are stored and agents repeat the same list in every sample, so
+    # validate.py decodes (and so validates) each distinct list once instead of building ~9
+    # objects per sample (measured: a third of the objects a 500-sample request allocated).
+    services: msgspec.Raw = NO_SERVICES
+
+
+ServiceList = list[ServiceSample] | None  # the type of ``MetricSample.services`` on the wire
 
 
 class MetricsBatch(msgspec.Struct, frozen=True, gc=False):

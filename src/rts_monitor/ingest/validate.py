@@ -16,14 +16,26 @@ from uuid import UUID
 import msgspec
 
 from rts_monitor.errors import BadRequest, ValidationFailed
-from rts_monitor.ingest.structs import MAX_SAMPLES_PER_REQUEST, MetricsBatch, ServiceSample
+from rts_monitor.ingest.copy_format import encode_rows
+from rts_monitor.ingest.structs import (
+    MAX_SAMPLES_PER_REQUEST,
+    NO_SERVICES,
+    MetricsBatch,
+    ServiceList,
+    ServiceSample,
+)
 
 # (device, collected_at, cpu%, mem GB, mem%, disk GB, disk%, load 1/5/15, uptime, rx, tx):
-# the column order of agent_metrics and of the binary COPY.
+# the column order of agent_metrics and of the binary COPY (copy_format.COPY_TYPES).
 Row = tuple[Any, ...]
-COPY_TYPES = ["uuid", "timestamptz"] + ["float4"] * 8 + ["int8"] * 3
 
 _JSON = msgspec.json.Decoder(MetricsBatch)
+_SERVICES = msgspec.json.Decoder(ServiceList)
+# Below this many rows a request keeps its row tuples (a small flush binds them as arrays);
+# larger ones keep only the encoded COPY data and the timestamps, so the tuples are freed while
+# still in cache instead of after the commit.
+KEEP_ROWS_BELOW = 256
+_NO_LOAD = (None, None, None)
 _AT = re.compile(r" - at `\$\.?(?P<path>[^`]*)`")
 _LEAF = re.compile(r"([a-z_]+)(?:\[\d+\])?$")
 _MISSING = re.compile(r"Object missing required field `([^`]+)`")
@@ -51,10 +63,17 @@ _RULES = {
 
 @dataclass(slots=True)
 class PreparedBatch:
-    """One request's rows, deduplicated within the request and sorted by time (lock order)."""
+    """One request's samples, deduplicated within the request and sorted by time (lock order).
+
+    ``copy_data`` is the rows in binary COPY format (what a large flush sends); ``times`` their
+    timestamps (ranges, and which rows a replay actually wrote); ``rows`` the tuples themselves,
+    kept only for small requests (see ``KEEP_ROWS_BELOW``).
+    """
 
     device_id: UUID
-    rows: list[Row]
+    times: list[datetime]
+    copy_data: bytes
+    rows: list[Row] | None
     in_request_duplicates: int
     services_at: datetime | None
     services: list[ServiceSample]
@@ -63,8 +82,8 @@ class PreparedBatch:
 def decode(body: bytes) -> MetricsBatch:
     """JSON (whatever the Content-Type says); type and range errors become 422 with a path.
 
-    A msgpack or columnar variant was measured (benchmarks/ingest.py) and did not pay: decoding is
-    a small share of a request's server CPU, so only the plan's JSON is accepted.
+    A msgpack or columnar variant was measured (benchmarks/ingest.py) and did not pay enough for a
+    second wire format, so only the plan's JSON is accepted (docs/ingest.md).
     """
     try:
         return _JSON.decode(body)
@@ -74,13 +93,18 @@ def decode(body: bytes) -> MetricsBatch:
         raise BadRequest(f"body is not a valid metrics document: {exc}") from None
 
 
-def _validation_error(detail: str) -> ValidationFailed:
+def _validation_error(detail: str, prefix: str = "") -> ValidationFailed:
+    """msgspec's ``… - at `$.metrics[3].cpu_percent``` as ``metrics[3].cpu_percent: <rule>``;
+    ``prefix`` is where a separately decoded part sits in the body."""
     m = _AT.search(detail)
-    if m is None:
+    if m is None and not prefix:
         return ValidationFailed(f"body: must be an object with a `metrics` array ({detail})", field="body",
                                 extra={"detail": detail})
-    path = m["path"] or "body"
-    reason = detail[: m.start()].strip()
+    if m is None:
+        path, reason = prefix, detail
+    else:
+        path = prefix + m["path"] if prefix else (m["path"] or "body")
+        reason = detail[: m.start()].strip()
     missing = _MISSING.match(reason)
     if missing:
         path = f"{path}.{missing.group(1)}"
@@ -90,38 +114,63 @@ def _validation_error(detail: str) -> ValidationFailed:
     return ValidationFailed(f"{path}: {rule or reason}", field=path, extra={"detail": reason})
 
 
+def _services(raw: msgspec.Raw, index: int) -> list[ServiceSample] | None:
+    try:
+        services: list[ServiceSample] | None = _SERVICES.decode(raw)
+    except msgspec.ValidationError as exc:
+        raise _validation_error(str(exc), prefix=f"metrics[{index}].services") from None
+    return services
+
+
 def prepare(batch: MetricsBatch, *, device_id: UUID, now: datetime, max_future: timedelta,
             max_age: timedelta) -> PreparedBatch:
-    """Check timestamps against the server clock and build rows in agent_metrics column order."""
+    """Check timestamps against the server clock and services lists, and build the rows.
+
+    Every sample's services list is validated, but a list equal byte for byte to the previous
+    valid one (the usual case: agents repeat it) is not decoded again.
+    """
     latest, oldest = now + max_future, now - max_age
     rows: list[Row] = []
-    newest_services: tuple[datetime, int] | None = None
+    newest: tuple[datetime, int] | None = None
+    valid = NO_SERVICES
     for i, s in enumerate(batch.metrics):
         t = s.collected_at
-        if t > latest:
-            raise ValidationFailed(
-                f"metrics[{i}].collected_at: {t.isoformat()} is more than {int(max_future.total_seconds())} s "
-                f"in the future (server time {now.isoformat()}); check the agent's clock",
-                field=f"metrics[{i}].collected_at")
-        if t < oldest:
-            raise ValidationFailed(
-                f"metrics[{i}].collected_at: {t.isoformat()} is older than the raw retention of "
-                f"{max_age.days} days; it would be dropped, so it is rejected",
-                field=f"metrics[{i}].collected_at")
-        la = s.load_average or (None, None, None)
+        if t > latest or t < oldest:
+            raise _timestamp_error(i, t, now, max_future, max_age)
+        la = s.load_average or _NO_LOAD
         rows.append((device_id, t, s.cpu_percent, s.memory_used_gb, s.memory_percent, s.disk_used_gb,
                      s.disk_percent, la[0], la[1], la[2], s.uptime_seconds, s.network_rx_bytes,
                      s.network_tx_bytes))
-        if s.services is not None and (newest_services is None or t >= newest_services[0]):
-            newest_services = (t, i)
+        raw = s.services
+        if raw is not NO_SERVICES and raw != valid:
+            if _services(raw, i) is None:
+                continue  # an explicit null: no services in this sample
+            valid = raw
+        if raw is not NO_SERVICES and (newest is None or t >= newest[0]):
+            newest = (t, i)
     services: list[ServiceSample] = []
     services_at = None
-    if newest_services is not None:
-        services_at, index = newest_services
-        services = _unique_services(batch.metrics[index].services or [], index)
+    if newest is not None:
+        services_at, index = newest
+        services = _unique_services(_services(batch.metrics[index].services, index) or [], index)
     rows.sort(key=itemgetter(1))
     unique = _dedupe_sorted(rows)
-    return PreparedBatch(device_id, unique, len(rows) - len(unique), services_at, services)
+    return PreparedBatch(device_id, [r[1] for r in unique], encode_rows(unique),
+                         unique if len(unique) < KEEP_ROWS_BELOW else None, len(rows) - len(unique),
+                         services_at, services)
+
+
+def _timestamp_error(i: int, t: datetime, now: datetime, max_future: timedelta,
+                     max_age: timedelta) -> ValidationFailed:
+    if t > now:
+        return ValidationFailed(
+            f"metrics[{i}].collected_at: {t.isoformat()} is more than {int(max_future.total_seconds())} s "
+            f"in the future (server time {now.isoformat()}); check the agent's clock",
+            field=f"metrics[{i}].collected_at")
+    return ValidationFailed(
+        f"metrics[{i}].collected_at: {t.isoformat()} is older than the raw retention of "
+        f"{max_age.days} days; it would be dropped, so it is rejected",
+        field=f"metrics[{i}].collected_at")
 
 
 def _unique_services(services: list[ServiceSample], index: int) -> list[ServiceSample]:
