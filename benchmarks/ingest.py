@@ -11,7 +11,7 @@ TimescaleDB, into the same ``agent_metrics`` hypertable (truncated before each p
 * ``flush: direct COPY`` / ``flush: stage + ON CONFLICT`` / ``flush: stage, all duplicates``:
   the two idempotency mechanisms at our flush size, without HTTP (the choice in pipeline.py);
 * ``naive``: one INSERT per sample, autocommit, psycopg without HTTP;
-* ``api (a)``: ``rts-monitor serve`` with 500-sample batches from many agents (wrk, 16 conns);
+* ``api (a)``: ``rts-monitor serve`` with 500-sample batches from many agents (wrk, 64 conns);
 * ``api (b)``: the same server, one sample per request at 64 concurrent connections;
 * ``bare endpoint``: a no-op Litestar endpoint (same route, same decoding, no auth, no DB) under
   the (b) load, on the same uvicorn settings: the HTTP ceiling;
@@ -320,9 +320,32 @@ def server_cpu(proc: subprocess.Popen[bytes]) -> float:
     return total
 
 
+def children_cpu() -> float:
+    """CPU seconds of finished child processes (wrk, once it has exited)."""
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def postgres_cpu() -> float:
+    """CPU seconds of every PostgreSQL process on the machine (the bench server's backends,
+    walwriter, checkpointer...): where the database's share of the 2 cores goes."""
+    import psutil
+
+    total = 0.0
+    for p in psutil.process_iter(["name"]):
+        if (p.info["name"] or "").startswith("postgres"):
+            with contextlib.suppress(psutil.Error):
+                t = p.cpu_times()
+                total += t.user + t.system
+    return total
+
+
 def run_wrk(wrk: str, base_url: str, agents_lua: Path, tmp: Path, *, samples: int, conns: int, threads: int,
             seconds: float, base_epoch: int, server: subprocess.Popen[bytes] | None = None) -> dict[str, float]:
     cpu_before = server_cpu(server) if server else 0.0
+    wrk_before, pg_before = children_cpu(), postgres_cpu()
     out = tmp / f"wrk-{secrets.token_hex(4)}.json"
     script = tmp / f"wrk-{secrets.token_hex(4)}.lua"
     script.write_text(LUA % {"agents": agents_lua, "samples": samples, "base": base_epoch, "threads": threads,
@@ -332,10 +355,14 @@ def run_wrk(wrk: str, base_url: str, agents_lua: Path, tmp: Path, *, samples: in
     r = json.loads(out.read_text())
     secs = r["duration_us"] / 1e6
     ok = r["requests"] - r["non2xx"]
-    cpu_us = (server_cpu(server) - cpu_before) * 1e6 / max(1, r["requests"]) if server else 0.0
+    n = max(1, r["requests"])
+    cpu_us = (server_cpu(server) - cpu_before) * 1e6 / n if server else 0.0
     return {"req_per_s": ok / secs, "rows_per_s": ok * samples / secs, "p50_ms": r["p50_us"] / 1000,
             "p99_ms": r["p99_us"] / 1000, "non2xx": r["non2xx"], "socket_errors": r["socket_errors"],
-            "requests": r["requests"], "server_cpu_us_per_req": cpu_us}
+            "requests": r["requests"], "server_cpu_us_per_req": cpu_us,
+            "wrk_cpu_us_per_req": (children_cpu() - wrk_before) * 1e6 / n,
+            "pg_cpu_us_per_req": (postgres_cpu() - pg_before) * 1e6 / n,
+            "cores_busy": (cpu_us * n / 1e6 + children_cpu() - wrk_before + postgres_cpu() - pg_before) / secs}
 
 
 def api_phase(wrk: str, url: str, workers: int, args: argparse.Namespace, agents_lua: Path, tmp: Path, *,
@@ -376,13 +403,19 @@ def drained_stats(tmp: Path, proc: subprocess.Popen[bytes]) -> dict[str, float]:
     return total
 
 
+def cpu_summary(r: dict[str, float]) -> str:
+    return (f"CPU us/req: server {r.get('server_cpu_us_per_req', 0):,.0f}, wrk {r.get('wrk_cpu_us_per_req', 0):,.0f}, "
+            f"postgres {r.get('pg_cpu_us_per_req', 0):,.0f}; cores busy {r.get('cores_busy', 0):.2f}")
+
+
 def pipeline_summary(r: dict[str, float]) -> str:
     return (f"{r.get('rows_per_flush', 0):,.0f} rows/flush, flush {r.get('flush_ms', 0):.1f} ms, "
             f"hooks {r.get('hook_ms_per_flush', 0):.1f} ms/flush, queued {r.get('queue_wait_ms', 0):.1f} ms")
 
 
 def decode_micro(reps: int = 200) -> dict[str, float]:
-    """µs per 500-sample batch: decode + build rows, for the row JSON we accept and two variants."""
+    """µs per 500-sample batch: decode, build and encode the COPY rows, for the row JSON we accept
+    and two variants (in isolation, one core, warm caches)."""
     base = datetime.now(UTC) - timedelta(hours=3)
     samples = [{"collected_at": (base + timedelta(seconds=i)).isoformat(), "cpu_percent": 45.2,
                 "memory_used_gb": 8.5, "memory_percent": 53.1, "disk_used_gb": 450.0, "disk_percent": 87.9,
@@ -412,17 +445,29 @@ def decode_micro(reps: int = 200) -> dict[str, float]:
 
     msgpack_decoder = msgspec.msgpack.Decoder(MetricsBatch)
 
-    def rows_path(body: bytes, ctype: str) -> None:
-        batch = msgpack_decoder.decode(body) if "msgpack" in ctype else validate.decode(body)
+    def json_rows_path(body: bytes) -> None:
+        """What the server does: decode, check (services lists included), build and encode rows."""
+        batch = validate.decode(body)
         validate.prepare(batch, device_id=device, now=now, max_future=timedelta(minutes=5),
                          max_age=timedelta(days=30))
+
+    def msgpack_rows_path(body: bytes) -> None:
+        """A lower bound for msgpack: decode, build and encode rows, services not checked."""
+        rows = []
+        for s in msgpack_decoder.decode(body).metrics:
+            la = s.load_average or (None, None, None)
+            rows.append((device, s.collected_at, s.cpu_percent, s.memory_used_gb, s.memory_percent, s.disk_used_gb,
+                         s.disk_percent, la[0], la[1], la[2], s.uptime_seconds, s.network_rx_bytes,
+                         s.network_tx_bytes))
+        copy_format.encode_rows(rows)
 
     def columnar_path(body: bytes) -> None:
         c = dec_col.decode(body)
         la = list(zip(*c.load_average, strict=True))
-        list(zip([device] * len(c.collected_at), c.collected_at, c.cpu_percent, c.memory_used_gb, c.memory_percent,
-                 c.disk_used_gb, c.disk_percent, la[0], la[1], la[2], c.uptime_seconds, c.network_rx_bytes,
-                 c.network_tx_bytes, strict=True))
+        copy_format.encode_rows(list(zip([device] * len(c.collected_at), c.collected_at, c.cpu_percent,
+                                         c.memory_used_gb, c.memory_percent, c.disk_used_gb, c.disk_percent, la[0],
+                                         la[1], la[2], c.uptime_seconds, c.network_rx_bytes, c.network_tx_bytes,
+                                         strict=True)))
 
     def timed(fn: Any) -> float:
         best = []
@@ -434,8 +479,8 @@ def decode_micro(reps: int = 200) -> dict[str, float]:
         return min(best)
 
     out = {
-        "json_rows_us": timed(lambda: rows_path(as_json, "application/json")),
-        "msgpack_rows_us": timed(lambda: rows_path(as_msgpack, "application/msgpack")),
+        "json_rows_us": timed(lambda: json_rows_path(as_json)),
+        "msgpack_rows_us": timed(lambda: msgpack_rows_path(as_msgpack)),
         "json_columnar_us": timed(lambda: columnar_path(as_columnar)),
         "json_bytes": len(as_json), "msgpack_bytes": len(as_msgpack), "columnar_bytes": len(as_columnar),
     }
@@ -457,6 +502,8 @@ def main() -> int:
     ap.add_argument("--naive-seconds", type=float, default=4.0)
     ap.add_argument("--workers", default="1,2", help="uvicorn worker counts to measure, comma-separated")
     ap.add_argument("--flush-rows", type=int, default=Settings().ingest_flush_rows)
+    ap.add_argument("--conns-a", type=int, default=64,
+                    help="concurrent connections for (a); (b) always uses 64 as the issue says")
     args = ap.parse_args()
     workers_list = [int(w) for w in args.workers.split(",")]
     wrk = ensure_wrk()
@@ -486,16 +533,17 @@ def main() -> int:
             say(f"  naive {res['naive']['rows_per_s']:,.0f} rows/s")
             for w in workers_list:
                 epoch = int(base_dt.timestamp())  # tables are truncated between phases
-                say(f"  api (a) workers={w}: {BATCH}-sample batches, 16 connections, {args.seconds}s")
-                a = api_phase(wrk, url, w, args, agents_lua, tmp, samples=BATCH, conns=16, threads=1, epoch=epoch)
+                say(f"  api (a) workers={w}: {BATCH}-sample batches, {args.conns_a} connections, {args.seconds}s")
+                a = api_phase(wrk, url, w, args, agents_lua, tmp, samples=BATCH, conns=args.conns_a, threads=1,
+                              epoch=epoch)
                 say(f"    {a['rows_per_s']:,.0f} rows/s, {a['req_per_s']:,.0f} req/s, p50 {a['p50_ms']:.1f} ms, "
                     f"p99 {a['p99_ms']:.1f} ms, non-2xx {a['non2xx']}, rows in db {a['db_rows']:,}, "
-                    f"server CPU {a['server_cpu_us_per_req']:,.0f} us/req; {pipeline_summary(a)}")
+                    f"{cpu_summary(a)}; {pipeline_summary(a)}")
                 say(f"  api (b) workers={w}: 1 sample/request, 64 connections, {args.seconds}s")
                 b = api_phase(wrk, url, w, args, agents_lua, tmp, samples=1, conns=64, threads=2, epoch=epoch)
                 say(f"    {b['req_per_s']:,.0f} req/s, p50 {b['p50_ms']:.1f} ms, p99 {b['p99_ms']:.1f} ms, "
                     f"non-2xx {b['non2xx']}, rows in db {b['db_rows']:,}, "
-                    f"server CPU {b['server_cpu_us_per_req']:,.0f} us/req; {pipeline_summary(b)}")
+                    f"{cpu_summary(b)}; {pipeline_summary(b)}")
                 if w == workers_list[0]:
                     say(f"  api (b) workers={w}, alert hooks not awaited (RTS_INGEST_HOOK_TIMEOUT_MS=0)")
                     nh = api_phase(wrk, url, w, args, agents_lua, tmp, samples=1, conns=64, threads=2, epoch=epoch,
@@ -510,7 +558,7 @@ def main() -> int:
                     bare = run_wrk(wrk, base_url, agents_lua, tmp, samples=1, conns=64, threads=2,
                                    seconds=args.seconds, base_epoch=epoch, server=proc)
                     say(f"    {bare['req_per_s']:,.0f} req/s, p99 {bare['p99_ms']:.1f} ms, "
-                        f"server CPU {bare['server_cpu_us_per_req']:,.0f} us/req")
+                        f"{cpu_summary(bare)}")
                 finally:
                     stop(proc)
                 res[f"bare_w{w}"] = bare
@@ -572,18 +620,23 @@ def report(runs: list[dict[str, Any]], workers_list: list[int], micro: dict[str,
         print(f"server CPU per 500-sample request (a, w={workers_list[0]}): {cpu_a:,.0f} us; msgpack would save "
               f"{micro['msgpack_saves_share_of_server_cpu']:.1%}, JSON columnar "
               f"{micro['columnar_saves_share_of_server_cpu']:.1%} of it (implemented only if >= 20%)")
-    for workers in workers_list:
+    for w in workers_list:
         for phase in ("a", "b"):
-            w = workers
-            print(f"pipeline, api ({phase}) w={w}: {pipeline_summary(med[f'api_{phase}_w{w}'])}, server CPU "
-                  f"{med[f'api_{phase}_w{w}']['server_cpu_us_per_req']:,.0f} us/req "
-                  f"(bare: {med[f'bare_w{w}']['server_cpu_us_per_req']:,.0f})")
+            r = med[f"api_{phase}_w{w}"]
+            print(f"api ({phase}) w={w}: {pipeline_summary(r)}; {cpu_summary(r)}")
+        print(f"bare w={w}: {cpu_summary(med[f'bare_w{w}'])}")
+    d = Settings()
+    settings = {"flush_rows": args.flush_rows, "flush_delay_ms": d.ingest_flush_delay_ms,
+                "flush_concurrency": d.ingest_flush_concurrency, "db_pool_max": 8, "conns_a": args.conns_a,
+                "conns_b": 64, "workers": workers_list}
+    print(f"server settings: {json.dumps(settings)}")
     for name, v in verdicts.items():
         print(f"targets {name}: {json.dumps(v)}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({
         "when": datetime.now(UTC).isoformat(), "runs": len(runs), "seconds_per_phase": args.seconds,
-        "flush_rows": args.flush_rows, "cpus": os.cpu_count(), "targets": TARGETS, "medians": med,
+        "flush_rows": args.flush_rows, "server_settings": settings, "cpus": os.cpu_count(), "targets": TARGETS,
+        "medians": med,
         "verdicts": verdicts, "decode_micro_us": micro, "per_run": runs,
         "notes": "wrk load generator, server and TimescaleDB share the machine's cores with other work; "
                  "load_before is the 1-minute load average when each run started.",

@@ -651,3 +651,23 @@ async def test_pre_encoded_copy_rows_equal_what_the_server_emits_and_round_trip(
                            2**63 - 1, 0)
     assert back[1][2:] == (None,) * 11
     assert back[2][2:] == (0.0, 1e6, 100.0, 0.0, 0.0, 0.0, 1e6, 0.0, 0, 1, None)
+
+
+async def test_a_cancelled_request_still_has_its_rows_written_and_breaks_nothing(
+        pipeline: IngestPipeline, conn: Any) -> None:
+    """A request cancelled while queued (client gone) cancels only its own wait: its rows are
+    written, the others in the same flush are answered, and the pipeline's accounting returns to 0."""
+    a, b = uuid4(), uuid4()
+    gone = asyncio.create_task(pipeline.submit(_prepared(a, 3)))
+    kept = asyncio.create_task(pipeline.submit(_prepared(b, 2)))
+    await asyncio.sleep(0)
+    gone.cancel()
+    assert await kept == (2, 0, [])
+    with pytest.raises(asyncio.CancelledError):
+        await gone
+    deadline = time.monotonic() + 5
+    while pipeline.pending_rows and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    assert pipeline.pending_rows == 0
+    assert await count_rows(conn, a) == 3 and await count_rows(conn, b) == 2
+    assert pipeline.stats.failed_flushes == 0

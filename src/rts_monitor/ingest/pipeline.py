@@ -162,8 +162,10 @@ class IngestPipeline:
         self._wakeup.set()
         if self._queued_rows >= self.flush_rows:
             self._full.set()
-        # shield: a client that disconnects must not cancel the future the flusher resolves
-        return await asyncio.shield(item.future)
+        # A cancelled request (client gone) cancels only its future: the rows stay queued and are
+        # written; _finish skips futures that are already done. (No shield: it cost a second
+        # future and two callbacks per request.)
+        return await item.future
 
     async def close(self, drain_seconds: float = 60) -> None:
         """Stop admitting, write everything admitted, wait for the last commit."""
