@@ -152,7 +152,7 @@ class Settings:
         metadata=_env("RTS_TIERS_RETENTION_SECONDS", "Apache edition: how often retention drops old chunks."),
     )
     ingest_flush_rows: int = field(
-        default=5000,
+        default=10_000,
         metadata=_env("RTS_INGEST_FLUSH_ROWS", "Metric rows per group-commit flush (flush when reached)."),
     )
     ingest_flush_delay_ms: float = field(
