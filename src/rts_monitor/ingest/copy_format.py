@@ -15,9 +15,11 @@ from typing import Any
 
 import psycopg
 
-# the C implementation with psycopg[binary] (pure Python without it); private to psycopg, so
-# tests/test_ingest.py checks its output against write_row's byte for byte
-from psycopg._copy_base import format_row_binary
+try:  # the C implementation with psycopg[binary] (pure Python without it); private to psycopg, so
+    # tests/test_ingest.py checks our payload against what the server itself emits, byte for byte
+    from psycopg._copy_base import format_row_binary
+except ImportError:  # psycopg < 3.2 kept it in psycopg.copy
+    from psycopg.copy import format_row_binary  # type: ignore[attr-defined,no-redef]
 from psycopg.abc import Transformer as TransformerProto
 from psycopg.adapt import Transformer
 from psycopg.pq import Format
