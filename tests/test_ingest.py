@@ -665,9 +665,6 @@ async def test_a_cancelled_request_still_has_its_rows_written_and_breaks_nothing
     assert await kept == (2, 0, [])
     with pytest.raises(asyncio.CancelledError):
         await gone
-    deadline = time.monotonic() + 5
-    while pipeline.pending_rows and time.monotonic() < deadline:
-        await asyncio.sleep(0.01)
-    assert pipeline.pending_rows == 0
+    assert pipeline.pending_rows == 0  # one _finish call answered both items of the flush
     assert await count_rows(conn, a) == 3 and await count_rows(conn, b) == 2
     assert pipeline.stats.failed_flushes == 0

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
@@ -235,7 +236,11 @@ def read_status(state_dir: Path) -> dict[str, Any]:
     status_path = state_dir / STATUS_NAME
     if status_path.exists():
         out["last_status"] = json.loads(status_path.read_text())
-    stats = open_readonly_stats(state_dir / SPOOL_NAME)
+    try:
+        stats = open_readonly_stats(state_dir / SPOOL_NAME)
+    except sqlite3.Error as exc:  # status must still answer (in JSON) while the spool is unreadable
+        out["spool_error"] = str(exc)
+        stats = None
     if stats is not None:
         out["spool"] = {"depth": stats.depth, "bytes": stats.bytes, "oldest": stats.oldest,
                         "spooled_total": stats.spooled_total,

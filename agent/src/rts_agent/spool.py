@@ -280,10 +280,26 @@ class _Tx:
         self._db.execute("ROLLBACK" if exc_type is not None else "COMMIT")
 
 
-def open_readonly_stats(path: Path) -> Stats | None:
-    """Spool figures for ``rts-agent status`` without taking the writer's place."""
+def open_readonly_stats(path: Path, attempts: int = 20) -> Stats | None:
+    """Spool figures for ``rts-agent status`` without taking the writer's place.
+
+    A read-only connection to a WAL database fails transiently while the writer creates or
+    recovers its ``-wal``/``-shm`` files (seen at agent start: "unable to open database file"),
+    so the read is retried for about a second before the error is reported.
+    """
     if not path.exists():
         return None
+    for attempt in range(attempts):
+        try:
+            return _read_stats(path)
+        except sqlite3.OperationalError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.05)
+    return None
+
+
+def _read_stats(path: Path) -> Stats:
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
     try:
         depth, oldest, newest = db.execute(
