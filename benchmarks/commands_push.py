@@ -26,6 +26,7 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -149,7 +150,7 @@ async def run(url: str, secret: str, args: argparse.Namespace, log_dir: Path) ->
     server_env = {"RTS_JWT_SECRET": secret}
     (proc_a, base_a), (proc_b, base_b) = start_api(url, log_dir, server_env), start_api(url, log_dir, server_env)
     settings = Settings(jwt_secret=secret)
-    headers = {"Authorization": "Bearer " + portal.mint(settings, role="technician", user_id=tech_id)}
+    headers = {"Authorization": "Bearer " + portal.mint(settings, role="technician", user_id=uuid.UUID(str(tech_id)))}
     rows: dict[str, list[dict[str, float]]] = {}
     try:
         async with aiohttp.ClientSession() as session, httpx.AsyncClient(base_url=base_a, timeout=30) as client:

@@ -202,7 +202,8 @@ def main() -> int:
             mid = c.execute("SELECT device_name, id FROM agent_devices ORDER BY device_name, id OFFSET %s LIMIT 1",
                             (args.agents // 2,)).fetchone()
             assert mid is not None
-            pages = {"first": (None, None), "middle": ((mid["device_name"], mid["id"]), mid["device_name"])}
+            pages: dict[str, tuple[Any, Any]] = {"first": (None, None),
+                                                 "middle": ((mid["device_name"], mid["id"]), mid["device_name"])}
             assert len(first) == PAGE + 1
             # Sanity: ours and the naive query agree on the numbers they show.
             naive = {r["id"]: r["cpu_percent"] for r in

@@ -255,11 +255,11 @@ def main() -> int:
             p99 = statistics.median(run[chart][path]["p99_ms"] for run in runs)
             summary[f"{chart} {path}"] = {"p50_ms": p50, "p99_ms": p99, "points": runs[0][chart][path]["points"]}
             srv = [run[chart][path].get("server_p50_ms") for run in runs]
-            server = statistics.median(srv) if None not in srv else None
-            summary[f"{chart} {path}"]["server_p50_ms"] = server
+            server_p50 = statistics.median(srv) if None not in srv else None  # None: not in every run
+            summary[f"{chart} {path}"]["server_p50_ms"] = server_p50
             table.append({"chart": chart, "path": path, "points": runs[0][chart][path]["points"],
                           "p50 ms": f"{p50:.2f}", "p99 ms": f"{p99:.2f}",
-                          "server p50 ms": "-" if server is None else f"{server:.2f}"})
+                          "server p50 ms": "-" if server_p50 is None else f"{server_p50:.2f}"})
         ours, raw = summary[f"{chart} tiers (our path)"], summary[f"{chart} raw"]
         summary[f"{chart} ratio raw/tiers"] = {"p50": round(raw["p50_ms"] / ours["p50_ms"], 1),
                                                "p99": round(raw["p99_ms"] / ours["p99_ms"], 1),

@@ -56,7 +56,7 @@ VARIANTS: dict[str, tuple[str, bool, bool, bool]] = {
 def make_rows(n: int, devices: list[uuid.UUID]) -> list[tuple[object, ...]]:
     rng = random.Random(7)
     start = datetime(2026, 1, 1, tzinfo=UTC)
-    rows = []
+    rows: list[tuple[object, ...]] = []
     for i in range(n):
         dev = devices[i % len(devices)]
         t = start + timedelta(seconds=60 * (i // len(devices)))
