@@ -502,6 +502,19 @@ async def pipeline(settings: Settings) -> Any:
     await pool.close()
 
 
+def test_a_null_services_list_never_counts_as_the_newest_services() -> None:
+    """``"services": null`` means no services in that sample, wherever it appears in the batch: it
+    must not become the batch's newest list (an older request's list in the same flush would lose)."""
+    good = [{"name": "nginx", "status": "running", "pid": 1}]
+    for metrics, at in (([sample(1, services=None)], None), ([sample(1, services=None), sample(2)], None),
+                        ([sample(1, services=good), sample(2, services=None)], BASE + timedelta(seconds=1)),
+                        ([sample(2, services=None), sample(1, services=good)], BASE + timedelta(seconds=1))):
+        batch = prepare(decode(msgspec.json.encode({"metrics": metrics})), device_id=uuid4(), now=datetime.now(UTC),
+                        max_future=timedelta(minutes=5), max_age=timedelta(days=30))
+        assert batch.services_at == at, metrics
+        assert [s.name for s in batch.services] == (["nginx"] if at else [])
+
+
 def _prepared(device: UUID, n: int) -> Any:
     batch = decode(msgspec.json.encode({"metrics": [sample(i) for i in range(n)]}))
     return prepare(batch, device_id=device, now=datetime.now(UTC), max_future=timedelta(minutes=5),

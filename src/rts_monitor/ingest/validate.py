@@ -36,6 +36,7 @@ _SERVICES = msgspec.json.Decoder(ServiceList)
 # still in cache instead of after the commit.
 KEEP_ROWS_BELOW = 256
 _NO_LOAD = (None, None, None)
+_NOTHING_VALID_YET = msgspec.Raw(b"")  # equal to no JSON value, not even an explicit null
 _AT = re.compile(r" - at `\$\.?(?P<path>[^`]*)`")
 _LEAF = re.compile(r"([a-z_]+)(?:\[\d+\])?$")
 _MISSING = re.compile(r"Object missing required field `([^`]+)`")
@@ -132,7 +133,7 @@ def prepare(batch: MetricsBatch, *, device_id: UUID, now: datetime, max_future: 
     latest, oldest = now + max_future, now - max_age
     rows: list[Row] = []
     newest: tuple[datetime, int] | None = None
-    valid = NO_SERVICES
+    valid = _NOTHING_VALID_YET
     for i, s in enumerate(batch.metrics):
         t = s.collected_at
         if t > latest or t < oldest:
