@@ -167,6 +167,41 @@ def test_install_register_report_and_run_commands_over_socket_and_polling(
     assert_exactly_once(agent, world)
 
 
+def test_monitoring_paused_from_the_portal_stops_samples_and_resumes(
+        api_factory: Callable[..., ApiServer], world: World, install_agent: Callable[..., AgentProc]) -> None:
+    """PATCH monitoring_enabled=false reaches the agent through its heartbeat: it stops sampling
+    (heartbeats go on, what was spooled is still delivered) until monitoring is enabled again."""
+    server = api_factory()
+    agent = install_agent(server, world, RTS_AGENT_LOG_LEVEL="DEBUG")
+    agent.start()
+    try:
+        wait_for(lambda: len(metric_times(world, agent.agent_id)) >= 3, 30, "first metrics")
+
+        def patch(enabled: bool) -> None:
+            resp = httpx.patch(f"{server.url}/api/agents/{agent.agent_id}", headers=portal(server, world),
+                               json={"monitoring_enabled": enabled})
+            assert resp.status_code == 200, resp.text
+
+        patch(False)
+        wait_for(lambda: agent_events(agent, "monitoring.paused"), 20, "the agent to pause monitoring")
+        wait_for(lambda: agent.last_status().get("monitoring_enabled") is False, 10, "status to say paused")
+        wait_for(lambda: not spool_times(agent), 20, "the spooled samples to be delivered")
+        paused_count = len(metric_times(world, agent.agent_id))
+        beats = world.query("SELECT last_heartbeat FROM agent_devices WHERE id = %s", agent.agent_id)[0]
+        time.sleep(3)  # 12 metric intervals, 1.5 heartbeat intervals
+        assert len(metric_times(world, agent.agent_id)) == paused_count
+        assert not spool_times(agent)
+        again = world.query("SELECT last_heartbeat FROM agent_devices WHERE id = %s", agent.agent_id)[0]
+        assert again["last_heartbeat"] > beats["last_heartbeat"], "heartbeats must go on while paused"
+
+        patch(True)
+        wait_for(lambda: agent_events(agent, "monitoring.resumed"), 20, "the agent to resume monitoring")
+        wait_for(lambda: len(metric_times(world, agent.agent_id)) >= paused_count + 3, 20, "metrics again")
+        assert agent.config["monitoring_enabled"] is True  # persisted for the next start
+    finally:
+        agent.stop()
+
+
 def test_server_down_for_a_while_every_sample_arrives_exactly_once(
         api_factory: Callable[..., ApiServer], world: World, install_agent: Callable[..., AgentProc],
         db_url: str, tmp_path: Path) -> None:

@@ -264,6 +264,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         ("agent id", last.get("agent_id", "-")),
         ("server", last.get("server_url", "-")),
         ("websocket", last.get("websocket", "-")),
+        ("monitoring", "on" if last.get("monitoring_enabled", True) else "paused from the portal"),
         ("last sample", last.get("last_sample_at", "-")),
         ("last send ok", last.get("last_send_ok_at", "-")),
         ("last send error", last.get("last_send_error") or "-"),

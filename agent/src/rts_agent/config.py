@@ -33,6 +33,9 @@ class AgentConfig(msgspec.Struct, kw_only=True):
     websocket_url: str | None = None
     heartbeat_interval_seconds: float = 300.0
     metrics_interval_seconds: float = 300.0
+    # From the server (PATCH monitoring_enabled): False pauses metric collection; heartbeats,
+    # commands and the delivery of samples already spooled go on.
+    monitoring_enabled: bool = True
     # Agent-side knobs (not from the server).
     poll_interval_seconds: float = 60.0
     inventory_interval_seconds: float = 3600.0

@@ -150,6 +150,8 @@ class Runner:
             next_at += interval
             if next_at < time.monotonic():  # suspended or overloaded: skip, do not burst
                 next_at = time.monotonic() + interval
+            if not self.config.monitoring_enabled:  # paused from the portal: no samples at all
+                continue
             self.collect_once(await asyncio.to_thread(self.collector.sample))
 
     def collect_once(self, sample: Any) -> None:
@@ -274,13 +276,20 @@ class Runner:
 
     async def _refresh_config(self) -> None:
         """The server changed this agent's config: fetch it (which acknowledges it) and apply
-        the intervals, except where an ``RTS_AGENT_*`` variable pins them."""
+        the intervals, except where an ``RTS_AGENT_*`` variable pins them, and the monitoring
+        switch (collection paused or resumed at once)."""
         assert self.api is not None
         answer = await self.api.request("GET", "/config")
         if not isinstance(answer, dict):
             return
-        changes = {name: float(answer[name]) for name in ("heartbeat_interval_seconds", "metrics_interval_seconds")
-                   if isinstance(answer.get(name), int | float) and answer[name] > 0}
+        changes: dict[str, Any] = {
+            name: float(answer[name]) for name in ("heartbeat_interval_seconds", "metrics_interval_seconds")
+            if isinstance(answer.get(name), int | float) and answer[name] > 0}
+        if isinstance(answer.get("monitoring_enabled"), bool):
+            changes["monitoring_enabled"] = answer["monitoring_enabled"]
+            if answer["monitoring_enabled"] != self.config.monitoring_enabled:
+                log.warning("monitoring.resumed" if answer["monitoring_enabled"] else "monitoring.paused",
+                            extra={"version": answer.get("config_version")})
         if not changes:
             return
         saved = load_raw(self.state_dir)
@@ -477,6 +486,7 @@ class Runner:
             "pid": os.getpid(), "agent_id": self.config.agent_id, "server_url": self.config.server_url,
             "version": __version__, "started_at": self.started_at, "updated_at": utc_stamp(),
             "metrics_interval_seconds": self.config.metrics_interval_seconds,
+            "monitoring_enabled": self.config.monitoring_enabled,
             "spool": {"depth": stats.depth, "bytes": stats.bytes, "max_bytes": stats.max_bytes,
                       "oldest": stats.oldest, "newest": stats.newest, "spooled_total": stats.spooled_total,
                       "sent_total": stats.sent_total, "dropped_total": stats.dropped_total,
