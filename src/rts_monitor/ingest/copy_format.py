@@ -15,11 +15,9 @@ from typing import Any
 
 import psycopg
 
-try:  # the C implementation with psycopg[binary] (pure Python without it); private to psycopg, so
-    # tests/test_ingest.py checks our payload against what the server itself emits, byte for byte
-    from psycopg._copy_base import format_row_binary
-except ImportError:  # psycopg < 3.2 kept it in psycopg.copy
-    from psycopg.copy import format_row_binary  # type: ignore[attr-defined,no-redef]
+# The C implementation with psycopg[binary]; private to psycopg, so tests/test_ingest.py checks
+# our payload against what the server itself emits, byte for byte.
+from psycopg._copy_base import format_row_binary
 from psycopg.abc import Transformer as TransformerProto
 from psycopg.adapt import Transformer
 from psycopg.pq import Format
@@ -43,14 +41,14 @@ def _transformer() -> TransformerProto:
 _TX = _transformer()  # used from the event loop's thread only
 
 
-def encode_rows(rows: Sequence[Sequence[Any]]) -> bytes:
+def encode_rows(rows: Sequence[Sequence[Any]]) -> bytearray:
     """The tuples of ``rows`` in binary COPY format, without signature or trailer."""
     out = bytearray()
     for row in rows:
         format_row_binary(row, _TX, out)
-    return bytes(out)
+    return out
 
 
-def stream(parts: Iterable[bytes]) -> bytes:
+def stream(parts: Iterable[bytes | bytearray]) -> bytes:
     """One complete COPY payload from the encoded rows of several requests."""
     return b"".join([SIGNATURE, *parts, TRAILER])

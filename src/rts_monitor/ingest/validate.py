@@ -73,7 +73,7 @@ class PreparedBatch:
 
     device_id: UUID
     times: list[datetime]
-    copy_data: bytes
+    copy_data: bytearray
     rows: list[Row] | None
     in_request_duplicates: int
     services_at: datetime | None
@@ -132,8 +132,8 @@ def prepare(batch: MetricsBatch, *, device_id: UUID, now: datetime, max_future: 
     """
     latest, oldest = now + max_future, now - max_age
     rows: list[Row] = []
-    newest: tuple[datetime, int] | None = None
-    valid = _NOTHING_VALID_YET
+    newest: tuple[datetime, int, list[ServiceSample]] | None = None
+    valid, valid_list = _NOTHING_VALID_YET, []
     for i, s in enumerate(batch.metrics):
         t = s.collected_at
         if t > latest or t < oldest:
@@ -143,17 +143,20 @@ def prepare(batch: MetricsBatch, *, device_id: UUID, now: datetime, max_future: 
                      s.disk_percent, la[0], la[1], la[2], s.uptime_seconds, s.network_rx_bytes,
                      s.network_tx_bytes))
         raw = s.services
-        if raw is not NO_SERVICES and raw != valid:
-            if _services(raw, i) is None:
+        if raw is NO_SERVICES:
+            continue
+        if raw != valid:
+            decoded = _services(raw, i)
+            if decoded is None:
                 continue  # an explicit null: no services in this sample
-            valid = raw
-        if raw is not NO_SERVICES and (newest is None or t >= newest[0]):
-            newest = (t, i)
+            valid, valid_list = raw, decoded
+        if newest is None or t >= newest[0]:
+            newest = (t, i, valid_list)
     services: list[ServiceSample] = []
     services_at = None
     if newest is not None:
-        services_at, index = newest
-        services = _unique_services(_services(batch.metrics[index].services, index) or [], index)
+        services_at, index, newest_list = newest
+        services = _unique_services(newest_list, index)
     rows.sort(key=itemgetter(1))
     unique = _dedupe_sorted(rows)
     return PreparedBatch(device_id, [r[1] for r in unique], encode_rows(unique),
