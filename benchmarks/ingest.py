@@ -330,19 +330,27 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
+def _cpu_seconds(processes: list[Any]) -> float:
+    """User + system CPU seconds of live ``psutil`` processes (one that exited counts 0)."""
+    import psutil
+
+    total = 0.0
+    for p in processes:
+        with contextlib.suppress(psutil.Error):
+            t = p.cpu_times()
+            total += t.user + t.system
+    return total
+
+
 def server_cpu(proc: subprocess.Popen[bytes]) -> float:
     """CPU seconds used so far by the server process and its workers."""
     import psutil
 
-    total = 0.0
     try:
         root = psutil.Process(proc.pid)
-        for p in [root, *root.children(recursive=True)]:
-            t = p.cpu_times()
-            total += t.user + t.system
+        return _cpu_seconds([root, *root.children(recursive=True)])
     except psutil.Error:
-        pass
-    return total
+        return 0.0
 
 
 def children_cpu() -> float:
@@ -358,13 +366,7 @@ def postgres_cpu() -> float:
     walwriter, checkpointer...): where the database's share of the 2 cores goes."""
     import psutil
 
-    total = 0.0
-    for p in psutil.process_iter(["name"]):
-        if (p.info["name"] or "").startswith("postgres"):
-            with contextlib.suppress(psutil.Error):
-                t = p.cpu_times()
-                total += t.user + t.system
-    return total
+    return _cpu_seconds([p for p in psutil.process_iter(["name"]) if (p.info["name"] or "").startswith("postgres")])
 
 
 def run_wrk(wrk: str, base_url: str, agents_lua: Path, tmp: Path, *, samples: int, conns: int, threads: int,
@@ -381,13 +383,13 @@ def run_wrk(wrk: str, base_url: str, agents_lua: Path, tmp: Path, *, samples: in
     secs = r["duration_us"] / 1e6
     ok = r["requests"] - r["non2xx"]
     n = max(1, r["requests"])
-    cpu_us = (server_cpu(server) - cpu_before) * 1e6 / n if server else 0.0
+    server_s = server_cpu(server) - cpu_before if server else 0.0
+    wrk_s, pg_s = children_cpu() - wrk_before, postgres_cpu() - pg_before
     return {"req_per_s": ok / secs, "rows_per_s": ok * samples / secs, "p50_ms": r["p50_us"] / 1000,
             "p99_ms": r["p99_us"] / 1000, "non2xx": r["non2xx"], "socket_errors": r["socket_errors"],
-            "requests": r["requests"], "server_cpu_us_per_req": cpu_us,
-            "wrk_cpu_us_per_req": (children_cpu() - wrk_before) * 1e6 / n,
-            "pg_cpu_us_per_req": (postgres_cpu() - pg_before) * 1e6 / n,
-            "cores_busy": (cpu_us * n / 1e6 + children_cpu() - wrk_before + postgres_cpu() - pg_before) / secs}
+            "requests": r["requests"], "server_cpu_us_per_req": server_s * 1e6 / n,
+            "wrk_cpu_us_per_req": wrk_s * 1e6 / n, "pg_cpu_us_per_req": pg_s * 1e6 / n,
+            "cores_busy": (server_s + wrk_s + pg_s) / secs}
 
 
 def api_phase(wrk: str, url: str, workers: int, args: argparse.Namespace, agents_lua: Path, tmp: Path, *,
