@@ -29,6 +29,7 @@ from rts_monitor.auth import agents
 from rts_monitor.commands import service
 from rts_monitor.commands import structs as s
 from rts_monitor.db import resolve_database_url
+from rts_monitor.db.rows import fetch_all
 
 log = logging.getLogger(__name__)
 
@@ -178,8 +179,8 @@ class CommandHub:
         if not agent_ids:
             return
         async with self.ctx.pool.connection() as conn:
-            cur = await conn.execute(service.Q.agents_with_deliverable, {"agent_ids": agent_ids})
-            due = [r["agent_id"] for r in await service.fetchn(cur)]
+            rows = await fetch_all(conn, service.Q.agents_with_deliverable, {"agent_ids": agent_ids})
+            due = [r["agent_id"] for r in rows]
         if due:
             log.info("commands.resend", extra={"reason": reason, "agents": len(due)})
         for agent_id in due:

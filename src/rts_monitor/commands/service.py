@@ -20,11 +20,11 @@ from __future__ import annotations
 import json
 import logging
 import re
-from typing import Any, cast
+from typing import Any
 from uuid import UUID
 
 import msgspec
-from psycopg import AsyncConnection, AsyncCursor, errors
+from psycopg import AsyncConnection, errors
 from psycopg.types.json import Jsonb
 
 from rts_monitor.api.context import AppContext
@@ -32,6 +32,7 @@ from rts_monitor.auth.principal import AgentPrincipal, Principal
 from rts_monitor.commands import structs as s
 from rts_monitor.config import Settings
 from rts_monitor.db import Queries
+from rts_monitor.db.rows import fetch_all, fetch_one
 from rts_monitor.errors import BadRequest, Conflict, Forbidden, NotFound
 
 Q = Queries.beside(__file__)
@@ -44,17 +45,6 @@ FINAL = ("completed", "failed", "timeout", "rejected", "cancelled")
 AGENT_FINAL = ("completed", "failed", "timeout")
 
 Conn = AsyncConnection[Any]
-Row = dict[str, Any]
-
-
-async def fetch1(cur: AsyncCursor[Any]) -> Row | None:
-    """Pool connections return dict rows (``db.pool``); this says so to the type checker."""
-    return cast(Row | None, await cur.fetchone())
-
-
-async def fetchn(cur: AsyncCursor[Any]) -> list[Row]:
-    rows: list[Row] = await cur.fetchall()
-    return rows
 
 
 def _csv(value: str) -> set[str]:
@@ -133,22 +123,25 @@ async def notify_deliverable(conn: Conn, agent_id: UUID, command_id: UUID | None
 # --- portal side -----------------------------------------------------------------------------------
 
 
+async def require_visible_agent(conn: Conn, principal: Principal, agent_id: UUID) -> None:
+    """404 unless the agent exists within the principal's business scope (tenancy)."""
+    if await fetch_one(conn, Q.visible_agent, {"agent_id": agent_id, "scope": principal.business_scope}) is None:
+        raise NotFound("agent not found")
+
+
 async def create(ctx: AppContext, *, principal: Principal, agent_id: UUID, body: s.CreateCommand) -> s.Command:
     params = validate_params(ctx.settings, body)
     needs_approval = body.command_type in sensitive_types(ctx.settings)
     async with ctx.pool.connection() as conn, conn.transaction():
-        cur = await conn.execute(Q.visible_agent, {"agent_id": agent_id, "scope": principal.business_scope})
-        if await fetch1(cur) is None:
-            raise NotFound("agent not found")
+        await require_visible_agent(conn, principal, agent_id)
         try:
-            cur = await conn.execute(Q.insert_command, {
+            row = await fetch_one(conn, Q.insert_command, {
                 "agent_id": agent_id, "command_type": body.command_type, "params": Jsonb(params),
                 "timeout_seconds": body.timeout_seconds, "user_id": principal.user_id,
                 "approval_required": needs_approval, "pending_ttl": ctx.settings.command_pending_ttl_seconds,
             })
         except errors.ForeignKeyViolation:
             raise Forbidden("the token's user is not a portal user (requested_by must reference users)") from None
-        row = await fetch1(cur)
         assert row is not None
         command_id: UUID = row["id"]
         await _event(conn, command_id, "created", None, "pending", user_id=principal.user_id, via="api",
@@ -163,9 +156,8 @@ async def create(ctx: AppContext, *, principal: Principal, agent_id: UUID, body:
 
 
 async def _locked(conn: Conn, principal: Principal, agent_id: UUID, command_id: UUID) -> dict[str, Any]:
-    cur = await conn.execute(Q.command_for_portal, {"command_id": command_id, "agent_id": agent_id,
-                                                    "scope": principal.business_scope})
-    row = await fetch1(cur)
+    row = await fetch_one(conn, Q.command_for_portal, {"command_id": command_id, "agent_id": agent_id,
+                                                       "scope": principal.business_scope})
     if row is None:
         raise NotFound("command not found")
     return dict(row)
@@ -245,26 +237,22 @@ async def list_commands(ctx: AppContext, *, principal: Principal, agent_id: UUID
                         statuses: list[str] | None, awaiting_approval: bool, limit: int) -> s.CommandList:
     async with ctx.pool.connection() as conn:
         if agent_id is not None:
-            cur = await conn.execute(Q.visible_agent, {"agent_id": agent_id, "scope": principal.business_scope})
-            if await fetch1(cur) is None:
-                raise NotFound("agent not found")
-        cur = await conn.execute(Q.list_commands, {
+            await require_visible_agent(conn, principal, agent_id)
+        rows = await fetch_all(conn, Q.list_commands, {
             "scope": principal.business_scope, "agent_id": agent_id, "statuses": statuses,
             "awaiting_approval": awaiting_approval, "limit": limit,
         })
-        rows = await fetchn(cur)
     return s.CommandList([_command(dict(r)) for r in rows])
 
 
 async def _read(conn: Conn, command_id: UUID, agent_id: UUID, scope: UUID | None, *, history: bool) -> s.Command:
-    cur = await conn.execute(Q.command_by_id, {"command_id": command_id, "agent_id": agent_id, "scope": scope})
-    row = await fetch1(cur)
+    row = await fetch_one(conn, Q.command_by_id, {"command_id": command_id, "agent_id": agent_id, "scope": scope})
     if row is None:
         raise NotFound("command not found")
     command = _command(dict(row))
     if history:
-        cur = await conn.execute(Q.command_history, {"command_id": command_id})
-        command.history = [s.CommandEvent(**dict(r)) for r in await fetchn(cur)]
+        history_rows = await fetch_all(conn, Q.command_history, {"command_id": command_id})
+        command.history = [s.CommandEvent(**dict(r)) for r in history_rows]
     return command
 
 
@@ -291,10 +279,9 @@ def _command(row: dict[str, Any]) -> s.Command:
 async def claim(ctx: AppContext, *, agent_id: UUID, via: str, limit: int = 50) -> list[s.AgentCommand]:
     """Deliverable commands for ``agent_id``, marked sent atomically (poll or WebSocket push)."""
     async with ctx.pool.connection() as conn, conn.transaction():
-        cur = await conn.execute(Q.claim_deliverable, {
+        rows = await fetch_all(conn, Q.claim_deliverable, {
             "agent_id": agent_id, "limit": limit, "via": via, "grace": ctx.settings.command_timeout_grace_seconds,
         })
-        rows = await fetchn(cur)
     out = [s.AgentCommand(r["id"], r["command_type"], r["command_params"] or {}, r["timeout_seconds"]) for r in rows]
     if out:
         log.info("command.sent", extra={"agent_id": str(agent_id), "via": via,
@@ -338,8 +325,7 @@ async def record_result(ctx: AppContext, *, agent: AgentPrincipal, command_id: U
     }
     detail = {"status": result.status, "exit_code": result.exit_code}
     async with ctx.pool.connection() as conn, conn.transaction():
-        cur = await conn.execute(Q.command_for_agent, {"command_id": command_id})
-        row = await fetch1(cur)
+        row = await fetch_one(conn, Q.command_for_agent, {"command_id": command_id})
         if row is None:
             raise NotFound("command not found")
         if row["agent_device_id"] != agent.agent_id:
@@ -387,8 +373,7 @@ async def expire_overdue(ctx: AppContext, *, limit: int = 1000) -> int:
     total = 0
     while True:
         async with ctx.pool.connection() as conn, conn.transaction():
-            cur = await conn.execute(Q.expire_overdue, {"limit": limit})
-            rows = await fetchn(cur)
+            rows = await fetch_all(conn, Q.expire_overdue, {"limit": limit})
         for r in rows:
             log.info("command.timeout", extra={"command_id": str(r["id"]), "agent_id": str(r["agent_device_id"]),
                                                "from_status": r["from_status"]})

@@ -34,7 +34,3 @@ SELECT e.id, e.agent_device_id AS agent_id, e.event_type, e.occurred_at, e.recei
    AND (%(before)s::timestamptz IS NULL OR e.occurred_at < %(before)s)
  ORDER BY e.occurred_at DESC, e.id DESC
  LIMIT %(limit)s
-
--- name: visible_agent
-SELECT id FROM agent_devices
- WHERE id = %(agent_id)s AND soft_delete = false AND (%(scope)s::uuid IS NULL OR business_id = %(scope)s)

@@ -18,9 +18,10 @@ from psycopg.types.json import Jsonb
 
 from rts_monitor.api.context import AppContext
 from rts_monitor.auth.principal import Principal
-from rts_monitor.commands.service import error_field, fetch1, fetchn
+from rts_monitor.commands.service import error_field, require_visible_agent
 from rts_monitor.db import Queries
-from rts_monitor.errors import BadRequest, NotFound
+from rts_monitor.db.rows import fetch_all, fetch_one
+from rts_monitor.errors import BadRequest
 from rts_monitor.events import structs as s
 
 Q = Queries.beside(__file__)
@@ -45,14 +46,12 @@ async def record(ctx: AppContext, *, agent_id: UUID, event: s.EventIn, via: str)
     service = _service_data(event)
     data = {k: v for k, v in event.data.items()}
     async with ctx.pool.connection() as conn, conn.transaction():
-        cur = await conn.execute(Q.insert_event, {
+        row = await fetch_one(conn, Q.insert_event, {
             "agent_id": agent_id, "event_type": event.event_type, "occurred_at": event.timestamp,
             "data": Jsonb(_clean(data)), "event_id": event.event_id, "via": via,
         })
-        row = await fetch1(cur)
         if row is None:  # a re-sent event_id: already stored, its effect already applied
-            cur = await conn.execute(Q.event_by_event_id, {"agent_id": agent_id, "event_id": event.event_id})
-            dup = await fetch1(cur)
+            dup = await fetch_one(conn, Q.event_by_event_id, {"agent_id": agent_id, "event_id": event.event_id})
             return s.EventAck(id=dup["id"] if dup else 0, event_type=event.event_type, duplicate=True,
                               event_id=event.event_id)
         if service is not None:
@@ -81,10 +80,7 @@ def _clean(value: Any) -> Any:
 async def list_for_device(ctx: AppContext, *, principal: Principal, agent_id: UUID, event_type: str | None,
                           before: datetime | None, limit: int) -> s.EventList:
     async with ctx.pool.connection() as conn:
-        cur = await conn.execute(Q.visible_agent, {"agent_id": agent_id, "scope": principal.business_scope})
-        if await fetch1(cur) is None:
-            raise NotFound("agent not found")
-        cur = await conn.execute(Q.list_events, {"agent_id": agent_id, "scope": principal.business_scope,
-                                                 "event_type": event_type, "before": before, "limit": limit})
-        rows = await fetchn(cur)
+        await require_visible_agent(conn, principal, agent_id)
+        rows = await fetch_all(conn, Q.list_events, {"agent_id": agent_id, "scope": principal.business_scope,
+                                                     "event_type": event_type, "before": before, "limit": limit})
     return s.EventList([s.AgentEvent(**dict(r)) for r in rows])
