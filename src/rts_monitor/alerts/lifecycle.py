@@ -100,8 +100,3 @@ async def _lock(conn: AsyncConnection[Any], principal: Principal, alert_id: UUID
     return str(row["status"])
 
 
-async def require_agent_visible(conn: AsyncConnection[Any], *, principal: Principal, agent_id: UUID) -> None:
-    """``/agents/{id}/alerts`` of another business's agent is a 404, not an empty list."""
-    cur = await conn.execute(Q.device_business, {"id": agent_id, "scope": principal.business_scope})
-    if await cur.fetchone() is None:
-        raise NotFound("agent not found")

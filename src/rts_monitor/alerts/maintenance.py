@@ -15,6 +15,7 @@ from rts_monitor.alerts.structs import Maintenance, MaintenanceCreate, Maintenan
 from rts_monitor.auth.principal import Principal
 from rts_monitor.config import Settings
 from rts_monitor.db import Queries
+from rts_monitor.devices.scope import visible_agent
 from rts_monitor.errors import NotFound, ValidationFailed
 
 Q = Queries.beside(__file__)
@@ -25,10 +26,7 @@ async def _business_for(conn: AsyncConnection[Any], principal: Principal, data: 
     scope = principal.business_scope
     business_id = data.business_id
     if data.agent_device_id is not None:
-        cur = await conn.execute(Q.device_business, {"id": data.agent_device_id, "scope": scope})
-        dev = await cur.fetchone()
-        if dev is None:
-            raise NotFound("agent not found", field="agent_device_id")
+        dev = await visible_agent(conn, scope, data.agent_device_id, field="agent_device_id")
         if business_id is not None and business_id != dev["business_id"]:
             raise ValidationFailed("agent_device_id: belongs to another business", field="agent_device_id")
         business_id = dev["business_id"]

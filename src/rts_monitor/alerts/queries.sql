@@ -289,10 +289,6 @@ UPDATE agent_alert_history
  WHERE agent_alert_id = %(id)s AND status IN ('active', 'acknowledged')
 RETURNING id
 
--- name: device_business
-SELECT business_id, service_location_id FROM agent_devices
- WHERE id = %(id)s AND NOT soft_delete AND (%(scope)s::uuid IS NULL OR business_id = %(scope)s::uuid)
-
 -- name: location_business
 SELECT business_id FROM service_locations
  WHERE id = %(id)s AND (%(scope)s::uuid IS NULL OR business_id = %(scope)s::uuid)

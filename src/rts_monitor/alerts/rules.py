@@ -28,6 +28,7 @@ from rts_monitor.alerts.structs import (
 from rts_monitor.auth.principal import Principal
 from rts_monitor.config import Settings
 from rts_monitor.db import Queries
+from rts_monitor.devices.scope import visible_agent
 from rts_monitor.errors import Forbidden, NotFound, ValidationFailed
 
 Q = Queries.beside(__file__)
@@ -118,10 +119,7 @@ async def _resolve_business(conn: AsyncConnection[Any], principal: Principal, bu
     """The rule's business: the device's, the one given, or the customer's own; 404 outside scope."""
     scope = principal.business_scope
     if device_id is not None:
-        cur = await conn.execute(Q.device_business, {"id": device_id, "scope": scope})
-        dev = await cur.fetchone()
-        if dev is None:
-            raise NotFound("agent not found", field="agent_device_id")
+        dev = await visible_agent(conn, scope, device_id, field="agent_device_id")
         if business_id is not None and business_id != dev["business_id"]:
             raise ValidationFailed("agent_device_id: belongs to another business", field="agent_device_id")
         return dev["business_id"]  # type: ignore[no-any-return]

@@ -33,6 +33,7 @@ from rts_monitor.alerts.structs import (
 from rts_monitor.api.context import AppContext
 from rts_monitor.api.errors import BAD_BODY_IS_400
 from rts_monitor.auth.principal import Principal
+from rts_monitor.devices.scope import visible_agent
 
 TAGS = ["alerts"]
 PORTAL: list[dict[str, list[str]]] = [{"portal": []}]
@@ -122,7 +123,8 @@ async def agent_alerts(ctx: AppContext, principal: Principal, agent_id: UUID, st
                        severity: SeverityQ = None, since: SinceQ = None, until: UntilQ = None,
                        limit: LimitQ = 100, offset: OffsetQ = 0) -> EpisodeList:
     async with ctx.pool.connection() as conn:
-        await lifecycle.require_agent_visible(conn, principal=principal, agent_id=agent_id)
+        # another business's agent is a 404, not an empty list
+        await visible_agent(conn, principal.business_scope, agent_id)
         found, total = await lifecycle.list_episodes(
             conn, principal=principal, agent_id=agent_id, status=status, severity=severity, since=since,
             until=until, limit=limit, offset=offset)

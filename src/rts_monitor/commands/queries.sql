@@ -1,10 +1,3 @@
--- name: visible_agent
--- The agent a portal user may act on (tenancy: another business's device is "not found").
-SELECT id, business_id
-  FROM agent_devices
- WHERE id = %(agent_id)s
-   AND soft_delete = false
-   AND (%(scope)s::uuid IS NULL OR business_id = %(scope)s)
 
 -- name: insert_command
 INSERT INTO agent_commands (agent_device_id, command_type, command_params, timeout_seconds, requested_by,

@@ -33,6 +33,7 @@ from rts_monitor.commands import structs as s
 from rts_monitor.config import Settings
 from rts_monitor.db import Queries
 from rts_monitor.db.rows import fetch_all, fetch_one
+from rts_monitor.devices.scope import visible_agent
 from rts_monitor.errors import BadRequest, Conflict, Forbidden, NotFound
 
 Q = Queries.beside(__file__)
@@ -123,17 +124,11 @@ async def notify_deliverable(conn: Conn, agent_id: UUID, command_id: UUID | None
 # --- portal side -----------------------------------------------------------------------------------
 
 
-async def require_visible_agent(conn: Conn, principal: Principal, agent_id: UUID) -> None:
-    """404 unless the agent exists within the principal's business scope (tenancy)."""
-    if await fetch_one(conn, Q.visible_agent, {"agent_id": agent_id, "scope": principal.business_scope}) is None:
-        raise NotFound("agent not found")
-
-
 async def create(ctx: AppContext, *, principal: Principal, agent_id: UUID, body: s.CreateCommand) -> s.Command:
     params = validate_params(ctx.settings, body)
     needs_approval = body.command_type in sensitive_types(ctx.settings)
     async with ctx.pool.connection() as conn, conn.transaction():
-        await require_visible_agent(conn, principal, agent_id)
+        await visible_agent(conn, principal.business_scope, agent_id)
         try:
             row = await fetch_one(conn, Q.insert_command, {
                 "agent_id": agent_id, "command_type": body.command_type, "params": Jsonb(params),
@@ -237,7 +232,7 @@ async def list_commands(ctx: AppContext, *, principal: Principal, agent_id: UUID
                         statuses: list[str] | None, awaiting_approval: bool, limit: int) -> s.CommandList:
     async with ctx.pool.connection() as conn:
         if agent_id is not None:
-            await require_visible_agent(conn, principal, agent_id)
+            await visible_agent(conn, principal.business_scope, agent_id)
         rows = await fetch_all(conn, Q.list_commands, {
             "scope": principal.business_scope, "agent_id": agent_id, "statuses": statuses,
             "awaiting_approval": awaiting_approval, "limit": limit,

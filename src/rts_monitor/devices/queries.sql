@@ -187,3 +187,11 @@ SELECT d.id, d.device_name, d.hostname, d.status, d.last_heartbeat, d.os_type, d
    AND (%(statuses)s::text[] IS NULL OR d.status = ANY(%(statuses)s::text[]))
  ORDER BY b.business_name, b.id, l.location_name NULLS LAST, l.id, d.device_name, d.id
  LIMIT %(limit)s
+
+-- name: visible_agent
+-- Tenancy (devices/scope.py): the agent a caller may see; another business's device is "not found".
+SELECT id, business_id, service_location_id
+  FROM agent_devices
+ WHERE id = %(agent_id)s
+   AND soft_delete = false
+   AND (%(scope)s::uuid IS NULL OR business_id = %(scope)s::uuid)

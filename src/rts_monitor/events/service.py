@@ -18,9 +18,10 @@ from psycopg.types.json import Jsonb
 
 from rts_monitor.api.context import AppContext
 from rts_monitor.auth.principal import Principal
-from rts_monitor.commands.service import error_field, require_visible_agent
+from rts_monitor.commands.service import error_field
 from rts_monitor.db import Queries
 from rts_monitor.db.rows import fetch_all, fetch_one
+from rts_monitor.devices.scope import visible_agent
 from rts_monitor.errors import BadRequest
 from rts_monitor.events import structs as s
 
@@ -80,7 +81,7 @@ def _clean(value: Any) -> Any:
 async def list_for_device(ctx: AppContext, *, principal: Principal, agent_id: UUID, event_type: str | None,
                           before: datetime | None, limit: int) -> s.EventList:
     async with ctx.pool.connection() as conn:
-        await require_visible_agent(conn, principal, agent_id)
+        await visible_agent(conn, principal.business_scope, agent_id)
         rows = await fetch_all(conn, Q.list_events, {"agent_id": agent_id, "scope": principal.business_scope,
                                                      "event_type": event_type, "before": before, "limit": limit})
     return s.EventList([s.AgentEvent(**dict(r)) for r in rows])

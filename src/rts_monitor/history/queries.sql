@@ -1,9 +1,3 @@
--- name: device_in_scope
--- The device, if the caller may see it (another business's device looks absent: 404).
-SELECT id, business_id FROM agent_devices
- WHERE id = %(id)s AND soft_delete = false
-   AND (%(scope)s::uuid IS NULL OR business_id = %(scope)s)
-
 -- name: business_in_scope
 SELECT id FROM businesses
  WHERE id = %(id)s AND (%(scope)s::uuid IS NULL OR id = %(scope)s)

@@ -16,6 +16,7 @@ from uuid import UUID
 from psycopg import AsyncConnection
 
 from rts_monitor.db import Queries
+from rts_monitor.devices.scope import visible_agent
 from rts_monitor.errors import BadRequest, NotFound
 from rts_monitor.history.planning import Plan
 from rts_monitor.migrations import Edition
@@ -185,9 +186,7 @@ class FleetScope:
 async def device_history(conn: AsyncConnection[Any], *, plan: Plan, edition: Edition, device_id: UUID,
                          scope: UUID | None) -> list[dict[str, Any]]:
     """One device's chart; another business's device is a 404."""
-    row = await (await conn.execute(Q.device_in_scope, {"id": device_id, "scope": scope})).fetchone()
-    if row is None:
-        raise NotFound("agent not found")
+    await visible_agent(conn, scope, device_id)
     return await query(conn, plan=plan, edition=edition, devices=[device_id])
 
 
