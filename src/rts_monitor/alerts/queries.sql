@@ -237,8 +237,8 @@ VALUES (%(alert_name)s, %(alert_type)s, %(severity)s, %(business_id)s, %(agent_d
         %(create_ticket)s, %(is_active)s, (SELECT id FROM users WHERE id = %(created_by)s::uuid))
 RETURNING id
 
--- name: rule_get
--- One live rule, only if the caller's scope may see it (another business's rule: no row, a 404).
+-- name: rule_select
+-- (fragment) A rule as the API shows it, with the plan's defaults for columns left NULL.
 SELECT id, alert_name, alert_type, severity, business_id, agent_device_id, conditions,
        coalesce(notification_enabled, true) AS notification_enabled,
        coalesce(notification_channels, '[]'::jsonb) AS notification_channels,
@@ -246,17 +246,15 @@ SELECT id, alert_name, alert_type, severity, business_id, agent_device_id, condi
        webhook_url, create_ticket, coalesce(is_active, true) AS is_active, last_triggered,
        coalesce(trigger_count, 0) AS trigger_count, created_at, updated_at, created_by
   FROM agent_alerts
+
+-- name: rule_get
+-- One live rule, only if the caller's scope may see it (another business's rule: no row, a 404).
+-- include: rule_select
  WHERE id = %(id)s AND NOT coalesce(soft_delete, false)
    AND (%(scope)s::uuid IS NULL OR business_id = %(scope)s::uuid)
 
 -- name: rule_list
-SELECT id, alert_name, alert_type, severity, business_id, agent_device_id, conditions,
-       coalesce(notification_enabled, true) AS notification_enabled,
-       coalesce(notification_channels, '[]'::jsonb) AS notification_channels,
-       coalesce(notification_recipients, '[]'::jsonb) AS notification_recipients,
-       webhook_url, create_ticket, coalesce(is_active, true) AS is_active, last_triggered,
-       coalesce(trigger_count, 0) AS trigger_count, created_at, updated_at, created_by
-  FROM agent_alerts
+-- include: rule_select
  WHERE NOT coalesce(soft_delete, false)
    AND (%(scope)s::uuid IS NULL OR business_id = %(scope)s::uuid)
    AND (%(business_id)s::uuid IS NULL OR business_id = %(business_id)s::uuid)

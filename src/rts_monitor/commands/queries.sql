@@ -16,20 +16,9 @@ VALUES (%(command_id)s, %(event)s, %(from_status)s, %(to_status)s, %(actor_type)
 -- Sent inside the transaction that makes a command deliverable: listeners see it only on commit.
 SELECT pg_notify(%(channel)s, %(payload)s)
 
--- name: command_for_portal
--- One command with its device's business, locked for a state change (FOR UPDATE) by the caller's
--- transaction. Tenancy in the WHERE: another business's command is not found.
-SELECT c.*, d.business_id
-  FROM agent_commands c
-  JOIN agent_devices d ON d.id = c.agent_device_id
- WHERE c.id = %(command_id)s
-   AND c.agent_device_id = %(agent_id)s
-   AND d.soft_delete = false
-   AND (%(scope)s::uuid IS NULL OR d.business_id = %(scope)s)
-   FOR UPDATE OF c
-
 -- name: command_by_id
--- Portal read (no lock).
+-- Portal read: one command with its device's business. Tenancy in the WHERE: another business's
+-- command is not found.
 SELECT c.*, d.business_id
   FROM agent_commands c
   JOIN agent_devices d ON d.id = c.agent_device_id
@@ -37,6 +26,11 @@ SELECT c.*, d.business_id
    AND c.agent_device_id = %(agent_id)s
    AND d.soft_delete = false
    AND (%(scope)s::uuid IS NULL OR d.business_id = %(scope)s)
+
+-- name: command_for_portal
+-- The same, locked for a state change by the caller's transaction.
+-- include: command_by_id
+   FOR UPDATE OF c
 
 -- name: command_for_agent
 -- The command an agent reports on, whoever's it is (the caller turns a mismatch into a 403).

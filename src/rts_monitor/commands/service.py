@@ -169,17 +169,23 @@ async def approve(ctx: AppContext, *, principal: Principal, agent_id: UUID, comm
         if not row["approval_required"] or row["approved_at"] is not None or row["status"] != "pending":
             raise Conflict(f"command is not awaiting approval (status {row['status']}, "
                            f"approved {'yes' if row['approved_at'] else 'no'})")
-        try:
-            await conn.execute(Q.approve, {"command_id": command_id, "user_id": principal.user_id,
-                                           "pending_ttl": ctx.settings.command_pending_ttl_seconds})
-        except errors.ForeignKeyViolation:
-            raise Forbidden("the token's user is not a portal user") from None
+        await _decide_as_user(conn, Q.approve, {"command_id": command_id, "user_id": principal.user_id,
+                                                "pending_ttl": ctx.settings.command_pending_ttl_seconds})
         await _event(conn, command_id, "approved", "pending", "pending", user_id=principal.user_id, via="api",
                      detail={"reason": body.reason} if body and body.reason else None)
         await notify_deliverable(conn, agent_id, command_id)
         command = await _read(conn, command_id, agent_id, None, history=True)
     log.info("command.approved", extra={"command_id": str(command_id), "user_id": str(principal.user_id)})
     return command
+
+
+async def _decide_as_user(conn: Conn, query: str, params: dict[str, Any]) -> None:
+    """Record a decision under the token's user: an id the portal's ``users`` table does not know
+    (the FK) is a 403, not a 500."""
+    try:
+        await conn.execute(query, params)
+    except errors.ForeignKeyViolation:
+        raise Forbidden("the token's user is not a portal user") from None
 
 
 async def reject(ctx: AppContext, *, principal: Principal, agent_id: UUID, command_id: UUID,
@@ -191,10 +197,8 @@ async def reject(ctx: AppContext, *, principal: Principal, agent_id: UUID, comma
             raise Forbidden("only an admin or technician can reject commands")
         if not row["approval_required"] or row["approved_at"] is not None or row["status"] != "pending":
             raise Conflict(f"command is not awaiting approval (status {row['status']})")
-        try:
-            await conn.execute(Q.reject, {"command_id": command_id, "user_id": principal.user_id, "reason": reason})
-        except errors.ForeignKeyViolation:
-            raise Forbidden("the token's user is not a portal user") from None
+        await _decide_as_user(conn, Q.reject, {"command_id": command_id, "user_id": principal.user_id,
+                                               "reason": reason})
         await _event(conn, command_id, "rejected", "pending", "rejected", user_id=principal.user_id, via="api",
                      detail={"reason": reason} if reason else None)
         command = await _read(conn, command_id, agent_id, None, history=True)
@@ -212,10 +216,8 @@ async def cancel(ctx: AppContext, *, principal: Principal, agent_id: UUID, comma
             raise Forbidden("only the requester or an admin/technician can cancel a command")
         if row["status"] not in ("pending", "sent"):
             raise Conflict(f"command is {row['status']}; only pending or sent commands can be cancelled")
-        try:
-            await conn.execute(Q.cancel, {"command_id": command_id, "user_id": principal.user_id, "reason": reason})
-        except errors.ForeignKeyViolation:
-            raise Forbidden("the token's user is not a portal user") from None
+        await _decide_as_user(conn, Q.cancel, {"command_id": command_id, "user_id": principal.user_id,
+                                               "reason": reason})
         await _event(conn, command_id, "cancelled", row["status"], "cancelled", user_id=principal.user_id,
                      via="api", detail={"reason": reason} if reason else None)
         command = await _read(conn, command_id, agent_id, None, history=True)

@@ -62,7 +62,7 @@ class RegistrationTokenList(msgspec.Struct):
     registration_tokens: list[RegistrationTokenInfo]
 
 
-class SystemInfo(msgspec.Struct):
+class SystemInfo(msgspec.Struct, kw_only=True):
     """System facts an agent may send at top level or inside ``system_info`` (plan shows both)."""
 
     os_version: Annotated[str, Meta(max_length=100)] | None = None
@@ -76,21 +76,13 @@ class SystemInfo(msgspec.Struct):
     device_type: Short | None = None
 
 
-class RegisterRequest(msgspec.Struct):
-    """``POST /api/agents/register`` body: both plan examples (flat and ``system_info``) decode."""
+class RegisterRequest(SystemInfo, kw_only=True):
+    """``POST /api/agents/register`` body: both plan examples decode, the flat one (the system
+    facts of ``SystemInfo`` at top level) and the nested one (``system_info``)."""
 
     token: Annotated[str, Meta(min_length=1, max_length=200)]
     hostname: Name
     os_type: Annotated[str, Meta(min_length=1, max_length=50)]
-    os_version: Annotated[str, Meta(max_length=100)] | None = None
-    os_architecture: Annotated[str, Meta(max_length=20)] | None = None
-    ip_address: Annotated[str, Meta(max_length=64)] | None = None
-    mac_address: Annotated[str, Meta(max_length=17)] | None = None
-    cpu_model: Annotated[str, Meta(max_length=255)] | None = None
-    total_memory_gb: Gigabytes | None = None
-    total_disk_gb: Gigabytes | None = None
-    agent_version: Short | None = None
-    device_type: Short | None = None
     system_info: dict[str, Any] | None = None
 
 
