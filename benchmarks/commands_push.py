@@ -21,7 +21,6 @@ import asyncio
 import json
 import os
 import secrets
-import signal
 import statistics
 import sys
 import tempfile
@@ -36,7 +35,7 @@ import httpx
 import psycopg
 from support import pct, say, start_api, with_dbname
 
-from rts_monitor import migrations
+from rts_monitor import apiprocess, migrations
 from rts_monitor.auth import agents as agent_tokens
 from rts_monitor.auth import portal
 from rts_monitor.config import Settings
@@ -176,9 +175,7 @@ async def run(url: str, secret: str, args: argparse.Namespace, log_dir: Path) ->
                 task.cancel()
     finally:
         for proc in (proc_a, proc_b):
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait(timeout=30)
+            apiprocess.stop(proc)
     return rows
 
 

@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import secrets
-import signal
 import statistics
 import sys
 import time
@@ -40,7 +39,7 @@ import psycopg
 from psycopg.rows import dict_row
 from support import start_api
 
-from rts_monitor import migrations
+from rts_monitor import apiprocess, migrations
 from rts_monitor.auth import portal
 from rts_monitor.config import Settings
 from rts_monitor.db import resolve_database_url
@@ -242,9 +241,8 @@ def main() -> int:
                     f"{k}={v[-1]:.2f}ms" for k, v in samples.items() if k.endswith("/first")))
         http.close()
     finally:
-        if proc is not None and proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=30)
+        if proc is not None:
+            apiprocess.stop(proc)
         if not args.keep:
             with psycopg.connect(admin_url, autocommit=True) as c:
                 c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

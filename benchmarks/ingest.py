@@ -50,7 +50,7 @@ import msgspec
 import psycopg
 from support import free_port, say, start_api, with_dbname
 
-from rts_monitor import migrations
+from rts_monitor import apiprocess, migrations
 from rts_monitor.auth import agents as agent_tokens
 from rts_monitor.config import Settings
 from rts_monitor.db import resolve_database_url
@@ -320,16 +320,6 @@ def wait_healthy(proc: subprocess.Popen[bytes], probe: str, post: bool = False) 
     raise RuntimeError("server did not become healthy")
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
 def _cpu_seconds(processes: list[Any]) -> float:
     """User + system CPU seconds of live ``psutil`` processes (one that exited counts 0)."""
     import psutil
@@ -402,7 +392,7 @@ def api_phase(wrk: str, url: str, workers: int, args: argparse.Namespace, agents
         out = run_wrk(wrk, base_url, agents_lua, tmp, samples=samples, conns=conns, threads=threads,
                       seconds=args.seconds, base_epoch=epoch, server=proc)
     finally:
-        stop(proc)
+        apiprocess.stop(proc, timeout=40)
     out["db_rows"] = count_rows(url)
     out.update(drained_stats(tmp, proc))
     return out
@@ -594,7 +584,7 @@ def main() -> int:
                     say(f"    {bare['req_per_s']:,.0f} req/s, p99 {bare['p99_ms']:.1f} ms, "
                         f"{cpu_summary(bare)}")
                 finally:
-                    stop(proc)
+                    apiprocess.stop(proc, timeout=40)
                 res[f"bare_w{w}"] = bare
             runs.append(res)
         say("decode micro-benchmark (500-sample batch)")

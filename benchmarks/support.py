@@ -4,16 +4,15 @@ percentiles. One copy here, imported by the scripts (run as ``python benchmarks/
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
 import psycopg
+
+from rts_monitor import apiprocess
 
 
 def say(msg: str) -> None:
@@ -56,19 +55,11 @@ def start_api(url: str, log_dir: Path, env: dict[str, str] | None = None,
     full_env = {**os.environ, "DATABASE_URL": url, "RTS_PORT": str(port), "RTS_HOST": "127.0.0.1",
                 "RTS_STATE_DIR": str(log_dir / f"state-{port}"), "RTS_LOG_LEVEL": "WARNING", **(env or {})}
     log_path = log_dir / f"server-{port}.log"
-    log = open(log_path, "wb")  # noqa: SIM115 - the child keeps writing after we return
-    proc = subprocess.Popen([sys.executable, "-m", "rts_monitor.cli", "serve", "--no-migrate"], env=full_env,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = apiprocess.spawn(full_env, log_path)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}: {log_path.read_text()[-2000:]}")
-        try:
-            if httpx.get(base + "/health", timeout=2).status_code == 200:
-                return proc, base
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    os.killpg(proc.pid, signal.SIGKILL)
-    raise RuntimeError(f"server did not become healthy in {wait:.0f}s; see {log_path}")
+    try:
+        apiprocess.wait_healthy(proc, base, wait)
+    except apiprocess.ApiStartError as exc:
+        apiprocess.stop(proc, timeout=5)
+        raise RuntimeError(f"server {exc}: {log_path.read_text()[-2000:]}") from None
+    return proc, base

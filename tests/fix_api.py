@@ -11,8 +11,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +20,7 @@ from uuid import UUID
 import httpx
 import pytest
 
+from rts_monitor import apiprocess
 from rts_monitor.auth import portal
 from rts_monitor.auth.principal import Role
 from rts_monitor.config import Settings
@@ -68,14 +67,7 @@ class ApiServer:
 
     def stop(self, timeout: float = 30) -> int:
         """Graceful stop (SIGTERM, as systemd would), waiting for the drain."""
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
-        return int(self.proc.returncode or 0)
+        return apiprocess.stop(self.proc, timeout)
 
 
 def start_server(db_url: str, log_dir: Path, *, env: dict[str, str] | None = None,
@@ -96,26 +88,15 @@ def start_server(db_url: str, log_dir: Path, *, env: dict[str, str] | None = Non
     })
     full_env.update(env or {})
     log_path = log_dir / f"server-{port}.log"
-    log = open(log_path, "wb")  # noqa: SIM115 - the child keeps writing after we return
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "rts_monitor.cli", "serve", "--no-migrate"],
-        env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
+    proc = apiprocess.spawn(full_env, log_path)
     settings = Settings.from_env(full_env)
     server = ApiServer(f"http://127.0.0.1:{port}", db_url, port, proc, log_path, settings, full_env)
-    deadline = time.monotonic() + wait
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}:\n{server.log_tail()}")
-        try:
-            if httpx.get(server.url + "/health", timeout=2).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            server.kill()
-            raise RuntimeError(f"server did not become healthy in {wait}s:\n{server.log_tail()}")
-        time.sleep(0.1)
+    try:
+        apiprocess.wait_healthy(proc, server.url, wait)
+    except apiprocess.ApiStartError as exc:
+        server.kill()
+        raise RuntimeError(f"server {exc}:\n{server.log_tail()}") from None
+    return server
 
 
 @pytest.fixture(scope="session")

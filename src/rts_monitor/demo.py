@@ -35,6 +35,7 @@ import httpx
 import psycopg
 from psycopg.rows import dict_row
 
+from rts_monitor import apiprocess
 from rts_monitor.auth import portal
 from rts_monitor.config import Settings
 from rts_monitor.demo_fleet import Fleet, SimDevice, build_fleet
@@ -116,7 +117,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return asyncio.run(_run_fleet(base, admin, url, devices, args, demo_dir, server, agent_proc, agent_id))
     finally:
         for proc in reversed(procs):
-            _stop(proc)
+            apiprocess.stop(proc)
         say("stopped (the database keeps the data; run `rts-monitor demo` again to continue)")
 
 
@@ -159,34 +160,13 @@ def _start_server(settings: Settings, demo_dir: Path, interval: float) -> subpro
     }
     log_path = demo_dir / "server.log"
     say(f"starting the API on {settings.effective_public_url} (log: {log_path})")
-    log = open(log_path, "ab")  # noqa: SIM115 - the child keeps writing
-    proc = subprocess.Popen([sys.executable, "-m", "rts_monitor.cli", "serve", "--no-migrate"], env=env,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"error: the API exited with {proc.returncode}; see {log_path}")
-        try:
-            if httpx.get(settings.effective_public_url + "/health", timeout=2).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    _stop(proc)
-    raise SystemExit(f"error: the API did not become healthy in 60 s; see {log_path}")
-
-
-def _stop(proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
+    proc = apiprocess.spawn(env, log_path, append=True)
     try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
+        apiprocess.wait_healthy(proc, settings.effective_public_url, 60)
+    except apiprocess.ApiStartError as exc:
+        apiprocess.stop(proc)
+        raise SystemExit(f"error: the API {exc}; see {log_path}") from None
+    return proc
 
 
 def _create_world(url: str, count: int) -> dict[str, Any]:
