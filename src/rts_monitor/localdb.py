@@ -18,10 +18,12 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import itertools
 import json
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -195,6 +197,35 @@ class Route:
         """Whether prepare() is in effect (a server can only be running if so)."""
         return True
 
+    def server_root(self) -> Path:
+        """The root directory the server process sees (its /proc/PID/root)."""
+        raise NotImplementedError
+
+    def _bind_pg_dir(self, target: Path) -> None:
+        """Bind-mount the checkout's .rts/pg at ``target``, replacing a mount left by a deleted checkout.
+
+        The mount name hashes the checkout's path, so a checkout deleted while its server ran and
+        cloned again at the same path (what CI does between runs) finds the old mount still there,
+        pointing at the deleted directory: initdb would write where nothing can read it back.
+        """
+        if _is_mounted(target):
+            if _mounted_here(self.lay.pg_dir, target):
+                return
+            _say(f"replacing the stale mount at {target}: the checkout it served was deleted")
+            self._stop_orphan_server()
+            _unmount_all(target)
+        target.mkdir(parents=True, exist_ok=True)
+        _run(["mount", "--bind", str(self.lay.pg_dir), str(target)], quiet=True)
+
+    def _stop_orphan_server(self) -> None:
+        """Stop a postmaster still serving a deleted data directory at our mount (it holds the port).
+
+        Nothing it holds can be kept (its files are unlinked), so it gets an immediate shutdown.
+        """
+        for pid in _postmasters(self.data_dir_for_server(), self.server_root()):
+            _say(f"stopping the orphaned server (pid {pid}) of the deleted checkout")
+            _signal_and_wait(pid)
+
     def pg(self, tool: str, *args: str) -> list[str]:
         raise NotImplementedError
 
@@ -239,19 +270,18 @@ class NativeRoute(Route):
         return Path(self.lay.mount_name)
 
     def prepare(self) -> None:
-        if not _is_root() or _is_mounted(self._mount_point()):
-            return
-        self._mount_point().mkdir(parents=True, exist_ok=True)
-        _run(["mount", "--bind", str(self.lay.pg_dir), str(self._mount_point())], quiet=True)
+        if _is_root():
+            self._bind_pg_dir(self._mount_point())
 
     def release(self) -> None:
-        for _ in range(5):
-            if not _is_root() or not _is_mounted(self._mount_point()):
-                break
-            _run(["umount", str(self._mount_point())], check=False, quiet=True)
+        if _is_root():
+            _unmount_all(self._mount_point())
 
     def is_prepared(self) -> bool:
-        return not _is_root() or _is_mounted(self._mount_point())
+        return not _is_root() or _mounted_here(self.lay.pg_dir, self._mount_point())
+
+    def server_root(self) -> Path:
+        return Path("/")
 
     def data_dir_for_server(self) -> str:
         return self.lay.mount_name + "/data" if _is_root() else str(self.lay.data_dir)
@@ -323,25 +353,20 @@ class ChrootRoute(Route):
         return self.lay.root / self.lay.mount_name.lstrip("/")
 
     def prepare(self) -> None:
-        target = self._mount_point()
-        if _is_mounted(target):
-            return
-        target.mkdir(parents=True, exist_ok=True)
-        _run(["mount", "--bind", str(self.lay.pg_dir), str(target)], quiet=True)
+        self._bind_pg_dir(self._mount_point())
         run_dir = self.lay.root / "run" / "postgresql"
         run_dir.mkdir(parents=True, exist_ok=True)
         uid, gid = self.postgres_ids()
         os.chown(run_dir, uid, gid)
 
     def is_prepared(self) -> bool:
-        return _is_mounted(self._mount_point())
+        return _mounted_here(self.lay.pg_dir, self._mount_point())
 
     def release(self) -> None:
-        target = self._mount_point()
-        for _ in range(5):  # stacked mounts from an interrupted run: peel them all
-            if not _is_mounted(target):
-                break
-            _run(["umount", str(target)], check=False, quiet=True)
+        _unmount_all(self._mount_point())
+
+    def server_root(self) -> Path:
+        return self.lay.root
 
     def data_dir_for_server(self) -> str:
         return self.lay.mount_name + "/data"
@@ -403,6 +428,57 @@ def _file_lock(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _mounted_here(source: Path, target: Path) -> bool:
+    """Whether ``target`` shows ``source`` itself (a bind mount shares the directory's inode)."""
+    try:
+        a, b = source.stat(), target.stat()
+    except OSError:
+        return False
+    return _is_mounted(target) and (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def _unmount_all(target: Path) -> None:
+    for _ in range(5):  # stacked mounts from an interrupted run: peel them all
+        if not _is_mounted(target):
+            return
+        _run(["umount", str(target)], check=False, quiet=True)
+    if _is_mounted(target):
+        _run(["umount", "--lazy", str(target)], check=False, quiet=True)
+
+
+def _postmasters(data_dir: str, server_root: Path) -> list[int]:
+    """PIDs of postgres servers started with ``-D data_dir`` inside ``server_root``."""
+    found = []
+    want_root = str(server_root.resolve())
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            root = os.readlink(entry / "root")
+        except OSError:
+            continue
+        args = [a.decode(errors="replace") for a in argv if a]
+        if not args or not args[0].endswith("/postgres") or root != want_root:
+            continue
+        if any(a == "-D" and b == data_dir for a, b in itertools.pairwise(args)):
+            found.append(int(entry.name))
+    return found
+
+
+def _signal_and_wait(pid: int, timeout: float = 15.0) -> None:
+    """SIGQUIT (immediate shutdown, children too), then SIGKILL if it lingers."""
+    for sig in (signal.SIGQUIT, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not Path(f"/proc/{pid}").exists():
+                return
+            time.sleep(0.1)
+    raise LocalDbError(f"the orphaned server (pid {pid}) would not stop")
 
 
 def _is_mounted(path: Path) -> bool:

@@ -1,0 +1,75 @@
+"""The embedded database provisioner (`rts-monitor db up`) on its own state directory.
+
+CI deletes a checkout while its server still runs and clones again at the same path; the bind
+mount named after that path survives, pointing at the deleted directory. `db up` must notice,
+stop the orphaned server and provision afresh instead of failing in initdb.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from rts_monitor import localdb
+from rts_monitor.config import Settings
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0, reason="bind mounts (and so stale ones) only exist when running as root"
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _timescale_version(url: str) -> str:
+    with psycopg.connect(url, connect_timeout=10) as conn:
+        row = conn.execute(
+            "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'"
+        ).fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def _mount_target(settings: Settings) -> Path:
+    lay = localdb.layout(settings)
+    route = localdb.choose_route(lay)
+    return route.server_root() / lay.mount_name.lstrip("/")
+
+
+def test_up_heals_a_checkout_deleted_while_its_server_ran(tmp_path: Path) -> None:
+    checkout = tmp_path / "checkout"
+    settings = Settings.from_env(state_dir=checkout / ".rts", local_db_port=_free_port())
+    lay = localdb.layout(settings)
+    try:
+        first = localdb.up(settings)
+        assert _timescale_version(first)
+        route = localdb.choose_route(lay)
+        orphans = localdb._postmasters(route.data_dir_for_server(), route.server_root())
+        assert len(orphans) == 1
+
+        shutil.rmtree(checkout)  # what a CI runner does to the previous clone
+        target = _mount_target(settings)
+        checkout.mkdir()
+        lay.pg_dir.mkdir(parents=True)
+        assert localdb._is_mounted(target) and not localdb._mounted_here(lay.pg_dir, target)
+
+        second = localdb.up(settings)
+
+        assert second != first  # a new cluster, new password
+        assert _timescale_version(second)
+        assert localdb._mounted_here(lay.pg_dir, target)
+        assert (lay.data_dir / "PG_VERSION").exists()  # the cluster lives in the new checkout
+        assert not Path(f"/proc/{orphans[0]}").exists()
+        assert localdb.status(settings)["running"] is True
+    finally:
+        localdb.down(settings)
+    assert not localdb._is_mounted(_mount_target(settings))
+    assert localdb.status(settings)["running"] is False
