@@ -100,6 +100,10 @@ SCRIPT = {"command_type": "run_script",
     ({"command_type": "run_script", "params": {"interpreter": "sh", "script": "x", "working_directory": "tmp"}},
      "params.working_directory"),
     ({"command_type": "update_agent", "params": {"target_version": "latest"}}, "params.target_version"),
+    ({"command_type": "update_agent", "params": {"target_version": "1.0.0", "source": "--index-url=http://x"}},
+     "params.source"),
+    ({"command_type": "update_agent", "params": {"target_version": "1.0.0", "source": "rts-agent x"}},
+     "params.source"),
     ({"command_type": "collect_inventory", "params": {"full": True}}, "params.full"),
     ({"command_type": "collect_inventory", "params": {}, "timeout_seconds": 10**9}, "timeout_seconds"),
 ])
@@ -134,6 +138,10 @@ async def test_valid_types_are_created_with_typed_params(client: httpx.AsyncClie
     upd = await create(client, world, world.tech_a, {"command_type": "update_agent",
                                                       "params": {"target_version": "1.2.3"}})
     assert upd["approval_required"] is True
+    assert upd["params"] == {"target_version": "1.2.3", "source": "rts-agent"}  # RTS_AGENT_PIP_SOURCE
+    upd = await create(client, world, world.tech_a, {"command_type": "update_agent", "params": {
+        "target_version": "1.2.3", "source": "https://example.com/rts_agent-1.2.3-py3-none-any.whl"}})
+    assert upd["params"]["source"] == "https://example.com/rts_agent-1.2.3-py3-none-any.whl"
     assert [e["event"] for e in restart["history"]] == ["created"]
     assert restart["history"][0]["actor_user_id"] == str(world.tech_a_id)
 

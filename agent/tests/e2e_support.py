@@ -92,6 +92,7 @@ class AgentProc:
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
     runs: int = field(default=0)
+    argv: list[str] = field(default_factory=lambda: list(AGENT))  # another venv's agent: its python
 
     @property
     def config(self) -> dict[str, Any]:
@@ -105,12 +106,12 @@ class AgentProc:
         assert self.proc is None or self.proc.poll() is not None
         self.runs += 1
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child writes after we return
-        self.proc = subprocess.Popen([*AGENT, "--state-dir", str(self.state_dir), "run"],
+        self.proc = subprocess.Popen([*self.argv, "--state-dir", str(self.state_dir), "run"],
                                      env={**self.env, **env}, stdout=log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
 
     def status(self) -> dict[str, Any]:
-        out = subprocess.run([*AGENT, "--state-dir", str(self.state_dir), "status", "--json"],
+        out = subprocess.run([*self.argv, "--state-dir", str(self.state_dir), "status", "--json"],
                              env=self.env, capture_output=True, text=True, timeout=30)
         return dict(json.loads(out.stdout))
 
@@ -178,6 +179,8 @@ def install_agent(tmp_path: Path) -> Iterator[Callable[..., AgentProc]]:
     yield install
     for agent in agents:
         agent.stop(signal.SIGKILL)
+        # Shown by pytest only when the test failed: what the agent did is the first clue.
+        print(f"--- {agent.log_path.name} (last 60 lines) ---\n{agent.log_tail(60)}")
 
 
 def metric_times(world: World, agent_id: str) -> list[str]:
@@ -195,3 +198,32 @@ def spool_times(agent: AgentProc) -> list[str]:
         return [str(r[0]) for r in db.execute("SELECT collected_at FROM samples ORDER BY seq")]
     finally:
         db.close()
+
+
+def portal(server: ApiServer, world: World, user: str = "admin") -> dict[str, str]:
+    uid = world.admin_id if user == "admin" else world.approver_id
+    return server.headers(server.token("admin", user_id=uid))
+
+
+def command_state(server: ApiServer, world: World, agent_id: str, command_id: str) -> dict[str, Any]:
+    resp = httpx.get(f"{server.url}/api/agents/{agent_id}/commands/{command_id}", headers=portal(server, world),
+                     timeout=30)
+    assert resp.status_code == 200, resp.text
+    return dict(resp.json())
+
+
+def wait_final(server: ApiServer, world: World, agent_id: str, command_id: str, timeout: float = 30) -> dict[str, Any]:
+    def final() -> dict[str, Any] | None:
+        cmd = command_state(server, world, agent_id, command_id)
+        return cmd if cmd["status"] in ("completed", "failed", "timeout", "cancelled", "rejected") else None
+
+    return dict(wait_for(final, timeout, f"command {command_id} to finish", step=0.2))
+
+
+def install_with_script(server: ApiServer, token: str, prefix: Path, state: Path,
+                        *args: str) -> subprocess.CompletedProcess[str]:
+    """The documented one-liner: the served /install.sh on stdin, the token as its argument."""
+    script = httpx.get(server.url + "/install.sh", timeout=30).text
+    env = {**os.environ, "RTS_AGENT_PREFIX": str(prefix), "RTS_AGENT_STATE_DIR": str(state), "RTS_AGENT_LINK": ""}
+    return subprocess.run(["bash", "-s", token, *args], input=script, env=env, capture_output=True, text=True,
+                          timeout=300)

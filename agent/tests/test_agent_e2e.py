@@ -18,7 +18,17 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from e2e_support import AGENT, AgentProc, World, metric_times, spool_times, start_server_on, wait_for
+from e2e_support import (
+    AGENT,
+    AgentProc,
+    World,
+    metric_times,
+    portal,
+    spool_times,
+    start_server_on,
+    wait_final,
+    wait_for,
+)
 
 from tests.fix_api import ApiServer, free_port
 
@@ -33,26 +43,6 @@ def agent_events(agent: AgentProc, event: str) -> list[dict[str, Any]]:
 
 def spooled_times(agent: AgentProc) -> list[str]:
     return [e["collected_at"] for e in agent_events(agent, "sample.spooled")]
-
-
-def portal(server: ApiServer, world: World, user: str = "admin") -> dict[str, str]:
-    uid = world.admin_id if user == "admin" else world.approver_id
-    return server.headers(server.token("admin", user_id=uid))
-
-
-def command_state(server: ApiServer, world: World, agent_id: str, command_id: str) -> dict[str, Any]:
-    resp = httpx.get(f"{server.url}/api/agents/{agent_id}/commands/{command_id}", headers=portal(server, world),
-                     timeout=30)
-    assert resp.status_code == 200, resp.text
-    return dict(resp.json())
-
-
-def wait_final(server: ApiServer, world: World, agent_id: str, command_id: str, timeout: float = 30) -> dict[str, Any]:
-    def final() -> dict[str, Any] | None:
-        cmd = command_state(server, world, agent_id, command_id)
-        return cmd if cmd["status"] in ("completed", "failed", "timeout", "cancelled", "rejected") else None
-
-    return dict(wait_for(final, timeout, f"command {command_id} to finish", step=0.2))
 
 
 def test_install_register_report_and_run_commands_over_socket_and_polling(

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-from e2e_support import World, registration_token
+from e2e_support import World, install_with_script, registration_token
 
 from tests.fix_api import ApiServer
 
@@ -28,13 +28,9 @@ def test_install_script_served_by_the_api_registers_an_agent(
     assert f'SOURCE="${{RTS_AGENT_SOURCE:-{AGENT_DIR}}}"' in script
     assert "@@" not in script.split("case \"$SOURCE\"")[0]
 
-    token = registration_token(server, world, "installed-by-script")
     state = tmp_path / "state"
-    env = {**os.environ, "RTS_AGENT_PREFIX": str(tmp_path / "venv"), "RTS_AGENT_STATE_DIR": str(state),
-           "RTS_AGENT_LINK": ""}
-    # Exactly the documented one-liner's shape: the script on stdin, the token as its argument.
-    out = subprocess.run(["bash", "-s", token, "--no-systemd", "--services", "cron"], input=script, env=env,
-                         capture_output=True, text=True, timeout=300)
+    token = registration_token(server, world, "installed-by-script")
+    out = install_with_script(server, token, tmp_path / "venv", state, "--no-systemd", "--services", "cron")
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     assert "registered agent" in out.stdout
     config = json.loads((state / "config.json").read_text())
@@ -47,9 +43,7 @@ def test_install_script_served_by_the_api_registers_an_agent(
     assert status.returncode == 3 and json.loads(status.stdout)["installed"] is True  # installed, not running
 
     # A used token cannot enrol a second machine.
-    out = subprocess.run(["bash", "-s", token, "--no-systemd"], input=script,
-                         env={**env, "RTS_AGENT_STATE_DIR": str(tmp_path / "other")},
-                         capture_output=True, text=True, timeout=300)
+    out = install_with_script(server, token, tmp_path / "venv", tmp_path / "other", "--no-systemd")
     assert out.returncode != 0 and "registration failed" in out.stderr
 
 

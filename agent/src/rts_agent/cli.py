@@ -187,7 +187,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         asyncio.run(runner.run())
     finally:
         os.close(lock)
+    if runner.restart_requested:
+        _reexec()
     return 0
+
+
+def _reexec() -> None:
+    """Become the newly installed version: same PID and arguments, fresh interpreter and imports."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "rts_agent.cli", *sys.argv[1:]])
 
 
 def _single_instance(state_dir: Path) -> int | None:
@@ -228,7 +238,8 @@ def _alive(pid: int) -> bool:
 
 def read_status(state_dir: Path) -> dict[str, Any]:
     """What ``status`` prints: the runner's last status file plus live checks."""
-    out: dict[str, Any] = {"state_dir": str(state_dir), "installed": (state_dir / CONFIG_NAME).exists()}
+    out: dict[str, Any] = {"state_dir": str(state_dir), "installed": (state_dir / CONFIG_NAME).exists(),
+                           "installed_version": __version__}
     pid_path = state_dir / PID_NAME
     pid = int(pid_path.read_text().strip()) if pid_path.exists() else None
     out["running"] = bool(pid and _alive(pid))
@@ -260,7 +271,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     rows = [
         ("state dir", status["state_dir"]),
         ("installed", status["installed"]),
-        ("running", f"yes (pid {status['pid']})" if status["running"] else "no"),
+        ("running", f"yes (pid {status['pid']}, version {last.get('version', '?')})" if status["running"] else "no"),
+        ("installed version", status["installed_version"]),
         ("agent id", last.get("agent_id", "-")),
         ("server", last.get("server_url", "-")),
         ("websocket", last.get("websocket", "-")),
@@ -277,7 +289,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         ("collector errors", last.get("collector_errors") or "-"),
     ]
     for key, value in rows:
-        print(f"{key:<17} {value}")
+        print(f"{key:<18} {value}")
     return 0 if status["running"] else 3
 
 

@@ -32,7 +32,7 @@ from typing import Any
 import aiohttp
 import msgspec
 
-from rts_agent import __version__
+from rts_agent import __version__, update
 from rts_agent.collect import Collector, Software, inventory, inventory_digest, utc_stamp
 from rts_agent.commands import Command, CommandResult, Executor
 from rts_agent.config import (
@@ -63,7 +63,9 @@ class Runner:
         self.spool = Spool(state_dir / SPOOL_NAME, max_bytes=config.spool_max_bytes)
         self.collector = collector or Collector(config.monitored_services)
         self.executor = Executor(output_cap=config.output_cap_bytes,
-                                 hooks={"collect_inventory": self._inventory_command})
+                                 hooks={"collect_inventory": self._inventory_command,
+                                        "update_agent": self._update_command})
+        self.restart_requested = False  # set by update_agent; ``rts-agent run`` then re-executes
         self._stop = asyncio.Event()
         self._wake_sender = asyncio.Event()
         self._wake_poll = asyncio.Event()
@@ -401,6 +403,9 @@ class Runner:
             while len(self._done) > 1000:
                 self._done.popitem(last=False)
         await self._deliver_results()
+        if self.restart_requested and not self._in_flight:
+            log.warning("agent.restarting", extra={"reason": "update_agent", "command_id": cmd.command_id})
+            self.stop()
 
     async def _send_result(self, command_id: str, result: CommandResult) -> bool:
         """Best effort (the ``executing`` notice); final results go through the spool."""
@@ -473,6 +478,16 @@ class Runner:
 
     async def _inventory_command(self, _: Command) -> str:
         return await self.send_inventory(force=True)
+
+    # -- self-update ------------------------------------------------------------------------
+    async def _update_command(self, cmd: Command) -> str:
+        """Install the requested version; the restart comes once the result is in the spool."""
+        done = await update.install(self.executor, cmd)
+        if done is None:
+            return f"already running {update.DIST} {__version__}; nothing to do"
+        log.warning("agent.updated", extra={"command_id": cmd.command_id, "outcome": done})
+        self.restart_requested = True
+        return done
 
     # -- status -----------------------------------------------------------------------------
     async def _status_loop(self) -> None:

@@ -78,6 +78,8 @@ def validate_params(settings: Settings, body: s.CreateCommand) -> dict[str, Any]
             )
         if params.working_directory is not None and not _is_absolute(params.working_directory):
             raise BadRequest("params.working_directory: must be an absolute path", field="params.working_directory")
+    if isinstance(params, s.UpdateAgentParams) and params.source is None:
+        params.source = settings.agent_pip_source  # stored, so the command shows what was installed
     if body.timeout_seconds > settings.command_max_timeout_seconds:
         raise BadRequest(f"timeout_seconds: at most {settings.command_max_timeout_seconds}", field="timeout_seconds")
     return msgspec.to_builtins(params)  # type: ignore[no-any-return]

@@ -36,8 +36,15 @@ class RunScriptParams(msgspec.Struct, forbid_unknown_fields=True):
     working_directory: Annotated[str, msgspec.Meta(min_length=1, max_length=1024)] | None = None
 
 
+# A pip requirement name, wheel, directory or URL: no leading dash (pip options), no whitespace.
+PipSource = Annotated[str, msgspec.Meta(min_length=1, max_length=1024, pattern=r"^[^\s-]\S*$")]
+
+
 class UpdateAgentParams(msgspec.Struct, forbid_unknown_fields=True):
+    """``source`` defaults to the server's ``RTS_AGENT_PIP_SOURCE`` (what /install.sh installs)."""
+
     target_version: Version
+    source: PipSource | None = None
 
 
 class CollectInventoryParams(msgspec.Struct, forbid_unknown_fields=True):

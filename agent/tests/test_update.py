@@ -1,0 +1,97 @@
+"""``update_agent`` end to end: an agent installed by /install.sh into its own venv updates itself
+to a new version (a real pip install from a source tree whose version was bumped), restarts into
+it without changing its PID, and the server sees the new version; a source that does not provide
+the requested version changes nothing."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+from e2e_support import (
+    FAST,
+    AgentProc,
+    World,
+    install_with_script,
+    portal,
+    registration_token,
+    wait_final,
+    wait_for,
+)
+
+from tests.fix_api import ApiServer
+
+AGENT_DIR = Path(__file__).resolve().parents[1]
+OLD, NEW = "0.1.0", "0.2.0"
+
+
+def _bumped_source(dest: Path) -> Path:
+    """A copy of the agent's source tree that builds as version ``NEW``."""
+    shutil.copytree(AGENT_DIR, dest, ignore=shutil.ignore_patterns("tests", "__pycache__", "*.egg-info", "build"))
+    for rel, old, new in (("pyproject.toml", f'version = "{OLD}"', f'version = "{NEW}"'),
+                          ("src/rts_agent/__init__.py", f'__version__ = "{OLD}"', f'__version__ = "{NEW}"')):
+        path = dest / rel
+        text = path.read_text()
+        assert old in text, f"{rel} no longer says {old!r}: update this test's OLD"
+        path.write_text(text.replace(old, new))
+    return dest
+
+
+def _command(server: ApiServer, world: World, agent: AgentProc, params: dict[str, Any]) -> dict[str, Any]:
+    """Create an update_agent command, have the second admin approve it, wait for its end."""
+    resp = httpx.post(f"{server.url}/api/agents/{agent.agent_id}/commands", headers=portal(server, world),
+                      json={"command_type": "update_agent", "params": params, "timeout_seconds": 240}, timeout=30)
+    assert resp.status_code == 201, resp.text
+    cid = resp.json()["id"]
+    resp = httpx.post(f"{server.url}/api/agents/{agent.agent_id}/commands/{cid}/approve",
+                      headers=portal(server, world, "approver"), json={}, timeout=30)
+    assert resp.status_code == 200, resp.text
+    return wait_final(server, world, agent.agent_id, cid, timeout=240)
+
+
+def _reported_version(world: World, agent: AgentProc) -> str:
+    rows = world.query("SELECT agent_version FROM agent_devices WHERE id = %s", agent.agent_id)
+    return str(rows[0]["agent_version"])
+
+
+def test_update_agent_installs_the_version_and_restarts_into_it(
+        api_factory: Callable[..., ApiServer], world: World, tmp_path: Path) -> None:
+    server = api_factory(env={"RTS_AGENT_PIP_SOURCE": str(AGENT_DIR)})
+    prefix, state = tmp_path / "venv", tmp_path / "state"
+    out = install_with_script(server, registration_token(server, world, "updatable"), prefix, state,
+                              "--no-systemd")
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    agent = AgentProc(state, {**os.environ, **FAST}, tmp_path / "agent.log",
+                      argv=[str(prefix / "bin" / "python"), "-m", "rts_agent.cli"])
+    new_source = _bumped_source(tmp_path / "rts-agent-new")
+    agent.start()
+    try:
+        wait_for(lambda: _reported_version(world, agent) == OLD, 30, "the agent's first heartbeat")
+        pid = agent.proc.pid if agent.proc else 0
+
+        # A source that builds another version than the one asked for: refused before installing.
+        wrong = _command(server, world, agent, {"target_version": "0.3.0", "source": str(new_source)})
+        assert wrong["status"] == "failed", wrong
+        assert f"provides rts-agent {NEW}, not 0.3.0; nothing installed" in wrong["error_message"]
+        assert agent.last_status().get("version") == OLD
+
+        done = _command(server, world, agent, {"target_version": NEW, "source": str(new_source)})
+        assert done["status"] == "completed", done
+        assert f"installed rts-agent {NEW} (was {OLD})" in done["stdout"]
+        wait_for(lambda: _reported_version(world, agent) == NEW, 60, "a heartbeat from the new version")
+        assert agent.proc is not None and agent.proc.poll() is None and agent.proc.pid == pid  # execv: same PID
+        wait_for(lambda: agent.last_status().get("version") == NEW, 30, "status.json from the new version")
+        status = agent.status()
+        assert status["installed_version"] == NEW and status["last_status"]["version"] == NEW
+
+        # Asking again for the version it runs is a no-op that succeeds.
+        again = _command(server, world, agent, {"target_version": NEW})
+        assert again["status"] == "completed" and "already running rts-agent 0.2.0" in again["stdout"], again
+    finally:
+        agent.stop()
+    log = agent.log_path.read_text()
+    assert '"agent.updated"' in log and '"agent.restarting"' in log
