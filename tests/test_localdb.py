@@ -29,6 +29,14 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _listener() -> socket.socket:
+    """Another program listening on some port of 127.0.0.1."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen()
+    return s
+
+
 def _timescale_version(url: str) -> str:
     with psycopg.connect(url, connect_timeout=10) as conn:
         row = conn.execute(
@@ -73,3 +81,27 @@ def test_up_heals_a_checkout_deleted_while_its_server_ran(tmp_path: Path) -> Non
         localdb.down(settings)
     assert not localdb._is_mounted(_mount_target(settings))
     assert localdb.status(settings)["running"] is False
+
+
+def test_up_moves_off_a_port_another_server_holds_and_keeps_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with _listener() as squatter, _listener() as other:
+        taken = int(squatter.getsockname()[1])
+        monkeypatch.setattr(localdb, "DEFAULT_PORT", taken)
+        settings = Settings.from_env(state_dir=tmp_path / "checkout" / ".rts", local_db_port=0)
+        lay = localdb.layout(settings)
+        try:
+            url = localdb.up(settings)
+            assert lay.port != taken and lay.recorded()["port"] == lay.port
+            assert f"@127.0.0.1:{lay.port}/" in url and _timescale_version(url)
+            assert localdb.up(settings) == url  # running: same server, same DSN
+            localdb.down(settings)
+            squatter.close()
+            assert localdb.up(settings) == url  # restarted where it was, though the default is free now
+
+            localdb.down(settings)
+            pinned = settings.with_(local_db_port=int(other.getsockname()[1]))
+            with pytest.raises(localdb.LocalDbError, match="RTS_DB_PORT"):
+                localdb.up(pinned)  # a port pinned by RTS_DB_PORT is never silently changed
+        finally:
+            localdb.down(settings)

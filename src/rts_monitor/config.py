@@ -67,8 +67,12 @@ class Settings:
     db_pool_min: int = field(default=2, metadata=_env("RTS_DB_POOL_MIN", "Pool minimum size."))
     db_pool_max: int = field(default=16, metadata=_env("RTS_DB_POOL_MAX", "Pool maximum size."))
     local_db_port: int = field(
-        default=54329,
-        metadata=_env("RTS_DB_PORT", "Port of the local server from `rts-monitor db up`."),
+        default=0,
+        metadata=_env(
+            "RTS_DB_PORT",
+            "Port of the local server from `rts-monitor db up`. 0 (default): 54329, or the next free "
+            "port when another server holds it (remembered in <state dir>/db.json).",
+        ),
     )
     state_dir: Path = field(
         default_factory=default_state_dir,

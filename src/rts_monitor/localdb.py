@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rts_monitor.config import Settings
 
@@ -39,6 +40,7 @@ PG_PACKAGES = (f"postgresql-{PG_MAJOR}", f"postgresql-{PG_MAJOR}-timescaledb")
 NATIVE_BIN = Path(f"/usr/lib/postgresql/{PG_MAJOR}/bin")
 DB_NAME = "rts_monitor"
 DB_USER = "rts"
+DEFAULT_PORT = 54329
 DEBIAN_MIRROR = os.environ.get("RTS_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 
 # Server settings for a development/test box of 2 cores and ~24 GiB: durable (fsync and
@@ -89,7 +91,22 @@ class Layout:
 
     state_dir: Path
     cache_dir: Path
-    port: int
+    requested_port: int  # RTS_DB_PORT; 0 = automatic
+
+    @property
+    def port(self) -> int:
+        """RTS_DB_PORT if set, else the port this checkout's server was given, else 54329."""
+        return self.requested_port or self.recorded().get("port") or DEFAULT_PORT
+
+    def recorded(self) -> dict[str, Any]:
+        try:
+            info = json.loads(self.info_file.read_text())
+        except (OSError, ValueError):
+            return {}
+        return info if isinstance(info, dict) else {}
+
+    def record(self, **values: Any) -> None:
+        self.info_file.write_text(json.dumps({**self.recorded(), **values}))
 
     @property
     def pg_dir(self) -> Path:
@@ -397,11 +414,8 @@ def choose_route(lay: Layout) -> Route:
     if (NATIVE_BIN / "postgres").exists() and _timescale_lib(Path("/")):
         return NativeRoute(lay)
     info = _os_release()
-    if lay.info_file.exists():
-        with contextlib.suppress(ValueError, OSError):
-            recorded = json.loads(lay.info_file.read_text()).get("route")
-            if recorded == "chroot":
-                return ChrootRoute(lay)
+    if lay.recorded().get("route") == "chroot":
+        return ChrootRoute(lay)
     if info.get("ID") == "debian":
         version = info.get("VERSION_ID", "")
         if version == "" or (version.isdigit() and int(version) >= 13):
@@ -535,14 +549,13 @@ def up(settings: Settings) -> str:
             _initdb(route, lay)
         else:
             _say("2/4 data directory exists: " + str(lay.data_dir))
+        running = _server_running(route)
+        if not running and _port_open(lay.port):
+            _move_port(lay)
         _write_conf(lay)
-        if _server_running(route):
+        if running:
             _say(f"3/4 server already running on 127.0.0.1:{lay.port}")
         else:
-            if _port_open(lay.port):
-                raise LocalDbError(
-                    f"port {lay.port} is taken by another server; set RTS_DB_PORT to a free port"
-                )
             _say(f"3/4 starting server on 127.0.0.1:{lay.port}")
             _run(
                 route.pg(
@@ -553,12 +566,37 @@ def up(settings: Settings) -> str:
             )
         _say("4/4 database and extension")
         _ensure_database(lay)
-        lay.info_file.write_text(
-            json.dumps({"route": route.name, "port": lay.port, "data_dir": str(lay.data_dir)})
-        )
+        lay.record(route=route.name, port=lay.port, data_dir=str(lay.data_dir))
         url = dsn(lay)
         _say("ready: " + url.replace(lay.password_file.read_text().strip(), "***"))
         return url
+
+
+def _move_port(lay: Layout) -> None:
+    """Another server holds our port: pick the next free one, unless RTS_DB_PORT pinned it.
+
+    Two checkouts on one machine (a developer's and CI's) then each get their own server
+    instead of the second failing; the choice is remembered so the DSN stays the same.
+    """
+    taken = lay.port
+    if lay.requested_port:
+        raise LocalDbError(f"port {taken} (RTS_DB_PORT) is taken by another server; set RTS_DB_PORT to a free port")
+    for port in range(DEFAULT_PORT + 1, DEFAULT_PORT + 200):
+        if port != taken and _port_free(port):
+            lay.record(port=port)
+            _say(f"port {taken} is taken by another server; this checkout's server uses {port} (kept in "
+                 f"{lay.info_file}; RTS_DB_PORT pins a port)")
+            return
+    raise LocalDbError(f"no free port in {DEFAULT_PORT + 1}-{DEFAULT_PORT + 199}; set RTS_DB_PORT")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def _initdb(route: Route, lay: Layout) -> None:
