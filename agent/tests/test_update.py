@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from e2e_support import (
     FAST,
     AgentProc,
@@ -22,11 +23,34 @@ from e2e_support import (
     wait_final,
     wait_for,
 )
+from rts_agent.commands import Rejected
+from rts_agent.update import normalize, requirement
 
 from tests.fix_api import ApiServer
 
 AGENT_DIR = Path(__file__).resolve().parents[1]
 OLD, NEW = "0.1.0", "0.2.0"
+
+
+@pytest.mark.parametrize(("source", "spec"), [
+    ("rts-agent", "rts-agent==1.2.3"),  # an index name is pinned to the requested version
+    ("rts_agent-1.2.3-py3-none-any.whl", "rts_agent-1.2.3-py3-none-any.whl"),  # files as they are
+    ("/opt/src/rts-agent", "/opt/src/rts-agent"),
+    ("https://example.com/rts_agent-1.2.3.tar.gz", "https://example.com/rts_agent-1.2.3.tar.gz"),
+])
+def test_requirement_pins_names_and_takes_files_and_urls_as_they_are(source: str, spec: str) -> None:
+    assert requirement(source, "1.2.3") == spec
+
+
+@pytest.mark.parametrize("source", ["--index-url=https://evil.example", "rts-agent --pre", "-e."])
+def test_requirement_refuses_pip_options(source: str) -> None:
+    with pytest.raises(Rejected, match=r"params\.source"):
+        requirement(source, "1.2.3")
+
+
+def test_versions_compare_as_pip_reports_them() -> None:
+    assert normalize("0.2.0-rc1") == normalize("0.2.0rc1")
+    assert normalize("1.0.0") != normalize("1.0.0.post1")
 
 
 def _bumped_source(dest: Path) -> Path:

@@ -41,7 +41,8 @@ def requirement(source: str, target: str) -> str:
     """What pip installs: ``name==target`` for a package name, the source itself otherwise."""
     if source.startswith("-") or any(c.isspace() for c in source):
         raise Rejected("params.source: a package name, wheel, directory or URL (no options, no spaces)")
-    return f"{source}=={target}" if _NAME.match(source) else source
+    is_file = source.endswith((".whl", ".tar.gz", ".zip"))
+    return f"{source}=={target}" if _NAME.match(source) and not is_file else source
 
 
 def params(cmd: Command) -> tuple[str, str]:
