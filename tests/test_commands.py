@@ -229,6 +229,45 @@ async def test_reject_and_cancel(client: httpx.AsyncClient, world: World) -> Non
     assert {c["id"] for c in listing["commands"]} == {rejected["id"], cancelled["id"], sent["id"]}
 
 
+async def heartbeat_cancels(client: httpx.AsyncClient, world: World) -> list[str]:
+    resp = await client.post(f"/api/agents/{world.agent.id}/heartbeat", json={"status": "online"},
+                             headers=world.agent.headers)
+    assert resp.status_code == 200, resp.text
+    return list(resp.json()["cancel_commands"])
+
+
+async def test_cancel_while_executing_tells_the_agent_until_it_answers(client: httpx.AsyncClient,
+                                                                       world: World) -> None:
+    running = await create(client, world, world.tech_a, RESTART)
+    other = await create(client, world, world.tech_a, {**RESTART, "params": {"service_name": "cron"}})
+    assert {c["command_id"] for c in await poll(client, world.agent)} == {running["id"], other["id"]}
+    base = f"{world.cmd_path}/{running['id']}"
+    resp = await client.post(base + "/result", json={"status": "executing"}, headers=world.agent.headers)
+    assert resp.json()["status"] == "executing"
+    assert await heartbeat_cancels(client, world) == []
+
+    resp = await client.post(base + "/cancel", json={"reason": "runaway"}, headers=world.h(world.admin))
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["status"] == "cancelled" and resp.json()["status_reason"] == "runaway"
+    assert [(e["event"], e["from_status"]) for e in resp.json()["history"]][-1] == ("cancelled", "executing")
+    # Every heartbeat answer names it until the agent's (late) result arrives; then never again.
+    assert await heartbeat_cancels(client, world) == [running["id"]]
+    assert await heartbeat_cancels(client, world) == [running["id"]]
+    resp = await client.post(base + "/result", json={"status": "failed", "exit_code": -9,
+                                                     "error_message": "cancelled from the portal while running"},
+                             headers=world.agent.headers)
+    assert resp.json() == {"command_id": running["id"], "status": "cancelled", "applied": False, "late": True}
+    assert await heartbeat_cancels(client, world) == []
+    detail = (await client.get(base, headers=world.h(world.admin))).json()
+    assert detail["status"] == "cancelled" and detail["exit_code"] == -9
+    # the other command was untouched; a finished one cannot be cancelled
+    resp = await client.post(f"{world.cmd_path}/{other['id']}/result", json={"status": "completed", "exit_code": 0},
+                             headers=world.agent.headers)
+    assert resp.json()["status"] == "completed"
+    resp = await client.post(f"{world.cmd_path}/{other['id']}/cancel", headers=world.h(world.admin))
+    assert resp.status_code == 409 and "only pending, sent or executing" in resp.json()["message"]
+
+
 async def test_approval_queue_lists_only_awaiting(client: httpx.AsyncClient, world: World) -> None:
     waiting = await create(client, world, world.customer, SCRIPT)
     await create(client, world, world.customer, RESTART)

@@ -105,6 +105,27 @@ async def test_push_within_one_second_of_approval_and_results_over_the_socket(
     await ws.close()
 
 
+async def test_cancelling_a_running_command_is_pushed_to_the_agent(
+        session: aiohttp.ClientSession, api: ApiServer, world: World) -> None:
+    ws = await connect(session, api, world.agent)
+    async with api.client() as client:
+        cmd = await create(client, world, world.tech_a, RESTART)
+        assert await receive(ws) == command_message(cmd)
+        assert (await rpc(ws, {"type": "command_result", "command_id": cmd["id"], "status": "executing"}))[
+            "applied"] is True
+        started = time.monotonic()
+        resp = await client.post(f"{world.cmd_path}/{cmd['id']}/cancel", headers=world.h(world.tech_a))
+        assert resp.status_code == 200, resp.text
+        assert await receive(ws, timeout=1.0) == {"type": "cancel_command", "command_id": cmd["id"]}
+        assert time.monotonic() - started < 1.0
+        ack = await rpc(ws, {"type": "heartbeat"})  # and the heartbeat answer repeats it
+        assert ack["type"] == "heartbeat_ack" and ack["cancel_commands"] == [cmd["id"]]
+        pending = await create(client, world, world.tech_a, {**RESTART, "params": {"service_name": "cron"}})
+        assert await receive(ws) == command_message(pending)
+        await rpc(ws, {"type": "command_result", "command_id": pending["id"], "status": "completed"})
+    await ws.close()
+
+
 async def test_reconnect_delivers_what_was_missed_exactly_once(session: aiohttp.ClientSession, api: ApiServer,
                                                                world: World) -> None:
     async with api.client() as client:

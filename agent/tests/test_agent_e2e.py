@@ -22,6 +22,7 @@ from e2e_support import (
     AGENT,
     AgentProc,
     World,
+    command_state,
     metric_times,
     portal,
     spool_times,
@@ -352,3 +353,53 @@ def _epoch(stamp: str) -> float:
     from datetime import datetime
 
     return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def test_cancelling_a_running_script_stops_it_over_the_socket_and_by_heartbeat(
+        api_factory: Callable[..., ApiServer], world: World, install_agent: Callable[..., AgentProc],
+        tmp_path: Path) -> None:
+    """A script cancelled in the portal while it runs is killed with its children: pushed over the
+    socket (the agent answers within a second), or, for an agent without a socket, named in its
+    next heartbeat answer. The command stays `cancelled`; the agent's answer is kept as late."""
+    server = api_factory()
+    agent = install_agent(server, world)
+
+    def run_and_cancel(name: str) -> tuple[dict[str, Any], float]:
+        marker = tmp_path / f"{name}-survived"
+        resp = httpx.post(f"{server.url}/api/agents/{agent.agent_id}/commands", headers=portal(server, world),
+                          json={"command_type": "run_script", "timeout_seconds": 120, "params": {
+                              "interpreter": "sh", "script": f"(sleep 4; touch {marker}) &\nsleep 100\n"}})
+        assert resp.status_code == 201, resp.text
+        cid = resp.json()["id"]
+        resp = httpx.post(f"{server.url}/api/agents/{agent.agent_id}/commands/{cid}/approve",
+                          headers=portal(server, world, "approver"), json={})
+        assert resp.status_code == 200, resp.text
+        wait_for(lambda: command_state(server, world, agent.agent_id, cid)["status"] == "executing", 30,
+                 "the script to start")
+        started = time.monotonic()
+        resp = httpx.post(f"{server.url}/api/agents/{agent.agent_id}/commands/{cid}/cancel",
+                          headers=portal(server, world), json={"reason": "wrong machine"})
+        assert resp.status_code == 200 and resp.json()["status"] == "cancelled", resp.text
+        done = wait_for(lambda: (c := command_state(server, world, agent.agent_id, cid))["late_result_at"] and c,
+                        30, "the agent's answer")
+        elapsed = time.monotonic() - started
+        time.sleep(4.5)
+        assert not marker.exists(), "a child of the cancelled script kept running"
+        return done, elapsed
+
+    agent.start()
+    try:
+        wait_for(lambda: agent.last_status().get("websocket") == "connected", 30, "the socket")
+        done, elapsed = run_and_cancel("ws")
+        assert done["status"] == "cancelled" and done["status_reason"] == "wrong machine"
+        assert "cancelled from the portal while running" in done["error_message"]
+        assert elapsed < 3, elapsed  # pushed, not waiting for a heartbeat
+        assert agent_events(agent, "command.cancel_requested")[0]["via"] == "ws"
+
+        agent.stop()
+        agent.start(RTS_AGENT_WEBSOCKET_URL=f"ws://127.0.0.1:{free_port()}/ws")  # no socket: polling
+        done, elapsed = run_and_cancel("poll")
+        assert done["status"] == "cancelled" and "cancelled from the portal" in done["error_message"]
+        assert agent_events(agent, "command.cancel_requested")[-1]["via"] == "heartbeat"
+    finally:
+        agent.stop()

@@ -6,7 +6,7 @@ import asyncio
 import time
 from pathlib import Path
 
-from rts_agent.commands import Command, Executor
+from rts_agent.commands import CANCELLED, Command, Executor
 
 
 def cmd(command_type: str, timeout: float = 10, **params: object) -> Command:
@@ -61,6 +61,33 @@ async def test_timeout_kills_the_whole_process_tree(tmp_path: Path) -> None:
     assert time.monotonic() - started < 10
     await asyncio.sleep(3.5)
     assert not marker.exists(), "a child of the timed-out script kept running"
+
+
+async def test_cancel_kills_the_whole_process_tree_and_says_so(tmp_path: Path) -> None:
+    marker = tmp_path / "survived"
+    script = f"(sleep 3; touch {marker}) &\necho started\nsleep 30\n"
+    cancel = asyncio.Event()
+    asyncio.get_running_loop().call_later(0.5, cancel.set)
+    started = time.monotonic()
+    result = await Executor().execute(cmd("run_script", timeout=60, script=script, interpreter="sh"), cancel)
+    assert result.status == "failed" and result.error_message == CANCELLED
+    assert time.monotonic() - started < 5
+    await asyncio.sleep(3.5)
+    assert not marker.exists(), "a child of the cancelled script kept running"
+
+
+async def test_a_command_that_ends_first_is_not_cancelled_and_update_is_uninterruptible() -> None:
+    cancel = asyncio.Event()
+    result = await Executor().execute(cmd("ping"), cancel)
+    assert result.status == "completed" and not cancel.is_set()
+
+    async def slow_update(_: Command) -> str:
+        await asyncio.sleep(0.5)
+        return "updated"
+
+    cancel.set()  # already cancelled: an update, once started, still runs to its end
+    result = await Executor(hooks={"update_agent": slow_update}).execute(cmd("update_agent"), cancel)
+    assert (result.status, result.stdout) == ("completed", "updated")
 
 
 async def test_output_is_capped_and_the_child_is_not_blocked() -> None:

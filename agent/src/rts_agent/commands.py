@@ -57,6 +57,11 @@ class Rejected(Exception):
     """The command is not allowed or its parameters are unusable; nothing was executed."""
 
 
+CANCELLED = "cancelled from the portal while running; its processes were killed"
+# Stopping these half-way would do more harm than letting them finish (a half-installed venv).
+UNINTERRUPTIBLE = frozenset({"update_agent"})
+
+
 @dataclass(frozen=True)
 class Command:
     command_id: str
@@ -91,17 +96,16 @@ class Executor:
     def allowed(self) -> list[str]:
         return sorted({*_HANDLERS, *self.hooks})
 
-    async def execute(self, cmd: Command) -> CommandResult:
+    async def execute(self, cmd: Command, cancel: asyncio.Event | None = None) -> CommandResult:
+        """Run ``cmd``; setting ``cancel`` stops it (its process group killed) unless it is uninterruptible."""
         started = utc_stamp()
         try:
-            if cmd.command_type in self.hooks:
-                out = await asyncio.wait_for(self.hooks[cmd.command_type](cmd), cmd.timeout_seconds)
-                result = CommandResult(status="completed", exit_code=0, stdout=out[: self.output_cap])
-            elif cmd.command_type in _HANDLERS:
-                result = await _HANDLERS[cmd.command_type](self, cmd)
+            if cancel is None or cmd.command_type in UNINTERRUPTIBLE:
+                result = await self._dispatch(cmd)
             else:
-                raise Rejected(f"command type {cmd.command_type!r} is not allowed; allowed: "
-                               + ", ".join(self.allowed))
+                result = await _unless(cancel, self._dispatch(cmd))
+        except _Cancelled:
+            result = CommandResult(status="failed", error_message=CANCELLED)
         except Rejected as exc:
             result = CommandResult(status="failed", error_message=f"rejected by agent: {exc}"[:4000])
         except TimeoutError:
@@ -111,6 +115,14 @@ class Executor:
         result.started_at = result.started_at or started
         result.completed_at = utc_stamp()
         return result
+
+    async def _dispatch(self, cmd: Command) -> CommandResult:
+        if cmd.command_type in self.hooks:
+            out = await asyncio.wait_for(self.hooks[cmd.command_type](cmd), cmd.timeout_seconds)
+            return CommandResult(status="completed", exit_code=0, stdout=out[: self.output_cap])
+        if cmd.command_type in _HANDLERS:
+            return await _HANDLERS[cmd.command_type](self, cmd)
+        raise Rejected(f"command type {cmd.command_type!r} is not allowed; allowed: " + ", ".join(self.allowed))
 
     async def run(self, argv: list[str], time_limit: float, *, stdin: bytes | None = None,
                   cwd: str | None = None) -> CommandResult:
@@ -140,6 +152,11 @@ class Executor:
             timed_out = True
             _kill_tree(proc)
             await proc.wait()
+        except asyncio.CancelledError:  # cancelled from the portal, or the agent is stopping
+            _kill_tree(proc)
+            await asyncio.shield(proc.wait())
+            readers.cancel()
+            raise
         (out, out_cut), (err, err_cut) = await readers
         result = CommandResult(status="completed" if proc.returncode == 0 else "failed",
                                exit_code=proc.returncode, stdout=out, stderr=err, started_at=started,
@@ -147,6 +164,27 @@ class Executor:
         if timed_out:
             result.status, result.error_message = "timeout", f"timed out after {time_limit:g}s"
         return result
+
+
+class _Cancelled(Exception):
+    """The portal cancelled the command while it ran."""
+
+
+async def _unless(cancel: asyncio.Event, work: Awaitable[CommandResult]) -> CommandResult:
+    """``work``'s result, or ``_Cancelled`` once ``cancel`` is set (``work`` is then cancelled)."""
+    task = asyncio.ensure_future(work)
+    stopper = asyncio.ensure_future(cancel.wait())
+    try:
+        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            return task.result()
+        raise _Cancelled
+    finally:  # also when the agent stops: the work (and its processes) must not outlive us
+        stopper.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 async def _read_capped(stream: asyncio.StreamReader, cap: int) -> tuple[str, bool]:

@@ -72,6 +72,8 @@ class Runner:
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._in_flight: set[str] = set()
         self._done: OrderedDict[str, None] = OrderedDict()  # recently finished command ids
+        self._cancel: dict[str, asyncio.Event] = {}  # per running command: set to stop it
+        self._cancelled: OrderedDict[str, None] = OrderedDict()  # cancel requests (also before a start)
         self._result_sent_at: dict[str, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.api: Api | None = None
@@ -268,9 +270,13 @@ class Runner:
                 answer = await self.api.heartbeat({"timestamp": utc_stamp(), "status": "online",
                                                    "agent_version": __version__})
                 self.info["last_heartbeat_at"] = utc_stamp()
-                if isinstance(answer, dict) and answer.get("pending_commands"):
+                if not isinstance(answer, dict):
+                    answer = {}
+                if answer.get("pending_commands"):
                     self._wake_poll.set()
-                if isinstance(answer, dict) and answer.get("config_updated"):
+                for command_id in answer.get("cancel_commands") or []:
+                    self._request_cancel(str(command_id), via="heartbeat")
+                if answer.get("config_updated"):
                     await self._refresh_config()
             except TransportError as exc:
                 log.warning("heartbeat.failed", extra={"error": str(exc)[:300]})
@@ -345,6 +351,8 @@ class Runner:
         kind = msg.get("type")
         if kind == "command":
             self._spawn(self._execute(msg, via="ws"))
+        elif kind == "cancel_command":
+            self._request_cancel(str(msg.get("command_id")), via="ws")
         elif kind == "command_result_ack":
             command_id = str(msg.get("command_id"))
             self.spool.delete_result(command_id)
@@ -372,6 +380,19 @@ class Runner:
             except TransportError as exc:
                 log.info("commands.poll_failed", extra={"error": str(exc)[:300]})
 
+    def _request_cancel(self, command_id: str, *, via: str) -> None:
+        """The portal cancelled ``command_id``: stop it if it runs, and never start it later."""
+        if command_id in self._cancelled:
+            return  # heartbeats repeat the request until the result reaches the server
+        self._cancelled[command_id] = None
+        while len(self._cancelled) > 1000:
+            self._cancelled.popitem(last=False)
+        event = self._cancel.get(command_id)
+        log.warning("command.cancel_requested", extra={"command_id": command_id, "via": via,
+                                                       "running": event is not None})
+        if event is not None:
+            event.set()
+
     async def _execute(self, msg: dict[str, Any], *, via: str) -> None:
         cmd = Command.from_message(msg)
         if cmd.command_id in self._in_flight or cmd.command_id in self._done or self.spool.has_result(cmd.command_id):
@@ -388,10 +409,16 @@ class Runner:
                 self.spool.delete_state(started_key)
                 log.warning("command.interrupted", extra={"command_id": cmd.command_id})
                 return
+            if cmd.command_id in self._cancelled:
+                result = CommandResult(status="failed", error_message="cancelled from the portal before it started",
+                                       completed_at=utc_stamp())
+                self.spool.put_result(cmd.command_id, _encoder.encode(result))
+                return
             self.spool.set_state(started_key, utc_stamp())
             log.info("command.started", extra={"command_id": cmd.command_id, "type": cmd.command_type, "via": via})
             await self._send_result(cmd.command_id, CommandResult(status="executing", started_at=utc_stamp()))
-            result = await self.executor.execute(cmd)
+            self._cancel[cmd.command_id] = asyncio.Event()
+            result = await self.executor.execute(cmd, self._cancel[cmd.command_id])
             self.spool.put_result(cmd.command_id, _encoder.encode(result))
             self.spool.delete_state(started_key)
             self.info["commands_executed"] += 1
@@ -399,6 +426,7 @@ class Runner:
                                                 "exit_code": result.exit_code})
         finally:
             self._in_flight.discard(cmd.command_id)
+            self._cancel.pop(cmd.command_id, None)
             self._done[cmd.command_id] = None
             while len(self._done) > 1000:
                 self._done.popitem(last=False)

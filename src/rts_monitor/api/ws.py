@@ -112,7 +112,7 @@ async def handle_message(ctx: AppContext, agent: AgentPrincipal, raw: str | byte
             timestamp=message.timestamp, status=message.status, agent_version=message.agent_version,
             config_version=message.config_version))
         return s.WsHeartbeatAck(beat.config_updated, beat.pending_commands, beat.config_version, beat.status,
-                                beat.server_time)
+                                beat.server_time, beat.cancel_commands)
     except ApiError as exc:
         return s.WsError(code=exc.code, message=exc.message, field=exc.field,
                          command_id=getattr(message, "command_id", None))

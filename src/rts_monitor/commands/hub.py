@@ -166,12 +166,29 @@ class CommandHub:
 
     def _on_notify(self, payload: str) -> None:
         try:
-            agent_id = UUID(json.loads(payload)["agent_id"])
+            note = json.loads(payload)
+            agent_id = UUID(note["agent_id"])
+            cancel = UUID(note["command_id"]) if note.get("cancel") else None
         except (ValueError, KeyError, TypeError):
             log.warning("commands.notify.bad_payload", extra={"payload": payload[:200]})
             return
-        if agent_id in self._conns:
+        if agent_id not in self._conns:
+            return
+        if cancel is not None:
+            self._spawn(self._push_cancel(agent_id, cancel))
+        else:
             self._spawn(self._deliver_logged(agent_id))
+
+    async def _push_cancel(self, agent_id: UUID, command_id: UUID) -> None:
+        """Best effort: a lost push is repeated by the agent's next heartbeat answer."""
+        conn = self._conns.get(agent_id)
+        if conn is None:
+            return
+        try:
+            await conn.send(s.WsCancel(command_id))
+            log.info("commands.cancel_pushed", extra={"agent_id": str(agent_id), "command_id": str(command_id)})
+        except Exception as exc:
+            log.info("commands.cancel_push_failed", extra={"agent_id": str(agent_id), "error": repr(exc)})
 
     async def _resend(self, *, reason: str) -> None:
         """Deliver what became deliverable while no notification could reach us."""

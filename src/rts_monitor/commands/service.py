@@ -4,8 +4,8 @@ State machine (enforced here and in the SQL's WHERE clauses)::
 
     pending ──deliver──▶ sent ──result executing──▶ executing ──result──▶ completed | failed | timeout
        │                  │ └──────────result completed/failed/timeout──────▲
-       ├─reject─▶ rejected│
-       ├─cancel─▶ cancelled◀─cancel─┘
+       ├─reject─▶ rejected│                           │
+       ├─cancel─▶ cancelled◀─cancel─┴───────cancel─────────┘ (the agent is told to stop it)
        └─deadline─▶ timeout  (also from sent/executing, by the timeout job)
 
 A command of a sensitive type is created with ``approval_required`` and is not deliverable until
@@ -123,6 +123,12 @@ async def notify_deliverable(conn: Conn, agent_id: UUID, command_id: UUID | None
     await conn.execute(Q.notify, {"channel": CHANNEL, "payload": payload})
 
 
+async def notify_cancel(conn: Conn, agent_id: UUID, command_id: UUID) -> None:
+    """NOTIFY (on commit) that the agent must stop ``command_id``."""
+    payload = json.dumps({"agent_id": str(agent_id), "command_id": str(command_id), "cancel": True})
+    await conn.execute(Q.notify, {"channel": CHANNEL, "payload": payload})
+
+
 # --- portal side -----------------------------------------------------------------------------------
 
 
@@ -210,16 +216,21 @@ async def reject(ctx: AppContext, *, principal: Principal, agent_id: UUID, comma
 
 async def cancel(ctx: AppContext, *, principal: Principal, agent_id: UUID, command_id: UUID,
                  body: s.Decision | None) -> s.Command:
-    """The requester or any admin/technician may cancel until the agent reports it executing."""
+    """The requester or any admin/technician may cancel an open command. One the agent already has
+    (sent or executing) is cancelled at once here, and the agent is told to stop it: pushed over
+    its socket (NOTIFY to whichever instance holds it), and listed in heartbeat answers until its
+    result arrives. Whatever result the agent then sends is kept as a late result."""
     reason = body.reason if body else None
     async with ctx.pool.connection() as conn, conn.transaction():
         row = await _locked(conn, principal, agent_id, command_id)
         if not principal.is_staff and row["requested_by"] != principal.user_id:
             raise Forbidden("only the requester or an admin/technician can cancel a command")
-        if row["status"] not in ("pending", "sent"):
-            raise Conflict(f"command is {row['status']}; only pending or sent commands can be cancelled")
+        if row["status"] not in OPEN:
+            raise Conflict(f"command is {row['status']}; only pending, sent or executing commands can be cancelled")
         await _decide_as_user(conn, Q.cancel, {"command_id": command_id, "user_id": principal.user_id,
                                                "reason": reason})
+        if row["status"] != "pending":
+            await notify_cancel(conn, agent_id, command_id)
         await _event(conn, command_id, "cancelled", row["status"], "cancelled", user_id=principal.user_id,
                      via="api", detail={"reason": reason} if reason else None)
         command = await _read(conn, command_id, agent_id, None, history=True)

@@ -177,6 +177,12 @@ class WsCommand(msgspec.Struct, tag_field="type", tag="command"):
     timeout_seconds: int
 
 
+class WsCancel(msgspec.Struct, tag_field="type", tag="cancel_command"):
+    """Pushed when the portal cancels a command the agent already has: stop it if it runs."""
+
+    command_id: UUID
+
+
 class WsCommandResult(CommandResult, tag_field="type", tag="command_result", forbid_unknown_fields=True,
                       kw_only=True):
     command_id: UUID
@@ -223,6 +229,7 @@ class WsHeartbeatAck(msgspec.Struct, tag_field="type", tag="heartbeat_ack"):
     config_version: int
     status: str
     server_time: datetime
+    cancel_commands: list[UUID] = []
 
 
 class WsError(msgspec.Struct, tag_field="type", tag="error", omit_defaults=True):

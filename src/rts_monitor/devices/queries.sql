@@ -28,7 +28,12 @@ WITH cur AS (
 SELECT upd.new_status AS status, upd.config_version, upd.config_version_delivered, now() AS server_time,
        (SELECT count(*) FROM agent_commands c
          WHERE c.agent_device_id = upd.id AND c.status = 'pending'
-           AND (c.approval_required IS NOT TRUE OR c.approved_at IS NOT NULL)) AS pending_commands
+           AND (c.approval_required IS NOT TRUE OR c.approved_at IS NOT NULL)) AS pending_commands,
+       -- Cancelled after delivery and not yet answered: the agent must stop them (the socket push
+       -- is the fast path; this reaches agents that poll, and any push that was lost).
+       (SELECT coalesce(array_agg(c.id ORDER BY c.cancelled_at), '{}') FROM agent_commands c
+         WHERE c.agent_device_id = upd.id AND c.status = 'cancelled' AND c.sent_at IS NOT NULL
+           AND c.late_result_at IS NULL AND c.cancelled_at > now() - interval '1 day') AS cancel_commands
   FROM upd
 
 -- name: agent_config_row

@@ -76,7 +76,7 @@ async def heartbeat(ctx: AppContext, *, agent: AgentPrincipal, request: Heartbea
     return HeartbeatResponse(
         config_updated=row["config_version"] != row["config_version_delivered"],
         pending_commands=int(row["pending_commands"]), config_version=row["config_version"],
-        status=row["status"], server_time=row["server_time"],
+        status=row["status"], server_time=row["server_time"], cancel_commands=list(row["cancel_commands"]),
     )
 
 

@@ -31,6 +31,8 @@ class HeartbeatResponse(msgspec.Struct):
     config_version: int
     status: str
     server_time: datetime
+    # Commands cancelled in the portal after the agent received them: stop them if running.
+    cancel_commands: list[UUID] = []
 
 
 class BusinessRef(msgspec.Struct):
