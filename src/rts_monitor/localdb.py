@@ -489,10 +489,21 @@ def _signal_and_wait(pid: int, timeout: float = 15.0) -> None:
             os.kill(pid, sig)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not Path(f"/proc/{pid}").exists():
+            if not process_alive(pid):
                 return
             time.sleep(0.1)
     raise LocalDbError(f"the orphaned server (pid {pid}) would not stop")
+
+
+def process_alive(pid: int) -> bool:
+    """Running, not exited: a zombie counts as gone (reaping it is its parent's business, and
+    the init of some VMs reaps late)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    state = next((line.split()[1] for line in status.splitlines() if line.startswith("State:")), "?")
+    return state not in ("Z", "X")
 
 
 def _is_mounted(path: Path) -> bool:
