@@ -409,6 +409,8 @@ class Runner:
                 self.spool.delete_state(started_key)
                 log.warning("command.interrupted", extra={"command_id": cmd.command_id})
                 return
+            # Registered before anything is awaited: a cancel arriving from here on finds it.
+            cancel = self._cancel[cmd.command_id] = asyncio.Event()
             if cmd.command_id in self._cancelled:
                 result = CommandResult(status="failed", error_message="cancelled from the portal before it started",
                                        completed_at=utc_stamp())
@@ -417,8 +419,7 @@ class Runner:
             self.spool.set_state(started_key, utc_stamp())
             log.info("command.started", extra={"command_id": cmd.command_id, "type": cmd.command_type, "via": via})
             await self._send_result(cmd.command_id, CommandResult(status="executing", started_at=utc_stamp()))
-            self._cancel[cmd.command_id] = asyncio.Event()
-            result = await self.executor.execute(cmd, self._cancel[cmd.command_id])
+            result = await self.executor.execute(cmd, cancel)
             self.spool.put_result(cmd.command_id, _encoder.encode(result))
             self.spool.delete_state(started_key)
             self.info["commands_executed"] += 1
