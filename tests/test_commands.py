@@ -136,9 +136,17 @@ async def test_valid_types_are_created_with_typed_params(client: httpx.AsyncClie
     assert script["approval_required"] is True
     assert script["params"] == SCRIPT["params"]
     upd = await create(client, world, world.tech_a, {"command_type": "update_agent",
-                                                      "params": {"target_version": "1.2.3"}})
-    assert upd["approval_required"] is True
-    assert upd["params"] == {"target_version": "1.2.3", "source": "rts-agent"}  # RTS_AGENT_PIP_SOURCE
+                                                      "params": {"target_version": "1.2.3", "source": "rts-agent"}})
+    assert upd["approval_required"] is True and upd["params"]["source"] == "rts-agent"
+    # Without a source: the agent wheel this server serves (only its own version), stored with the command.
+    served = (await client.get("/agent/package")).json()
+    upd = await create(client, world, world.tech_a, {"command_type": "update_agent",
+                                                      "params": {"target_version": served["version"]}})
+    assert upd["params"] == {"target_version": served["version"], "source": served["url"]}
+    resp = await client.post(world.cmd_path, headers=world.h(world.tech_a), json={
+        "command_type": "update_agent", "params": {"target_version": "1.2.3"}})
+    assert resp.status_code == 400 and resp.json()["field"] == "params.target_version", resp.text
+    assert f"serves rts-agent {served['version']}" in resp.json()["message"]
     upd = await create(client, world, world.tech_a, {"command_type": "update_agent", "params": {
         "target_version": "1.2.3", "source": "https://example.com/rts_agent-1.2.3-py3-none-any.whl"}})
     assert upd["params"]["source"] == "https://example.com/rts_agent-1.2.3-py3-none-any.whl"
@@ -181,7 +189,7 @@ async def test_approval_rules_and_delivery_after_approval(client: httpx.AsyncCli
 
 async def test_customer_request_needs_staff_approval(client: httpx.AsyncClient, world: World) -> None:
     cmd = await create(client, world, world.customer, {"command_type": "update_agent",
-                                                        "params": {"target_version": "2.0.0"}})
+                                                        "params": {"target_version": "2.0.0", "source": "rts-agent"}})
     base = f"{world.cmd_path}/{cmd['id']}"
     assert (await client.post(base + "/approve", headers=world.h(world.customer))).status_code == 403
     assert (await client.post(base + "/approve", headers=world.h(world.admin))).status_code == 200

@@ -12,20 +12,21 @@ from pathlib import Path
 
 import httpx
 from e2e_support import World, install_with_script, registration_token
+from rts_agent import __version__
 
 from tests.fix_api import ApiServer
-
-AGENT_DIR = Path(__file__).resolve().parents[1]
 
 
 def test_install_script_served_by_the_api_registers_an_agent(
         api_factory: Callable[..., ApiServer], world: World, tmp_path: Path) -> None:
-    server = api_factory(env={"RTS_AGENT_PIP_SOURCE": str(AGENT_DIR)})
+    server = api_factory()  # the default source: the agent wheel this server serves
     resp = httpx.get(server.url + "/install.sh", timeout=30)
     assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/x-shellscript")
     script = resp.text
     assert f'SERVER="${{RTS_SERVER:-{server.url}}}"' in script
-    assert f'SOURCE="${{RTS_AGENT_SOURCE:-{AGENT_DIR}}}"' in script
+    wheel_url = httpx.get(server.url + "/agent/package", timeout=30).json()["url"]
+    assert wheel_url == f"{server.url}/agent/rts_agent-{__version__}-py3-none-any.whl"
+    assert f'SOURCE="${{RTS_AGENT_SOURCE:-{wheel_url}}}"' in script
     assert "@@" not in script.split("case \"$SOURCE\"")[0]
 
     state = tmp_path / "state"
@@ -41,6 +42,7 @@ def test_install_script_served_by_the_api_registers_an_agent(
     status = subprocess.run([str(tmp_path / "venv" / "bin" / "rts-agent"), "--state-dir", str(state), "status",
                              "--json"], capture_output=True, text=True, timeout=60)
     assert status.returncode == 3 and json.loads(status.stdout)["installed"] is True  # installed, not running
+    assert json.loads(status.stdout)["installed_version"] == __version__
 
     # A used token cannot enrol a second machine.
     out = install_with_script(server, token, tmp_path / "venv", tmp_path / "other", "--no-systemd")

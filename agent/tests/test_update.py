@@ -84,7 +84,7 @@ def _reported_version(world: World, agent: AgentProc) -> str:
 
 def test_update_agent_installs_the_version_and_restarts_into_it(
         api_factory: Callable[..., ApiServer], world: World, tmp_path: Path) -> None:
-    server = api_factory(env={"RTS_AGENT_PIP_SOURCE": str(AGENT_DIR)})
+    server = api_factory()  # installs the agent wheel this server serves
     prefix, state = tmp_path / "venv", tmp_path / "state"
     out = install_with_script(server, registration_token(server, world, "updatable"), prefix, state,
                               "--no-systemd")
@@ -113,7 +113,7 @@ def test_update_agent_installs_the_version_and_restarts_into_it(
         assert status["installed_version"] == NEW and status["last_status"]["version"] == NEW
 
         # Asking again for the version it runs is a no-op that succeeds.
-        again = _command(server, world, agent, {"target_version": NEW})
+        again = _command(server, world, agent, {"target_version": NEW, "source": str(new_source)})
         assert again["status"] == "completed" and "already running rts-agent 0.2.0" in again["stdout"], again
     finally:
         agent.stop()

@@ -318,9 +318,11 @@ class Settings:
         default=10.0, metadata=_env("RTS_SMTP_TIMEOUT_SECONDS", "Timeout of one SMTP delivery."),
     )
     agent_pip_source: str = field(
-        default="rts-agent",
+        default="",
         metadata=_env("RTS_AGENT_PIP_SOURCE",
-                      "What /install.sh pip-installs on customer machines: a requirement, wheel URL or path."),
+                      "What /install.sh and update_agent pip-install on customer machines: a requirement, "
+                      "wheel URL or path. Empty (default): this server's own agent wheel, "
+                      "<public URL>/agent/rts_agent-<version>-py3-none-any.whl (GET /agent/package)."),
     )
 
     @classmethod

@@ -1,4 +1,5 @@
-"""``GET /install.sh``: the Linux agent installer, with this server's public URL filled in.
+"""``GET /install.sh``: the Linux agent installer, with this server's public URL filled in; and
+``GET /agent/…``: the agent wheel it installs (``agent_package``).
 
 The registration-token answer's ``install_command_linux`` is ``curl -fsSL {public_url}/install.sh
 | sudo bash -s AGT-…``: the script cannot be told the server separately, so the server writes its
@@ -13,8 +14,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from litestar import Response, get
 
+from rts_monitor import agent_package
 from rts_monitor.api.context import AppContext
 from rts_monitor.errors import NotFound, Unavailable
 
@@ -42,15 +45,57 @@ def render(public_url: str, agent_source: str, name: str = "install.sh") -> str:
 @get("/install.sh", tags=["agent"], exclude_from_auth=True,
      summary="Linux agent installer (curl … | sudo bash -s AGT-…)")
 async def install_script(ctx: AppContext) -> Response[str]:
-    body = render(ctx.settings.effective_public_url, ctx.settings.agent_pip_source)
+    body = render(ctx.settings.effective_public_url, _pip_source(ctx))
     return Response(body, media_type="text/x-shellscript; charset=utf-8")
 
 
 @get("/install.ps1", tags=["agent"], exclude_from_auth=True,
      summary="Windows agent installer (PowerShell; untested on Windows)")
 async def install_script_windows(ctx: AppContext) -> Response[str]:
-    body = render(ctx.settings.effective_public_url, ctx.settings.agent_pip_source, "install.ps1")
+    body = render(ctx.settings.effective_public_url, _pip_source(ctx), "install.ps1")
     return Response(body, media_type="text/plain; charset=utf-8")
 
 
-HANDLERS: list[Any] = [install_script, install_script_windows]
+def _pip_source(ctx: AppContext) -> str:
+    try:
+        return agent_package.pip_source(ctx.settings)
+    except agent_package.AgentSourcesMissing:
+        raise NotFound("this deployment serves no agent package; set RTS_AGENT_PIP_SOURCE") from None
+
+
+class AgentPackage(msgspec.Struct):
+    """The agent version this server serves: what /install.sh installs and update_agent defaults to."""
+
+    name: str
+    version: str
+    filename: str
+    url: str
+    sha256: str
+    size: int
+
+
+def _served() -> agent_package.AgentWheel:
+    try:
+        return agent_package.wheel()
+    except agent_package.AgentSourcesMissing:
+        raise NotFound("this deployment serves no agent package") from None
+
+
+@get("/agent/package", tags=["agent"], exclude_from_auth=True, summary="The agent wheel this server serves")
+async def agent_package_info(ctx: AppContext) -> AgentPackage:
+    whl = _served()
+    return AgentPackage(whl.name, whl.version, whl.filename,
+                        f"{ctx.settings.effective_public_url}/agent/{whl.filename}", whl.sha256, len(whl.data))
+
+
+@get("/agent/{filename:str}", tags=["agent"], exclude_from_auth=True,
+     summary="Download the agent wheel (pip install <url>)")
+async def agent_wheel(filename: str) -> Response[bytes]:
+    whl = _served()
+    if filename != whl.filename:
+        raise NotFound(f"this server serves {whl.filename}")
+    return Response(whl.data, media_type="application/octet-stream",
+                    headers={"Content-Disposition": f'attachment; filename="{whl.filename}"'})
+
+
+HANDLERS: list[Any] = [install_script, install_script_windows, agent_package_info, agent_wheel]

@@ -27,6 +27,7 @@ import msgspec
 from psycopg import AsyncConnection, errors
 from psycopg.types.json import Jsonb
 
+from rts_monitor import agent_package
 from rts_monitor.api.context import AppContext
 from rts_monitor.auth.principal import AgentPrincipal, Principal
 from rts_monitor.commands import structs as s
@@ -79,10 +80,26 @@ def validate_params(settings: Settings, body: s.CreateCommand) -> dict[str, Any]
         if params.working_directory is not None and not _is_absolute(params.working_directory):
             raise BadRequest("params.working_directory: must be an absolute path", field="params.working_directory")
     if isinstance(params, s.UpdateAgentParams) and params.source is None:
-        params.source = settings.agent_pip_source  # stored, so the command shows what was installed
+        params.source = _default_update_source(settings, params.target_version)
     if body.timeout_seconds > settings.command_max_timeout_seconds:
         raise BadRequest(f"timeout_seconds: at most {settings.command_max_timeout_seconds}", field="timeout_seconds")
     return msgspec.to_builtins(params)  # type: ignore[no-any-return]
+
+
+def _default_update_source(settings: Settings, target: str) -> str:
+    """The server's agent source, stored with the command so it shows what was installed. The
+    server's own wheel has one version: asking it for another is refused here, naming the field."""
+    if settings.agent_pip_source:
+        return settings.agent_pip_source
+    try:
+        served = agent_package.wheel()
+    except agent_package.AgentSourcesMissing:
+        raise BadRequest("params.source: required (this server serves no agent package)",
+                         field="params.source") from None
+    if target != served.version:
+        raise BadRequest(f"params.target_version: this server serves rts-agent {served.version}; "
+                         "give params.source for another version", field="params.target_version")
+    return agent_package.pip_source(settings)
 
 
 _NAMED = re.compile(r"(?:missing required field|contains unknown field) `(?P<name>[^`]+)`")
