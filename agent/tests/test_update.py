@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -53,15 +54,23 @@ def test_versions_compare_as_pip_reports_them() -> None:
     assert normalize("1.0.0") != normalize("1.0.0.post1")
 
 
-def _bumped_source(dest: Path) -> Path:
-    """A copy of the agent's source tree that builds as version ``NEW``."""
+def _bumped_source(dest: Path, version: str = NEW) -> Path:
+    """A copy of the agent's source tree that builds as ``version``."""
     shutil.copytree(AGENT_DIR, dest, ignore=shutil.ignore_patterns("tests", "__pycache__", "*.egg-info", "build"))
-    for rel, old, new in (("pyproject.toml", f'version = "{OLD}"', f'version = "{NEW}"'),
-                          ("src/rts_agent/__init__.py", f'__version__ = "{OLD}"', f'__version__ = "{NEW}"')):
+    for rel, old, new in (("pyproject.toml", f'version = "{OLD}"', f'version = "{version}"'),
+                          ("src/rts_agent/__init__.py", f'__version__ = "{OLD}"', f'__version__ = "{version}"')):
         path = dest / rel
         text = path.read_text()
         assert old in text, f"{rel} no longer says {old!r}: update this test's OLD"
         path.write_text(text.replace(old, new))
+    return dest
+
+
+def _broken_source(dest: Path, version: str) -> Path:
+    """A release that installs fine but cannot start: its runner module raises on import."""
+    _bumped_source(dest, version)
+    runner = dest / "src" / "rts_agent" / "runner.py"
+    runner.write_text(runner.read_text() + '\nraise ImportError("this release is broken")\n')
     return dest
 
 
@@ -111,6 +120,21 @@ def test_update_agent_installs_the_version_and_restarts_into_it(
         wait_for(lambda: agent.last_status().get("version") == NEW, 30, "status.json from the new version")
         status = agent.status()
         assert status["installed_version"] == NEW and status["last_status"]["version"] == NEW
+
+        # A broken release: installed, fails the import check, the running version's files go back.
+        broken = _command(server, world, agent, {"target_version": "0.3.0",
+                                                 "source": str(_broken_source(tmp_path / "broken", "0.3.0"))})
+        assert broken["status"] == "failed", broken
+        assert "this release is broken" in broken["error_message"], broken
+        assert f"rolled back to rts-agent {NEW}" in broken["error_message"], broken
+        assert agent.proc.poll() is None and agent.proc.pid == pid  # no restart into it
+        assert agent.status()["installed_version"] == NEW  # what the next start would run
+        probe = subprocess.run([str(prefix / "bin" / "python"), "-c", "import rts_agent.runner"],
+                               capture_output=True, text=True, timeout=60)
+        assert probe.returncode == 0, probe.stderr
+        listed = subprocess.run([str(prefix / "bin" / "python"), "-m", "pip", "list", "--format", "json"],
+                                capture_output=True, text=True, timeout=60).stdout
+        assert f'"name": "rts-agent", "version": "{NEW}"' in listed
 
         # Asking again for the version it runs is a no-op that succeeds.
         again = _command(server, world, agent, {"target_version": NEW, "source": str(new_source)})
