@@ -29,8 +29,6 @@ from tests import factories
 from tests.fix_api import ApiServer
 from tests.fix_db import TEST_JWT_SECRET
 
-pytestmark = pytest.mark.asyncio
-
 
 @dataclass
 class World:
