@@ -276,7 +276,10 @@ def test_spool_full_drops_oldest_and_reports_it(
     wait_for(lambda: agent_events(agent, "spool.full_dropped_oldest"), 10, "the drop to be logged")
     server = start_server_on(db_url, tmp_path / "srv2", port)
     try:
-        wait_for(lambda: agent.spool()["dropped_unreported"] == 0, 40, "the drop to be reported")
+        # Reported (the socket reports on connect, the sender after each success) and drained: until
+        # the sender has emptied the full spool, a new sample can still push out an old one.
+        wait_for(lambda: (s := agent.spool())["dropped_unreported"] == 0 and s["depth"] <= 2, 40,
+                 "the drop to be reported and the spool drained")
         agent.stop()
     finally:
         server.stop()
