@@ -70,9 +70,8 @@ class Runner:
         self._wake_sender = asyncio.Event()
         self._wake_poll = asyncio.Event()
         self._ws: aiohttp.ClientWebSocketResponse | None = None
-        self._in_flight: set[str] = set()
         self._done: OrderedDict[str, None] = OrderedDict()  # recently finished command ids
-        self._cancel: dict[str, asyncio.Event] = {}  # per running command: set to stop it
+        self._running: dict[str, asyncio.Event] = {}  # commands in flight; set the event to stop one
         self._cancelled: OrderedDict[str, None] = OrderedDict()  # cancel requests (also before a start)
         self._result_sent_at: dict[str, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -387,7 +386,7 @@ class Runner:
         self._cancelled[command_id] = None
         while len(self._cancelled) > 1000:
             self._cancelled.popitem(last=False)
-        event = self._cancel.get(command_id)
+        event = self._running.get(command_id)
         log.warning("command.cancel_requested", extra={"command_id": command_id, "via": via,
                                                        "running": event is not None})
         if event is not None:
@@ -395,9 +394,10 @@ class Runner:
 
     async def _execute(self, msg: dict[str, Any], *, via: str) -> None:
         cmd = Command.from_message(msg)
-        if cmd.command_id in self._in_flight or cmd.command_id in self._done or self.spool.has_result(cmd.command_id):
+        if cmd.command_id in self._running or cmd.command_id in self._done or self.spool.has_result(cmd.command_id):
             return  # the same command over both channels, or already answered: run it once
-        self._in_flight.add(cmd.command_id)
+        # Registered before anything is awaited: a cancel arriving from here on finds it.
+        cancel = self._running[cmd.command_id] = asyncio.Event()
         started_key = "started:" + cmd.command_id
         try:
             if self.spool.get_state(started_key) is not None:
@@ -409,8 +409,6 @@ class Runner:
                 self.spool.delete_state(started_key)
                 log.warning("command.interrupted", extra={"command_id": cmd.command_id})
                 return
-            # Registered before anything is awaited: a cancel arriving from here on finds it.
-            cancel = self._cancel[cmd.command_id] = asyncio.Event()
             if cmd.command_id in self._cancelled:
                 result = CommandResult(status="failed", error_message="cancelled from the portal before it started",
                                        completed_at=utc_stamp())
@@ -426,13 +424,12 @@ class Runner:
             log.info("command.finished", extra={"command_id": cmd.command_id, "status": result.status,
                                                 "exit_code": result.exit_code})
         finally:
-            self._in_flight.discard(cmd.command_id)
-            self._cancel.pop(cmd.command_id, None)
+            del self._running[cmd.command_id]
             self._done[cmd.command_id] = None
             while len(self._done) > 1000:
                 self._done.popitem(last=False)
         await self._deliver_results()
-        if self.restart_requested and not self._in_flight:
+        if self.restart_requested and not self._running:
             log.warning("agent.restarting", extra={"reason": "update_agent", "command_id": cmd.command_id})
             self.stop()
 
