@@ -17,16 +17,11 @@ import pytest
 
 from rts_monitor import localdb
 from rts_monitor.config import Settings
+from tests.fix_api import free_port
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0, reason="bind mounts (and so stale ones) only exist when running as root"
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _listener() -> socket.socket:
@@ -54,7 +49,7 @@ def _mount_target(settings: Settings) -> Path:
 
 def test_up_heals_a_checkout_deleted_while_its_server_ran(tmp_path: Path) -> None:
     checkout = tmp_path / "checkout"
-    settings = Settings.from_env(state_dir=checkout / ".rts", local_db_port=_free_port())
+    settings = Settings.from_env(state_dir=checkout / ".rts", local_db_port=free_port())
     lay = localdb.layout(settings)
     try:
         first = localdb.up(settings)

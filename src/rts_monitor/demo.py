@@ -35,7 +35,7 @@ import httpx
 import psycopg
 from psycopg.rows import dict_row
 
-from rts_monitor import apiprocess
+from rts_monitor import apiprocess, localdb
 from rts_monitor.auth import portal
 from rts_monitor.config import Settings
 from rts_monitor.demo_fleet import Fleet, SimDevice, build_fleet
@@ -95,7 +95,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     demo_dir.mkdir(parents=True, exist_ok=True)
     url = _database(settings)
     port = args.port or settings.port
-    if not _port_free(port):
+    if not localdb.port_free(port):
         print(f"error: port {port} is in use; pass --port N", file=sys.stderr)
         return 2
     settings = settings.with_(database_url=url, jwt_secret=settings.effective_jwt_secret(), port=port,
@@ -128,22 +128,11 @@ def _database(settings: Settings) -> str:
         url = settings.database_url
         say("database: DATABASE_URL")
     else:
-        from rts_monitor import localdb
-
         say("database: the local server (rts-monitor db up)")
         url = localdb.up(settings)
     result = migrations.migrate(url)
     say(f"migrations: edition={result.edition} applied={len(result.applied)} unchanged={result.unchanged}")
     return url
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def _start_server(settings: Settings, demo_dir: Path, interval: float) -> subprocess.Popen[bytes]:

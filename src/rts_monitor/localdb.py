@@ -593,7 +593,7 @@ def _move_port(lay: Layout) -> None:
     if lay.requested_port:
         raise LocalDbError(f"port {taken} (RTS_DB_PORT) is taken by another server; set RTS_DB_PORT to a free port")
     for port in range(DEFAULT_PORT + 1, DEFAULT_PORT + 200):
-        if port != taken and _port_free(port):
+        if port != taken and port_free(port):
             lay.record(port=port)
             _say(f"port {taken} is taken by another server; this checkout's server uses {port} (kept in "
                  f"{lay.info_file}; RTS_DB_PORT pins a port)")
@@ -601,7 +601,8 @@ def _move_port(lay: Layout) -> None:
     raise LocalDbError(f"no free port in {DEFAULT_PORT + 1}-{DEFAULT_PORT + 199}; set RTS_DB_PORT")
 
 
-def _port_free(port: int) -> bool:
+def port_free(port: int) -> bool:
+    """Whether nothing holds ``port`` on 127.0.0.1 (we could bind it)."""
     with socket.socket() as s:
         try:
             s.bind(("127.0.0.1", port))
