@@ -58,9 +58,11 @@ def _package_dir(root: Path) -> Path:
 
 def pip_source(settings: Settings) -> str:
     """What customer machines pip-install: ``RTS_AGENT_PIP_SOURCE``, else this server's wheel URL."""
-    if settings.agent_pip_source:
-        return settings.agent_pip_source
-    return f"{settings.effective_public_url}/agent/{wheel().filename}"
+    return settings.agent_pip_source or wheel_url(settings, wheel())
+
+
+def wheel_url(settings: Settings, whl: AgentWheel) -> str:
+    return f"{settings.effective_public_url}/agent/{whl.filename}"
 
 
 @lru_cache(maxsize=1)

@@ -84,8 +84,8 @@ def _served() -> agent_package.AgentWheel:
 @get("/agent/package", tags=["agent"], exclude_from_auth=True, summary="The agent wheel this server serves")
 async def agent_package_info(ctx: AppContext) -> AgentPackage:
     whl = _served()
-    return AgentPackage(whl.name, whl.version, whl.filename,
-                        f"{ctx.settings.effective_public_url}/agent/{whl.filename}", whl.sha256, len(whl.data))
+    return AgentPackage(whl.name, whl.version, whl.filename, agent_package.wheel_url(ctx.settings, whl),
+                        whl.sha256, len(whl.data))
 
 
 @get("/agent/{filename:str}", tags=["agent"], exclude_from_auth=True,

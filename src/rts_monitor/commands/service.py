@@ -136,14 +136,17 @@ async def _event(conn: Conn, command_id: UUID, event: str, from_status: str | No
 
 async def notify_deliverable(conn: Conn, agent_id: UUID, command_id: UUID | None = None) -> None:
     """NOTIFY inside the caller's transaction: delivered to listeners only if it commits."""
-    payload = json.dumps({"agent_id": str(agent_id), "command_id": str(command_id) if command_id else None})
-    await conn.execute(Q.notify, {"channel": CHANNEL, "payload": payload})
+    await _notify(conn, agent_id, command_id)
 
 
 async def notify_cancel(conn: Conn, agent_id: UUID, command_id: UUID) -> None:
     """NOTIFY (on commit) that the agent must stop ``command_id``."""
-    payload = json.dumps({"agent_id": str(agent_id), "command_id": str(command_id), "cancel": True})
-    await conn.execute(Q.notify, {"channel": CHANNEL, "payload": payload})
+    await _notify(conn, agent_id, command_id, cancel=True)
+
+
+async def _notify(conn: Conn, agent_id: UUID, command_id: UUID | None, **extra: Any) -> None:
+    note = {"agent_id": str(agent_id), "command_id": str(command_id) if command_id else None, **extra}
+    await conn.execute(Q.notify, {"channel": CHANNEL, "payload": json.dumps(note)})
 
 
 # --- portal side -----------------------------------------------------------------------------------

@@ -41,7 +41,8 @@ PipSource = Annotated[str, msgspec.Meta(min_length=1, max_length=1024, pattern=r
 
 
 class UpdateAgentParams(msgspec.Struct, forbid_unknown_fields=True):
-    """``source`` defaults to the server's ``RTS_AGENT_PIP_SOURCE`` (what /install.sh installs)."""
+    """``source`` defaults to what /install.sh installs: ``RTS_AGENT_PIP_SOURCE``, else this server's
+    own agent wheel (which only serves its own version)."""
 
     target_version: Version
     source: PipSource | None = None
