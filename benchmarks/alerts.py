@@ -46,10 +46,9 @@ import psycopg
 from psycopg.rows import dict_row
 from support import create_db, drop_db, say
 
-from rts_monitor import migrations
 from rts_monitor.alerts import evaluator
-from rts_monitor.config import Settings
-from rts_monitor.db import resolve_database_url
+from rts_monitor.core.settings import Settings
+from rts_monitor.db import migrations, resolve_database_url
 
 RESULTS = Path(__file__).with_name("results") / "alerts.json"
 PER_BUSINESS = 100

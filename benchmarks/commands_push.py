@@ -35,11 +35,11 @@ import httpx
 import psycopg
 from support import pct, say, start_api, with_dbname
 
-from rts_monitor import apiprocess, migrations
 from rts_monitor.auth import agents as agent_tokens
 from rts_monitor.auth import portal
-from rts_monitor.config import Settings
-from rts_monitor.db import resolve_database_url
+from rts_monitor.core.settings import Settings
+from rts_monitor.db import migrations, resolve_database_url
+from rts_monitor.devtools import apiprocess
 
 RESULTS = Path(__file__).with_name("results") / "commands_push.json"
 BURST_IN_FLIGHT = 16

@@ -39,11 +39,11 @@ import psycopg
 from psycopg.rows import dict_row
 from support import start_api
 
-from rts_monitor import apiprocess, migrations
 from rts_monitor.auth import portal
-from rts_monitor.config import Settings
-from rts_monitor.db import resolve_database_url
+from rts_monitor.core.settings import Settings
+from rts_monitor.db import migrations, resolve_database_url
 from rts_monitor.devices import service
+from rts_monitor.devtools import apiprocess
 
 RESULTS = Path(__file__).parent / "results" / "fleet_latest.json"
 PAGE = 100

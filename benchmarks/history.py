@@ -43,9 +43,8 @@ import psycopg
 from psycopg.rows import dict_row
 from support import pct
 
-from rts_monitor import migrations
-from rts_monitor.config import Settings
-from rts_monitor.db import resolve_database_url
+from rts_monitor.core.settings import Settings
+from rts_monitor.db import migrations, resolve_database_url
 from rts_monitor.history import planning
 from rts_monitor.history import service as history
 from rts_monitor.tiers import maintenance

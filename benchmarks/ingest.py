@@ -50,10 +50,10 @@ import msgspec
 import psycopg
 from support import free_port, say, start_api, with_dbname
 
-from rts_monitor import apiprocess, migrations
 from rts_monitor.auth import agents as agent_tokens
-from rts_monitor.config import Settings
-from rts_monitor.db import resolve_database_url
+from rts_monitor.core.settings import Settings
+from rts_monitor.db import migrations, resolve_database_url
+from rts_monitor.devtools import apiprocess
 from rts_monitor.ingest import copy_format, validate
 from rts_monitor.ingest.structs import MetricsBatch
 

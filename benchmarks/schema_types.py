@@ -22,7 +22,7 @@ from pathlib import Path
 import psycopg
 from psycopg.types.json import Jsonb
 
-from rts_monitor.config import Settings
+from rts_monitor.core.settings import Settings
 from rts_monitor.db import resolve_database_url
 
 RESULTS = Path(__file__).with_name("results") / "schema_types.json"

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
-from rts_monitor import apiprocess
+from rts_monitor.devtools import apiprocess
 
 
 def say(msg: str) -> None:

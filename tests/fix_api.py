@@ -20,10 +20,10 @@ from uuid import UUID
 import httpx
 import pytest
 
-from rts_monitor import apiprocess
 from rts_monitor.auth import portal
 from rts_monitor.auth.principal import Role
-from rts_monitor.config import Settings
+from rts_monitor.core.settings import Settings
+from rts_monitor.devtools import apiprocess
 from tests.fix_db import TEST_JWT_SECRET, clone_template, drop_database
 
 

@@ -18,9 +18,8 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from rts_monitor import migrations
-from rts_monitor.config import Settings
-from rts_monitor.db import resolve_database_url
+from rts_monitor.core.settings import Settings
+from rts_monitor.db import migrations, resolve_database_url
 
 _counter = itertools.count()
 TEST_JWT_SECRET = "test-" + secrets.token_urlsafe(32)

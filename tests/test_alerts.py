@@ -11,7 +11,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from rts_monitor.alerts import evaluator
-from rts_monitor.config import Settings
+from rts_monitor.core.settings import Settings
 from tests import factories
 
 
@@ -416,7 +416,7 @@ async def test_rules_crud_over_http(api: ApiServer, client: Any, api_conn: Any) 
     assert upd.status_code == 200 and upd.json()["conditions"]["threshold"] == 80
     bad = await client.patch(f"/api/alerts/rules/{rule['id']}", headers=h,
                              json={"conditions": {**RULE_BODY["conditions"], "metric": "gpu_percent"}})
-    assert bad.status_code == 400 and bad.json()["field"] == "conditions.metric"
+    assert bad.status_code == 422 and bad.json()["field"] == "conditions.metric"
     cur = await api_conn.execute("SELECT threshold, aggregation FROM agent_alerts WHERE id = %s", (rule["id"],))
     assert await cur.fetchone() == {"threshold": 80.0, "aggregation": "max"}
     # Disabling resolves the rule's open alerts.
@@ -448,22 +448,22 @@ async def test_invalid_rules_name_the_field(api: ApiServer, client: Any, api_con
     for conditions, field in cases:
         body = {**RULE_BODY, "business_id": str(t.business_id), "conditions": conditions}
         resp = await client.post("/api/alerts/rules", json=body, headers=h)
-        assert resp.status_code == 400, (conditions, resp.text)
+        assert resp.status_code == 422, (conditions, resp.text)
         assert resp.json()["field"] == field, (conditions, resp.json())
-        assert field in resp.json()["message"] and resp.json()["code"] == "bad_request"
+        assert field in resp.json()["message"] and resp.json()["code"] == "validation_error"
     body = {**RULE_BODY, "conditions": {**RULE_BODY["conditions"], "bogus": 1}}
     resp = await client.post("/api/alerts/rules", json=body, headers=h)
-    assert resp.status_code == 400 and resp.json()["field"] == "conditions" and "bogus" in resp.json()["message"]
+    assert resp.status_code == 422 and resp.json()["field"] == "conditions" and "bogus" in resp.json()["message"]
     resp = await client.post("/api/alerts/rules", headers=h, json={
         **RULE_BODY, "business_id": str(t.business_id), "notification_channels": ["webhook"]})
-    assert resp.status_code == 400 and resp.json()["field"] == "webhook_url"
+    assert resp.status_code == 422 and resp.json()["field"] == "webhook_url"
     resp = await client.post("/api/alerts/rules", headers=h, json={
         **RULE_BODY, "business_id": str(t.business_id), "notification_channels": ["email"],
         "notification_recipients": ["ops@example.test", "not-an-address"]})
-    assert resp.status_code == 400 and resp.json()["field"] == "notification_recipients[1]"
+    assert resp.status_code == 422 and resp.json()["field"] == "notification_recipients[1]"
     resp = await client.post("/api/alerts/rules", headers=h, json={**RULE_BODY, "severity": "fatal",
                                                                    "business_id": str(t.business_id)})
-    assert resp.status_code == 400 and resp.json()["field"] == "severity"
+    assert resp.status_code == 422 and resp.json()["field"] == "severity"
 
 
 async def test_alert_endpoints_enforce_tenancy(api: ApiServer, client: Any, api_conn: Any) -> None:
@@ -503,7 +503,7 @@ async def test_alert_endpoints_enforce_tenancy(api: ApiServer, client: Any, api_
     # Staff writing for a device of another business than the one named: refused, naming the field.
     resp = await client.post("/api/alerts/rules", headers=staff(api), json={
         **RULE_BODY, "business_id": str(mine.business_id), "agent_device_id": str(theirs.agent.id)})
-    assert resp.status_code == 400 and resp.json()["field"] == "agent_device_id"
+    assert resp.status_code == 422 and resp.json()["field"] == "agent_device_id"
 
 
 async def test_acknowledge_resolve_and_filters(api: ApiServer, client: Any, api_conn: Any) -> None:

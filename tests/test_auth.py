@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from rts_monitor.api.app import create_app
-from rts_monitor.config import Settings
+from rts_monitor.core.settings import Settings
 from tests import factories
 from tests.fix_api import ApiServer
 from tests.fix_db import TEST_JWT_SECRET

@@ -19,10 +19,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg.rows import dict_row
 
-from rts_monitor.api.context import AppContext
-from rts_monitor.config import Settings
+from rts_monitor.core.context import AfterIngest, AppContext
+from rts_monitor.core.edition import DatabaseInfo
+from rts_monitor.core.settings import Settings
 from rts_monitor.db import open_pool
-from rts_monitor.ingest import hooks
 from rts_monitor.ingest.pipeline import IngestPipeline
 from rts_monitor.ingest.validate import decode, prepare
 from tests import factories
@@ -491,11 +491,16 @@ async def test_sigkill_under_load_loses_no_acknowledged_row(api_factory: Callabl
 # --- the pipeline in-process: hooks ----------------------------------------------------------
 
 
+def _context(settings: Settings, pool: Any, *after_ingest: AfterIngest) -> AppContext:
+    return AppContext(settings=settings, pool=pool, database=DatabaseInfo("apache", "", ""),
+                      after_ingest=after_ingest)
+
+
 @pytest.fixture
 async def pipeline(settings: Settings) -> Any:
     pool = await open_pool(settings, max_size=4)
-    ctx = AppContext(settings=settings, pool=pool, edition="apache", timescaledb_version="", postgres_version="")
-    p = IngestPipeline(ctx, flush_rows=1000, flush_delay_ms=1, queue_rows=10_000, hook_timeout_ms=300)
+    p = IngestPipeline(_context(settings, pool), flush_rows=1000, flush_delay_ms=1, queue_rows=10_000,
+                       hook_timeout_ms=300)
     p.start()
     yield p
     await p.close()
@@ -522,7 +527,7 @@ def _prepared(device: UUID, n: int) -> Any:
 
 
 async def test_hooks_see_committed_ranges_and_a_failing_or_slow_hook_loses_nothing(
-        pipeline: IngestPipeline, conn: Any) -> None:
+        settings: Settings, conn: Any) -> None:
     biz = await factories.business(conn)
     a, b = await factories.agent(conn, biz), await factories.agent(conn, biz)
     seen: list[dict[UUID, tuple[datetime, datetime]]] = []
@@ -540,13 +545,17 @@ async def test_hooks_see_committed_ranges_and_a_failing_or_slow_hook_loses_nothi
         await asyncio.sleep(1.5)  # beyond the 300 ms the request waits: it finishes in the background
         return {a.id: ["late"]}
 
-    hooks.ALERT_HOOKS[:] = [broken, slow, good]
+    pool = await open_pool(settings, max_size=4)
+    pipeline = IngestPipeline(_context(settings, pool, broken, slow, good), flush_rows=1000, flush_delay_ms=1,
+                              queue_rows=10_000, hook_timeout_ms=300)
+    pipeline.start()
     try:
         started = time.monotonic()
         ra, rb = await asyncio.gather(pipeline.submit(_prepared(a.id, 3)), pipeline.submit(_prepared(b.id, 2)))
         assert time.monotonic() - started < 1.2
     finally:
-        hooks.ALERT_HOOKS.clear()
+        await pipeline.close()
+        await pool.close()
     assert (ra.received, ra.alerts) == (3, ["cpu_high"])
     assert (rb.received, rb.alerts) == (2, [])
     assert seen[0][a.id] == (BASE, BASE + timedelta(seconds=2))
@@ -556,9 +565,6 @@ async def test_hooks_see_committed_ranges_and_a_failing_or_slow_hook_loses_nothi
 
 async def test_busy_hooks_get_the_skipped_ranges_merged_later(settings: Settings, conn: Any) -> None:
     pool = await open_pool(settings, max_size=4)
-    ctx = AppContext(settings=settings, pool=pool, edition="apache", timescaledb_version="", postgres_version="")
-    p = IngestPipeline(ctx, flush_rows=1000, flush_delay_ms=1, queue_rows=10_000, concurrency=1,
-                       hook_timeout_ms=50)
     calls: list[dict[UUID, tuple[datetime, datetime]]] = []
 
     async def slow(ctx: AppContext, ranges: Any) -> dict[UUID, list[str]]:
@@ -566,16 +572,17 @@ async def test_busy_hooks_get_the_skipped_ranges_merged_later(settings: Settings
         await asyncio.sleep(0.4)
         return {}
 
+    p = IngestPipeline(_context(settings, pool, slow), flush_rows=1000, flush_delay_ms=1, queue_rows=10_000,
+                       concurrency=1, hook_timeout_ms=50)
+
     biz = await factories.business(conn)
     devs = [await factories.agent(conn, biz) for _ in range(3)]
-    hooks.ALERT_HOOKS[:] = [slow]
     p.start()
     try:
         for d in devs:  # one flush each; the first hook run is still busy for the next two
             assert (await p.submit(_prepared(d.id, 2))).received == 2
         await p.close()
     finally:
-        hooks.ALERT_HOOKS.clear()
         await pool.close()
     assert p.stats.hooks_deferred == 2
     assert [set(c) for c in calls] == [{devs[0].id}, {devs[1].id, devs[2].id}]
@@ -595,8 +602,7 @@ async def test_unknown_device_rows_are_written_without_side_rows(pipeline: Inges
 async def test_every_write_path_counts_duplicates_and_records_ranges(
         settings: Settings, conn: Any, mode: Any, copy_min_rows: int) -> None:
     pool = await open_pool(settings, max_size=4)
-    ctx = AppContext(settings=settings, pool=pool, edition="apache", timescaledb_version="", postgres_version="")
-    p = IngestPipeline(ctx, flush_rows=1000, flush_delay_ms=20, queue_rows=10_000, mode=mode,
+    p = IngestPipeline(_context(settings, pool), flush_rows=1000, flush_delay_ms=20, queue_rows=10_000, mode=mode,
                        copy_min_rows=copy_min_rows)
     p.start()
     try:

@@ -15,8 +15,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from rts_monitor import localdb
-from rts_monitor.config import Settings
+from rts_monitor.core.settings import Settings
+from rts_monitor.devtools import localdb
 from tests.fix_api import free_port
 
 pytestmark = pytest.mark.skipif(

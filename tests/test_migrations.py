@@ -9,7 +9,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from rts_monitor import migrations
+from rts_monitor.db import migrations
 
 AGENT_TABLES = {
     "agent_devices", "agent_metrics", "agent_alerts", "agent_alert_history", "agent_commands",

@@ -19,7 +19,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from rts_monitor.alerts import evaluator
-from rts_monitor.config import Settings
+from rts_monitor.core.settings import Settings
 from rts_monitor.db import open_pool
 from rts_monitor.notifications import outbox, webhook
 from tests import factories

@@ -312,7 +312,7 @@ async def test_retention_clamps_to_pending_ingest_ranges(conn: psycopg.AsyncConn
 # ---- DBA controls --------------------------------------------------------------------------------
 
 async def test_set_retention_validates_and_compression_says_unavailable(conn: psycopg.AsyncConnection[Any]) -> None:
-    from rts_monitor.errors import BadRequest, Conflict, NotFound
+    from rts_monitor.core.errors import BadRequest, Conflict, NotFound
 
     with pytest.raises(Conflict, match="has not materialised"):
         await tiers.set_retention(conn, edition="apache", level="agent_metrics", retention=timedelta(days=1))
@@ -340,7 +340,7 @@ def test_parse_duration() -> None:
     assert tiers.parse_duration("30 days", field="r") == timedelta(days=30)
     assert tiers.parse_duration("12h", field="r") == timedelta(hours=12)
     assert tiers.parse_duration("none", field="r") is None
-    from rts_monitor.errors import BadRequest
+    from rts_monitor.core.errors import BadRequest
 
     with pytest.raises(BadRequest, match="r: 'soon' is not a positive duration"):
         tiers.parse_duration("soon", field="r")
@@ -424,7 +424,7 @@ PGLITE_PACKAGES = ("@electric-sql/pglite-socket@0.0.19",
 def tsl_url() -> Any:
     import shutil
 
-    from rts_monitor.config import Settings
+    from rts_monitor.core.settings import Settings
     from tests.fix_api import free_port
 
     node, npm = shutil.which("node"), shutil.which("npm")
@@ -455,8 +455,8 @@ def tsl_url() -> Any:
 
 def test_tsl_edition_caggs_policies_compression_and_history(tsl_url: str) -> None:
     """The timescale-license SQL applies, and the tiers, history and DBA controls work on it."""
-    from rts_monitor import migrations
-    from rts_monitor.errors import Conflict
+    from rts_monitor.core.errors import Conflict
+    from rts_monitor.db import migrations
 
     assert migrations.migrate(tsl_url).edition == "tsl"
 

@@ -1,57 +1,19 @@
-"""``rts-monitor``: db up|down|status|url|migrate, serve, config, and each concern's commands."""
+"""``rts-monitor``: db url|migrate, serve, scheduler, config; each concern's commands (``wiring``);
+the development commands (``devtools``: db up|down|status, demo)."""
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import json
 import os
 import sys
 from collections.abc import Callable
-from typing import Any
 
-from rts_monitor import logs
-from rts_monitor.config import Settings, describe
+from rts_monitor import wiring
+from rts_monitor.core import logs
+from rts_monitor.core.settings import Settings, describe
+from rts_monitor.devtools import cli as devtools_cli
 
 Handler = Callable[[argparse.Namespace, Settings], int]
-
-# Concerns that add subcommands expose ``register(subparsers)`` in these modules; each parser
-# sets ``func`` (a Handler) with ``set_defaults``.
-COMMAND_MODULES: list[str] = [
-    "rts_monitor.auth.commands",
-    "rts_monitor.tiers.commands",
-    "rts_monitor.demo",
-]
-
-
-def _db_up(args: argparse.Namespace, settings: Settings) -> int:
-    from rts_monitor import localdb, migrations
-
-    url = localdb.up(settings)
-    if not args.no_migrate:
-        result = migrations.migrate(url)
-        print(f"[db] migrations: edition={result.edition} applied={len(result.applied)} "
-              f"unchanged={result.unchanged}", file=sys.stderr)
-    print(url)
-    return 0
-
-
-def _db_down(_: argparse.Namespace, settings: Settings) -> int:
-    from rts_monitor import localdb
-
-    localdb.down(settings)
-    return 0
-
-
-def _db_status(_: argparse.Namespace, settings: Settings) -> int:
-    from rts_monitor import localdb
-
-    info = localdb.status(settings)
-    width = max(len(k) for k in info)
-    for key, value in info.items():
-        print(f"{key:<{width}}  {value}")
-    return 0 if info.get("running") else 3
-
 
 def _db_url(_: argparse.Namespace, settings: Settings) -> int:
     from rts_monitor.db import resolve_database_url
@@ -61,8 +23,7 @@ def _db_url(_: argparse.Namespace, settings: Settings) -> int:
 
 
 def _db_migrate(args: argparse.Namespace, settings: Settings) -> int:
-    from rts_monitor import migrations
-    from rts_monitor.db import resolve_database_url
+    from rts_monitor.db import migrations, resolve_database_url
 
     url = resolve_database_url(settings)
     if args.status:
@@ -79,8 +40,7 @@ def _db_migrate(args: argparse.Namespace, settings: Settings) -> int:
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
-    from rts_monitor import migrations
-    from rts_monitor.db import resolve_database_url
+    from rts_monitor.db import migrations, resolve_database_url
 
     settings = settings.with_(
         host=args.host or settings.host,
@@ -120,21 +80,13 @@ def _scheduler(_: argparse.Namespace, settings: Settings) -> int:
     import asyncio
     import signal
 
-    from rts_monitor import scheduler
-    from rts_monitor.api.lifespan import build_context
-
     async def run() -> None:
-        ctx = await build_context(settings)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        sched = scheduler.start(ctx)
-        try:
+        async with wiring.runtime(settings, components=False, run_jobs=True):
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
             await stop.wait()
-        finally:
-            sched.shutdown(wait=False)
-            await ctx.pool.close()
 
     logs.setup(settings.log_level, settings.log_format)
     asyncio.run(run())
@@ -153,11 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     db = sub.add_parser("db", help="local TimescaleDB and migrations")
     dbsub = db.add_subparsers(dest="db_command", required=True)
-    p = dbsub.add_parser("up", help="provision/start the local server, migrate, print the DSN")
-    p.add_argument("--no-migrate", action="store_true")
-    p.set_defaults(func=_db_up)
-    dbsub.add_parser("down", help="stop the local server").set_defaults(func=_db_down)
-    dbsub.add_parser("status", help="is the local server running, which edition").set_defaults(func=_db_status)
+    devtools_cli.register_db(dbsub)
     dbsub.add_parser("url", help="print the DSN in use").set_defaults(func=_db_url)
     p = dbsub.add_parser("migrate", help="apply pending migrations")
     p.add_argument("--status", action="store_true", help="list files and their state")
@@ -173,8 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("scheduler", help="run only the scheduled jobs (no HTTP)").set_defaults(func=_scheduler)
     sub.add_parser("config", help="list environment variables and defaults").set_defaults(func=_config)
 
-    for module in COMMAND_MODULES:
-        importlib.import_module(module).register(sub)
+    wiring.register_cli(sub)
+    devtools_cli.register(sub)
     return parser
 
 
@@ -185,10 +133,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args, settings))
     except Exception as exc:
-        from rts_monitor.localdb import LocalDbError
-        from rts_monitor.migrations import MigrationError
+        from rts_monitor.db.migrations import MigrationError
+        from rts_monitor.db.pool import NoDatabaseConfigured
+        from rts_monitor.devtools.localdb import LocalDbError
 
-        if isinstance(exc, LocalDbError | MigrationError):
+        if isinstance(exc, LocalDbError | MigrationError | NoDatabaseConfigured):
             print(f"error: {exc}", file=sys.stderr)
             return 2
         raise
@@ -196,22 +145,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def parser_args(argv: list[str] | None) -> argparse.Namespace:
     return build_parser().parse_args(argv)
-
-
-def print_table(rows: list[dict[str, Any]], *, as_json: bool = False) -> None:
-    """Shared table printer for concerns' commands (``--json`` for machines)."""
-    if as_json:
-        print(json.dumps(rows, default=str, indent=2))
-        return
-    if not rows:
-        print("(none)")
-        return
-    cols = list(rows[0])
-    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in cols}
-    print("  ".join(c.ljust(widths[c]) for c in cols))
-    print("  ".join("-" * widths[c] for c in cols))
-    for r in rows:
-        print("  ".join(str(r.get(c, "")).ljust(widths[c]) for c in cols))
 
 
 if __name__ == "__main__":

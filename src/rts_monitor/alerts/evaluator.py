@@ -24,7 +24,7 @@ from uuid import UUID
 from psycopg import AsyncConnection
 
 from rts_monitor.alerts.structs import MAX_DURATION_MINUTES
-from rts_monitor.config import Settings
+from rts_monitor.core.settings import Settings
 from rts_monitor.db import Queries
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""Scheduled alerting work: the evaluation cycle, tickets, notifications; and the ingest hook.
+"""Scheduled alerting work: the evaluation cycle, tickets, notifications; and the after-ingest check.
 
 ``alerts.evaluate`` is a singleton job (the scheduler's advisory lock): with several API
 processes exactly one evaluates at a time. Tickets and notifications are separate jobs, so a
@@ -9,26 +9,21 @@ that enqueued work, the outbox jobs are nudged at once instead of waiting for th
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 from uuid import UUID
 
-from rts_monitor import scheduler
 from rts_monitor.alerts import evaluator, tickets
-from rts_monitor.api.context import AppContext
-from rts_monitor.ingest import hooks
-from rts_monitor.ingest.hooks import CommittedRanges
+from rts_monitor.core import scheduler
+from rts_monitor.core.context import AppContext, CommittedRanges
+from rts_monitor.core.scheduler import Job
 from rts_monitor.notifications import outbox
 
 log = logging.getLogger(__name__)
 _background: set[asyncio.Task[bool]] = set()
-OUTBOX_JOBS = ("alerts.tickets", "alerts.notify")
 
 
-@scheduler.job("alerts.evaluate", seconds=lambda ctx: ctx.settings.alert_evaluate_seconds)
 async def evaluate(ctx: AppContext) -> None:
     async with ctx.pool.connection() as conn:
         result = await evaluator.run_cycle(conn, ctx.settings, scope="all")
@@ -37,12 +32,10 @@ async def evaluate(ctx: AppContext) -> None:
         nudge_outbox(ctx)
 
 
-@scheduler.job("alerts.tickets", seconds=lambda ctx: ctx.settings.alert_outbox_seconds)
 async def create_tickets(ctx: AppContext) -> None:
     await tickets.process(ctx.pool, ctx.settings)
 
 
-@scheduler.job("alerts.notify", seconds=lambda ctx: ctx.settings.alert_outbox_seconds)
 async def notify(ctx: AppContext) -> None:
     await outbox.drain(ctx.pool, ctx.settings)
 
@@ -51,11 +44,10 @@ def nudge_outbox(ctx: AppContext) -> None:
     """Run the outbox jobs now in the background (each still under its own lock)."""
     if not ctx.settings.scheduler_enabled:
         return
-    for spec in scheduler.registered():
-        if spec.name in OUTBOX_JOBS:
-            task = asyncio.get_running_loop().create_task(scheduler.run_job(ctx, spec))
-            _background.add(task)
-            task.add_done_callback(_background.discard)
+    for job in (TICKETS, NOTIFY):
+        task = asyncio.get_running_loop().create_task(scheduler.run_job(ctx, job))
+        _background.add(task)
+        task.add_done_callback(_background.discard)
 
 
 class _MetricRuleScopes:
@@ -104,12 +96,6 @@ async def on_ingest(ctx: AppContext, ranges: CommittedRanges) -> dict[UUID, list
     return result.opened_by_device()
 
 
-@contextlib.asynccontextmanager
-async def component(ctx: AppContext) -> AsyncIterator[None]:
-    """Lifespan component: registers the ingest hook while the app runs (not at import of ingest)."""
-    hooks.ALERT_HOOKS.append(on_ingest)
-    try:
-        yield
-    finally:
-        with contextlib.suppress(ValueError):
-            hooks.ALERT_HOOKS.remove(on_ingest)
+EVALUATE = Job("alerts.evaluate", evaluate, seconds=lambda ctx: ctx.settings.alert_evaluate_seconds)
+TICKETS = Job("alerts.tickets", create_tickets, seconds=lambda ctx: ctx.settings.alert_outbox_seconds)
+NOTIFY = Job("alerts.notify", notify, seconds=lambda ctx: ctx.settings.alert_outbox_seconds)

@@ -16,8 +16,8 @@ from psycopg import AsyncConnection
 
 from rts_monitor.alerts.structs import Delivery, Episode
 from rts_monitor.auth.principal import Principal
+from rts_monitor.core.errors import Conflict, NotFound, ValidationFailed
 from rts_monitor.db import Queries
-from rts_monitor.errors import Conflict, NotFound, ValidationFailed
 
 Q = Queries.beside(__file__)
 STATUSES = ("active", "acknowledged", "resolved", "auto_resolved")

@@ -13,10 +13,10 @@ from psycopg import AsyncConnection
 from rts_monitor.alerts.rules import require_rule_writer
 from rts_monitor.alerts.structs import Maintenance, MaintenanceCreate, MaintenanceUpdate
 from rts_monitor.auth.principal import Principal
-from rts_monitor.config import Settings
+from rts_monitor.core.errors import NotFound, ValidationFailed
+from rts_monitor.core.settings import Settings
 from rts_monitor.db import Queries
 from rts_monitor.devices.scope import visible_agent
-from rts_monitor.errors import NotFound, ValidationFailed
 
 Q = Queries.beside(__file__)
 

@@ -26,10 +26,10 @@ from rts_monitor.alerts.structs import (
     RuleUpdate,
 )
 from rts_monitor.auth.principal import Principal
-from rts_monitor.config import Settings
+from rts_monitor.core.errors import Forbidden, NotFound, ValidationFailed
+from rts_monitor.core.settings import Settings
 from rts_monitor.db import Queries
 from rts_monitor.devices.scope import visible_agent
-from rts_monitor.errors import Forbidden, NotFound, ValidationFailed
 
 Q = Queries.beside(__file__)
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")

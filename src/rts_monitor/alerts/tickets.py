@@ -17,7 +17,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from rts_monitor.config import Settings
+from rts_monitor.core.settings import Settings
 from rts_monitor.db import Queries
 from rts_monitor.notifications.outbox import backoff
 

@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from litestar import Litestar, Request
+from litestar import Litestar
 from litestar.datastructures import State
-from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
-from rts_monitor import __version__, logs
-from rts_monitor.api import openapi, routes
-from rts_monitor.api.context import AppContext
+from rts_monitor import __version__, wiring
+from rts_monitor.api import health, openapi
+from rts_monitor.api.dependencies import DEPENDENCIES
 from rts_monitor.api.errors import EXCEPTION_HANDLERS
 from rts_monitor.api.lifespan import make_lifespan
-from rts_monitor.auth.dependencies import DEPENDENCIES as AUTH_DEPENDENCIES
-from rts_monitor.config import Settings
-
-
-def _ctx(request: Request[Any, Any, Any]) -> AppContext:
-    ctx: AppContext = request.app.state.ctx
-    return ctx
+from rts_monitor.core import logs
+from rts_monitor.core.settings import Settings
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -30,10 +22,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
         settings = Settings.from_env()
         logs.setup(settings.log_level, settings.log_format)
     app = Litestar(
-        route_handlers=routes.handlers(),
+        route_handlers=[*health.HANDLERS, *wiring.routes()],
         lifespan=[make_lifespan(settings)],
         exception_handlers=EXCEPTION_HANDLERS,
-        dependencies={"ctx": Provide(_ctx, sync_to_thread=False), **AUTH_DEPENDENCIES},
+        dependencies=DEPENDENCIES,
         state=State({"settings": settings}),
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
 
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
-from rts_monitor.errors import ApiError, ValidationFailed
+from rts_monitor.core.errors import ApiError, msgspec_message_to_field
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +26,6 @@ _CODES = {
     429: "too_many_requests",
     503: "unavailable",
 }
-_PATH = re.compile(r" - at `\$\.?(?P<path>[^`]*)`")
 
 
 def _respond(body: dict[str, Any], headers: dict[str, str] | None = None) -> Response[Any]:
@@ -37,14 +35,6 @@ def _respond(body: dict[str, Any], headers: dict[str, str] | None = None) -> Res
 
 def api_error_handler(_: Request[Any, Any, Any], exc: ApiError) -> Response[Any]:
     return _respond(exc.body(), exc.headers)
-
-
-def msgspec_message_to_field(message: str) -> tuple[str, str | None]:
-    """``Expected `int`, got `str` - at `$.metrics[3].cpu_percent` `` → (message, field)."""
-    m = _PATH.search(message)
-    if not m:
-        return message, None
-    return message[: m.start()].strip(), m["path"] or None
 
 
 def validation_handler(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
@@ -66,29 +56,6 @@ def validation_handler(_: Request[Any, Any, Any], exc: ValidationException) -> R
         body["status"], body["code"] = 422, "validation_error"
         body["message"] = f"{field}: {message}"
     return _respond(body)
-
-
-def _as_400(response: Response[Any]) -> Response[Any]:
-    body = dict(response.content)
-    if body.get("status") == 422:
-        body["status"], body["code"] = 400, "bad_request"
-    return _respond(body, dict(response.headers) or None)
-
-
-def validation_as_400(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
-    return _as_400(validation_handler(request, exc))
-
-
-def field_error_as_400(request: Request[Any, Any, Any], exc: ApiError) -> Response[Any]:
-    return _as_400(api_error_handler(request, exc))
-
-
-# For endpoints whose contract answers a bad body with 400 naming the field (the alert rules API,
-# issue 6), rather than the project-wide 422 for "well-formed but invalid field".
-BAD_BODY_IS_400: dict[type[Exception] | int, Any] = {
-    ValidationException: validation_as_400,
-    ValidationFailed: field_error_as_400,
-}
 
 
 def http_error_handler(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:

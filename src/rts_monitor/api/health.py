@@ -8,7 +8,7 @@ import msgspec
 from litestar import Response, get
 
 from rts_monitor import __version__
-from rts_monitor.api.context import AppContext
+from rts_monitor.core.context import AppContext
 
 
 class DatabaseHealth(msgspec.Struct):
@@ -36,8 +36,8 @@ async def health(ctx: AppContext) -> Response[Health]:
         ok, error = False, type(exc).__name__
     db = DatabaseHealth(
         ok=ok,
-        postgres=ctx.postgres_version,
-        timescaledb=ctx.timescaledb_version,
+        postgres=ctx.database.postgres_version,
+        timescaledb=ctx.database.timescaledb_version,
         edition=ctx.edition,
         license="timescale" if ctx.edition == "tsl" else "apache",
         error=error,

@@ -18,8 +18,8 @@ from uuid import UUID
 from psycopg_pool import AsyncConnectionPool
 
 from rts_monitor.auth.principal import AgentPrincipal
+from rts_monitor.core.errors import Forbidden, Unauthorized
 from rts_monitor.db import Queries
-from rts_monitor.errors import Forbidden, Unauthorized
 
 Q = Queries.beside(__file__)
 TOKEN_PREFIX = "rtsa_"

@@ -17,8 +17,8 @@ from uuid import UUID
 import jwt
 
 from rts_monitor.auth.principal import Principal, Role
-from rts_monitor.config import Settings
-from rts_monitor.errors import Unauthorized
+from rts_monitor.core.errors import Unauthorized
+from rts_monitor.core.settings import Settings
 
 ASYMMETRIC = ["RS256", "ES256"]
 

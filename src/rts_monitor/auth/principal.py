@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from uuid import UUID
 
-from rts_monitor.errors import NotFound
+from rts_monitor.core.errors import Forbidden, NotFound
 
 
 class Role(StrEnum):
@@ -48,3 +48,13 @@ class AgentPrincipal:
     agent_id: UUID
     business_id: UUID
     service_location_id: UUID | None
+
+
+def require_staff(principal: Principal) -> None:
+    if not principal.is_staff:
+        raise Forbidden("admin or technician role required")
+
+
+def require_role(principal: Principal, *roles: Role) -> None:
+    if principal.role not in roles:
+        raise Forbidden("requires role " + " or ".join(r.value for r in roles))

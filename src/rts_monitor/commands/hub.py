@@ -24,10 +24,10 @@ from uuid import UUID
 import msgspec
 import psycopg
 
-from rts_monitor.api.context import AppContext
 from rts_monitor.auth import agents
 from rts_monitor.commands import service
 from rts_monitor.commands import structs as s
+from rts_monitor.core.context import AppContext
 from rts_monitor.db import resolve_database_url
 from rts_monitor.db.rows import fetch_all
 

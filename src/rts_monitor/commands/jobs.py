@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from rts_monitor import scheduler
-from rts_monitor.api.context import AppContext
 from rts_monitor.commands import service
+from rts_monitor.core.context import AppContext
+from rts_monitor.core.scheduler import Job
 
 
-@scheduler.job("commands.timeouts", seconds=lambda ctx: ctx.settings.command_timeout_job_seconds)
 async def mark_timeouts(ctx: AppContext) -> None:
     """A singleton across instances (advisory lock); a late result never reopens what it closes."""
     await service.expire_overdue(ctx)
+
+
+TIMEOUTS = Job("commands.timeouts", mark_timeouts, seconds=lambda ctx: ctx.settings.command_timeout_job_seconds)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from typing import Any
 from uuid import UUID
 
@@ -27,15 +26,15 @@ import msgspec
 from psycopg import AsyncConnection, errors
 from psycopg.types.json import Jsonb
 
-from rts_monitor import agent_package
-from rts_monitor.api.context import AppContext
 from rts_monitor.auth.principal import AgentPrincipal, Principal
 from rts_monitor.commands import structs as s
-from rts_monitor.config import Settings
+from rts_monitor.core.context import AppContext
+from rts_monitor.core.errors import BadRequest, Conflict, Forbidden, NotFound, error_field
+from rts_monitor.core.settings import Settings
 from rts_monitor.db import Queries
 from rts_monitor.db.rows import fetch_all, fetch_one
 from rts_monitor.devices.scope import visible_agent
-from rts_monitor.errors import BadRequest, Conflict, Forbidden, NotFound
+from rts_monitor.installers import agent_wheel
 
 Q = Queries.beside(__file__)
 log = logging.getLogger(__name__)
@@ -92,30 +91,14 @@ def _default_update_source(settings: Settings, target: str) -> str:
     if settings.agent_pip_source:
         return settings.agent_pip_source
     try:
-        served = agent_package.wheel()
-    except agent_package.AgentSourcesMissing:
+        served = agent_wheel.wheel()
+    except agent_wheel.AgentSourcesMissing:
         raise BadRequest("params.source: required (this server serves no agent package)",
                          field="params.source") from None
     if target != served.version:
         raise BadRequest(f"params.target_version: this server serves rts-agent {served.version}; "
                          "give params.source for another version", field="params.target_version")
-    return agent_package.pip_source(settings)
-
-
-_NAMED = re.compile(r"(?:missing required field|contains unknown field) `(?P<name>[^`]+)`")
-
-
-def error_field(prefix: str, msgspec_message: str) -> tuple[str, str]:
-    """msgspec's message → (``prefix.path.to.field``, message). Missing and unknown keys are
-    reported at their object's path, so their name is appended."""
-    from rts_monitor.api.errors import msgspec_message_to_field
-
-    message, path = msgspec_message_to_field(msgspec_message)
-    field = prefix + ("" if not path else path if path.startswith("[") else "." + path)
-    named = _NAMED.search(message)
-    if named:
-        field += "." + named["name"]
-    return field, message
+    return agent_wheel.pip_source(settings)
 
 
 def _is_absolute(path: str) -> bool:

@@ -8,9 +8,9 @@ from uuid import UUID
 
 from psycopg import AsyncConnection
 
+from rts_monitor.core.errors import NotFound
 from rts_monitor.db import Queries
 from rts_monitor.db.rows import Row, fetch_one
-from rts_monitor.errors import NotFound
 
 Q = Queries.beside(__file__)
 

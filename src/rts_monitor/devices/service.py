@@ -17,9 +17,10 @@ from uuid import UUID
 import msgspec
 from psycopg import AsyncConnection
 
-from rts_monitor.api.context import AppContext
 from rts_monitor.auth import agents
 from rts_monitor.auth.principal import AgentPrincipal, Principal
+from rts_monitor.core.context import AppContext
+from rts_monitor.core.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
 from rts_monitor.db import Queries
 from rts_monitor.db.rows import execute, fetch_all, fetch_one
 from rts_monitor.devices.structs import (
@@ -41,7 +42,6 @@ from rts_monitor.devices.structs import (
 )
 from rts_monitor.enrolment.service import agent_config
 from rts_monitor.enrolment.structs import AgentConfig
-from rts_monitor.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
 from rts_monitor.inventory import service as inventory
 
 log = logging.getLogger(__name__)

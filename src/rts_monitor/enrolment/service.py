@@ -17,10 +17,11 @@ from uuid import UUID
 import msgspec
 from psycopg import AsyncConnection
 
-from rts_monitor.api.context import AppContext
 from rts_monitor.auth import agents
 from rts_monitor.auth.principal import Principal
-from rts_monitor.config import Settings
+from rts_monitor.core.context import AppContext
+from rts_monitor.core.errors import NotFound, Unauthorized, ValidationFailed
+from rts_monitor.core.settings import Settings
 from rts_monitor.db import Queries
 from rts_monitor.db.rows import fetch_all, fetch_one
 from rts_monitor.enrolment.structs import (
@@ -32,7 +33,6 @@ from rts_monitor.enrolment.structs import (
     RegistrationTokenInfo,
     SystemInfo,
 )
-from rts_monitor.errors import NotFound, Unauthorized, ValidationFailed
 
 log = logging.getLogger(__name__)
 Q = Queries.beside(__file__)

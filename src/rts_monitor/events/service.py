@@ -16,13 +16,12 @@ from uuid import UUID
 import msgspec
 from psycopg.types.json import Jsonb
 
-from rts_monitor.api.context import AppContext
 from rts_monitor.auth.principal import Principal
-from rts_monitor.commands.service import error_field
+from rts_monitor.core.context import AppContext
+from rts_monitor.core.errors import BadRequest, error_field
 from rts_monitor.db import Queries
 from rts_monitor.db.rows import fetch_all, fetch_one
 from rts_monitor.devices.scope import visible_agent
-from rts_monitor.errors import BadRequest
 from rts_monitor.events import structs as s
 
 Q = Queries.beside(__file__)

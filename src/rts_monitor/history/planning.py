@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from rts_monitor.errors import BadRequest
+from rts_monitor.core.errors import BadRequest
 from rts_monitor.tiers.definitions import METRICS, RATES, TIERS, Tier
 
 MIN_INTERVAL = timedelta(seconds=10)  # agents report at most every 10 s: the raw step

@@ -15,11 +15,11 @@ from uuid import UUID
 
 from psycopg import AsyncConnection
 
+from rts_monitor.core.errors import BadRequest, NotFound
 from rts_monitor.db import Queries
+from rts_monitor.db.migrations import Edition
 from rts_monitor.devices.scope import visible_agent
-from rts_monitor.errors import BadRequest, NotFound
 from rts_monitor.history.planning import Plan
-from rts_monitor.migrations import Edition
 from rts_monitor.tiers.definitions import METRICS, RATES, TIERS, combine_partials, raw_partials, tier_columns
 
 Q = Queries.beside(__file__)

@@ -19,7 +19,7 @@ sample is durable.
   - a replay makes the COPY fail with a unique violation; the flush is then redone through a temp
     staging table and ``INSERT … ON CONFLICT DO NOTHING``, which tells which rows were new.
   ``mode="stage"`` always takes the staging path (for comparison).
-* After the commit, alert hooks (``hooks.ALERT_HOOKS``) run with the committed ranges; a request
+* After the commit, the concerns' after-ingest hooks (``ctx.after_ingest``) run with the committed ranges; a request
   waits for their names at most ``hook_timeout`` (see ``_after_commit``); a failing hook is logged
   and never fails the ingest. No hooks, no cost.
 * ``close()`` stops admitting, flushes everything admitted, then returns (the lifespan runs it
@@ -44,10 +44,9 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg_pool import AsyncConnectionPool
 
-from rts_monitor.api.context import AppContext
+from rts_monitor.core.context import AfterIngest, AppContext
+from rts_monitor.core.errors import Unavailable
 from rts_monitor.db import Queries
-from rts_monitor.errors import Unavailable
-from rts_monitor.ingest import hooks
 from rts_monitor.ingest.copy_format import stream
 from rts_monitor.ingest.validate import PreparedBatch
 
@@ -241,7 +240,7 @@ class IngestPipeline:
         self.stats.rows_written += sum(r for r, _ in written.per_item)
         self.stats.duplicates += sum(d for _, d in written.per_item)
         self.stats.max_flush_rows = max(self.stats.max_flush_rows, rows)
-        alerts = await self._after_commit(written.ranges) if hooks.ALERT_HOOKS and written.ranges else {}
+        alerts = await self._after_commit(written.ranges) if self._ctx.after_ingest and written.ranges else {}
         self._finish(items, written=written, alerts=alerts)
         log.debug("ingest.flush", extra={"rows": rows, "requests": len(items),
                                          "ms": round((time.perf_counter() - started) * 1000, 2)})
@@ -357,7 +356,7 @@ class IngestPipeline:
         """All hooks concurrently; each one's names land in ``merged`` as soon as it returns."""
         started = time.perf_counter()
 
-        async def one(hook: hooks.AlertHook) -> None:
+        async def one(hook: AfterIngest) -> None:
             try:
                 result = await hook(self._ctx, committed)
             except Exception as exc:  # a hook must never fail or lose the ingest
@@ -368,7 +367,7 @@ class IngestPipeline:
             for device, names in (result or {}).items():
                 merged.setdefault(device, []).extend(names)
 
-        await asyncio.gather(*(one(h) for h in list(hooks.ALERT_HOOKS)))
+        await asyncio.gather(*(one(h) for h in self._ctx.after_ingest))
         self.stats.hook_seconds += time.perf_counter() - started
 
 

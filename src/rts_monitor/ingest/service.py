@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
-from rts_monitor.api.context import AppContext
-from rts_monitor.errors import Unavailable
+from rts_monitor.core.context import AppContext
+from rts_monitor.core.errors import Unavailable
 from rts_monitor.ingest import validate
 from rts_monitor.ingest.pipeline import IngestPipeline
 from rts_monitor.ingest.structs import MetricsAccepted

@@ -15,7 +15,7 @@ from uuid import UUID
 
 import msgspec
 
-from rts_monitor.errors import BadRequest, ValidationFailed
+from rts_monitor.core.errors import BadRequest, ValidationFailed
 from rts_monitor.ingest.copy_format import encode_rows
 from rts_monitor.ingest.structs import (
     MAX_SAMPLES_PER_REQUEST,

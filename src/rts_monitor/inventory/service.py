@@ -9,10 +9,10 @@ from uuid import UUID
 
 from psycopg import AsyncConnection
 
-from rts_monitor.api.context import AppContext
+from rts_monitor.core.context import AppContext
+from rts_monitor.core.errors import NotFound, ValidationFailed
 from rts_monitor.db import Queries
 from rts_monitor.db.rows import fetch_all, fetch_one
-from rts_monitor.errors import NotFound, ValidationFailed
 from rts_monitor.inventory.structs import InventoryAccepted, InventoryReport, SoftwareInfo, SoftwareItem, SoftwareList
 
 Q = Queries.beside(__file__)

@@ -6,7 +6,7 @@ import asyncio
 import smtplib
 from email.message import EmailMessage
 
-from rts_monitor.config import Settings
+from rts_monitor.core.settings import Settings
 from rts_monitor.notifications.webhook import Outcome
 
 

@@ -20,7 +20,7 @@ import aiohttp
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from rts_monitor.config import Settings
+from rts_monitor.core.settings import Settings
 from rts_monitor.db import Queries
 from rts_monitor.notifications import email, webhook
 from rts_monitor.notifications.webhook import Outcome

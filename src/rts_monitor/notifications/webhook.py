@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from rts_monitor.config import Settings
+from rts_monitor.core.settings import Settings
 
 
 @dataclass(frozen=True)

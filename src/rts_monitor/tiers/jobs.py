@@ -8,8 +8,8 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
-from rts_monitor import scheduler
-from rts_monitor.api.context import AppContext
+from rts_monitor.core.context import AppContext
+from rts_monitor.core.scheduler import Job
 from rts_monitor.tiers import maintenance, service
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,6 @@ async def _run(ctx: AppContext, name: str, seconds: int, work: object) -> None:
         await service.run_tracked(conn, name=name, interval_seconds=seconds, work=work)
 
 
-@scheduler.job("tiers.refresh", seconds=lambda ctx: ctx.settings.tiers_refresh_seconds)
 async def refresh_job(ctx: AppContext) -> None:
     """Advance the watermarks and re-aggregate buckets touched by late rows (apache); on the
     timescale license only drain the ingest ranges (the refresh policies do the rest)."""
@@ -41,7 +40,10 @@ async def _bounded_refresh(conn: AsyncConnection[Any]) -> maintenance.RefreshRes
     return await maintenance.refresh(conn, max_span=MAX_SPAN_PER_RUN)
 
 
-@scheduler.job("tiers.retention", seconds=lambda ctx: ctx.settings.tiers_retention_seconds)
 async def retention_job(ctx: AppContext) -> None:
     """Drop chunks past each level's retention, never past what the tier above has materialised."""
     await _run(ctx, "tiers.retention", ctx.settings.tiers_retention_seconds, maintenance.apply_retention)
+
+
+REFRESH = Job("tiers.refresh", refresh_job, seconds=lambda ctx: ctx.settings.tiers_refresh_seconds)
+RETENTION = Job("tiers.retention", retention_job, seconds=lambda ctx: ctx.settings.tiers_retention_seconds)

@@ -302,7 +302,7 @@ async def apply_retention(conn: AsyncConnection[Any], *, now: datetime | None = 
 def tier_or_raw(name: str) -> str:
     """Validate a level name (raw table or a tier) coming from a CLI or API caller."""
     if name != RAW and name not in TIER_BY_NAME:
-        from rts_monitor.errors import NotFound
+        from rts_monitor.core.errors import NotFound
 
         raise NotFound(f"unknown tier {name!r}; known: {', '.join(LEVELS)}")
     return name

@@ -13,9 +13,9 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
+from rts_monitor.core.errors import ApiError, BadRequest, Conflict
 from rts_monitor.db import Queries
-from rts_monitor.errors import ApiError, BadRequest, Conflict
-from rts_monitor.migrations import Edition
+from rts_monitor.db.migrations import Edition
 from rts_monitor.tiers import maintenance
 from rts_monitor.tiers.definitions import LEVELS, RAW, TIER_BY_NAME, TIERS
 

@@ -1,0 +1,35 @@
+"""What handlers ask for by parameter name: ``ctx``, ``principal`` (portal JWT), ``agent`` (agent
+token). The one place that knows Litestar's dependency injection; the checks themselves are
+``auth.credentials``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request
+from litestar.di import Provide
+
+from rts_monitor.auth import credentials
+from rts_monitor.auth.principal import AgentPrincipal, Principal
+from rts_monitor.core.context import AppContext
+
+
+def provide_ctx(request: Request[Any, Any, Any]) -> AppContext:
+    ctx: AppContext = request.app.state.ctx
+    return ctx
+
+
+async def provide_principal(request: Request[Any, Any, Any]) -> Principal:
+    return credentials.portal_user(provide_ctx(request).settings, request.headers.get("authorization"))
+
+
+async def provide_agent(request: Request[Any, Any, Any]) -> AgentPrincipal:
+    return await credentials.agent(provide_ctx(request).pool, request.headers.get("authorization"),
+                                   path_agent_id=request.path_params.get("agent_id"))
+
+
+DEPENDENCIES = {
+    "ctx": Provide(provide_ctx, sync_to_thread=False),
+    "principal": Provide(provide_principal),
+    "agent": Provide(provide_agent),
+}

@@ -1,0 +1,121 @@
+"""``/ws``: the agent's WebSocket (plan's "WEBSOCKET PROTOCOL"; extra message types in
+docs/websocket.md).
+
+The agent token comes from ``Authorization: Bearer`` or the plan's ``?token=``; a bad one is
+refused before the handshake completes (HTTP 403). Once connected, every deliverable command is
+pushed (``{"type": "command", …}``) at once and whenever another becomes deliverable, on any
+instance. The agent sends ``command_result``, ``event`` and ``heartbeat`` (the HTTP heartbeat's
+service, so both transports behave the same); each gets an ack, a
+bad message gets ``{"type": "error", …}`` and the socket stays open. Keep-alive pings are
+uvicorn's (``RTS_WS_PING_INTERVAL_SECONDS`` / ``RTS_WS_PING_TIMEOUT_SECONDS``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import msgspec
+from litestar import WebSocket, websocket
+from litestar.exceptions import WebSocketDisconnect
+
+from rts_monitor.auth import agents
+from rts_monitor.auth.principal import AgentPrincipal
+from rts_monitor.commands import hub as hub_mod
+from rts_monitor.commands import service as commands
+from rts_monitor.commands import structs as s
+from rts_monitor.core.context import AppContext
+from rts_monitor.core.errors import ApiError, Unauthorized, error_field
+from rts_monitor.devices import service as devices
+from rts_monitor.devices.structs import HeartbeatRequest
+from rts_monitor.events import service as events
+from rts_monitor.events.structs import EventIn
+
+log = logging.getLogger(__name__)
+
+CLOSE_UNAUTHORIZED = 4401
+_decoder = msgspec.json.Decoder(s.AgentMessage)
+
+
+def _token(socket: WebSocket[Any, Any, Any]) -> str | None:
+    header = socket.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    token = socket.query_params.get("token")
+    return token.strip() if token else None
+
+
+@websocket("/ws", opt={"exclude_from_auth": True})
+async def agent_socket(socket: WebSocket[Any, Any, Any]) -> None:
+    ctx: AppContext = socket.app.state.ctx
+    token = _token(socket)
+    try:
+        if not token:
+            raise Unauthorized("missing agent token (Authorization: Bearer or ?token=)")
+        agent = await agents.authenticate(ctx.pool, token)
+    except Unauthorized as exc:
+        log.info("ws.rejected", extra={"reason": exc.message})
+        await socket.close(code=CLOSE_UNAUTHORIZED, reason=exc.message)
+        return
+    await socket.accept()
+    hub = hub_mod.get(ctx)
+    conn = hub_mod.AgentConnection(agent.agent_id, socket.send_text, lambda code, why: socket.close(code, why))
+    hub.attach(conn)
+    started = time.monotonic()
+    log.info("ws.connected", extra={"agent_id": str(agent.agent_id), "connection": conn.id})
+    close_code: int | None = None
+    try:
+        await hub.deliver(agent.agent_id)  # whatever became deliverable while it was away
+        while True:
+            event = await socket.receive()
+            if event["type"] == "websocket.disconnect":
+                close_code = event.get("code")
+                break
+            text, data = event.get("text"), event.get("bytes")
+            raw: str | bytes = text if isinstance(text, str) else data if isinstance(data, bytes) else b""
+            reply = await handle_message(ctx, agent, raw)
+            await conn.send(reply)
+            if isinstance(reply, s.WsError) and reply.code == "unauthorized":  # revoked meanwhile
+                await conn.close(CLOSE_UNAUTHORIZED, reply.message[:120])
+                break
+    except WebSocketDisconnect as exc:
+        close_code = exc.code if isinstance(exc.code, int) else None
+    except ConnectionError:
+        pass
+    finally:
+        hub.detach(conn)
+        log.info("ws.disconnected", extra={"agent_id": str(agent.agent_id), "connection": conn.id,
+                                           "code": close_code, "seconds": round(time.monotonic() - started, 1)})
+
+
+async def handle_message(ctx: AppContext, agent: AgentPrincipal, raw: str | bytes) -> msgspec.Struct:
+    """One agent message → its ack, or an error message (the socket stays open either way)."""
+    try:
+        message = _decoder.decode(raw)
+    except msgspec.DecodeError as exc:
+        path, text = error_field("", str(exc))
+        field = path.lstrip(".") or None
+        return s.WsError(code="bad_request", message=f"{field}: {text}" if field else text, field=field)
+    try:
+        if isinstance(message, s.WsCommandResult):
+            result = s.CommandResult(**{f: getattr(message, f) for f in s.CommandResult.__struct_fields__})
+            ack = await commands.record_result(ctx, agent=agent, command_id=message.command_id, result=result,
+                                               via="ws")
+            return s.WsCommandResultAck(ack.command_id, ack.status, ack.applied, ack.late)
+        if isinstance(message, s.WsEvent):
+            event_in = EventIn(message.event_type, message.timestamp, message.data, message.event_id)
+            stored = await events.record(ctx, agent_id=agent.agent_id, event=event_in, via="ws")
+            return s.WsEventAck(stored.event_type, stored.id, stored.duplicate, stored.event_id)
+        beat = await devices.heartbeat(ctx, agent=agent, request=HeartbeatRequest(
+            timestamp=message.timestamp, status=message.status, agent_version=message.agent_version,
+            config_version=message.config_version))
+        return s.WsHeartbeatAck(beat.config_updated, beat.pending_commands, beat.config_version, beat.status,
+                                beat.server_time, beat.cancel_commands)
+    except ApiError as exc:
+        return s.WsError(code=exc.code, message=exc.message, field=exc.field,
+                         command_id=getattr(message, "command_id", None))
+
+
+HANDLERS: list[Any] = [agent_socket]

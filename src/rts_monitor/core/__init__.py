@@ -1,0 +1,2 @@
+"""The application core, below every concern: settings, errors, edition, context, scheduler, the
+concern declaration."""

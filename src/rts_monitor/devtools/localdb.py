@@ -1,0 +1,717 @@
+"""A local PostgreSQL 17 + TimescaleDB for development and tests, without Docker.
+
+Two routes, chosen by what the host is:
+
+* **native**: Debian 13 (or newer) ships ``postgresql-17`` and ``postgresql-17-timescaledb``; they
+  are installed with apt and run from ``/usr/lib/postgresql/17/bin`` as the ``postgres`` user.
+* **chroot**: Debian 12 ships no TimescaleDB, so a minimal Debian 13 root is built once with
+  ``debootstrap`` into the cache dir (shared by checkouts, so the second run takes seconds) and the
+  server runs inside it with ``chroot --userspec=postgres``; initdb refuses to run as root.
+
+Either way the data directory lives in this checkout's state dir (``.rts/pg``, git-ignored); in
+the chroot route it is bind-mounted into the root. The server listens on 127.0.0.1 only, uses
+scram-sha-256 with a generated password kept beside the data, and preloads timescaledb.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import itertools
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rts_monitor.core.settings import Settings
+from rts_monitor.db.pool import LOCAL_SERVER_RECORD
+
+PG_MAJOR = "17"
+PG_PACKAGES = (f"postgresql-{PG_MAJOR}", f"postgresql-{PG_MAJOR}-timescaledb")
+NATIVE_BIN = Path(f"/usr/lib/postgresql/{PG_MAJOR}/bin")
+DB_NAME = "rts_monitor"
+DB_USER = "rts"
+DEFAULT_PORT = 54329
+DEBIAN_MIRROR = os.environ.get("RTS_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+
+# Server settings for a development/test box of 2 cores and ~24 GiB: durable (fsync and
+# synchronous_commit stay on: acknowledged metrics must survive a crash), sized for COPY ingest.
+SERVER_CONF = {
+    "listen_addresses": "'127.0.0.1'",
+    "shared_preload_libraries": "'timescaledb'",
+    "timescaledb.telemetry_level": "off",
+    "max_connections": "300",
+    "shared_buffers": "'2GB'",
+    "work_mem": "'32MB'",
+    "maintenance_work_mem": "'512MB'",
+    "effective_cache_size": "'8GB'",
+    "max_wal_size": "'4GB'",
+    "min_wal_size": "'512MB'",
+    "checkpoint_timeout": "'15min'",
+    "wal_compression": "on",
+    "max_worker_processes": "24",
+    "timescaledb.max_background_workers": "8",
+    "max_locks_per_transaction": "256",
+    "dynamic_shared_memory_type": "mmap",
+    "log_min_duration_statement": "-1",
+    "log_line_prefix": "'%m [%p] %q%u@%d '",
+}
+
+
+class LocalDbError(RuntimeError):
+    """Provisioning cannot go on; the message says what to do instead."""
+
+
+NO_ROUTE_HELP = (
+    "Cannot provision a local PostgreSQL {major} + TimescaleDB on this host: {why}.\n"
+    "Alternatives:\n"
+    "  * point DATABASE_URL at an existing PostgreSQL with the timescaledb extension\n"
+    "    (e.g. DATABASE_URL=postgresql://user:pass@host:5432/rts_monitor rts-monitor serve), or\n"
+    "  * run the stack from docker/ (docker compose -f docker/compose.yaml up) on a Docker host.\n"
+    "The local route needs root on Debian 13 (apt packages {pkgs}) or Debian 12 (debootstrap)."
+)
+
+
+def _say(msg: str) -> None:
+    print(f"[db] {msg}", file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where everything of one checkout's local server lives."""
+
+    state_dir: Path
+    cache_dir: Path
+    requested_port: int  # RTS_DB_PORT; 0 = automatic
+
+    @property
+    def port(self) -> int:
+        """RTS_DB_PORT if set, else the port this checkout's server was given, else 54329."""
+        return self.requested_port or self.recorded().get("port") or DEFAULT_PORT
+
+    def recorded(self) -> dict[str, Any]:
+        try:
+            info = json.loads(self.info_file.read_text())
+        except (OSError, ValueError):
+            return {}
+        return info if isinstance(info, dict) else {}
+
+    def record(self, **values: Any) -> None:
+        self.info_file.write_text(json.dumps({**self.recorded(), **values}))
+
+    @property
+    def pg_dir(self) -> Path:
+        return self.state_dir / "pg"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.pg_dir / "data"
+
+    @property
+    def password_file(self) -> Path:
+        return self.state_dir / "db_password"
+
+    @property
+    def info_file(self) -> Path:
+        return self.state_dir / LOCAL_SERVER_RECORD
+
+    @property
+    def root(self) -> Path:
+        return self.cache_dir / f"debian13-pg{PG_MAJOR}-root"
+
+    @property
+    def mount_name(self) -> str:
+        digest = hashlib.sha256(str(self.state_dir.resolve()).encode()).hexdigest()[:12]
+        return f"/srv/rts/{digest}"
+
+
+def layout(settings: Settings) -> Layout:
+    return Layout(settings.state_dir, settings.cache_dir, settings.local_db_port)
+
+
+def _os_release() -> dict[str, str]:
+    try:
+        text = Path("/etc/os-release").read_text()
+    except OSError:
+        return {}
+    out = {}
+    for line in text.splitlines():
+        if "=" in line:
+            k, v = line.split("=", 1)
+            out[k] = v.strip().strip('"')
+    return out
+
+
+def _is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def _run(cmd: list[str], *, check: bool = True, quiet: bool = False) -> subprocess.CompletedProcess[str]:
+    res = subprocess.run(cmd, text=True, capture_output=True)
+    if check and res.returncode != 0:
+        raise LocalDbError(
+            f"command failed ({res.returncode}): {' '.join(cmd)}\n{res.stdout}{res.stderr}".strip()
+        )
+    if not quiet and res.stdout.strip():
+        _say(res.stdout.strip())
+    return res
+
+
+def _stream(cmd: list[str], *, label: str, every: Callable[[str], bool]) -> None:
+    """Run a long command, echoing selected lines as progress."""
+    _say(f"{label}: {' '.join(cmd[:3])} …")
+    started = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    tail: list[str] = []
+    count = 0
+    for line in proc.stdout:
+        line = line.rstrip()
+        tail = ([*tail, line])[-30:]
+        if every(line):
+            count += 1
+            if count % 10 == 1:
+                _say(f"{label} [{time.monotonic() - started:5.1f}s] {line[:100]}")
+    rc = proc.wait()
+    if rc != 0:
+        raise LocalDbError(f"{label} failed (exit {rc}):\n" + "\n".join(tail))
+    _say(f"{label}: done in {time.monotonic() - started:.1f}s")
+
+
+# --------------------------------------------------------------------------- routes
+
+
+class Route:
+    """How to run PostgreSQL binaries on this host."""
+
+    name = "abstract"
+
+    def __init__(self, lay: Layout) -> None:
+        self.lay = lay
+
+    def ensure_installed(self) -> None:
+        raise NotImplementedError
+
+    def data_dir_for_server(self) -> str:
+        raise NotImplementedError
+
+    def prepare(self) -> None:
+        """Make the data dir visible to the server (mounts) before any pg command."""
+
+    def release(self) -> None:
+        """Undo prepare() after the server stopped."""
+
+    def is_prepared(self) -> bool:
+        """Whether prepare() is in effect (a server can only be running if so)."""
+        return True
+
+    def server_root(self) -> Path:
+        """The root directory the server process sees (its /proc/PID/root)."""
+        raise NotImplementedError
+
+    def _bind_pg_dir(self, target: Path) -> None:
+        """Bind-mount the checkout's .rts/pg at ``target``, replacing a mount left by a deleted checkout.
+
+        The mount name hashes the checkout's path, so a checkout deleted while its server ran and
+        cloned again at the same path (what CI does between runs) finds the old mount still there,
+        pointing at the deleted directory: initdb would write where nothing can read it back.
+        """
+        if _is_mounted(target):
+            if _mounted_here(self.lay.pg_dir, target):
+                return
+            _say(f"replacing the stale mount at {target}: the checkout it served was deleted")
+            self._stop_orphan_server()
+            _unmount_all(target)
+        target.mkdir(parents=True, exist_ok=True)
+        _run(["mount", "--bind", str(self.lay.pg_dir), str(target)], quiet=True)
+
+    def _stop_orphan_server(self) -> None:
+        """Stop a postmaster still serving a deleted data directory at our mount (it holds the port).
+
+        Nothing it holds can be kept (its files are unlinked), so it gets an immediate shutdown.
+        """
+        for pid in _postmasters(self.data_dir_for_server(), self.server_root()):
+            _say(f"stopping the orphaned server (pid {pid}) of the deleted checkout")
+            _signal_and_wait(pid)
+
+    def pg(self, tool: str, *args: str) -> list[str]:
+        raise NotImplementedError
+
+    def chown_to_postgres(self, path: Path) -> None:
+        uid, gid = self.postgres_ids()
+        for dirpath, dirnames, filenames in os.walk(path):
+            os.chown(dirpath, uid, gid)
+            for name in filenames + dirnames:
+                with contextlib.suppress(FileNotFoundError):
+                    os.chown(os.path.join(dirpath, name), uid, gid, follow_symlinks=False)
+
+    def postgres_ids(self) -> tuple[int, int]:
+        raise NotImplementedError
+
+
+class NativeRoute(Route):
+    name = "native"
+
+    def ensure_installed(self) -> None:
+        if (NATIVE_BIN / "postgres").exists() and _timescale_lib(Path("/")):
+            return
+        if not _is_root():
+            raise LocalDbError(
+                NO_ROUTE_HELP.format(
+                    major=PG_MAJOR, why="packages missing and not running as root", pkgs=PG_PACKAGES
+                )
+            )
+        _say("installing " + " ".join(PG_PACKAGES) + " with apt")
+        env_cmd = ["env", "DEBIAN_FRONTEND=noninteractive"]
+        _stream([*env_cmd, "apt-get", "update"], label="apt-get update", every=lambda _l: True)
+        _stream(
+            [*env_cmd, "apt-get", "install", "-y", "--no-install-recommends", *PG_PACKAGES],
+            label="apt-get install",
+            every=lambda line: line.startswith(("Get:", "Unpacking", "Setting up")),
+        )
+        # Debian's package creates and starts a default cluster on 5432; we do not use it.
+        subprocess.run(["pg_ctlcluster", PG_MAJOR, "main", "stop"], capture_output=True)
+
+    # As root the server runs as ``postgres``, which cannot traverse a checkout under /root (0700):
+    # the checkout's .rts/pg is bind-mounted at /srv/rts/<hash>, as in the chroot route.
+    def _mount_point(self) -> Path:
+        return Path(self.lay.mount_name)
+
+    def prepare(self) -> None:
+        if _is_root():
+            self._bind_pg_dir(self._mount_point())
+
+    def release(self) -> None:
+        if _is_root():
+            _unmount_all(self._mount_point())
+
+    def is_prepared(self) -> bool:
+        return not _is_root() or _mounted_here(self.lay.pg_dir, self._mount_point())
+
+    def server_root(self) -> Path:
+        return Path("/")
+
+    def data_dir_for_server(self) -> str:
+        return self.lay.mount_name + "/data" if _is_root() else str(self.lay.data_dir)
+
+    def pg(self, tool: str, *args: str) -> list[str]:
+        cmd = [str(NATIVE_BIN / tool), *args]
+        if _is_root():
+            return ["runuser", "-u", "postgres", "--", *cmd]
+        return cmd
+
+    def postgres_ids(self) -> tuple[int, int]:
+        if not _is_root():
+            return os.getuid(), os.getgid()
+        import pwd
+
+        pw = pwd.getpwnam("postgres")
+        return pw.pw_uid, pw.pw_gid
+
+
+class ChrootRoute(Route):
+    name = "chroot"
+
+    def ensure_installed(self) -> None:
+        root = self.lay.root
+        if (root / ".rts-ready").exists():
+            return
+        if not _is_root():
+            raise LocalDbError(
+                NO_ROUTE_HELP.format(
+                    major=PG_MAJOR, why="the chroot route needs root (debootstrap, chroot, mount)",
+                    pkgs=PG_PACKAGES,
+                )
+            )
+        self.lay.cache_dir.mkdir(parents=True, exist_ok=True)
+        with _file_lock(self.lay.cache_dir / "root.lock"):
+            if (root / ".rts-ready").exists():
+                return
+            if shutil.which("debootstrap") is None:
+                _say("installing debootstrap with apt")
+                env_cmd = ["env", "DEBIAN_FRONTEND=noninteractive"]
+                _stream([*env_cmd, "apt-get", "update"], label="apt-get update", every=lambda _l: True)
+                _stream(
+                    [*env_cmd, "apt-get", "install", "-y", "--no-install-recommends", "debootstrap"],
+                    label="apt-get install debootstrap",
+                    every=lambda line: line.startswith(("Get:", "Setting up")),
+                )
+            partial = root.with_name(root.name + ".partial")
+            if partial.exists():
+                shutil.rmtree(partial)
+            _say(
+                f"building a minimal Debian 13 root with PostgreSQL {PG_MAJOR} + TimescaleDB in "
+                f"{root} (once per machine, ~35 s, ~700 MB)"
+            )
+            _stream(
+                [
+                    "debootstrap", "--variant=minbase",
+                    "--include=" + ",".join(PG_PACKAGES), "trixie", str(partial), DEBIAN_MIRROR,
+                ],
+                label="debootstrap",
+                every=lambda line: line.startswith("I:"),
+            )
+            if not _timescale_lib(partial):
+                raise LocalDbError("debootstrap finished but timescaledb.so is missing in the root")
+            (partial / "srv" / "rts").mkdir(parents=True, exist_ok=True)
+            partial.rename(root)
+            (root / ".rts-ready").write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+
+    def _mount_point(self) -> Path:
+        return self.lay.root / self.lay.mount_name.lstrip("/")
+
+    def prepare(self) -> None:
+        self._bind_pg_dir(self._mount_point())
+        run_dir = self.lay.root / "run" / "postgresql"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        uid, gid = self.postgres_ids()
+        os.chown(run_dir, uid, gid)
+
+    def is_prepared(self) -> bool:
+        return _mounted_here(self.lay.pg_dir, self._mount_point())
+
+    def release(self) -> None:
+        _unmount_all(self._mount_point())
+
+    def server_root(self) -> Path:
+        return self.lay.root
+
+    def data_dir_for_server(self) -> str:
+        return self.lay.mount_name + "/data"
+
+    def pg(self, tool: str, *args: str) -> list[str]:
+        return [
+            "chroot", "--userspec=postgres:postgres", str(self.lay.root),
+            f"/usr/lib/postgresql/{PG_MAJOR}/bin/{tool}", *args,
+        ]
+
+    def postgres_ids(self) -> tuple[int, int]:
+        uid = gid = None
+        for line in (self.lay.root / "etc" / "passwd").read_text().splitlines():
+            parts = line.split(":")
+            if parts[0] == "postgres":
+                uid, gid = int(parts[2]), int(parts[3])
+        if uid is None or gid is None:
+            raise LocalDbError("no postgres user in the Debian 13 root")
+        return uid, gid
+
+
+def _timescale_lib(root: Path) -> bool:
+    return (root / f"usr/lib/postgresql/{PG_MAJOR}/lib/timescaledb.so").exists()
+
+
+def choose_route(lay: Layout) -> Route:
+    """Native where Debian 13+ packages exist (or are installed); else the chroot on Debian 12."""
+    if (NATIVE_BIN / "postgres").exists() and _timescale_lib(Path("/")):
+        return NativeRoute(lay)
+    info = _os_release()
+    if lay.recorded().get("route") == "chroot":
+        return ChrootRoute(lay)
+    if info.get("ID") == "debian":
+        version = info.get("VERSION_ID", "")
+        if version == "" or (version.isdigit() and int(version) >= 13):
+            return NativeRoute(lay)
+        if version == "12":
+            return ChrootRoute(lay)
+    if (lay.root / ".rts-ready").exists():
+        return ChrootRoute(lay)
+    raise LocalDbError(
+        NO_ROUTE_HELP.format(
+            major=PG_MAJOR,
+            why=f"host is {info.get('PRETTY_NAME', 'unknown')}, not Debian 12 or 13",
+            pkgs=PG_PACKAGES,
+        )
+    )
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _mounted_here(source: Path, target: Path) -> bool:
+    """Whether ``target`` shows ``source`` itself (a bind mount shares the directory's inode)."""
+    try:
+        a, b = source.stat(), target.stat()
+    except OSError:
+        return False
+    return _is_mounted(target) and (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def _unmount_all(target: Path) -> None:
+    for _ in range(5):  # stacked mounts from an interrupted run: peel them all
+        if not _is_mounted(target):
+            return
+        _run(["umount", str(target)], check=False, quiet=True)
+    if _is_mounted(target):
+        _run(["umount", "--lazy", str(target)], check=False, quiet=True)
+
+
+def _postmasters(data_dir: str, server_root: Path) -> list[int]:
+    """PIDs of postgres servers started with ``-D data_dir`` inside ``server_root``."""
+    found = []
+    want_root = str(server_root.resolve())
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            root = os.readlink(entry / "root")
+        except OSError:
+            continue
+        args = [a.decode(errors="replace") for a in argv if a]
+        if not args or not args[0].endswith("/postgres") or root != want_root:
+            continue
+        if any(a == "-D" and b == data_dir for a, b in itertools.pairwise(args)):
+            found.append(int(entry.name))
+    return found
+
+
+def _signal_and_wait(pid: int, timeout: float = 15.0) -> None:
+    """SIGQUIT (immediate shutdown, children too), then SIGKILL if it lingers."""
+    for sig in (signal.SIGQUIT, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not process_alive(pid):
+                return
+            time.sleep(0.1)
+    raise LocalDbError(f"the orphaned server (pid {pid}) would not stop")
+
+
+def process_alive(pid: int) -> bool:
+    """Running, not exited: a zombie counts as gone (reaping it is its parent's business, and
+    the init of some VMs reaps late)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    state = next((line.split()[1] for line in status.splitlines() if line.startswith("State:")), "?")
+    return state not in ("Z", "X")
+
+
+def _is_mounted(path: Path) -> bool:
+    """Bind mounts within one filesystem fool os.path.ismount; ask the kernel's table."""
+    target = str(path.resolve())
+    try:
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return os.path.ismount(target)
+    return any(line.split()[4] == target for line in lines if len(line.split()) > 4)
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.3)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def dsn(lay: Layout) -> str:
+    if not lay.password_file.exists():
+        raise LocalDbError("no local database yet: run `rts-monitor db up` first")
+    password = lay.password_file.read_text().strip()
+    return f"postgresql://{DB_USER}:{password}@127.0.0.1:{lay.port}/{DB_NAME}"
+
+
+def _server_running(route: Route) -> bool:
+    if not (route.lay.data_dir / "PG_VERSION").exists():
+        return False
+    res = subprocess.run(
+        route.pg("pg_ctl", "status", "-D", route.data_dir_for_server()), capture_output=True, text=True
+    )
+    return res.returncode == 0
+
+
+def up(settings: Settings) -> str:
+    """Provision (first time), start (if stopped) and return the DSN. Idempotent."""
+    lay = layout(settings)
+    lay.state_dir.mkdir(parents=True, exist_ok=True)
+    with _file_lock(lay.state_dir / "db.lock"):
+        route = choose_route(lay)
+        _say(f"route: {route.name} (PostgreSQL {PG_MAJOR} + TimescaleDB from Debian 13 packages)")
+        step = "1/4 binaries"
+        _say(step)
+        route.ensure_installed()
+        lay.pg_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(lay.state_dir, 0o755)
+        route.chown_to_postgres(lay.pg_dir)
+        route.prepare()
+        if not (lay.data_dir / "PG_VERSION").exists():
+            _say("2/4 initdb (new data directory " + str(lay.data_dir) + ")")
+            _initdb(route, lay)
+        else:
+            _say("2/4 data directory exists: " + str(lay.data_dir))
+        running = _server_running(route)
+        if not running and _port_open(lay.port):
+            _move_port(lay)
+        _write_conf(lay)
+        if running:
+            _say(f"3/4 server already running on 127.0.0.1:{lay.port}")
+        else:
+            _say(f"3/4 starting server on 127.0.0.1:{lay.port}")
+            _run(
+                route.pg(
+                    "pg_ctl", "start", "-w", "-t", "120", "-D", route.data_dir_for_server(),
+                    "-l", route.data_dir_for_server() + "/../server.log",
+                ),
+                quiet=True,
+            )
+        _say("4/4 database and extension")
+        _ensure_database(lay)
+        url = dsn(lay)
+        # the runtime finds the local server through this record (db/pool.resolve_database_url)
+        lay.record(route=route.name, port=lay.port, data_dir=str(lay.data_dir), url=url)
+        _say("ready: " + url.replace(lay.password_file.read_text().strip(), "***"))
+        return url
+
+
+def _move_port(lay: Layout) -> None:
+    """Another server holds our port: pick the next free one, unless RTS_DB_PORT pinned it.
+
+    Two checkouts on one machine (a developer's and CI's) then each get their own server
+    instead of the second failing; the choice is remembered so the DSN stays the same.
+    """
+    taken = lay.port
+    if lay.requested_port:
+        raise LocalDbError(f"port {taken} (RTS_DB_PORT) is taken by another server; set RTS_DB_PORT to a free port")
+    for port in range(DEFAULT_PORT + 1, DEFAULT_PORT + 200):
+        if port != taken and port_free(port):
+            lay.record(port=port)
+            _say(f"port {taken} is taken by another server; this checkout's server uses {port} (kept in "
+                 f"{lay.info_file}; RTS_DB_PORT pins a port)")
+            return
+    raise LocalDbError(f"no free port in {DEFAULT_PORT + 1}-{DEFAULT_PORT + 199}; set RTS_DB_PORT")
+
+
+def port_free(port: int) -> bool:
+    """Whether nothing holds ``port`` on 127.0.0.1 (we could bind it)."""
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _initdb(route: Route, lay: Layout) -> None:
+    password = secrets.token_urlsafe(24)
+    fd = os.open(lay.password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(password)
+    pwfile = lay.pg_dir / "initdb.pw"
+    pwfile.write_text(password)
+    uid, gid = route.postgres_ids()
+    os.chown(pwfile, uid, gid)
+    os.chmod(pwfile, 0o600)
+    try:
+        server_pw = route.data_dir_for_server().rsplit("/", 1)[0] + "/initdb.pw"
+        _run(
+            route.pg(
+                "initdb", "-D", route.data_dir_for_server(), "-U", DB_USER, "--pwfile", server_pw,
+                "--auth=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8",
+            ),
+            quiet=True,
+        )
+    finally:
+        pwfile.unlink(missing_ok=True)
+
+
+def _write_conf(lay: Layout) -> None:
+    conf = dict(SERVER_CONF)
+    conf["port"] = str(lay.port)
+    conf["unix_socket_directories"] = "''"  # TCP on 127.0.0.1 only; no socket dir to own
+    body = "# written by rts-monitor db up; edit RTS_* settings instead\n" + "".join(
+        f"{k} = {v}\n" for k, v in conf.items()
+    )
+    target = lay.data_dir / "rts.auto.conf"
+    target.write_text(body)
+    main_conf = lay.data_dir / "postgresql.conf"
+    text = main_conf.read_text()
+    if "include_if_exists = 'rts.auto.conf'" not in text:
+        main_conf.write_text(text + "\ninclude_if_exists = 'rts.auto.conf'\n")
+
+
+def _ensure_database(lay: Layout) -> None:
+    import psycopg
+
+    password = lay.password_file.read_text().strip()
+    admin = f"postgresql://{DB_USER}:{password}@127.0.0.1:{lay.port}/postgres"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
+                exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DB_NAME,))
+                if exists.fetchone() is None:
+                    conn.execute(f'CREATE DATABASE "{DB_NAME}"')
+            break
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+    with psycopg.connect(dsn(lay), autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+
+
+def down(settings: Settings) -> None:
+    lay = layout(settings)
+    if not (lay.data_dir / "PG_VERSION").exists():
+        _say("no local database in " + str(lay.data_dir))
+        return
+    route = choose_route(lay)
+    route.prepare()
+    if _server_running(route):
+        _run(route.pg("pg_ctl", "stop", "-m", "fast", "-w", "-D", route.data_dir_for_server()), quiet=True)
+        _say("stopped")
+    else:
+        _say("not running")
+    route.release()
+
+
+def status(settings: Settings) -> dict[str, object]:
+    lay = layout(settings)
+    out: dict[str, object] = {
+        "data_dir": str(lay.data_dir),
+        "port": lay.port,
+        "provisioned": (lay.data_dir / "PG_VERSION").exists(),
+        "running": False,
+    }
+    if not out["provisioned"]:
+        return out
+    route = choose_route(lay)
+    out["route"] = route.name
+    if not route.is_prepared():
+        return out
+    out["running"] = _server_running(route)
+    if out["running"]:
+        import psycopg
+
+        with psycopg.connect(dsn(lay), connect_timeout=5) as conn:
+            row = conn.execute(
+                "SELECT current_setting('server_version'), "
+                "(SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'), "
+                "current_setting('timescaledb.license', true)"
+            ).fetchone()
+            assert row is not None
+            out["postgres"], out["timescaledb"], out["license"] = row
+        out["dsn"] = dsn(lay).replace(lay.password_file.read_text().strip(), "***")
+    return out

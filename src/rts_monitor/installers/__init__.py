@@ -1,0 +1,1 @@
+"""Agent installers: /install.sh, /install.ps1 and the agent wheel they install."""

@@ -1,0 +1,100 @@
+"""``GET /install.sh``: the Linux agent installer, with this server's public URL filled in; and
+``GET /agent/…``: the agent wheel it installs (``agent_package``).
+
+The registration-token answer's ``install_command_linux`` is ``curl -fsSL {public_url}/install.sh
+| sudo bash -s AGT-…``: the script cannot be told the server separately, so the server writes its
+own URL (and the pip source of the agent, ``RTS_AGENT_PIP_SOURCE``) into it. No auth: the script
+holds no secret; the one-time token travels on the command line.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Any
+
+import msgspec
+from litestar import Response, get
+
+from rts_monitor.core import resources
+from rts_monitor.core.context import AppContext
+from rts_monitor.core.errors import NotFound, Unavailable
+from rts_monitor.installers import agent_wheel
+
+# Characters that are safe inside a double-quoted bash string (no quote, $, backtick, backslash).
+_SAFE = re.compile(r"^[A-Za-z0-9._:/@%+=,~\[\]-]+$")
+
+
+@lru_cache(maxsize=2)
+def _template(name: str = "install.sh") -> str:
+    """The packaged copy (wheel: ``agent_<name>``) or the checkout's ``agent/<name>`` (editable)."""
+    found = resources.find(f"agent_{name}", f"agent/{name}")
+    if found is not None and found.is_file():
+        return found.read_text()
+    raise NotFound("the agent installer is not part of this deployment")
+
+
+def render(public_url: str, agent_source: str, name: str = "install.sh") -> str:
+    for var, value in (("RTS_PUBLIC_URL", public_url), ("RTS_AGENT_PIP_SOURCE", agent_source)):
+        if not _SAFE.match(value):
+            raise Unavailable(f"{var} contains characters unsafe in a shell script", retry_after=3600)
+    return _template(name).replace("@@SERVER_URL@@", public_url).replace("@@AGENT_SOURCE@@", agent_source)
+
+
+@get("/install.sh", tags=["agent"], exclude_from_auth=True,
+     summary="Linux agent installer (curl … | sudo bash -s AGT-…)")
+async def install_script(ctx: AppContext) -> Response[str]:
+    body = render(ctx.settings.effective_public_url, _pip_source(ctx))
+    return Response(body, media_type="text/x-shellscript; charset=utf-8")
+
+
+@get("/install.ps1", tags=["agent"], exclude_from_auth=True,
+     summary="Windows agent installer (PowerShell; untested on Windows)")
+async def install_script_windows(ctx: AppContext) -> Response[str]:
+    body = render(ctx.settings.effective_public_url, _pip_source(ctx), "install.ps1")
+    return Response(body, media_type="text/plain; charset=utf-8")
+
+
+def _pip_source(ctx: AppContext) -> str:
+    try:
+        return agent_wheel.pip_source(ctx.settings)
+    except agent_wheel.AgentSourcesMissing:
+        raise NotFound("this deployment serves no agent package; set RTS_AGENT_PIP_SOURCE") from None
+
+
+class AgentPackage(msgspec.Struct):
+    """The agent version this server serves: what /install.sh installs and update_agent defaults to."""
+
+    name: str
+    version: str
+    filename: str
+    url: str
+    sha256: str
+    size: int
+
+
+def _served() -> agent_wheel.AgentWheel:
+    try:
+        return agent_wheel.wheel()
+    except agent_wheel.AgentSourcesMissing:
+        raise NotFound("this deployment serves no agent package") from None
+
+
+@get("/agent/package", tags=["agent"], exclude_from_auth=True, summary="The agent wheel this server serves")
+async def agent_package_info(ctx: AppContext) -> AgentPackage:
+    whl = _served()
+    return AgentPackage(whl.name, whl.version, whl.filename, agent_wheel.wheel_url(ctx.settings, whl),
+                        whl.sha256, len(whl.data))
+
+
+@get("/agent/{filename:str}", tags=["agent"], exclude_from_auth=True,
+     summary="Download the agent wheel (pip install <url>)")
+async def agent_wheel_file(filename: str) -> Response[bytes]:
+    whl = _served()
+    if filename != whl.filename:
+        raise NotFound(f"this server serves {whl.filename}")
+    return Response(whl.data, media_type="application/octet-stream",
+                    headers={"Content-Disposition": f'attachment; filename="{whl.filename}"'})
+
+
+HANDLERS: list[Any] = [install_script, install_script_windows, agent_package_info, agent_wheel_file]

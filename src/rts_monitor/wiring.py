@@ -1,0 +1,90 @@
+"""One wiring: the list of concerns, and the runtime every process builds from it.
+
+The app factory (``api/app.py``), ``rts-monitor scheduler`` and the CLI read ``CONCERNS`` and
+nothing else: each concern says in its own ``concern.py`` which routes, long-lived components,
+scheduled jobs, CLI subcommands and after-ingest hooks it brings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from rts_monitor.alerts.concern import CONCERN as ALERTS
+from rts_monitor.auth.concern import CONCERN as AUTH
+from rts_monitor.commands.concern import CONCERN as COMMANDS
+from rts_monitor.core import scheduler
+from rts_monitor.core.concern import Concern, SubParsers
+from rts_monitor.core.context import AppContext
+from rts_monitor.core.edition import DESCRIBE_SQL, DatabaseInfo
+from rts_monitor.core.scheduler import Job
+from rts_monitor.core.settings import Settings
+from rts_monitor.db import open_pool
+from rts_monitor.devices.concern import CONCERN as DEVICES
+from rts_monitor.enrolment.concern import CONCERN as ENROLMENT
+from rts_monitor.events.concern import CONCERN as EVENTS
+from rts_monitor.history.concern import CONCERN as HISTORY
+from rts_monitor.ingest.concern import CONCERN as INGEST
+from rts_monitor.installers.concern import CONCERN as INSTALLERS
+from rts_monitor.inventory.concern import CONCERN as INVENTORY
+from rts_monitor.tiers.concern import CONCERN as TIERS
+
+log = logging.getLogger(__name__)
+
+# Components are entered in this order and closed in reverse.
+CONCERNS: tuple[Concern, ...] = (
+    AUTH, ENROLMENT, DEVICES, INGEST, INVENTORY, INSTALLERS, COMMANDS, EVENTS, HISTORY, TIERS, ALERTS,
+)
+
+
+def routes() -> list[Any]:
+    return [handler for concern in CONCERNS for handler in concern.routes]
+
+
+def jobs() -> list[Job]:
+    return [job for concern in CONCERNS for job in concern.jobs]
+
+
+def register_cli(subparsers: SubParsers) -> None:
+    for concern in CONCERNS:
+        if concern.cli is not None:
+            concern.cli(subparsers)
+
+
+async def open_context(settings: Settings) -> AppContext:
+    """Open the pool and describe the database: what the API and the scheduler both start from."""
+    pool = await open_pool(settings)
+    try:
+        async with pool.connection() as conn:
+            row = await (await conn.execute(DESCRIBE_SQL)).fetchone()
+    except BaseException:
+        await pool.close()
+        raise
+    assert row is not None
+    return AppContext(settings=settings, pool=pool, database=DatabaseInfo.from_row(row),  # type: ignore[arg-type]
+                      after_ingest=tuple(hook for c in CONCERNS for hook in c.after_ingest))
+
+
+@contextlib.asynccontextmanager
+async def runtime(settings: Settings, *, components: bool = True, run_jobs: bool | None = None
+                  ) -> AsyncIterator[AppContext]:
+    """The context with every concern's components entered and, if ``run_jobs`` (default: the
+    ``RTS_SCHEDULER_ENABLED`` setting), the scheduled jobs running; all closed on exit."""
+    ctx = await open_context(settings)
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            if components:
+                for concern in CONCERNS:
+                    for component in concern.components:
+                        await stack.enter_async_context(component(ctx))
+            run = settings.scheduler_enabled if run_jobs is None else run_jobs
+            sched = scheduler.start(ctx, jobs()) if run else None
+            try:
+                yield ctx
+            finally:
+                if sched is not None:
+                    sched.shutdown(wait=False)
+    finally:
+        await ctx.pool.close()
