@@ -266,7 +266,7 @@ def main() -> int:
     inc = statistics.median(run["refresh"]["incremental_hour_ms"] for run in runs)
     late = statistics.median(run["refresh"]["late_hour_ms"] for run in runs)
     summary["refresh per hour of ingested data (ms)"] = {"incremental": inc, "late rows": late}
-    from rts_monitor.cli import print_table
+    from rts_monitor.core.tables import print_table
 
     print(f"\n{meta['rows']:,} rows ({args.devices} devices x {args.days} days of 1-minute data), "
           f"medians of {args.runs} runs x {args.queries} queries\n")
