@@ -283,7 +283,7 @@ async def test_ticket_exactly_once_when_the_ticket_step_fails_once(conn: psycopg
     assert str(opened.history_id) in sr["description"]
     cur = await conn.execute("SELECT status, attempts, last_error FROM alert_outbox WHERE channel = 'ticket'")
     (row,) = await cur.fetchall()
-    assert row["status"] == "done" and row["attempts"] == 1
+    assert row["status"] == "done" and row["attempts"] == 2  # the rolled-back try counts (outbox.retry)
     # Resolving the alert annotates its ticket (once), with the notes.
     from rts_monitor.alerts import lifecycle
     from rts_monitor.auth.principal import Principal, Role

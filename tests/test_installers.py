@@ -81,13 +81,13 @@ def test_the_docker_build_context_makes_a_server_wheel_that_serves_the_agent(tmp
     (wheel,) = (tmp_path / "dist").glob("rts_monitor-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for required in ("rts_monitor/agent_install.sh", "rts_monitor/agent_src/pyproject.toml",
-                     "rts_monitor/agent_src/rts_agent/cli.py", "rts_monitor/agent_wheel.py"):
+                     "rts_monitor/agent_src/rts_agent/cli.py", "rts_monitor/installers/agent_wheel.py"):
         assert required in names, required
     assert any(n.startswith("rts_monitor/sql/migrations/") for n in names)
     # Installed from that wheel, the packaged sources give the same agent wheel as the checkout.
     unpacked = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(unpacked)
-    probe = ("import sys; sys.path.insert(0, sys.argv[1]); from rts_monitor import agent_package as a; "
+    probe = ("import sys; sys.path.insert(0, sys.argv[1]); from rts_monitor.installers import agent_wheel as a; "
              "print(a.sources()); print(a.wheel().sha256)")
     out = subprocess.run([sys.executable, "-c", probe, str(unpacked)], capture_output=True, text=True, timeout=60,
                          cwd=tmp_path)

@@ -21,7 +21,7 @@ from psycopg_pool import AsyncConnectionPool
 from rts_monitor.alerts import evaluator
 from rts_monitor.core.settings import Settings
 from rts_monitor.db import open_pool
-from rts_monitor.notifications import outbox, webhook
+from rts_monitor.notifications import delivery, webhook
 from tests import factories
 from tests.test_alerts import CPU90, FAST, add_rule, add_samples, wait_for
 
@@ -146,13 +146,13 @@ async def test_webhook_is_signed_retried_with_backoff_and_logged(
     rec = await receiver([500, 502, 200])
     settings = settings.with_(notify_backoff_seconds=0.3, webhook_secret="s3cret")
     _, hid = await open_episode(conn, settings, notification_channels=Jsonb(["webhook"]), webhook_url=rec.url)
-    assert await outbox.drain(pool, settings) == 1
-    assert await outbox.drain(pool, settings) == 0  # the retry is not due yet: backoff
+    assert await delivery.drain(pool, settings) == 1
+    assert await delivery.drain(pool, settings) == 0  # the retry is not due yet: backoff
     assert (await episode(conn, hid))["notification_sent"] is False  # truthful: nothing delivered yet
     await asyncio.sleep(0.35)
-    assert await outbox.drain(pool, settings) == 1  # second attempt (502), next backoff 0.6 s
+    assert await delivery.drain(pool, settings) == 1  # second attempt (502), next backoff 0.6 s
     await asyncio.sleep(0.65)
-    assert await outbox.drain(pool, settings) == 1
+    assert await delivery.drain(pool, settings) == 1
     ep = await episode(conn, hid)
     assert ep["notification_sent"] is True and ep["notification_sent_at"] is not None
     rows = await log_rows(conn, hid)
@@ -178,7 +178,7 @@ async def test_a_webhook_that_keeps_failing_ends_failed_and_not_sent(
     settings = settings.with_(notify_backoff_seconds=0.0, notify_max_attempts=3)
     _, hid = await open_episode(conn, settings, notification_channels=Jsonb(["webhook"]), webhook_url=rec.url)
     for _ in range(5):
-        await outbox.drain(pool, settings)
+        await delivery.drain(pool, settings)
     cur = await conn.execute("SELECT status, attempts, last_error FROM alert_outbox WHERE alert_history_id = %s",
                              (hid,))
     assert await cur.fetchall() == [{"status": "failed", "attempts": 3, "last_error": "HTTP 503"}]
@@ -202,7 +202,7 @@ async def test_email_to_addresses_and_users_through_a_local_smtp_sink(
     last = await add_samples(conn, dev.id, datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=23),
                              [95.0] * 11)
     (opened,) = (await evaluator.evaluate(conn, settings.with_(alert_data_stale_seconds=3600))).opened
-    assert await outbox.drain(pool, settings) == 1
+    assert await delivery.drain(pool, settings) == 1
     (msg,) = smtp_sink.messages
     assert sorted(msg["to"]) == sorted(["oncall@msp.test", user_email])
     assert "alerts@msp.test" in msg["from"]
@@ -213,7 +213,7 @@ async def test_email_to_addresses_and_users_through_a_local_smtp_sink(
     await add_samples(conn, dev.id, last + timedelta(minutes=1), [10.0] * 11)
     r = await evaluator.evaluate(conn, settings.with_(alert_data_stale_seconds=3600))
     assert r.resolved == [opened.history_id]
-    assert await outbox.drain(pool, settings) == 1
+    assert await delivery.drain(pool, settings) == 1
     assert "Subject: [RESOLVED] cpu_mail on mail-box" in smtp_sink.messages[1]["data"]
     rows = await log_rows(conn, opened.history_id)
     assert [(r["event"], r["ok"]) for r in rows] == [("opened", True), ("resolved", True)]
@@ -226,7 +226,7 @@ async def test_unconfigured_or_unreachable_channels_fail_visibly(
     _, hid = await open_episode(conn, settings, notification_channels=Jsonb(["webhook", "email"]),
                                 notification_recipients=Jsonb(["a@b.test"]),
                                 webhook_url=f"http://127.0.0.1:{free_port()}/nobody-listens")
-    assert await outbox.drain(pool, settings.with_(smtp_host="")) == 2
+    assert await delivery.drain(pool, settings.with_(smtp_host="")) == 2
     rows = {r["channel"]: r for r in await log_rows(conn, hid)}
     assert rows["email"]["ok"] is False and "RTS_SMTP_HOST" in rows["email"]["error"]
     assert rows["webhook"]["ok"] is False and "Connect" in rows["webhook"]["error"]

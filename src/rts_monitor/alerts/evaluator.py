@@ -26,6 +26,7 @@ from psycopg import AsyncConnection
 from rts_monitor.alerts.structs import MAX_DURATION_MINUTES
 from rts_monitor.core.settings import Settings
 from rts_monitor.db import Queries
+from rts_monitor.notifications import outbox
 
 log = logging.getLogger(__name__)
 Q = Queries.beside(__file__)
@@ -131,4 +132,4 @@ async def prune(conn: AsyncConnection[Any]) -> None:
     """Drop old cycle records and finished outbox rows (bounded tables, cheap indexed deletes)."""
     async with conn.transaction():
         await conn.execute(Q.prune_runs)
-        await conn.execute(Q.prune_outbox)
+        await outbox.prune(conn)

@@ -18,14 +18,15 @@ from rts_monitor.alerts import evaluator, tickets
 from rts_monitor.core import scheduler
 from rts_monitor.core.context import AppContext, CommittedRanges
 from rts_monitor.core.scheduler import Job
-from rts_monitor.notifications import outbox
+from rts_monitor.db import connection
+from rts_monitor.notifications import delivery
 
 log = logging.getLogger(__name__)
 _background: set[asyncio.Task[bool]] = set()
 
 
 async def evaluate(ctx: AppContext) -> None:
-    async with ctx.pool.connection() as conn:
+    async with connection(ctx.pool) as conn:
         result = await evaluator.run_cycle(conn, ctx.settings, scope="all")
         await evaluator.prune(conn)
     if result.outbox:
@@ -37,7 +38,7 @@ async def create_tickets(ctx: AppContext) -> None:
 
 
 async def notify(ctx: AppContext) -> None:
-    await outbox.drain(ctx.pool, ctx.settings)
+    await delivery.drain(ctx.pool, ctx.settings)
 
 
 def nudge_outbox(ctx: AppContext) -> None:
@@ -68,7 +69,7 @@ class _MetricRuleScopes:
 
     async def relevant(self, ctx: AppContext, devices: list[UUID]) -> list[UUID]:
         if time.monotonic() >= self.expires:
-            async with ctx.pool.connection() as conn:
+            async with connection(ctx.pool) as conn:
                 cur = await conn.execute(evaluator.Q.metric_rule_scopes)
                 row: Any = await cur.fetchone()
             self.business_wide = bool(row and row["business_wide"])
@@ -87,7 +88,7 @@ async def on_ingest(ctx: AppContext, ranges: CommittedRanges) -> dict[UUID, list
     devices = await _scopes.relevant(ctx, list(ranges)) if ranges else []
     if not devices:
         return {}
-    async with ctx.pool.connection() as conn:
+    async with connection(ctx.pool) as conn:
         result = await evaluator.evaluate(conn, ctx.settings, devices=devices, kinds=("metric",))
     if result.outbox:
         nudge_outbox(ctx)

@@ -391,15 +391,6 @@ DELETE FROM alert_maintenance_windows
  WHERE id = %(id)s AND (%(scope)s::uuid IS NULL OR business_id = %(scope)s::uuid)
 RETURNING id
 
--- name: ticket_claim
--- The oldest due ticket job, locked for this transaction (a concurrent worker skips it).
-SELECT id, alert_history_id, event, attempts
-  FROM alert_outbox
- WHERE status = 'pending' AND channel = 'ticket' AND next_attempt_at <= now()
- ORDER BY id
- LIMIT 1
- FOR UPDATE SKIP LOCKED
-
 -- name: ticket_create
 -- The plan's alert -> service request: business, location, title, description, priority from
 -- severity (alert_severity_ticket_map), source 'automated_agent_alert'. Only if the episode has
@@ -433,23 +424,9 @@ UPDATE service_requests sr
   FROM agent_alert_history h
  WHERE h.id = %(id)s AND sr.id = h.service_request_created
 
--- name: outbox_done
-UPDATE alert_outbox SET status = 'done', done_at = now(), last_error = NULL WHERE id = %(id)s
-
--- name: outbox_retry
-UPDATE alert_outbox
-   SET attempts = attempts + 1,
-       status = CASE WHEN attempts + 1 >= %(max_attempts)s THEN 'failed' ELSE 'pending' END,
-       next_attempt_at = now() + %(backoff)s::interval, last_error = %(error)s
- WHERE id = %(id)s
-
 -- name: prune_runs
 -- Housekeeping after each cycle: a week of cycle records is plenty to see trends and overlaps.
 DELETE FROM alert_evaluation_runs WHERE started_at < now() - interval '7 days'
-
--- name: prune_outbox
--- Finished outbox rows (and, by cascade, their delivery log) are kept 30 days.
-DELETE FROM alert_outbox WHERE status IN ('done', 'failed') AND created_at < now() - interval '30 days'
 
 -- name: metric_rule_scopes
 -- Which flushed devices could match a metric rule at all: lets the ingest hook skip its

@@ -32,6 +32,7 @@ from rts_monitor.alerts.structs import (
 )
 from rts_monitor.auth.principal import Principal
 from rts_monitor.core.context import AppContext
+from rts_monitor.db import Conn
 from rts_monitor.devices.scope import visible_agent
 
 TAGS = ["alerts"]
@@ -50,157 +51,139 @@ OffsetQ = Annotated[int, Parameter(ge=0)]
 @post("/api/alerts/rules", status_code=201, tags=TAGS, security=PORTAL,
       summary="Create an alert rule for a business (all its devices) or one device; a bad body is a 400 "
               "naming the field (e.g. conditions.metric)")
-async def create_rule(ctx: AppContext, principal: Principal, data: RuleCreate) -> Rule:
-    async with ctx.pool.connection() as conn:
-        return await rules.create(conn, principal=principal, settings=ctx.settings, data=data)
+async def create_rule(ctx: AppContext, conn: Conn, principal: Principal, data: RuleCreate) -> Rule:
+    return await rules.create(conn, principal=principal, settings=ctx.settings, data=data)
 
 
 @get("/api/alerts/rules", tags=TAGS, security=PORTAL, summary="List alert rules (customers: their business)")
-async def list_rules(ctx: AppContext, principal: Principal, business_id: UUID | None = None,
+async def list_rules(conn: Conn, principal: Principal, business_id: UUID | None = None,
                      agent_id: Annotated[UUID | None, Parameter(description="Rules that apply to this agent")] = None,
                      active: bool | None = None) -> RuleList:
-    async with ctx.pool.connection() as conn:
-        found = await rules.list_rules(conn, principal=principal, business_id=business_id, agent_id=agent_id,
-                                       active=active)
+    found = await rules.list_rules(conn, principal=principal, business_id=business_id, agent_id=agent_id,
+                                   active=active)
     return RuleList(rules=found)
 
 
 @get("/api/alerts/rules/{rule_id:uuid}", tags=TAGS, security=PORTAL, summary="One alert rule")
-async def get_rule(ctx: AppContext, principal: Principal, rule_id: UUID) -> Rule:
-    async with ctx.pool.connection() as conn:
-        return await rules.get(conn, principal=principal, rule_id=rule_id)
+async def get_rule(conn: Conn, principal: Principal, rule_id: UUID) -> Rule:
+    return await rules.get(conn, principal=principal, rule_id=rule_id)
 
 
 @patch("/api/alerts/rules/{rule_id:uuid}", tags=TAGS, security=PORTAL,
        summary="Update a rule (fields present only); is_active=false disables it; a bad body is a 400")
-async def update_rule(ctx: AppContext, principal: Principal, rule_id: UUID, data: RuleUpdate) -> Rule:
-    async with ctx.pool.connection() as conn:
-        return await rules.update(conn, principal=principal, settings=ctx.settings, rule_id=rule_id, data=data)
+async def update_rule(ctx: AppContext, conn: Conn, principal: Principal, rule_id: UUID, data: RuleUpdate) -> Rule:
+    return await rules.update(conn, principal=principal, settings=ctx.settings, rule_id=rule_id, data=data)
 
 
 @post("/api/alerts/rules/{rule_id:uuid}/disable", status_code=200, tags=TAGS, security=PORTAL,
       summary="Disable a rule; its open alerts resolve")
-async def disable_rule(ctx: AppContext, principal: Principal, rule_id: UUID) -> Rule:
-    async with ctx.pool.connection() as conn:
-        return await rules.update(conn, principal=principal, settings=ctx.settings, rule_id=rule_id,
-                                  data=RuleUpdate(is_active=False))
+async def disable_rule(ctx: AppContext, conn: Conn, principal: Principal, rule_id: UUID) -> Rule:
+    return await rules.update(conn, principal=principal, settings=ctx.settings, rule_id=rule_id,
+                              data=RuleUpdate(is_active=False))
 
 
 @post("/api/alerts/rules/{rule_id:uuid}/enable", status_code=200, tags=TAGS, security=PORTAL,
       summary="Enable a disabled rule")
-async def enable_rule(ctx: AppContext, principal: Principal, rule_id: UUID) -> Rule:
-    async with ctx.pool.connection() as conn:
-        return await rules.update(conn, principal=principal, settings=ctx.settings, rule_id=rule_id,
-                                  data=RuleUpdate(is_active=True))
+async def enable_rule(ctx: AppContext, conn: Conn, principal: Principal, rule_id: UUID) -> Rule:
+    return await rules.update(conn, principal=principal, settings=ctx.settings, rule_id=rule_id,
+                              data=RuleUpdate(is_active=True))
 
 
 @delete("/api/alerts/rules/{rule_id:uuid}", status_code=HTTP_204_NO_CONTENT, tags=TAGS, security=PORTAL,
         summary="Delete a rule (soft: its alert history stays); its open alerts resolve")
-async def delete_rule(ctx: AppContext, principal: Principal, rule_id: UUID) -> None:
-    async with ctx.pool.connection() as conn:
-        await rules.delete(conn, principal=principal, settings=ctx.settings, rule_id=rule_id)
+async def delete_rule(ctx: AppContext, conn: Conn, principal: Principal, rule_id: UUID) -> None:
+    await rules.delete(conn, principal=principal, settings=ctx.settings, rule_id=rule_id)
 
 
 # --- episodes --------------------------------------------------------------------------------
 
 @get("/api/alerts", tags=TAGS, security=PORTAL,
      summary="Alerts across the businesses the caller sees, newest first, with filters")
-async def list_alerts(ctx: AppContext, principal: Principal, business_id: UUID | None = None,
+async def list_alerts(conn: Conn, principal: Principal, business_id: UUID | None = None,
                       agent_id: UUID | None = None, rule_id: UUID | None = None, status: StatusQ = None,
                       severity: SeverityQ = None, since: SinceQ = None, until: UntilQ = None,
                       limit: LimitQ = 100, offset: OffsetQ = 0) -> EpisodeList:
-    async with ctx.pool.connection() as conn:
-        found, total = await lifecycle.list_episodes(
-            conn, principal=principal, business_id=business_id, agent_id=agent_id, rule_id=rule_id, status=status,
-            severity=severity, since=since, until=until, limit=limit, offset=offset)
+    found, total = await lifecycle.list_episodes(
+        conn, principal=principal, business_id=business_id, agent_id=agent_id, rule_id=rule_id, status=status,
+        severity=severity, since=since, until=until, limit=limit, offset=offset)
     return EpisodeList(alerts=found, total=total)
 
 
 @get("/api/agents/{agent_id:uuid}/alerts", tags=TAGS, security=PORTAL,
      summary="Alerts of one device (the plan's GET /agents/:id/alerts), newest first")
-async def agent_alerts(ctx: AppContext, principal: Principal, agent_id: UUID, status: StatusQ = None,
+async def agent_alerts(conn: Conn, principal: Principal, agent_id: UUID, status: StatusQ = None,
                        severity: SeverityQ = None, since: SinceQ = None, until: UntilQ = None,
                        limit: LimitQ = 100, offset: OffsetQ = 0) -> EpisodeList:
-    async with ctx.pool.connection() as conn:
-        # another business's agent is a 404, not an empty list
-        await visible_agent(conn, principal.business_scope, agent_id)
-        found, total = await lifecycle.list_episodes(
-            conn, principal=principal, agent_id=agent_id, status=status, severity=severity, since=since,
-            until=until, limit=limit, offset=offset)
+    # another business's agent is a 404, not an empty list
+    await visible_agent(conn, principal.business_scope, agent_id)
+    found, total = await lifecycle.list_episodes(
+        conn, principal=principal, agent_id=agent_id, status=status, severity=severity, since=since,
+        until=until, limit=limit, offset=offset)
     return EpisodeList(alerts=found, total=total)
 
 
 @get("/api/alerts/{alert_id:uuid}", tags=TAGS, security=PORTAL, summary="One alert episode")
-async def get_alert(ctx: AppContext, principal: Principal, alert_id: UUID) -> Episode:
-    async with ctx.pool.connection() as conn:
-        return await lifecycle.get_episode(conn, principal=principal, alert_id=alert_id)
+async def get_alert(conn: Conn, principal: Principal, alert_id: UUID) -> Episode:
+    return await lifecycle.get_episode(conn, principal=principal, alert_id=alert_id)
 
 
 @post("/api/alerts/{alert_id:uuid}/acknowledge", status_code=200, tags=TAGS, security=PORTAL,
       summary="Acknowledge an active alert, with optional notes")
-async def acknowledge_alert(ctx: AppContext, principal: Principal, alert_id: UUID,
+async def acknowledge_alert(conn: Conn, principal: Principal, alert_id: UUID,
                             data: EpisodeAction | None = None) -> Episode:
-    async with ctx.pool.connection() as conn:
-        return await lifecycle.acknowledge(conn, principal=principal, alert_id=alert_id,
-                                           notes=data.notes if data else None)
+    return await lifecycle.acknowledge(conn, principal=principal, alert_id=alert_id,
+                                       notes=data.notes if data else None)
 
 
 @post("/api/alerts/{alert_id:uuid}/resolve", status_code=200, tags=TAGS, security=PORTAL,
       summary="Resolve an active or acknowledged alert, with optional notes")
-async def resolve_alert(ctx: AppContext, principal: Principal, alert_id: UUID,
+async def resolve_alert(conn: Conn, principal: Principal, alert_id: UUID,
                         data: EpisodeAction | None = None) -> Episode:
-    async with ctx.pool.connection() as conn:
-        return await lifecycle.resolve(conn, principal=principal, alert_id=alert_id,
-                                       notes=data.notes if data else None)
+    return await lifecycle.resolve(conn, principal=principal, alert_id=alert_id,
+                                   notes=data.notes if data else None)
 
 
 @get("/api/alerts/{alert_id:uuid}/deliveries", tags=TAGS, security=PORTAL,
      summary="Notification delivery log of one alert (every attempt)")
-async def alert_deliveries(ctx: AppContext, principal: Principal, alert_id: UUID) -> DeliveryList:
-    async with ctx.pool.connection() as conn:
-        return DeliveryList(deliveries=await lifecycle.deliveries(conn, principal=principal, alert_id=alert_id))
+async def alert_deliveries(conn: Conn, principal: Principal, alert_id: UUID) -> DeliveryList:
+    return DeliveryList(deliveries=await lifecycle.deliveries(conn, principal=principal, alert_id=alert_id))
 
 
 # --- maintenance windows ---------------------------------------------------------------------
 
 @post("/api/alerts/maintenance", status_code=201, tags=TAGS, security=PORTAL,
       summary="Create a maintenance window for a business, a location or a device")
-async def create_window(ctx: AppContext, principal: Principal, data: MaintenanceCreate) -> Maintenance:
-    async with ctx.pool.connection() as conn:
-        return await maintenance.create(conn, principal=principal, settings=ctx.settings, data=data)
+async def create_window(ctx: AppContext, conn: Conn, principal: Principal, data: MaintenanceCreate) -> Maintenance:
+    return await maintenance.create(conn, principal=principal, settings=ctx.settings, data=data)
 
 
 @get("/api/alerts/maintenance", tags=TAGS, security=PORTAL,
      summary="Maintenance windows (current and future by default)")
-async def list_windows(ctx: AppContext, principal: Principal, business_id: UUID | None = None,
+async def list_windows(conn: Conn, principal: Principal, business_id: UUID | None = None,
                        current: Annotated[bool, Parameter(description="Only windows in effect now")] = False,
                        include_past: bool = False) -> MaintenanceList:
-    async with ctx.pool.connection() as conn:
-        found = await maintenance.list_windows(conn, principal=principal, business_id=business_id, current=current,
-                                               include_past=include_past)
+    found = await maintenance.list_windows(conn, principal=principal, business_id=business_id, current=current,
+                                           include_past=include_past)
     return MaintenanceList(windows=found)
 
 
 @get("/api/alerts/maintenance/{window_id:uuid}", tags=TAGS, security=PORTAL, summary="One maintenance window")
-async def get_window(ctx: AppContext, principal: Principal, window_id: UUID) -> Maintenance:
-    async with ctx.pool.connection() as conn:
-        return await maintenance.get(conn, principal=principal, window_id=window_id)
+async def get_window(conn: Conn, principal: Principal, window_id: UUID) -> Maintenance:
+    return await maintenance.get(conn, principal=principal, window_id=window_id)
 
 
 @patch("/api/alerts/maintenance/{window_id:uuid}", tags=TAGS, security=PORTAL,
        summary="Move a window or end it early")
-async def update_window(ctx: AppContext, principal: Principal, window_id: UUID,
+async def update_window(ctx: AppContext, conn: Conn, principal: Principal, window_id: UUID,
                         data: MaintenanceUpdate) -> Maintenance:
-    async with ctx.pool.connection() as conn:
-        return await maintenance.update(conn, principal=principal, settings=ctx.settings, window_id=window_id,
-                                        data=data)
+    return await maintenance.update(conn, principal=principal, settings=ctx.settings, window_id=window_id,
+                                    data=data)
 
 
 @delete("/api/alerts/maintenance/{window_id:uuid}", status_code=HTTP_204_NO_CONTENT, tags=TAGS, security=PORTAL,
         summary="Delete a maintenance window")
-async def delete_window(ctx: AppContext, principal: Principal, window_id: UUID) -> None:
-    async with ctx.pool.connection() as conn:
-        await maintenance.delete(conn, principal=principal, settings=ctx.settings, window_id=window_id)
+async def delete_window(ctx: AppContext, conn: Conn, principal: Principal, window_id: UUID) -> None:
+    await maintenance.delete(conn, principal=principal, settings=ctx.settings, window_id=window_id)
 
 
 HANDLERS: list[Any] = [

@@ -1,25 +1,24 @@
 """Auto-tickets: one service request per alert episode, exactly once.
 
 The evaluator enqueues a ``ticket`` outbox row in the same transaction that opens the episode.
-Here, one transaction locks that row, inserts the service request, links it to the episode and
+Here, one transaction claims that row, inserts the service request, links it to the episode and
 marks the row done; a crash anywhere in between rolls all of it back and the row is simply
 processed again (``RTS_ALERT_FAULT_INJECT`` drills exactly that). A ticket that keeps failing
-(e.g. a portal constraint) is retried with backoff and never blocks alerting.
+(e.g. a portal constraint) is retried with the outbox's backoff (``notifications/outbox.py``) and
+never blocks alerting.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from typing import Any
 
-from psycopg import AsyncConnection
-from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from rts_monitor.core.settings import Settings
-from rts_monitor.db import Queries
-from rts_monitor.notifications.outbox import backoff
+from rts_monitor.db import Queries, connection
+from rts_monitor.db.rows import fetch_one
+from rts_monitor.notifications import outbox
 
 log = logging.getLogger(__name__)
 Q = Queries.beside(__file__)
@@ -54,36 +53,31 @@ async def process(pool: AsyncConnectionPool, settings: Settings) -> int:
 
 
 async def _one(pool: AsyncConnectionPool, settings: Settings) -> int | None:
-    """One ticket row in one transaction. None when nothing is due; 0 when it failed (retry later)."""
-    job: dict[str, Any] | None = None
+    """One ticket row in one transaction (its claim included: a crash rolls all of it back and
+    releases the row at once). None when nothing is due; 0 when it failed (retried later)."""
+    job: outbox.OutboxJob | None = None
     try:
-        async with pool.connection() as conn, conn.transaction():
-            job = await _fetchone(conn, Q.ticket_claim, {})
-            if job is None:
+        async with connection(pool) as conn:
+            claimed = await outbox.claim(conn, channels=["ticket"], limit=1)
+            if not claimed:
                 return None
-            if job["event"] == "opened":
-                sr = await _fetchone(conn, Q.ticket_create, {"id": job["alert_history_id"]})
+            job = claimed[0]
+            if job.event == "opened":
+                sr = await fetch_one(conn, Q.ticket_create, {"id": job.alert_history_id})
                 _maybe_fault(settings)
                 if sr is not None:
-                    await conn.execute(Q.ticket_link, {"id": job["alert_history_id"], "sr": sr["id"]})
-                    log.info("alerts.ticket_created", extra={"alert_id": str(job["alert_history_id"]),
+                    await conn.execute(Q.ticket_link, {"id": job.alert_history_id, "sr": sr["id"]})
+                    log.info("alerts.ticket_created", extra={"alert_id": str(job.alert_history_id),
                                                              "service_request_id": str(sr["id"])})
             else:
-                await conn.execute(Q.ticket_annotate, {"id": job["alert_history_id"]})
-            await conn.execute(Q.outbox_done, {"id": job["id"]})
+                await conn.execute(Q.ticket_annotate, {"id": job.alert_history_id})
+            await outbox.done(conn, job=job)
         return 1
     except Exception as exc:
         if job is None:
             raise
-        log.warning("alerts.ticket_failed", extra={"outbox_id": job["id"], "error": f"{type(exc).__name__}: {exc}"})
-        async with pool.connection() as conn, conn.transaction():
-            await conn.execute(Q.outbox_retry, {"id": job["id"], "max_attempts": settings.notify_max_attempts,
-                                                "backoff": backoff(settings, job["attempts"] + 1),
-                                                "error": f"{type(exc).__name__}: {exc}"})
+        error = f"{type(exc).__name__}: {exc}"
+        log.warning("alerts.ticket_failed", extra={"outbox_id": job.id, "error": error})
+        async with connection(pool) as conn:
+            await outbox.retry(conn, settings=settings, job=job, error=error)
         return 0
-
-
-async def _fetchone(conn: AsyncConnection[Any], query: str, params: dict[str, Any]) -> dict[str, Any] | None:
-    cur = conn.cursor(row_factory=dict_row)
-    await cur.execute(query, params)
-    return await cur.fetchone()

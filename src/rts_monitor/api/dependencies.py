@@ -1,9 +1,11 @@
-"""What handlers ask for by parameter name: ``ctx``, ``principal`` (portal JWT), ``agent`` (agent
-token). The one place that knows Litestar's dependency injection; the checks themselves are
-``auth.credentials``."""
+"""What handlers ask for by parameter name: ``ctx``, ``conn`` (a pooled connection for the request,
+committed before the response is sent, rolled back if the handler raises), ``principal`` (portal
+JWT), ``agent`` (agent token). The one place that knows Litestar's dependency injection; the checks
+themselves are ``auth.credentials``, the connection boundary ``db.connection``."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 from litestar import Request
@@ -12,11 +14,17 @@ from litestar.di import Provide
 from rts_monitor.auth import credentials
 from rts_monitor.auth.principal import AgentPrincipal, Principal
 from rts_monitor.core.context import AppContext
+from rts_monitor.db import Conn, connection
 
 
 def provide_ctx(request: Request[Any, Any, Any]) -> AppContext:
     ctx: AppContext = request.app.state.ctx
     return ctx
+
+
+async def provide_conn(request: Request[Any, Any, Any]) -> AsyncIterator[Conn]:
+    async with connection(provide_ctx(request).pool) as conn:
+        yield conn
 
 
 async def provide_principal(request: Request[Any, Any, Any]) -> Principal:
@@ -30,6 +38,7 @@ async def provide_agent(request: Request[Any, Any, Any]) -> AgentPrincipal:
 
 DEPENDENCIES = {
     "ctx": Provide(provide_ctx, sync_to_thread=False),
+    "conn": Provide(provide_conn),
     "principal": Provide(provide_principal),
     "agent": Provide(provide_agent),
 }

@@ -1,43 +1,84 @@
-"""The single mapping from exceptions to the error shape ``{status, code, message, field?}``."""
+"""The single mapping from exceptions to HTTP: status codes and the body ``{status, code, message, field?}``.
+
+Domain errors (``core/errors.py``) carry no status; this table gives it. One answer for one
+mistake on every endpoint (docs/CONVENTIONS.md): a body or parameter that cannot be parsed at all
+is 400; a well-formed request whose field breaks a rule is 422 naming the field; a database that
+cannot be reached is 503 with Retry-After. Database errors that escape a service are translated
+by the same function the connection boundary uses (``db/errors.py``).
+"""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
+import psycopg
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
-from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
-from rts_monitor.core.errors import ApiError, msgspec_message_to_field
+from rts_monitor.core.errors import (
+    BadRequest,
+    Conflict,
+    DomainError,
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    TooManyRequests,
+    Unauthorized,
+    Unavailable,
+    ValidationFailed,
+    msgspec_message_to_field,
+)
+from rts_monitor.db.errors import translate
 
 log = logging.getLogger(__name__)
 
-_CODES = {
-    400: "bad_request",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    409: "conflict",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
-    422: "validation_error",
-    429: "too_many_requests",
-    503: "unavailable",
+STATUS: dict[type[DomainError], int] = {
+    BadRequest: 400,
+    Unauthorized: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+    PayloadTooLarge: 413,
+    ValidationFailed: 422,
+    TooManyRequests: 429,
+    Unavailable: 503,
+}
+_HTTP_CODES = {
+    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+    409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type", 422: "validation_error",
+    429: "too_many_requests", 503: "unavailable",
 }
 
 
+def status_of(exc: DomainError) -> int:
+    for cls in type(exc).__mro__:
+        status = STATUS.get(cls)
+        if status is not None:
+            return status
+    return 500
+
+
+def error_body(exc: DomainError) -> dict[str, Any]:
+    out: dict[str, Any] = {"status": status_of(exc), "code": exc.code, "message": exc.message}
+    if exc.field is not None:
+        out["field"] = exc.field
+    out.update(exc.extra)
+    return out
+
+
 def _respond(body: dict[str, Any], headers: dict[str, str] | None = None) -> Response[Any]:
-    return Response(content=body, status_code=int(body["status"]), headers=headers,
-                    media_type=MediaType.JSON)
+    return Response(content=body, status_code=int(body["status"]), headers=headers, media_type=MediaType.JSON)
 
 
-def api_error_handler(_: Request[Any, Any, Any], exc: ApiError) -> Response[Any]:
-    return _respond(exc.body(), exc.headers)
+def domain_error_handler(_: Request[Any, Any, Any], exc: DomainError) -> Response[Any]:
+    retry_after = getattr(exc, "retry_after", None)
+    headers = {"Retry-After": str(max(1, round(retry_after)))} if retry_after is not None else None
+    return _respond(error_body(exc), headers)
 
 
-def validation_handler(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
+def validation_handler(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
+    """Litestar's own parameter and body decoding: a named field is 422, an unreadable body 400."""
     message, field = str(exc.detail), None
     extra = exc.extra if isinstance(exc.extra, list) else []
     for item in extra:
@@ -50,31 +91,34 @@ def validation_handler(_: Request[Any, Any, Any], exc: ValidationException) -> R
             break
     if field is None:
         message, field = msgspec_message_to_field(message)
-    body: dict[str, Any] = {"status": 400, "code": "bad_request", "message": message}
     if field:
-        body["field"] = field
-        body["status"], body["code"] = 422, "validation_error"
-        body["message"] = f"{field}: {message}"
-    return _respond(body)
+        return domain_error_handler(request, ValidationFailed(f"{field}: {message}", field=field))
+    return domain_error_handler(request, BadRequest(message))
+
+
+def database_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """A database error a service did not expect: the same translation as the connection boundary."""
+    domain = translate(exc)
+    if domain is None:
+        return internal_error_handler(request, exc)
+    return domain_error_handler(request, domain)
 
 
 def http_error_handler(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     status = exc.status_code
-    body = {"status": status, "code": _CODES.get(status, "error"), "message": str(exc.detail)}
+    body = {"status": status, "code": _HTTP_CODES.get(status, "error"), "message": str(exc.detail)}
     return _respond(body, exc.headers)
 
 
 def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     log.exception("request.failed", extra={"path": request.url.path, "method": request.method})
-    return _respond(
-        {"status": HTTP_500_INTERNAL_SERVER_ERROR, "code": "internal_error",
-         "message": "internal server error"}
-    )
+    return _respond({"status": 500, "code": "internal_error", "message": "internal server error"})
 
 
 EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
-    ApiError: api_error_handler,
+    DomainError: domain_error_handler,
     ValidationException: validation_handler,
+    psycopg.Error: database_error_handler,
     HTTPException: http_error_handler,
     Exception: internal_error_handler,
 }

@@ -19,7 +19,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from rts_monitor.auth.principal import AgentPrincipal
 from rts_monitor.core.errors import Forbidden, Unauthorized
-from rts_monitor.db import Queries
+from rts_monitor.db import Queries, connection
 
 Q = Queries.beside(__file__)
 TOKEN_PREFIX = "rtsa_"
@@ -60,12 +60,12 @@ async def authenticate(pool: AsyncConnectionPool, token: str) -> AgentPrincipal:
     if hit is not None and hit[0] > now:
         principal = hit[1]
     else:
-        async with pool.connection() as conn:
+        async with connection(pool) as conn:
             cur = await conn.execute(Q.agent_by_token_hash, {"token_hash": token_hash})
             row = await cur.fetchone()
         principal = None
         if row is not None:
-            principal = AgentPrincipal(row["id"], row["business_id"], row["service_location_id"])  # type: ignore[call-overload]
+            principal = AgentPrincipal(row["id"], row["business_id"], row["service_location_id"])
         ttl = CACHE_SECONDS if principal else _NEGATIVE_SECONDS
         if len(_cache) > 100_000:
             _cache.clear()

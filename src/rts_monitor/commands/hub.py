@@ -28,7 +28,7 @@ from rts_monitor.auth import agents
 from rts_monitor.commands import service
 from rts_monitor.commands import structs as s
 from rts_monitor.core.context import AppContext
-from rts_monitor.db import resolve_database_url
+from rts_monitor.db import connection, resolve_database_url
 from rts_monitor.db.rows import fetch_all
 
 log = logging.getLogger(__name__)
@@ -102,13 +102,16 @@ class CommandHub:
         async with conn.deliver_lock:
             if conn.closed:
                 return 0
-            commands = await service.claim(self.ctx, agent_id=agent_id, via="ws")
+            # claimed (marked sent) and committed before the push; a failed push puts the rest back
+            async with connection(self.ctx.pool) as db:
+                commands = await service.claim(db, settings=self.ctx.settings, agent_id=agent_id, via="ws")
             for i, cmd in enumerate(commands):
                 try:
                     await conn.send(s.WsCommand(cmd.command_id, cmd.command_type, cmd.params, cmd.timeout_seconds))
                 except Exception as exc:
-                    await service.unsend(self.ctx, agent_id=agent_id,
-                                         command_ids=[c.command_id for c in commands[i:]], error=repr(exc))
+                    async with connection(self.ctx.pool) as db:
+                        await service.unsend(db, settings=self.ctx.settings, agent_id=agent_id,
+                                             command_ids=[c.command_id for c in commands[i:]], error=repr(exc))
                     return i
             return len(commands)
 
@@ -195,7 +198,7 @@ class CommandHub:
         agent_ids = list(self._conns)
         if not agent_ids:
             return
-        async with self.ctx.pool.connection() as conn:
+        async with connection(self.ctx.pool) as conn:
             rows = await fetch_all(conn, service.Q.agents_with_deliverable, {"agent_ids": agent_ids})
             due = [r["agent_id"] for r in rows]
         if due:

@@ -23,15 +23,14 @@ from typing import Any
 from uuid import UUID
 
 import msgspec
-from psycopg import AsyncConnection, errors
+from psycopg import errors
 from psycopg.types.json import Jsonb
 
 from rts_monitor.auth.principal import AgentPrincipal, Principal
 from rts_monitor.commands import structs as s
-from rts_monitor.core.context import AppContext
-from rts_monitor.core.errors import BadRequest, Conflict, Forbidden, NotFound, error_field
+from rts_monitor.core.errors import Conflict, Forbidden, NotFound, ValidationFailed, error_field
 from rts_monitor.core.settings import Settings
-from rts_monitor.db import Queries
+from rts_monitor.db import Conn, Queries
 from rts_monitor.db.rows import fetch_all, fetch_one
 from rts_monitor.devices.scope import visible_agent
 from rts_monitor.installers import agent_wheel
@@ -45,7 +44,6 @@ FINAL = ("completed", "failed", "timeout", "rejected", "cancelled")
 # Final states an agent reports itself; the other final states are decided by the server.
 AGENT_FINAL = ("completed", "failed", "timeout")
 
-Conn = AsyncConnection[Any]
 
 
 def _csv(value: str) -> set[str]:
@@ -61,27 +59,29 @@ def validate_params(settings: Settings, body: s.CreateCommand) -> dict[str, Any]
     params_type = s.PARAMS_BY_TYPE.get(body.command_type)
     if params_type is None:
         allowed = ", ".join(sorted(s.PARAMS_BY_TYPE))
-        raise BadRequest(f"command_type: unknown type {body.command_type!r} (allowed: {allowed})",
+        raise ValidationFailed(f"command_type: unknown type {body.command_type!r} (allowed: {allowed})",
                          field="command_type")
     try:
         params = msgspec.convert(body.params, type=params_type)
     except msgspec.ValidationError as exc:
         field, message = error_field("params", str(exc))
-        raise BadRequest(f"{field}: {message}", field=field) from None
+        raise ValidationFailed(f"{field}: {message}", field=field) from None
     if isinstance(params, s.RunScriptParams):
         interpreters = _csv(settings.command_script_interpreters)
         if params.interpreter not in interpreters:
-            raise BadRequest(
+            raise ValidationFailed(
                 f"params.interpreter: {params.interpreter!r} is not allowed "
                 f"(allowed: {', '.join(sorted(interpreters))})",
                 field="params.interpreter",
             )
         if params.working_directory is not None and not _is_absolute(params.working_directory):
-            raise BadRequest("params.working_directory: must be an absolute path", field="params.working_directory")
+            raise ValidationFailed("params.working_directory: must be an absolute path",
+                                   field="params.working_directory")
     if isinstance(params, s.UpdateAgentParams) and params.source is None:
         params.source = _default_update_source(settings, params.target_version)
     if body.timeout_seconds > settings.command_max_timeout_seconds:
-        raise BadRequest(f"timeout_seconds: at most {settings.command_max_timeout_seconds}", field="timeout_seconds")
+        raise ValidationFailed(f"timeout_seconds: at most {settings.command_max_timeout_seconds}",
+                               field="timeout_seconds")
     return msgspec.to_builtins(params)  # type: ignore[no-any-return]
 
 
@@ -93,10 +93,10 @@ def _default_update_source(settings: Settings, target: str) -> str:
     try:
         served = agent_wheel.wheel()
     except agent_wheel.AgentSourcesMissing:
-        raise BadRequest("params.source: required (this server serves no agent package)",
+        raise ValidationFailed("params.source: required (this server serves no agent package)",
                          field="params.source") from None
     if target != served.version:
-        raise BadRequest(f"params.target_version: this server serves rts-agent {served.version}; "
+        raise ValidationFailed(f"params.target_version: this server serves rts-agent {served.version}; "
                          "give params.source for another version", field="params.target_version")
     return agent_wheel.pip_source(settings)
 
@@ -135,16 +135,17 @@ async def _notify(conn: Conn, agent_id: UUID, command_id: UUID | None, **extra: 
 # --- portal side -----------------------------------------------------------------------------------
 
 
-async def create(ctx: AppContext, *, principal: Principal, agent_id: UUID, body: s.CreateCommand) -> s.Command:
-    params = validate_params(ctx.settings, body)
-    needs_approval = body.command_type in sensitive_types(ctx.settings)
-    async with ctx.pool.connection() as conn, conn.transaction():
+async def create(conn: Conn, *, settings: Settings, principal: Principal, agent_id: UUID,
+                 body: s.CreateCommand) -> s.Command:
+    params = validate_params(settings, body)
+    needs_approval = body.command_type in sensitive_types(settings)
+    async with conn.transaction():
         await visible_agent(conn, principal.business_scope, agent_id)
         try:
             row = await fetch_one(conn, Q.insert_command, {
                 "agent_id": agent_id, "command_type": body.command_type, "params": Jsonb(params),
                 "timeout_seconds": body.timeout_seconds, "user_id": principal.user_id,
-                "approval_required": needs_approval, "pending_ttl": ctx.settings.command_pending_ttl_seconds,
+                "approval_required": needs_approval, "pending_ttl": settings.command_pending_ttl_seconds,
             })
         except errors.ForeignKeyViolation:
             raise Forbidden("the token's user is not a portal user (requested_by must reference users)") from None
@@ -169,9 +170,9 @@ async def _locked(conn: Conn, principal: Principal, agent_id: UUID, command_id: 
     return dict(row)
 
 
-async def approve(ctx: AppContext, *, principal: Principal, agent_id: UUID, command_id: UUID,
+async def approve(conn: Conn, *, settings: Settings, principal: Principal, agent_id: UUID, command_id: UUID,
                   body: s.Decision | None) -> s.Command:
-    async with ctx.pool.connection() as conn, conn.transaction():
+    async with conn.transaction():
         row = await _locked(conn, principal, agent_id, command_id)
         if not principal.is_staff:
             raise Forbidden("only an admin or technician can approve commands")
@@ -181,7 +182,7 @@ async def approve(ctx: AppContext, *, principal: Principal, agent_id: UUID, comm
             raise Conflict(f"command is not awaiting approval (status {row['status']}, "
                            f"approved {'yes' if row['approved_at'] else 'no'})")
         await _decide_as_user(conn, Q.approve, {"command_id": command_id, "user_id": principal.user_id,
-                                                "pending_ttl": ctx.settings.command_pending_ttl_seconds})
+                                                "pending_ttl": settings.command_pending_ttl_seconds})
         await _event(conn, command_id, "approved", "pending", "pending", user_id=principal.user_id, via="api",
                      detail={"reason": body.reason} if body and body.reason else None)
         await notify_deliverable(conn, agent_id, command_id)
@@ -199,10 +200,10 @@ async def _decide_as_user(conn: Conn, query: str, params: dict[str, Any]) -> Non
         raise Forbidden("the token's user is not a portal user") from None
 
 
-async def reject(ctx: AppContext, *, principal: Principal, agent_id: UUID, command_id: UUID,
+async def reject(conn: Conn, *, principal: Principal, agent_id: UUID, command_id: UUID,
                  body: s.Decision | None) -> s.Command:
     reason = body.reason if body else None
-    async with ctx.pool.connection() as conn, conn.transaction():
+    async with conn.transaction():
         row = await _locked(conn, principal, agent_id, command_id)
         if not principal.is_staff:
             raise Forbidden("only an admin or technician can reject commands")
@@ -217,14 +218,14 @@ async def reject(ctx: AppContext, *, principal: Principal, agent_id: UUID, comma
     return command
 
 
-async def cancel(ctx: AppContext, *, principal: Principal, agent_id: UUID, command_id: UUID,
+async def cancel(conn: Conn, *, principal: Principal, agent_id: UUID, command_id: UUID,
                  body: s.Decision | None) -> s.Command:
     """The requester or any admin/technician may cancel an open command. One the agent already has
     (sent or executing) is cancelled at once here, and the agent is told to stop it: pushed over
     its socket (NOTIFY to whichever instance holds it), and listed in heartbeat answers until its
     result arrives. Whatever result the agent then sends is kept as a late result."""
     reason = body.reason if body else None
-    async with ctx.pool.connection() as conn, conn.transaction():
+    async with conn.transaction():
         row = await _locked(conn, principal, agent_id, command_id)
         if not principal.is_staff and row["requested_by"] != principal.user_id:
             raise Forbidden("only the requester or an admin/technician can cancel a command")
@@ -241,20 +242,18 @@ async def cancel(ctx: AppContext, *, principal: Principal, agent_id: UUID, comma
     return command
 
 
-async def detail(ctx: AppContext, *, principal: Principal, agent_id: UUID, command_id: UUID) -> s.Command:
-    async with ctx.pool.connection() as conn:
-        return await _read(conn, command_id, agent_id, principal.business_scope, history=True)
+async def detail(conn: Conn, *, principal: Principal, agent_id: UUID, command_id: UUID) -> s.Command:
+    return await _read(conn, command_id, agent_id, principal.business_scope, history=True)
 
 
-async def list_commands(ctx: AppContext, *, principal: Principal, agent_id: UUID | None,
+async def list_commands(conn: Conn, *, principal: Principal, agent_id: UUID | None,
                         statuses: list[str] | None, awaiting_approval: bool, limit: int) -> s.CommandList:
-    async with ctx.pool.connection() as conn:
-        if agent_id is not None:
-            await visible_agent(conn, principal.business_scope, agent_id)
-        rows = await fetch_all(conn, Q.list_commands, {
-            "scope": principal.business_scope, "agent_id": agent_id, "statuses": statuses,
-            "awaiting_approval": awaiting_approval, "limit": limit,
-        })
+    if agent_id is not None:
+        await visible_agent(conn, principal.business_scope, agent_id)
+    rows = await fetch_all(conn, Q.list_commands, {
+        "scope": principal.business_scope, "agent_id": agent_id, "statuses": statuses,
+        "awaiting_approval": awaiting_approval, "limit": limit,
+    })
     return s.CommandList([_command(dict(r)) for r in rows])
 
 
@@ -289,11 +288,11 @@ def _command(row: dict[str, Any]) -> s.Command:
 # --- agent side ------------------------------------------------------------------------------------
 
 
-async def claim(ctx: AppContext, *, agent_id: UUID, via: str, limit: int = 50) -> list[s.AgentCommand]:
+async def claim(conn: Conn, *, settings: Settings, agent_id: UUID, via: str, limit: int = 50) -> list[s.AgentCommand]:
     """Deliverable commands for ``agent_id``, marked sent atomically (poll or WebSocket push)."""
-    async with ctx.pool.connection() as conn, conn.transaction():
+    async with conn.transaction():
         rows = await fetch_all(conn, Q.claim_deliverable, {
-            "agent_id": agent_id, "limit": limit, "via": via, "grace": ctx.settings.command_timeout_grace_seconds,
+            "agent_id": agent_id, "limit": limit, "via": via, "grace": settings.command_timeout_grace_seconds,
         })
     out = [s.AgentCommand(r["id"], r["command_type"], r["command_params"] or {}, r["timeout_seconds"]) for r in rows]
     if out:
@@ -302,11 +301,11 @@ async def claim(ctx: AppContext, *, agent_id: UUID, via: str, limit: int = 50) -
     return out
 
 
-async def unsend(ctx: AppContext, *, agent_id: UUID, command_ids: list[UUID], error: str) -> None:
+async def unsend(conn: Conn, *, settings: Settings, agent_id: UUID, command_ids: list[UUID], error: str) -> None:
     """Put commands whose push failed back to pending, and say so to every listener."""
-    async with ctx.pool.connection() as conn, conn.transaction():
+    async with conn.transaction():
         await conn.execute(Q.unsend, {"ids": command_ids, "error": error,
-                                      "pending_ttl": ctx.settings.command_pending_ttl_seconds})
+                                      "pending_ttl": settings.command_pending_ttl_seconds})
         await notify_deliverable(conn, agent_id)
     log.warning("command.unsent", extra={"agent_id": str(agent_id), "command_ids": [str(c) for c in command_ids],
                                          "error": error})
@@ -324,11 +323,12 @@ def cap_output(text: str | None, max_bytes: int) -> tuple[str | None, bool]:
     return raw[:max_bytes].decode("utf-8", errors="ignore"), True
 
 
-async def record_result(ctx: AppContext, *, agent: AgentPrincipal, command_id: UUID, result: s.CommandResult,
+async def record_result(conn: Conn, *, settings: Settings, agent: AgentPrincipal, command_id: UUID,
+                        result: s.CommandResult,
                         via: str) -> s.ResultAck:
     """Apply an agent's report, enforcing the state machine; repeats change nothing."""
-    stdout, out_cut = cap_output(result.stdout, ctx.settings.command_output_max_bytes)
-    stderr, err_cut = cap_output(result.stderr, ctx.settings.command_output_max_bytes)
+    stdout, out_cut = cap_output(result.stdout, settings.command_output_max_bytes)
+    stderr, err_cut = cap_output(result.stderr, settings.command_output_max_bytes)
     error_message = result.error_message.replace("\x00", "\ufffd") if result.error_message else None
     values = {
         "command_id": command_id, "status": result.status, "final": result.status in AGENT_FINAL,
@@ -337,7 +337,7 @@ async def record_result(ctx: AppContext, *, agent: AgentPrincipal, command_id: U
         "stderr_truncated": err_cut or result.stderr_truncated, "error_message": error_message,
     }
     detail = {"status": result.status, "exit_code": result.exit_code}
-    async with ctx.pool.connection() as conn, conn.transaction():
+    async with conn.transaction():
         row = await fetch_one(conn, Q.command_for_agent, {"command_id": command_id})
         if row is None:
             raise NotFound("command not found")
@@ -381,11 +381,11 @@ def _decide(current: str, reported: str, row: dict[str, Any]) -> tuple[bool, boo
     raise Conflict(f"command already {current}; a different result ({reported}) cannot replace it")
 
 
-async def expire_overdue(ctx: AppContext, *, limit: int = 1000) -> int:
+async def expire_overdue(conn: Conn, *, limit: int = 1000) -> int:
     """Mark open commands past their deadline as 'timeout' (the timeout job)."""
     total = 0
     while True:
-        async with ctx.pool.connection() as conn, conn.transaction():
+        async with conn.transaction():
             rows = await fetch_all(conn, Q.expire_overdue, {"limit": limit})
         for r in rows:
             log.info("command.timeout", extra={"command_id": str(r["id"]), "agent_id": str(r["agent_device_id"]),

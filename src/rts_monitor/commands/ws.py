@@ -26,7 +26,8 @@ from rts_monitor.commands import hub as hub_mod
 from rts_monitor.commands import service as commands
 from rts_monitor.commands import structs as s
 from rts_monitor.core.context import AppContext
-from rts_monitor.core.errors import ApiError, Unauthorized, error_field
+from rts_monitor.core.errors import DomainError, Unauthorized, error_field
+from rts_monitor.db import Conn, connection
 from rts_monitor.devices import service as devices
 from rts_monitor.devices.structs import HeartbeatRequest
 from rts_monitor.events import service as events
@@ -97,25 +98,33 @@ async def handle_message(ctx: AppContext, agent: AgentPrincipal, raw: str | byte
     except msgspec.DecodeError as exc:
         path, text = error_field("", str(exc))
         field = path.lstrip(".") or None
-        return s.WsError(code="bad_request", message=f"{field}: {text}" if field else text, field=field)
+        # the same codes as HTTP (api/errors.py): a named field breaks a rule, else unreadable
+        return s.WsError(code="validation_error" if field else "bad_request",
+                         message=f"{field}: {text}" if field else text, field=field)
     try:
-        if isinstance(message, s.WsCommandResult):
-            result = s.CommandResult(**{f: getattr(message, f) for f in s.CommandResult.__struct_fields__})
-            ack = await commands.record_result(ctx, agent=agent, command_id=message.command_id, result=result,
-                                               via="ws")
-            return s.WsCommandResultAck(ack.command_id, ack.status, ack.applied, ack.late)
-        if isinstance(message, s.WsEvent):
-            event_in = EventIn(message.event_type, message.timestamp, message.data, message.event_id)
-            stored = await events.record(ctx, agent_id=agent.agent_id, event=event_in, via="ws")
-            return s.WsEventAck(stored.event_type, stored.id, stored.duplicate, stored.event_id)
-        beat = await devices.heartbeat(ctx, agent=agent, request=HeartbeatRequest(
-            timestamp=message.timestamp, status=message.status, agent_version=message.agent_version,
-            config_version=message.config_version))
-        return s.WsHeartbeatAck(beat.config_updated, beat.pending_commands, beat.config_version, beat.status,
-                                beat.server_time, beat.cancel_commands)
-    except ApiError as exc:
+        async with connection(ctx.pool) as conn:
+            return await _apply(ctx, conn, agent, message)
+    except DomainError as exc:
         return s.WsError(code=exc.code, message=exc.message, field=exc.field,
                          command_id=getattr(message, "command_id", None))
+
+
+async def _apply(ctx: AppContext, conn: Conn, agent: AgentPrincipal, message: s.AgentMessage) -> msgspec.Struct:
+    """The same services the HTTP endpoints call, on one connection per message."""
+    if isinstance(message, s.WsCommandResult):
+        result = s.CommandResult(**{f: getattr(message, f) for f in s.CommandResult.__struct_fields__})
+        ack = await commands.record_result(conn, settings=ctx.settings, agent=agent, command_id=message.command_id,
+                                           result=result, via="ws")
+        return s.WsCommandResultAck(ack.command_id, ack.status, ack.applied, ack.late)
+    if isinstance(message, s.WsEvent):
+        event_in = EventIn(message.event_type, message.timestamp, message.data, message.event_id)
+        stored = await events.record(conn, agent_id=agent.agent_id, event=event_in, via="ws")
+        return s.WsEventAck(stored.event_type, stored.id, stored.duplicate, stored.event_id)
+    beat = await devices.heartbeat(conn, agent=agent, request=HeartbeatRequest(
+        timestamp=message.timestamp, status=message.status, agent_version=message.agent_version,
+        config_version=message.config_version))
+    return s.WsHeartbeatAck(beat.config_updated, beat.pending_commands, beat.config_version, beat.status,
+                            beat.server_time, beat.cancel_commands)
 
 
 HANDLERS: list[Any] = [agent_socket]

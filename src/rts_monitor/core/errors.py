@@ -1,7 +1,10 @@
-"""Domain errors and their one mapping to HTTP.
+"""Domain errors: what went wrong, in the domain's words; they know nothing of HTTP.
 
-Every error response has the same shape: ``{"status", "code", "message", "field"?}``. Service
-functions raise these; handlers never build error responses themselves.
+Services raise these; ``api/errors.py`` alone maps each class to a status code and the one error
+body ``{status, code, message, field?}``; the agent WebSocket sends the same ``code``, ``message``
+and ``field``. ``code`` is a stable machine-readable name; ``field`` the path of the offending
+input (``metrics[3].cpu_percent``). Database errors become these at one boundary
+(``db/errors.py``).
 """
 
 from __future__ import annotations
@@ -10,73 +13,71 @@ import re
 from typing import Any
 
 
-class ApiError(Exception):
-    status = 500
-    code = "internal_error"
+class DomainError(Exception):
+    code = "error"
 
-    def __init__(self, message: str, *, field: str | None = None, headers: dict[str, str] | None = None,
-                 extra: dict[str, Any] | None = None) -> None:
+    def __init__(self, message: str, *, field: str | None = None, extra: dict[str, Any] | None = None,
+                 code: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
-        self.headers = headers or {}
         self.extra = extra or {}
-
-    def body(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"status": self.status, "code": self.code, "message": self.message}
-        if self.field is not None:
-            out["field"] = self.field
-        out.update(self.extra)
-        return out
+        if code is not None:
+            self.code = code
 
 
-class BadRequest(ApiError):
-    status = 400
+class BadRequest(DomainError):
+    """The request cannot be read at all (unparseable body or parameter)."""
+
     code = "bad_request"
 
 
-class ValidationFailed(ApiError):
-    """Well-formed body with a field that breaks a rule; ``field`` is its path."""
+class ValidationFailed(DomainError):
+    """A well-formed request with a field that breaks a rule; ``field`` is its path."""
 
-    status = 422
     code = "validation_error"
 
 
-class Unauthorized(ApiError):
-    status = 401
+class Unauthorized(DomainError):
     code = "unauthorized"
 
 
-class Forbidden(ApiError):
-    status = 403
+class Forbidden(DomainError):
     code = "forbidden"
 
 
-class NotFound(ApiError):
+class NotFound(DomainError):
     """Also what another tenant's object looks like: never confirm that it exists."""
 
-    status = 404
     code = "not_found"
 
 
-class Conflict(ApiError):
-    status = 409
+class Conflict(DomainError):
+    """The request is valid but the object's state does not allow it now."""
+
     code = "conflict"
 
 
-class PayloadTooLarge(ApiError):
-    status = 413
+class PayloadTooLarge(DomainError):
     code = "payload_too_large"
 
 
-class Unavailable(ApiError):
-    """Back-pressure: the caller should retry after ``Retry-After`` seconds."""
-
-    status = 503
-    code = "unavailable"
+class TooManyRequests(DomainError):
+    code = "too_many_requests"
 
     def __init__(self, message: str, *, retry_after: float = 1.0) -> None:
-        super().__init__(message, headers={"Retry-After": str(max(1, round(retry_after)))})
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Unavailable(DomainError):
+    """Back-pressure or a dependency down: the caller should retry after ``retry_after`` seconds."""
+
+    code = "unavailable"
+
+    def __init__(self, message: str, *, retry_after: float = 1.0, extra: dict[str, Any] | None = None) -> None:
+        super().__init__(message, extra=extra)
+        self.retry_after = retry_after
 
 
 # msgspec's validation messages end with `` - at `$.path.to[3].field` ``.

@@ -1,6 +1,6 @@
-"""Database access: the connection pool and named SQL queries."""
+"""Database access: the pool and its one connection boundary, named SQL queries, migrations."""
 
-from rts_monitor.db.pool import open_pool, resolve_database_url
+from rts_monitor.db.pool import Conn, connection, open_pool, resolve_database_url
 from rts_monitor.db.queries import Queries
 
-__all__ = ["Queries", "open_pool", "resolve_database_url"]
+__all__ = ["Conn", "Queries", "connection", "open_pool", "resolve_database_url"]

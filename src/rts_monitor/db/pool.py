@@ -1,14 +1,22 @@
-"""The async connection pool, opened in the app lifespan."""
+"""The async connection pool, opened by the runtime, and ``connection()``: the one way code gets a
+connection, so that database errors are translated in one place (``db/errors.py``)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
+import psycopg
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from rts_monitor.core.settings import Settings
+from rts_monitor.db.errors import translate
+
+Conn = AsyncConnection[Any]
 
 # Written by ``rts-monitor db up`` (devtools/localdb.py) in the state dir: {"url": …, "port": …}.
 LOCAL_SERVER_RECORD = "db.json"
@@ -37,6 +45,13 @@ async def _configure(conn: AsyncConnection) -> None:
     conn.row_factory = dict_row  # type: ignore[assignment]
 
 
+async def _reset(conn: AsyncConnection) -> None:
+    """Back in the pool: whoever borrowed it may have switched to autocommit (DDL, jobs that
+    commit per batch); the next borrower expects a transaction that ends with the block."""
+    if conn.autocommit:
+        await conn.set_autocommit(False)
+
+
 async def open_pool(settings: Settings, *, name: str = "rts", max_size: int | None = None) -> AsyncConnectionPool:
     pool = AsyncConnectionPool(
         resolve_database_url(settings),
@@ -45,7 +60,24 @@ async def open_pool(settings: Settings, *, name: str = "rts", max_size: int | No
         name=name,
         open=False,
         configure=_configure,
+        reset=_reset,
         kwargs={"application_name": f"rts-monitor:{name}"},
     )
     await pool.open(wait=True, timeout=30)
     return pool
+
+
+@asynccontextmanager
+async def connection(pool: AsyncConnectionPool, *, acquire_timeout: float | None = None) -> AsyncIterator[Conn]:
+    """A pooled connection for one unit of work: committed when the block ends normally, rolled back
+    when it raises; a database error (including no connection within ``acquire_timeout``) leaves as the
+    domain error ``db.errors.translate`` gives it (503 for an unreachable server, 422 for a value
+    the database refuses, …). Services catch the psycopg errors they expect inside the block."""
+    try:
+        async with pool.connection(timeout=acquire_timeout) as conn:
+            yield conn
+    except psycopg.Error as exc:
+        domain = translate(exc)
+        if domain is None:
+            raise
+        raise domain from exc

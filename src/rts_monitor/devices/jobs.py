@@ -6,6 +6,7 @@ import logging
 
 from rts_monitor.core.context import AppContext
 from rts_monitor.core.scheduler import Job
+from rts_monitor.db import connection
 from rts_monitor.devices import service
 
 log = logging.getLogger(__name__)
@@ -17,7 +18,7 @@ def offline_threshold_seconds(ctx: AppContext) -> float:
 
 
 async def presence(ctx: AppContext) -> None:
-    async with ctx.pool.connection() as conn:
+    async with connection(ctx.pool) as conn:
         marked = await service.mark_offline(conn, threshold_seconds=offline_threshold_seconds(ctx))
     if marked:
         log.info("devices.marked_offline", extra={"count": len(marked), "agents": [str(a) for a in marked[:50]]})

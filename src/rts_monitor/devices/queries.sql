@@ -25,7 +25,8 @@ WITH cur AS (
     INSERT INTO agent_status_transitions (agent_device_id, from_status, to_status, reason)
     SELECT id, old_status, new_status, 'heartbeat' FROM upd WHERE old_status <> new_status
 )
-SELECT upd.new_status AS status, upd.config_version, upd.config_version_delivered, now() AS server_time,
+SELECT upd.new_status AS status, upd.config_version, upd.config_version <> upd.config_version_delivered
+       AS config_updated, now() AS server_time,
        (SELECT count(*) FROM agent_commands c
          WHERE c.agent_device_id = upd.id AND c.status = 'pending'
            AND (c.approval_required IS NOT TRUE OR c.approved_at IS NOT NULL)) AS pending_commands,
@@ -85,8 +86,8 @@ WITH page AS (
      ORDER BY {sort} {dir}, d.id {dir}
      LIMIT %(limit)s
 )
-SELECT d.*, b.business_name, l.location_name, m.collected_at AS metrics_collected_at,
-       m.cpu_percent, m.memory_percent, m.disk_percent
+SELECT d.*, m.collected_at AS metrics_collected_at, m.cpu_percent, m.memory_percent, m.disk_percent,
+       -- include: business_and_location
   FROM page d
   JOIN businesses b ON b.id = d.business_id
   LEFT JOIN service_locations l ON l.id = d.service_location_id
@@ -101,9 +102,15 @@ SELECT d.*, b.business_name, l.location_name, m.collected_at AS metrics_collecte
  ORDER BY {sort} {dir}, d.id {dir}
 
 -- name: agent_detail
-SELECT d.*, host(d.ip_address) AS ip_text, b.business_name, l.location_name,
+-- The columns of devices/structs.AgentDetail (rows become the struct with msgspec.convert).
+SELECT d.id, d.business_id, d.service_location_id, d.device_name, d.os_type, d.os_version, d.agent_version,
+       d.status, d.last_heartbeat, d.hostname, d.device_type, d.os_architecture, d.cpu_model,
+       d.total_memory_gb::float8 AS total_memory_gb, d.total_disk_gb::float8 AS total_disk_gb,
+       host(d.ip_address) AS ip_address, d.mac_address, d.status_changed_at, d.last_metrics_received,
+       d.monitoring_enabled, d.alerts_enabled, d.auto_remediation_enabled, d.config_version, d.created_at,
        (SELECT count(*) FROM agent_alert_history h
-         WHERE h.agent_device_id = d.id AND h.status IN ('active', 'acknowledged')) AS active_alerts
+         WHERE h.agent_device_id = d.id AND h.status IN ('active', 'acknowledged')) AS active_alerts,
+       -- include: business_and_location
   FROM agent_devices d
   JOIN businesses b ON b.id = d.business_id
   LEFT JOIN service_locations l ON l.id = d.service_location_id
@@ -113,15 +120,15 @@ SELECT d.*, host(d.ip_address) AS ip_text, b.business_name, l.location_name,
 -- name: latest_metrics
 -- Newest row of one agent: ordered ChunkAppend, stops at the first chunk that has one.
 SELECT collected_at, cpu_percent, memory_used_gb, memory_percent, disk_used_gb, disk_percent,
-       load_average_1m, load_average_5m, load_average_15m, uptime_seconds, network_rx_bytes,
-       network_tx_bytes
+       ARRAY[load_average_1m, load_average_5m, load_average_15m] AS load_average, uptime_seconds,
+       network_rx_bytes, network_tx_bytes
   FROM agent_metrics
  WHERE agent_device_id = %(agent_id)s
  ORDER BY collected_at DESC
  LIMIT 1
 
 -- name: monitored_services
-SELECT service_name, status, service_display_name, pid, last_checked
+SELECT service_name AS name, status, service_display_name AS display_name, pid, last_checked
   FROM agent_monitored_services
  WHERE agent_device_id = %(agent_id)s
  ORDER BY service_name
@@ -200,3 +207,10 @@ SELECT id, business_id, service_location_id
  WHERE id = %(agent_id)s
    AND soft_delete = false
    AND (%(scope)s::uuid IS NULL OR business_id = %(scope)s::uuid)
+
+-- name: business_and_location
+-- The business and location of a device row ``d`` joined with ``b`` and ``l``, as the nested
+-- ``business`` and ``service_location`` objects of the wire structs (devices/structs.py).
+       json_build_object('id', b.id, 'business_name', b.business_name) AS business,
+       CASE WHEN l.id IS NOT NULL THEN json_build_object('id', l.id, 'location_name', l.location_name) END
+           AS service_location

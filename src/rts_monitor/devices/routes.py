@@ -9,8 +9,9 @@ from litestar import delete, get, patch, post
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
-from rts_monitor.auth.principal import AgentPrincipal, Principal, require_staff
+from rts_monitor.auth.principal import AgentPrincipal, Principal
 from rts_monitor.core.context import AppContext
+from rts_monitor.db import Conn
 from rts_monitor.devices import service
 from rts_monitor.devices.structs import (
     AdminFleet,
@@ -32,22 +33,20 @@ StatusFilter = Annotated[list[str] | None, Parameter(
 
 @post("/api/agents/{agent_id:uuid}/heartbeat", status_code=200, tags=AGENT_TAGS, security=AGENT,
       summary="Agent check-in: status and version; answers config_updated and pending_commands")
-async def heartbeat(
-    ctx: AppContext, agent: AgentPrincipal, agent_id: UUID, data: HeartbeatRequest
-) -> HeartbeatResponse:
-    return await service.heartbeat(ctx, agent=agent, request=data)
+async def heartbeat(conn: Conn, agent: AgentPrincipal, agent_id: UUID, data: HeartbeatRequest) -> HeartbeatResponse:
+    return await service.heartbeat(conn, agent=agent, request=data)
 
 
 @get("/api/agents/{agent_id:uuid}/config", tags=AGENT_TAGS, security=AGENT,
      summary="The agent's current config; fetching it acknowledges config_version")
-async def agent_config(ctx: AppContext, agent: AgentPrincipal, agent_id: UUID) -> AgentConfig:
-    return await service.get_config(ctx, agent=agent)
+async def agent_config(ctx: AppContext, conn: Conn, agent: AgentPrincipal, agent_id: UUID) -> AgentConfig:
+    return await service.get_config(conn, settings=ctx.settings, agent=agent)
 
 
 @get("/api/agents", tags=FLEET_TAGS, security=PORTAL,
      summary="List agents (customers: their business only) with the latest cpu/memory/disk")
 async def list_agents(
-    ctx: AppContext, principal: Principal, business_id: UUID | None = None, status: StatusFilter = None,
+    ctx: AppContext, conn: Conn, principal: Principal, business_id: UUID | None = None, status: StatusFilter = None,
     service_location_id: UUID | None = None,
     q: Annotated[str | None, Parameter(description="Substring of device name or hostname", max_length=200)] = None,
     sort: Annotated[str, Parameter(description="device_name | hostname | status | last_heartbeat | "
@@ -56,43 +55,44 @@ async def list_agents(
     limit: Annotated[int, Parameter(ge=1, le=service.MAX_PAGE)] = 100,
 ) -> AgentList:
     return await service.list_agents(
-        ctx, principal=principal, business_id=business_id, statuses=service.parse_statuses(status),
-        location_id=service_location_id, q=q, sort=sort, cursor=cursor, limit=limit,
+        conn, principal=principal, settings=ctx.settings, business_id=business_id,
+        statuses=service.parse_statuses(status), location_id=service_location_id, q=q, sort=sort, cursor=cursor,
+        limit=limit,
     )
 
 
 @get("/api/agents/{agent_id:uuid}", tags=FLEET_TAGS, security=PORTAL,
      summary="Agent detail: current metrics, active alert count, monitored services")
-async def get_agent(ctx: AppContext, principal: Principal, agent_id: UUID) -> AgentDetail:
-    return await service.get_agent(ctx, principal=principal, agent_id=agent_id)
+async def get_agent(conn: Conn, principal: Principal, agent_id: UUID) -> AgentDetail:
+    return await service.get_agent(conn, principal=principal, agent_id=agent_id)
 
 
 @patch("/api/agents/{agent_id:uuid}", tags=FLEET_TAGS, security=PORTAL,
        summary="Rename, relocate, set flags (staff), disable/enable (staff)")
-async def patch_agent(ctx: AppContext, principal: Principal, agent_id: UUID, data: AgentPatch) -> AgentDetail:
-    return await service.patch_agent(ctx, principal=principal, agent_id=agent_id, patch=data)
+async def patch_agent(conn: Conn, principal: Principal, agent_id: UUID, data: AgentPatch) -> AgentDetail:
+    return await service.patch_agent(conn, principal=principal, agent_id=agent_id, patch=data)
 
 
 @delete("/api/agents/{agent_id:uuid}", status_code=HTTP_204_NO_CONTENT, tags=FLEET_TAGS, security=PORTAL,
         summary="Soft-delete an agent and revoke its token (admin, technician)")
-async def delete_agent(ctx: AppContext, principal: Principal, agent_id: UUID) -> None:
-    await service.delete_agent(ctx, principal=principal, agent_id=agent_id)
+async def delete_agent(conn: Conn, principal: Principal, agent_id: UUID) -> None:
+    await service.delete_agent(conn, principal=principal, agent_id=agent_id)
 
 
 @post("/api/agents/{agent_id:uuid}/token/revoke", status_code=HTTP_204_NO_CONTENT, tags=FLEET_TAGS,
       security=PORTAL, summary="Revoke the agent's token without deleting it (admin, technician)")
-async def revoke_agent_token(ctx: AppContext, principal: Principal, agent_id: UUID) -> None:
-    await service.revoke_agent_token(ctx, principal=principal, agent_id=agent_id)
+async def revoke_agent_token(conn: Conn, principal: Principal, agent_id: UUID) -> None:
+    await service.revoke_agent_token(conn, principal=principal, agent_id=agent_id)
 
 
 @get("/api/admin/agents", tags=FLEET_TAGS, security=PORTAL,
      summary="Every business's agents grouped by business and location (admin, technician)")
 async def admin_agents(
-    ctx: AppContext, principal: Principal, business_id: UUID | None = None, status: StatusFilter = None,
+    conn: Conn, principal: Principal, business_id: UUID | None = None, status: StatusFilter = None,
     service_location_id: UUID | None = None, limit: Annotated[int, Parameter(ge=1, le=50_000)] = 10_000,
 ) -> AdminFleet:
-    require_staff(principal)
-    return await service.admin_fleet(ctx, business_id=business_id, location_id=service_location_id,
+    return await service.admin_fleet(conn, principal=principal, business_id=business_id,
+                                     location_id=service_location_id,
                                      statuses=service.parse_statuses(status), limit=limit)
 
 

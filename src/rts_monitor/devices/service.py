@@ -15,13 +15,12 @@ from typing import Any
 from uuid import UUID
 
 import msgspec
-from psycopg import AsyncConnection
 
 from rts_monitor.auth import agents
-from rts_monitor.auth.principal import AgentPrincipal, Principal
-from rts_monitor.core.context import AppContext
+from rts_monitor.auth.principal import AgentPrincipal, Principal, require_staff
 from rts_monitor.core.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
-from rts_monitor.db import Queries
+from rts_monitor.core.settings import Settings
+from rts_monitor.db import Conn, Queries
 from rts_monitor.db.rows import execute, fetch_all, fetch_one
 from rts_monitor.devices.structs import (
     AdminAgent,
@@ -33,11 +32,9 @@ from rts_monitor.devices.structs import (
     AgentListItem,
     AgentPatch,
     BusinessRef,
-    CurrentMetrics,
     HeartbeatRequest,
     HeartbeatResponse,
     LocationRef,
-    MonitoredService,
     StatusCounts,
 )
 from rts_monitor.enrolment.service import agent_config
@@ -63,35 +60,28 @@ MAX_PAGE = 500
 # ---------------------------------------------------------------- agent side
 
 
-async def heartbeat(ctx: AppContext, *, agent: AgentPrincipal, request: HeartbeatRequest) -> HeartbeatResponse:
+async def heartbeat(conn: Conn, *, agent: AgentPrincipal, request: HeartbeatRequest) -> HeartbeatResponse:
     """Proof of life: server time is what counts (agent clocks drift), the body only informs."""
-    async with ctx.pool.connection() as conn:
-        row = await fetch_one(conn, Q.heartbeat, {
-            "agent_id": agent.agent_id, "status": request.status, "agent_version": request.agent_version,
-            "config_version": request.config_version,
-        })
+    row = await fetch_one(conn, Q.heartbeat, {
+        "agent_id": agent.agent_id, "status": request.status, "agent_version": request.agent_version,
+        "config_version": request.config_version,
+    })
     if row is None:  # deleted or revoked since the (cached) authentication
         agents.forget()
         raise Unauthorized("agent token unknown or revoked")
-    return HeartbeatResponse(
-        config_updated=row["config_version"] != row["config_version_delivered"],
-        pending_commands=int(row["pending_commands"]), config_version=row["config_version"],
-        status=row["status"], server_time=row["server_time"], cancel_commands=list(row["cancel_commands"]),
-    )
+    return msgspec.convert(row, HeartbeatResponse)
 
 
-async def get_config(ctx: AppContext, *, agent: AgentPrincipal) -> AgentConfig:
+async def get_config(conn: Conn, *, settings: Settings, agent: AgentPrincipal) -> AgentConfig:
     """The agent's current config; fetching it acknowledges that version (config_updated clears)."""
-    async with ctx.pool.connection() as conn:
-        row = await fetch_one(conn, Q.agent_config_row, {"agent_id": agent.agent_id})
-        if row is None:
-            raise Unauthorized("agent token unknown or revoked")
-        await conn.execute(Q.mark_config_delivered,
-                           {"agent_id": agent.agent_id, "config_version": row["config_version"]})
-    return agent_config(ctx.settings, row)
+    row = await fetch_one(conn, Q.agent_config_row, {"agent_id": agent.agent_id})
+    if row is None:
+        raise Unauthorized("agent token unknown or revoked")
+    await conn.execute(Q.mark_config_delivered, {"agent_id": agent.agent_id, "config_version": row["config_version"]})
+    return agent_config(settings, row)
 
 
-async def mark_offline(conn: AsyncConnection[Any], *, threshold_seconds: float) -> list[UUID]:
+async def mark_offline(conn: Conn, *, threshold_seconds: float) -> list[UUID]:
     """Mark agents silent for longer than ``threshold_seconds`` offline; returns their ids."""
     rows = await fetch_all(conn, Q.mark_offline, {
         "threshold_seconds": threshold_seconds,
@@ -152,41 +142,28 @@ def _like(q: str | None) -> str | None:
     return f"%{escaped}%"
 
 
-async def _require_business_visible(conn: AsyncConnection[Any], principal: Principal, business_id: UUID) -> None:
+async def _require_business_visible(conn: Conn, principal: Principal, business_id: UUID) -> None:
     row = await fetch_one(conn, Q.business_visible, {"business_id": business_id, "scope": principal.business_scope})
     if row is None:
         raise NotFound("business not found")
 
 
 async def list_agents(
-    ctx: AppContext, *, principal: Principal, business_id: UUID | None, statuses: list[str] | None,
-    location_id: UUID | None, q: str | None, sort: str, cursor: str | None, limit: int,
+    conn: Conn, *, principal: Principal, settings: Settings, business_id: UUID | None,
+    statuses: list[str] | None, location_id: UUID | None, q: str | None, sort: str, cursor: str | None, limit: int,
 ) -> AgentList:
     sql, sort = _page_query(sort)
     after_key, after_id = _decode_cursor(cursor, sort) if cursor else (None, None)
-    async with ctx.pool.connection() as conn:
-        if business_id is not None:
-            await _require_business_visible(conn, principal, business_id)
-        rows = await fetch_all(conn, sql, {  # sql: a whitelisted format of a named query, see SORTS
-            "scope": principal.business_scope, "business_id": business_id, "location_id": location_id,
-            "statuses": statuses, "q": _like(q), "after_key": after_key, "after_id": after_id,
-            "limit": limit + 1, "lookback_hours": ctx.settings.latest_metrics_lookback_hours,
-        })
+    if business_id is not None:
+        await _require_business_visible(conn, principal, business_id)
+    rows = await fetch_all(conn, sql, {  # sql: a whitelisted format of a named query, see SORTS
+        "scope": principal.business_scope, "business_id": business_id, "location_id": location_id,
+        "statuses": statuses, "q": _like(q), "after_key": after_key, "after_id": after_id,
+        "limit": limit + 1, "lookback_hours": settings.latest_metrics_lookback_hours,
+    })
     more = len(rows) > limit
     rows = rows[:limit]
-    items = [
-        AgentListItem(
-            id=r["id"], device_name=r["device_name"],
-            business=BusinessRef(r["business_id"], r["business_name"]),
-            service_location=LocationRef(r["service_location_id"], r["location_name"])
-            if r["service_location_id"] else None,
-            status=r["status"], last_heartbeat=r["last_heartbeat"], os_type=r["os_type"],
-            cpu_percent=r["cpu_percent"], memory_percent=r["memory_percent"], disk_percent=r["disk_percent"],
-            hostname=r["hostname"], os_version=r["os_version"], agent_version=r["agent_version"],
-            metrics_collected_at=r["metrics_collected_at"],
-        )
-        for r in rows
-    ]
+    items = msgspec.convert(rows, list[AgentListItem])
     next_cursor = _encode_cursor(sort, rows[-1]["sort_key"], rows[-1]["id"]) if more and rows else None
     return AgentList(agents=items, next_cursor=next_cursor)
 
@@ -194,54 +171,17 @@ async def list_agents(
 # ---------------------------------------------------------------- one agent
 
 
-def _current_metrics(row: dict[str, Any] | None) -> CurrentMetrics | None:
-    if row is None:
-        return None
-    return CurrentMetrics(
-        collected_at=row["collected_at"], cpu_percent=row["cpu_percent"], memory_used_gb=row["memory_used_gb"],
-        memory_percent=row["memory_percent"], disk_used_gb=row["disk_used_gb"], disk_percent=row["disk_percent"],
-        load_average=[row["load_average_1m"], row["load_average_5m"], row["load_average_15m"]],
-        uptime_seconds=row["uptime_seconds"], network_rx_bytes=row["network_rx_bytes"],
-        network_tx_bytes=row["network_tx_bytes"],
-    )
+async def get_agent(conn: Conn, *, principal: Principal, agent_id: UUID) -> AgentDetail:
+    d = await fetch_one(conn, Q.agent_detail, {"agent_id": agent_id, "scope": principal.business_scope})
+    if d is None:
+        raise NotFound("agent not found")
+    d["current_metrics"] = await fetch_one(conn, Q.latest_metrics, {"agent_id": agent_id})
+    d["monitored_services"] = await fetch_all(conn, Q.monitored_services, {"agent_id": agent_id})
+    d["software"] = await inventory.list_for_device(conn, agent_id)
+    return msgspec.convert(d, AgentDetail)
 
 
-def _float(value: Any) -> float | None:
-    return None if value is None else float(value)
-
-
-async def get_agent(ctx: AppContext, *, principal: Principal, agent_id: UUID) -> AgentDetail:
-    async with ctx.pool.connection() as conn:
-        d = await fetch_one(conn, Q.agent_detail, {"agent_id": agent_id, "scope": principal.business_scope})
-        if d is None:
-            raise NotFound("agent not found")
-        metrics = await fetch_one(conn, Q.latest_metrics, {"agent_id": agent_id})
-        services = await fetch_all(conn, Q.monitored_services, {"agent_id": agent_id})
-        software = await inventory.list_for_device(conn, agent_id)
-    return AgentDetail(
-        id=d["id"], business_id=d["business_id"], service_location_id=d["service_location_id"],
-        device_name=d["device_name"], os_type=d["os_type"], os_version=d["os_version"],
-        agent_version=d["agent_version"], status=d["status"], last_heartbeat=d["last_heartbeat"],
-        current_metrics=_current_metrics(metrics), active_alerts=int(d["active_alerts"]),
-        monitored_services=[
-            MonitoredService(name=s["service_name"], status=s["status"], display_name=s["service_display_name"],
-                             pid=s["pid"], last_checked=s["last_checked"])
-            for s in services
-        ],
-        business=BusinessRef(d["business_id"], d["business_name"]),
-        service_location=LocationRef(d["service_location_id"], d["location_name"])
-        if d["service_location_id"] else None,
-        hostname=d["hostname"], device_type=d["device_type"], os_architecture=d["os_architecture"],
-        cpu_model=d["cpu_model"], total_memory_gb=_float(d["total_memory_gb"]),
-        total_disk_gb=_float(d["total_disk_gb"]), ip_address=d["ip_text"], mac_address=d["mac_address"],
-        status_changed_at=d["status_changed_at"], last_metrics_received=d["last_metrics_received"],
-        monitoring_enabled=d["monitoring_enabled"], alerts_enabled=d["alerts_enabled"],
-        auto_remediation_enabled=d["auto_remediation_enabled"], config_version=d["config_version"],
-        created_at=d["created_at"], software=software,
-    )
-
-
-async def _lock_visible(conn: AsyncConnection[Any], principal: Principal, agent_id: UUID) -> dict[str, Any]:
+async def _lock_visible(conn: Conn, principal: Principal, agent_id: UUID) -> dict[str, Any]:
     row = await fetch_one(conn, Q.lock_visible_agent, {"agent_id": agent_id, "scope": principal.business_scope})
     if row is None:
         raise NotFound("agent not found")
@@ -258,10 +198,10 @@ def _new_status(current: str, disabled: bool | msgspec.UnsetType) -> str | None:
     return None
 
 
-async def patch_agent(ctx: AppContext, *, principal: Principal, agent_id: UUID, patch: AgentPatch) -> AgentDetail:
+async def patch_agent(conn: Conn, *, principal: Principal, agent_id: UUID, patch: AgentPatch) -> AgentDetail:
     """Customers may rename and relocate their own agents; flags and disabling are staff-only."""
     staff_only = ("monitoring_enabled", "alerts_enabled", "auto_remediation_enabled", "disabled")
-    async with ctx.pool.connection() as conn, conn.transaction():
+    async with conn.transaction():
         agent = await _lock_visible(conn, principal, agent_id)
         if not principal.is_staff:
             for name in staff_only:
@@ -293,22 +233,22 @@ async def patch_agent(ctx: AppContext, *, principal: Principal, agent_id: UUID, 
     log.info("devices.patched", extra={"agent_id": str(agent_id), "by": str(principal.user_id),
                                        "fields": [f for f in AgentPatch.__struct_fields__
                                                   if getattr(patch, f) is not msgspec.UNSET]})
-    return await get_agent(ctx, principal=principal, agent_id=agent_id)
+    return await get_agent(conn, principal=principal, agent_id=agent_id)
 
 
-async def delete_agent(ctx: AppContext, *, principal: Principal, agent_id: UUID) -> None:
+async def delete_agent(conn: Conn, *, principal: Principal, agent_id: UUID) -> None:
     """Soft delete; the token dies with it (401 on every agent endpoint from then on)."""
-    await _staff_write(ctx, principal=principal, agent_id=agent_id, query=Q.soft_delete_agent, event="deleted")
+    await _staff_write(conn, principal=principal, agent_id=agent_id, query=Q.soft_delete_agent, event="deleted")
 
 
-async def revoke_agent_token(ctx: AppContext, *, principal: Principal, agent_id: UUID) -> None:
+async def revoke_agent_token(conn: Conn, *, principal: Principal, agent_id: UUID) -> None:
     """Cut the agent off without deleting it; it must be re-enrolled with a new token."""
-    await _staff_write(ctx, principal=principal, agent_id=agent_id, query=Q.revoke_agent_token,
+    await _staff_write(conn, principal=principal, agent_id=agent_id, query=Q.revoke_agent_token,
                        event="token_revoked")
 
 
-async def _staff_write(ctx: AppContext, *, principal: Principal, agent_id: UUID, query: str, event: str) -> None:
-    async with ctx.pool.connection() as conn, conn.transaction():
+async def _staff_write(conn: Conn, *, principal: Principal, agent_id: UUID, query: str, event: str) -> None:
+    async with conn.transaction():
         agent = await _lock_visible(conn, principal, agent_id)  # 404 first: never confirm existence
         if not principal.is_staff:
             raise Forbidden("admin or technician role required")
@@ -328,14 +268,14 @@ def _count(counts: StatusCounts, status: str) -> None:
 
 
 async def admin_fleet(
-    ctx: AppContext, *, business_id: UUID | None, location_id: UUID | None, statuses: list[str] | None,
-    limit: int,
+    conn: Conn, *, principal: Principal, business_id: UUID | None, location_id: UUID | None,
+    statuses: list[str] | None, limit: int,
 ) -> AdminFleet:
-    """All businesses' agents grouped by business, then location, with status counts."""
-    async with ctx.pool.connection() as conn:
-        rows = await fetch_all(conn, Q.admin_fleet, {
-            "business_id": business_id, "location_id": location_id, "statuses": statuses, "limit": limit,
-        })
+    """All businesses' agents grouped by business, then location, with status counts (staff only)."""
+    require_staff(principal)
+    rows = await fetch_all(conn, Q.admin_fleet, {
+        "business_id": business_id, "location_id": location_id, "statuses": statuses, "limit": limit,
+    })
     total = StatusCounts()
     groups: dict[UUID, AdminBusinessGroup] = {}
     locations: dict[tuple[UUID, UUID | None], AdminLocationGroup] = {}

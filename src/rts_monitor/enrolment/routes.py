@@ -11,6 +11,7 @@ from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from rts_monitor.auth.principal import Principal, require_staff
 from rts_monitor.core.context import AppContext
+from rts_monitor.db import Conn
 from rts_monitor.enrolment import service
 from rts_monitor.enrolment.structs import (
     RegisterRequest,
@@ -27,37 +28,37 @@ PORTAL: list[dict[str, list[str]]] = [{"portal": []}]
 @post("/api/agents/registration-tokens", status_code=HTTP_201_CREATED, tags=TAGS, security=PORTAL,
       summary="Create a one-time registration token (admin, technician)")
 async def create_registration_token(
-    ctx: AppContext, principal: Principal, data: RegistrationTokenCreate
+    ctx: AppContext, conn: Conn, principal: Principal, data: RegistrationTokenCreate
 ) -> RegistrationTokenCreated:
     require_staff(principal)
-    return await service.create_registration_token(ctx, principal=principal, request=data)
+    return await service.create_registration_token(conn, settings=ctx.settings, principal=principal, request=data)
 
 
 @get("/api/agents/registration-tokens", tags=TAGS, security=PORTAL,
      summary="List registration tokens, newest first (admin, technician)")
 async def list_registration_tokens(
-    ctx: AppContext, principal: Principal, business_id: UUID | None = None,
+    conn: Conn, principal: Principal, business_id: UUID | None = None,
     token_state: Annotated[str | None, Parameter(query="state", description="active | used | expired | revoked")]
     = None,
     limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
 ) -> RegistrationTokenList:
     require_staff(principal)
-    tokens = await service.list_registration_tokens(ctx, business_id=business_id, state=token_state,
+    tokens = await service.list_registration_tokens(conn, business_id=business_id, state=token_state,
                                                     limit=limit)
     return RegistrationTokenList(registration_tokens=tokens)
 
 
 @delete("/api/agents/registration-tokens/{token_id:uuid}", status_code=HTTP_204_NO_CONTENT, tags=TAGS,
         security=PORTAL, summary="Revoke an unused registration token (admin, technician)")
-async def revoke_registration_token(ctx: AppContext, principal: Principal, token_id: UUID) -> None:
+async def revoke_registration_token(conn: Conn, principal: Principal, token_id: UUID) -> None:
     require_staff(principal)
-    await service.revoke_registration_token(ctx, principal=principal, token_id=token_id)
+    await service.revoke_registration_token(conn, principal=principal, token_id=token_id)
 
 
 @post("/api/agents/register", status_code=HTTP_201_CREATED, tags=TAGS,
       summary="Exchange a registration token and system info for an agent credential")
-async def register(ctx: AppContext, data: RegisterRequest) -> RegisterResponse:
-    return await service.register(ctx, request=data)
+async def register(ctx: AppContext, conn: Conn, data: RegisterRequest) -> RegisterResponse:
+    return await service.register(conn, settings=ctx.settings, request=data)
 
 
 HANDLERS: list[Any] = [create_registration_token, list_registration_tokens, revoke_registration_token, register]

@@ -15,14 +15,12 @@ from typing import Any
 from uuid import UUID
 
 import msgspec
-from psycopg import AsyncConnection
 
 from rts_monitor.auth import agents
 from rts_monitor.auth.principal import Principal
-from rts_monitor.core.context import AppContext
 from rts_monitor.core.errors import NotFound, Unauthorized, ValidationFailed
 from rts_monitor.core.settings import Settings
-from rts_monitor.db import Queries
+from rts_monitor.db import Conn, Queries
 from rts_monitor.db.rows import fetch_all, fetch_one
 from rts_monitor.enrolment.structs import (
     AgentConfig,
@@ -81,7 +79,7 @@ def agent_config(settings: Settings, row: dict[str, Any]) -> AgentConfig:
 
 
 async def _require_business_location(
-    conn: AsyncConnection[Any], business_id: UUID, location_id: UUID | None
+    conn: Conn, business_id: UUID, location_id: UUID | None
 ) -> None:
     """Staff pick any business; the location must be one of that business's (field error)."""
     if await fetch_one(conn, Q.business_exists, {"business_id": business_id}) is None:
@@ -96,19 +94,18 @@ async def _require_business_location(
 
 
 async def create_registration_token(
-    ctx: AppContext, *, principal: Principal, request: RegistrationTokenCreate
+    conn: Conn, *, settings: Settings, principal: Principal, request: RegistrationTokenCreate
 ) -> RegistrationTokenCreated:
     token = new_registration_token()
-    async with ctx.pool.connection() as conn:
-        await _require_business_location(conn, request.business_id, request.service_location_id)
-        row = await fetch_one(conn, Q.insert_registration_token, {
-            "token_hash": agents.hash_token(token), "token_hint": token[:8],
-            "business_id": request.business_id, "location_id": request.service_location_id,
-            "device_name": request.device_name, "created_by": principal.user_id,
-            "ttl_seconds": request.expires_in_hours * 3600,
-        })
+    await _require_business_location(conn, request.business_id, request.service_location_id)
+    row = await fetch_one(conn, Q.insert_registration_token, {
+        "token_hash": agents.hash_token(token), "token_hint": token[:8],
+        "business_id": request.business_id, "location_id": request.service_location_id,
+        "device_name": request.device_name, "created_by": principal.user_id,
+        "ttl_seconds": request.expires_in_hours * 3600,
+    })
     assert row is not None
-    linux, windows = install_commands(ctx.settings, token)
+    linux, windows = install_commands(settings, token)
     log.info("enrolment.token_created", extra={
         "token_id": str(row["id"]), "business_id": str(request.business_id), "by": str(principal.user_id)})
     return RegistrationTokenCreated(
@@ -119,22 +116,20 @@ async def create_registration_token(
 
 
 async def list_registration_tokens(
-    ctx: AppContext, *, business_id: UUID | None, state: str | None, limit: int
+    conn: Conn, *, business_id: UUID | None, state: str | None, limit: int
 ) -> list[RegistrationTokenInfo]:
     if state is not None and state not in TOKEN_STATES:
         raise ValidationFailed(f"state: must be one of {', '.join(TOKEN_STATES)}", field="state")
-    async with ctx.pool.connection() as conn:
-        rows = await fetch_all(conn, Q.list_registration_tokens,
-                               {"business_id": business_id, "state": state, "limit": limit})
+    rows = await fetch_all(conn, Q.list_registration_tokens,
+                           {"business_id": business_id, "state": state, "limit": limit})
     return [msgspec.convert(r, RegistrationTokenInfo) for r in rows]
 
 
-async def revoke_registration_token(ctx: AppContext, *, principal: Principal, token_id: UUID) -> None:
-    async with ctx.pool.connection() as conn:
-        row = await fetch_one(conn, Q.revoke_registration_token,
-                              {"token_id": token_id, "user_id": principal.user_id})
-        if row is None:
-            raise NotFound("registration token not found or already used")
+async def revoke_registration_token(conn: Conn, *, principal: Principal, token_id: UUID) -> None:
+    row = await fetch_one(conn, Q.revoke_registration_token,
+                          {"token_id": token_id, "user_id": principal.user_id})
+    if row is None:
+        raise NotFound("registration token not found or already used")
     log.info("enrolment.token_revoked", extra={"token_id": str(token_id), "by": str(principal.user_id)})
 
 
@@ -163,7 +158,7 @@ def _system_info(request: RegisterRequest) -> SystemInfo:
     return info
 
 
-async def _refuse_claim(conn: AsyncConnection[Any], token_hash: str) -> Unauthorized:
+async def _refuse_claim(conn: Conn, token_hash: str) -> Unauthorized:
     """The 401 for a token that could not be claimed, saying which of the reasons applies."""
     row = await fetch_one(conn, Q.registration_token_state, {"token_hash": token_hash})
     if row is None:
@@ -177,14 +172,14 @@ async def _refuse_claim(conn: AsyncConnection[Any], token_hash: str) -> Unauthor
     return Unauthorized(f"registration token {reason}", extra={"reason": reason})
 
 
-async def register(ctx: AppContext, *, request: RegisterRequest) -> RegisterResponse:
+async def register(conn: Conn, *, settings: Settings, request: RegisterRequest) -> RegisterResponse:
     """Spend the token and create the device, all or nothing."""
     info = _system_info(request)
     if not request.token.startswith(agents.REGISTRATION_PREFIX):
         raise Unauthorized("registration token unknown", extra={"reason": "unknown"})
     token_hash = agents.hash_token(request.token)
     agent_token, agent_token_hash = agents.new_token()
-    async with ctx.pool.connection() as conn, conn.transaction():
+    async with conn.transaction():
         claim = await fetch_one(conn, Q.claim_registration_token, {"token_hash": token_hash})
         if claim is None:
             raise await _refuse_claim(conn, token_hash)
@@ -203,7 +198,7 @@ async def register(ctx: AppContext, *, request: RegisterRequest) -> RegisterResp
         await conn.execute(Q.record_registration, {"agent_id": device["id"], "token_id": claim["id"]})
     log.info("enrolment.registered", extra={
         "agent_id": str(device["id"]), "business_id": str(claim["business_id"]), "hostname": request.hostname})
-    config = agent_config(ctx.settings, device)
+    config = agent_config(settings, device)
     return RegisterResponse(
         agent_id=device["id"], agent_token=agent_token, business_id=claim["business_id"],
         service_location_id=claim["service_location_id"], api_url=config.api_url,

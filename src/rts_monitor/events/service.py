@@ -17,9 +17,8 @@ import msgspec
 from psycopg.types.json import Jsonb
 
 from rts_monitor.auth.principal import Principal
-from rts_monitor.core.context import AppContext
-from rts_monitor.core.errors import BadRequest, error_field
-from rts_monitor.db import Queries
+from rts_monitor.core.errors import ValidationFailed, error_field
+from rts_monitor.db import Conn, Queries
 from rts_monitor.db.rows import fetch_all, fetch_one
 from rts_monitor.devices.scope import visible_agent
 from rts_monitor.events import structs as s
@@ -38,14 +37,14 @@ def _service_data(event: s.EventIn) -> s.ServiceEventData | None:
         return msgspec.convert(event.data, type=s.ServiceEventData)
     except msgspec.ValidationError as exc:
         field, message = error_field("data", str(exc))
-        raise BadRequest(f"{field}: {message}", field=field) from None
+        raise ValidationFailed(f"{field}: {message}", field=field) from None
 
 
-async def record(ctx: AppContext, *, agent_id: UUID, event: s.EventIn, via: str) -> s.EventAck:
+async def record(conn: Conn, *, agent_id: UUID, event: s.EventIn, via: str) -> s.EventAck:
     """Store one event (once per ``event_id``) and apply its effect on service state."""
     service = _service_data(event)
     data = {k: v for k, v in event.data.items()}
-    async with ctx.pool.connection() as conn, conn.transaction():
+    async with conn.transaction():
         row = await fetch_one(conn, Q.insert_event, {
             "agent_id": agent_id, "event_type": event.event_type, "occurred_at": event.timestamp,
             "data": Jsonb(_clean(data)), "event_id": event.event_id, "via": via,
@@ -77,10 +76,9 @@ def _clean(value: Any) -> Any:
     return value
 
 
-async def list_for_device(ctx: AppContext, *, principal: Principal, agent_id: UUID, event_type: str | None,
+async def list_for_device(conn: Conn, *, principal: Principal, agent_id: UUID, event_type: str | None,
                           before: datetime | None, limit: int) -> s.EventList:
-    async with ctx.pool.connection() as conn:
-        await visible_agent(conn, principal.business_scope, agent_id)
-        rows = await fetch_all(conn, Q.list_events, {"agent_id": agent_id, "scope": principal.business_scope,
-                                                     "event_type": event_type, "before": before, "limit": limit})
+    await visible_agent(conn, principal.business_scope, agent_id)
+    rows = await fetch_all(conn, Q.list_events, {"agent_id": agent_id, "scope": principal.business_scope,
+                                                 "event_type": event_type, "before": before, "limit": limit})
     return s.EventList([s.AgentEvent(**dict(r)) for r in rows])

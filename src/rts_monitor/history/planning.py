@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from rts_monitor.core.errors import BadRequest
+from rts_monitor.core.errors import ValidationFailed
 from rts_monitor.tiers.definitions import METRICS, RATES, TIERS, Tier
 
 MIN_INTERVAL = timedelta(seconds=10)  # agents report at most every 10 s: the raw step
@@ -43,11 +43,12 @@ def parse_interval(text: str) -> tuple[timedelta, str]:
     """``5m`` → (5 minutes, '5 minutes'); between the raw step and 1 day, whole seconds."""
     m = _INTERVAL.match(text.strip())
     if not m:
-        raise BadRequest(f"interval: {text!r} is not a number followed by s, m, h or d (e.g. 5m)", field="interval")
+        raise ValidationFailed(f"interval: {text!r} is not a number followed by s, m, h or d (e.g. 5m)",
+                               field="interval")
     n, unit = int(m[1]), m[2]
     delta = timedelta(**{_UNITS[unit]: n})
     if delta < MIN_INTERVAL or delta > MAX_INTERVAL:
-        raise BadRequest(f"interval: {text} is outside 10s..1d", field="interval")
+        raise ValidationFailed(f"interval: {text} is outside 10s..1d", field="interval")
     return delta, f"{int(delta.total_seconds())} seconds"
 
 
@@ -57,7 +58,7 @@ def parse_metrics(text: str | None) -> tuple[str, ...]:
     names = tuple(dict.fromkeys(p.strip() for p in text.split(",") if p.strip()))
     for name in names:
         if name not in KNOWN:
-            raise BadRequest(f"metric: unknown metric {name!r}; known: {', '.join(KNOWN)}", field="metric")
+            raise ValidationFailed(f"metric: unknown metric {name!r}; known: {', '.join(KNOWN)}", field="metric")
     return names
 
 
@@ -67,7 +68,7 @@ def parse_stats(text: str | None) -> tuple[str, ...]:
     names = tuple(dict.fromkeys(p.strip() for p in text.split(",") if p.strip()))
     for name in names:
         if name not in STATS:
-            raise BadRequest(f"stats: unknown statistic {name!r}; known: avg, min, max", field="stats")
+            raise ValidationFailed(f"stats: unknown statistic {name!r}; known: avg, min, max", field="stats")
     return names
 
 
@@ -93,14 +94,14 @@ def plan(*, start: datetime | None, end: datetime | None, now: datetime, interva
     start = start or end - timedelta(hours=24)
     for name, value in (("start", start), ("end", end)):
         if value.tzinfo is None:
-            raise BadRequest(f"{name}: needs a time zone (e.g. 2025-10-09T10:30:00Z)", field=name)
+            raise ValidationFailed(f"{name}: needs a time zone (e.g. 2025-10-09T10:30:00Z)", field=name)
     if end <= start:
-        raise BadRequest("end: must be after start", field="end")
+        raise ValidationFailed("end: must be after start", field="end")
     lo = _floor(start, step)
     hi = _floor(end - timedelta(microseconds=1), step) + step
     points = (hi - lo) // step
     if points > MAX_POINTS:
-        raise BadRequest(
+        raise ValidationFailed(
             f"interval: {points} points between start and end; at most {MAX_POINTS} (use a coarser interval)",
             field="interval",
         )

@@ -10,7 +10,8 @@ from litestar import get
 
 from rts_monitor.auth.principal import Principal
 from rts_monitor.core.context import AppContext
-from rts_monitor.core.errors import BadRequest
+from rts_monitor.core.errors import ValidationFailed
+from rts_monitor.db import Conn
 from rts_monitor.history import planning, service
 from rts_monitor.history.structs import HistoryResponse
 
@@ -29,7 +30,7 @@ def _time(name: str, value: str | None) -> datetime | None:
     try:
         return datetime.fromisoformat(value.replace(" ", "+"))
     except ValueError:
-        raise BadRequest(f"{name}: {value!r} is not an ISO 8601 time such as 2025-10-09T10:30:00Z",
+        raise ValidationFailed(f"{name}: {value!r} is not an ISO 8601 time such as 2025-10-09T10:30:00Z",
                          field=name) from None
 
 
@@ -45,13 +46,12 @@ def _response(plan: planning.Plan, rows: list[dict[str, Any]], interval: str | N
 
 @get("/api/agents/{agent_id:uuid}/metrics/history", summary="Metric history of one device", description=_DOC,
      tags=["history"], security=[{"portal": []}])
-async def agent_history(ctx: AppContext, principal: Principal, agent_id: UUID, start: str | None = None,
+async def agent_history(ctx: AppContext, conn: Conn, principal: Principal, agent_id: UUID, start: str | None = None,
                         end: str | None = None, metric: str | None = None, interval: str | None = None,
                         stats: str | None = None) -> HistoryResponse:
     plan = _plan(start, end, interval, metric, stats)
-    async with ctx.pool.connection() as conn:
-        rows = await service.device_history(conn, plan=plan, edition=ctx.edition, device_id=agent_id,
-                                            scope=principal.business_scope)
+    rows = await service.device_history(conn, plan=plan, edition=ctx.edition, device_id=agent_id,
+                                        scope=principal.business_scope)
     return _response(plan, rows, interval)
 
 
@@ -59,16 +59,15 @@ async def agent_history(ctx: AppContext, principal: Principal, agent_id: UUID, s
      description=_DOC + " Fleet: `business_id` or `service_location_id` (customers default to their own "
      "business); averages over all samples of all devices, min/max across devices, rates summed, `devices` "
      "per bucket.", tags=["history"], security=[{"portal": []}])
-async def fleet_history(ctx: AppContext, principal: Principal,
+async def fleet_history(ctx: AppContext, conn: Conn, principal: Principal,
                         business_id: UUID | None = None,
                         service_location_id: UUID | None = None,
                         start: str | None = None, end: str | None = None, metric: str | None = None,
                         interval: str | None = None, stats: str | None = None) -> HistoryResponse:
     plan = _plan(start, end, interval, metric, stats)
-    async with ctx.pool.connection() as conn:
-        fleet = await service.resolve_fleet(conn, business_id=business_id, location_id=service_location_id,
-                                            scope=principal.business_scope)
-        rows = await service.fleet_history(conn, plan=plan, edition=ctx.edition, fleet=fleet)
+    fleet = await service.resolve_fleet(conn, business_id=business_id, location_id=service_location_id,
+                                        scope=principal.business_scope)
+    rows = await service.fleet_history(conn, plan=plan, edition=ctx.edition, fleet=fleet)
     return _response(plan, rows, interval)
 
 

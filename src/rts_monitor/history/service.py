@@ -15,7 +15,7 @@ from uuid import UUID
 
 from psycopg import AsyncConnection
 
-from rts_monitor.core.errors import BadRequest, NotFound
+from rts_monitor.core.errors import NotFound, ValidationFailed
 from rts_monitor.db import Queries
 from rts_monitor.db.migrations import Edition
 from rts_monitor.devices.scope import visible_agent
@@ -200,7 +200,7 @@ async def resolve_fleet(conn: AsyncConnection[Any], *, business_id: UUID | None,
         return FleetScope(row["business_id"], location_id)
     business_id = business_id or scope
     if business_id is None:
-        raise BadRequest("business_id: required (or service_location_id)", field="business_id")
+        raise ValidationFailed("business_id: required (or service_location_id)", field="business_id")
     if await (await conn.execute(Q.business_in_scope, {"id": business_id, "scope": scope})).fetchone() is None:
         raise NotFound("business not found")
     return FleetScope(business_id, None)

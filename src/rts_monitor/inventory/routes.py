@@ -9,7 +9,7 @@ from litestar import get, post
 from litestar.params import Parameter
 
 from rts_monitor.auth.principal import AgentPrincipal, Principal
-from rts_monitor.core.context import AppContext
+from rts_monitor.db import Conn
 from rts_monitor.inventory import service
 from rts_monitor.inventory.structs import InventoryAccepted, InventoryReport, SoftwareList
 
@@ -19,18 +19,18 @@ from rts_monitor.inventory.structs import InventoryAccepted, InventoryReport, So
       description="Body: `{\"software\": [{name, version, vendor, install_date, software_type, "
                   "is_security_software}], \"collected_at\", \"source\"}`. 422 names the field "
                   "(`software[3].name`); a (name, version) listed twice is a 422.")
-async def post_inventory(ctx: AppContext, agent: AgentPrincipal, agent_id: UUID,
+async def post_inventory(conn: Conn, agent: AgentPrincipal, agent_id: UUID,
                          data: InventoryReport) -> InventoryAccepted:
-    return await service.store_report(ctx, device_id=agent.agent_id, report=data)
+    return await service.store_report(conn, device_id=agent.agent_id, report=data)
 
 
 @get("/api/agents/{agent_id:uuid}/inventory", tags=["inventory"], security=[{"portal": []}],
      summary="Installed software of one agent (customers: their own agents only)")
 async def get_inventory(
-    ctx: AppContext, principal: Principal, agent_id: UUID,
+    conn: Conn, principal: Principal, agent_id: UUID,
     include_inactive: Annotated[bool, Parameter(description="Also list software no longer installed")] = False,
 ) -> SoftwareList:
-    return await service.get_for_portal(ctx, scope=principal.business_scope, device_id=agent_id,
+    return await service.get_for_portal(conn, scope=principal.business_scope, device_id=agent_id,
                                         include_inactive=include_inactive)
 
 

@@ -7,11 +7,8 @@ import re
 from typing import Any
 from uuid import UUID
 
-from psycopg import AsyncConnection
-
-from rts_monitor.core.context import AppContext
 from rts_monitor.core.errors import NotFound, ValidationFailed
-from rts_monitor.db import Queries
+from rts_monitor.db import Conn, Queries
 from rts_monitor.db.rows import fetch_all, fetch_one
 from rts_monitor.inventory.structs import InventoryAccepted, InventoryReport, SoftwareInfo, SoftwareItem, SoftwareList
 
@@ -54,10 +51,10 @@ def _columns(items: list[SoftwareItem]) -> dict[str, list[Any]]:
     }
 
 
-async def store_report(ctx: AppContext, *, device_id: UUID, report: InventoryReport) -> InventoryAccepted:
+async def store_report(conn: Conn, *, device_id: UUID, report: InventoryReport) -> InventoryAccepted:
     """Upsert the full list and mark what is no longer installed inactive, in one transaction."""
     _check_unique(report.software)
-    async with ctx.pool.connection() as conn, conn.transaction():
+    async with conn.transaction():
         if await fetch_one(conn, Q.lock_device, {"device_id": device_id}) is None:
             raise NotFound("agent not found")
         rows = await fetch_all(conn, Q.upsert_items, {"device_id": device_id, **_columns(report.software)})
@@ -74,7 +71,7 @@ async def store_report(ctx: AppContext, *, device_id: UUID, report: InventoryRep
     return result
 
 
-async def list_for_device(conn: AsyncConnection[Any], device_id: UUID, *,
+async def list_for_device(conn: Conn, device_id: UUID, *,
                           include_inactive: bool = False) -> list[SoftwareInfo]:
     """The device's software, installed first per name (the agent detail embeds this).
 
@@ -92,12 +89,11 @@ async def list_for_device(conn: AsyncConnection[Any], device_id: UUID, *,
     ]
 
 
-async def get_for_portal(ctx: AppContext, *, scope: UUID | None, device_id: UUID,
+async def get_for_portal(conn: Conn, *, scope: UUID | None, device_id: UUID,
                          include_inactive: bool) -> SoftwareList:
     """``GET /api/agents/{id}/inventory``: another business's device is a 404."""
-    async with ctx.pool.connection() as conn:
-        device = await fetch_one(conn, Q.visible_device, {"device_id": device_id, "scope": scope})
-        if device is None:
-            raise NotFound("agent not found")
-        software = await list_for_device(conn, device_id, include_inactive=include_inactive)
+    device = await fetch_one(conn, Q.visible_device, {"device_id": device_id, "scope": scope})
+    if device is None:
+        raise NotFound("agent not found")
+    software = await list_for_device(conn, device_id, include_inactive=include_inactive)
     return SoftwareList(agent_id=str(device_id), reported_at=device["inventory_reported_at"], software=software)

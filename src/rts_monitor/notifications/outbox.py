@@ -1,43 +1,42 @@
-"""Draining the notification rows of ``alert_outbox``: claim, deliver concurrently, record.
+"""``alert_outbox``: the work that alert episodes leave behind (tickets, webhooks, e-mail), and the
+one set of rules for working it off.
 
-At-least-once: a row is leased while delivered; success marks it done (and the episode
-``notification_sent``), failure schedules a retry with exponential backoff until
-``RTS_NOTIFY_MAX_ATTEMPTS``, then marks it failed. Every attempt lands in
-``alert_notification_log``.
+The evaluator enqueues rows in the transaction that opens or resolves an episode
+(``alerts/queries.sql``). Workers ``claim`` due rows; an attempt is counted when a row is claimed.
+Success marks it ``done``; a failure goes through ``retry``, which records the claimed attempt
+count, schedules the next attempt with exponential backoff and marks the row ``failed`` once
+``RTS_NOTIFY_MAX_ATTEMPTS`` attempts were made. Two ways to hold a claimed row:
+
+* inside the caller's transaction (tickets, ``alerts/tickets.py``): the claim's row lock lasts
+  until commit, so a crash releases it at once and the attempt count rolls back with the work;
+  ``retry`` then counts the attempt again in its own transaction;
+* committed with a ``lease`` (notifications, ``delivery.py``): delivery happens outside any
+  transaction, so the row is not due again until the lease expires — a worker that dies
+  mid-delivery leaves it to be retried, never lost.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-import logging
-import time
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-import aiohttp
-from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool
+import msgspec
 
 from rts_monitor.core.settings import Settings
-from rts_monitor.db import Queries
-from rts_monitor.notifications import email, webhook
-from rts_monitor.notifications.webhook import Outcome
+from rts_monitor.db import Conn, Queries
+from rts_monitor.db.rows import fetch_all
 
-log = logging.getLogger(__name__)
 Q = Queries.beside(__file__)
-BATCH = 100
 MAX_BACKOFF_SECONDS = 3600.0
+NO_LEASE = timedelta(0)
 
 
-@dataclass(frozen=True)
-class Job:
+class OutboxJob(msgspec.Struct, frozen=True):
     id: int
     alert_history_id: Any
     channel: str
     event: str
-    attempts: int
+    attempts: int  # including this one
 
 
 def backoff(settings: Settings, attempts: int) -> timedelta:
@@ -45,103 +44,22 @@ def backoff(settings: Settings, attempts: int) -> timedelta:
     return timedelta(seconds=min(MAX_BACKOFF_SECONDS, settings.notify_backoff_seconds * 2 ** max(0, attempts - 1)))
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
+async def claim(conn: Conn, *, channels: list[str], limit: int, lease: timedelta = NO_LEASE) -> list[OutboxJob]:
+    """Due rows of ``channels``, oldest first, locked (others skip them) and counted as an attempt."""
+    rows = await fetch_all(conn, Q.claim, {"channels": channels, "limit": limit, "lease": lease})
+    return msgspec.convert(rows, list[OutboxJob])
 
 
-def payload(ep: dict[str, Any], event: str, delivery_id: int) -> dict[str, Any]:
-    """The webhook body: the episode as the API shows it, plus the event."""
-    return {
-        "event": f"alert.{event}",
-        "delivery_id": delivery_id,
-        "sent_at": _iso(datetime.now(UTC)),
-        "alert": {
-            "id": str(ep["id"]), "rule_id": str(ep["agent_alert_id"]), "alert_name": ep["alert_name"],
-            "alert_type": ep["alert_type"], "severity": ep["severity"], "status": ep["status"],
-            "message": ep["alert_message"], "metric_value": ep["metric_value"],
-            "threshold_value": ep["threshold_value"], "triggered_at": _iso(ep["triggered_at"]),
-            "resolved_at": _iso(ep["resolved_at"]), "condition_since": _iso(ep["condition_since"]),
-            "business_id": str(ep["business_id"]),
-            "device": {"id": str(ep["agent_device_id"]), "name": ep["device_name"], "hostname": ep["hostname"]},
-            "service_request_id": str(ep["service_request_created"]) if ep["service_request_created"] else None,
-            "resolution_notes": ep["resolution_notes"],
-        },
-    }
+async def done(conn: Conn, *, job: OutboxJob) -> None:
+    await conn.execute(Q.done, {"id": job.id})
 
 
-async def drain(pool: AsyncConnectionPool, settings: Settings, *, limit: int = BATCH) -> int:
-    """Deliver what is due now; returns how many rows were attempted."""
-    lease = timedelta(seconds=max(settings.webhook_timeout_seconds, settings.smtp_timeout_seconds) + 60)
-    async with pool.connection() as conn:
-        cur = conn.cursor(row_factory=dict_row)
-        await cur.execute(Q.claim, {"lease": lease, "channels": ["webhook", "email"], "limit": limit})
-        jobs = [Job(r["id"], r["alert_history_id"], r["channel"], r["event"], r["attempts"])
-                for r in await cur.fetchall()]
-        await conn.commit()
-    if not jobs:
-        return 0
-    async with aiohttp.ClientSession() as session:
-        await asyncio.gather(*(_deliver(pool, settings, session, job) for job in jobs))
-    return len(jobs)
+async def retry(conn: Conn, *, settings: Settings, job: OutboxJob, error: str) -> None:
+    """The claimed attempt failed: try again after the backoff, or give up at the attempt limit."""
+    await conn.execute(Q.retry, {"id": job.id, "attempts": job.attempts, "max_attempts": settings.notify_max_attempts,
+                                 "backoff": backoff(settings, job.attempts), "error": error[:2000]})
 
 
-async def _deliver(pool: AsyncConnectionPool, settings: Settings, session: aiohttp.ClientSession, job: Job) -> None:
-    async with pool.connection() as conn:
-        cur = conn.cursor(row_factory=dict_row)
-        await cur.execute(Q.episode_payload, {"id": job.alert_history_id})
-        ep = await cur.fetchone()
-        await conn.commit()
-    started = time.perf_counter()
-    target: str | None = None
-    if ep is None:  # the episode was deleted with its rule/device: nothing to tell anyone
-        outcome = Outcome(False, None, "episode no longer exists")
-    elif job.channel == "webhook":
-        target = ep["webhook_url"]
-        if not target:
-            outcome = Outcome(False, None, "rule has no webhook_url")
-        else:
-            body = json.dumps(payload(ep, job.event, job.id), separators=(",", ":")).encode()
-            outcome = await webhook.send(session, settings, url=target, event=f"alert.{job.event}",
-                                         delivery_id=job.id, body=body)
-    else:
-        to = list(ep["emails"] or [])
-        target = ", ".join(to) or None
-        if not to:
-            outcome = Outcome(False, None, "no e-mail recipients")
-        else:
-            outcome = await email.send(settings, _email(settings, ep, job, to))
-    ms = round((time.perf_counter() - started) * 1000, 1)
-    await _record(pool, settings, job, target, outcome, ms)
-
-
-def _email(settings: Settings, ep: dict[str, Any], job: Job, to: list[str]) -> Any:
-    head = "RESOLVED" if job.event == "resolved" else ep["severity"].upper()
-    subject = f"[{head}] {ep['alert_name']} on {ep['device_name']}"
-    lines = [ep["alert_message"], "", f"Status: {ep['status']}", f"Triggered: {_iso(ep['triggered_at'])}"]
-    if ep["resolved_at"]:
-        lines.append(f"Resolved: {_iso(ep['resolved_at'])}")
-    if ep["resolution_notes"]:
-        lines.append(f"Notes: {ep['resolution_notes']}")
-    lines.append(f"Alert id: {ep['id']}")
-    return email.build(settings, to=to, subject=subject, text="\n".join(lines), delivery_id=job.id)
-
-
-async def _record(pool: AsyncConnectionPool, settings: Settings, job: Job, target: str | None, outcome: Outcome,
-                  ms: float) -> None:
-    async with pool.connection() as conn, conn.transaction():
-        await conn.execute(Q.log_attempt, {
-            "outbox_id": job.id, "alert_history_id": job.alert_history_id, "channel": job.channel,
-            "event": job.event, "attempt": job.attempts, "target": target, "ok": outcome.ok,
-            "status_code": outcome.status_code, "error": outcome.error, "duration_ms": ms})
-        if outcome.ok:
-            await conn.execute(Q.delivered, {"id": job.id})
-            if job.event == "opened":
-                await conn.execute(Q.mark_notified, {"id": job.alert_history_id})
-        else:
-            await conn.execute(Q.retry_later, {"id": job.id, "max_attempts": settings.notify_max_attempts,
-                                               "backoff": backoff(settings, job.attempts), "error": outcome.error})
-    level = logging.INFO if outcome.ok else logging.WARNING
-    log.log(level, "alerts.notification", extra={"channel": job.channel, "event": job.event, "outbox_id": job.id,
-                                                 "attempt": job.attempts, "ok": outcome.ok,
-                                                 "status_code": outcome.status_code, "error": outcome.error,
-                                                 "ms": ms})
+async def prune(conn: Conn) -> None:
+    """Finished rows (and, by cascade, their delivery log) are kept 30 days."""
+    await conn.execute(Q.prune)

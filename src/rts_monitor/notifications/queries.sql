@@ -1,12 +1,31 @@
+-- ---------------------------------------------------------------- alert_outbox (outbox.py)
+
 -- name: claim
--- Due notification rows, leased (next_attempt_at pushed past the delivery timeout) so that a
--- worker that dies mid-delivery leaves them to be retried rather than lost.
+-- Due rows of some channels, oldest first, locked so concurrent workers skip them, counted as an
+-- attempt and (with a lease) not due again before the lease ends.
 UPDATE alert_outbox o
    SET attempts = o.attempts + 1, next_attempt_at = now() + %(lease)s::interval
  WHERE o.id IN (SELECT id FROM alert_outbox
                  WHERE status = 'pending' AND channel = ANY(%(channels)s::text[]) AND next_attempt_at <= now()
                  ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
 RETURNING o.id, o.alert_history_id, o.channel, o.event, o.attempts
+
+-- name: done
+UPDATE alert_outbox SET status = 'done', done_at = now(), last_error = NULL WHERE id = %(id)s
+
+-- name: retry
+-- The attempt claimed as number %(attempts)s failed (its claim may have been rolled back with the
+-- work: the count is set, not incremented).
+UPDATE alert_outbox
+   SET attempts = %(attempts)s,
+       status = CASE WHEN %(attempts)s >= %(max_attempts)s THEN 'failed' ELSE 'pending' END,
+       next_attempt_at = now() + %(backoff)s::interval, last_error = %(error)s
+ WHERE id = %(id)s
+
+-- name: prune
+DELETE FROM alert_outbox WHERE status IN ('done', 'failed') AND created_at < now() - interval '30 days'
+
+-- ---------------------------------------------------------------- delivery (delivery.py)
 
 -- name: episode_payload
 SELECT h.id, h.agent_alert_id, r.alert_name, r.alert_type, h.severity, h.status, h.alert_message, h.metric_value,
@@ -23,19 +42,10 @@ SELECT h.id, h.agent_alert_id, r.alert_name, r.alert_type, h.severity, h.status,
   JOIN agent_devices d ON d.id = h.agent_device_id
  WHERE h.id = %(id)s
 
--- name: delivered
-UPDATE alert_outbox SET status = 'done', done_at = now(), last_error = NULL WHERE id = %(id)s
-
 -- name: mark_notified
 -- notification_sent is true only once a notification of the opening was actually delivered.
 UPDATE agent_alert_history
    SET notification_sent = true, notification_sent_at = coalesce(notification_sent_at, now())
- WHERE id = %(id)s
-
--- name: retry_later
-UPDATE alert_outbox
-   SET status = CASE WHEN attempts >= %(max_attempts)s THEN 'failed' ELSE 'pending' END,
-       next_attempt_at = now() + %(backoff)s::interval, last_error = %(error)s
  WHERE id = %(id)s
 
 -- name: log_attempt

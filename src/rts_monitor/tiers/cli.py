@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from rts_monitor.core.errors import ApiError
+from rts_monitor.core.errors import DomainError
 from rts_monitor.core.settings import Settings
 from rts_monitor.db.migrations import Edition
 from rts_monitor.tiers import maintenance, service
@@ -39,7 +39,7 @@ def _run(settings: Settings, action: Action, args: argparse.Namespace) -> int:
 
     try:
         return asyncio.run(go())
-    except ApiError as exc:
+    except DomainError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
-from rts_monitor.core.errors import ApiError, BadRequest, Conflict
+from rts_monitor.core.errors import Conflict, ValidationFailed
 from rts_monitor.db import Queries
 from rts_monitor.db.migrations import Edition
 from rts_monitor.tiers import maintenance
@@ -36,10 +36,9 @@ _DURATION = re.compile(
 _UNIT = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
-class FeatureUnavailable(ApiError):
+class FeatureUnavailable(Conflict):
     """The database's TimescaleDB edition does not have this feature."""
 
-    status = 409
     code = "feature_unavailable"
 
 
@@ -48,10 +47,10 @@ def parse_duration(text: str | None, *, field: str, allow_none: bool = True) -> 
     if text is None or text.strip().lower() in ("", "none", "null", "off"):
         if allow_none:
             return None
-        raise BadRequest(f"{field}: required", field=field)
+        raise ValidationFailed(f"{field}: required", field=field)
     m = _DURATION.match(text)
     if not m or int(m[1]) <= 0:
-        raise BadRequest(f"{field}: {text!r} is not a positive duration such as '30 days' or '12h'", field=field)
+        raise ValidationFailed(f"{field}: {text!r} is not a positive duration such as '30 days' or '12h'", field=field)
     unit = m[2][0].lower()
     if unit == "y":  # a year of retention is 365 days (interval arithmetic stays exact)
         return timedelta(days=365 * int(m[1]))
@@ -151,7 +150,7 @@ async def set_retention(conn: AsyncConnection[Any], *, edition: Edition, level: 
     if retention is not None and idx + 1 < len(LEVELS):
         above = TIER_BY_NAME[LEVELS[idx + 1]]
         if retention < 2 * above.width:
-            raise BadRequest(f"retention: {level} must keep at least {2 * above.width} so that {above.name} "
+            raise ValidationFailed(f"retention: {level} must keep at least {2 * above.width} so that {above.name} "
                              f"can aggregate complete buckets", field="retention")
         if edition == "apache":
             wm = levels[above.name]["watermark"]
@@ -203,7 +202,7 @@ async def set_chunk_interval(conn: AsyncConnection[Any], *, edition: Edition, le
     """New chunks of ``level`` span ``interval`` (existing chunks keep theirs)."""
     maintenance.tier_or_raw(level)
     if interval < timedelta(hours=1):
-        raise BadRequest("chunk_interval: at least 1 hour", field="chunk_interval")
+        raise ValidationFailed("chunk_interval: at least 1 hour", field="chunk_interval")
     await conn.execute("SELECT set_chunk_time_interval(%(n)s::regclass, %(i)s::interval)", {"n": level, "i": interval})
 
 
@@ -211,7 +210,7 @@ async def refresh(conn: AsyncConnection[Any], *, edition: Edition, start: dateti
                   end: datetime | None) -> dict[str, Any]:
     """Refresh by hand: a time range (re-aggregated in every tier), or one scheduled pass (apache)."""
     if start is not None and end is not None and end <= start:
-        raise BadRequest("end: must be after start", field="end")
+        raise ValidationFailed("end: must be after start", field="end")
     started = time.monotonic()
     if edition == "tsl":
         await conn.set_autocommit(True)
@@ -224,7 +223,7 @@ async def refresh(conn: AsyncConnection[Any], *, edition: Edition, start: dateti
                 "watermarks": {k: v.isoformat() if v else None for k, v in res.watermarks.items()},
                 "seconds": round(res.seconds, 3)}
     if start is None or end is None:
-        raise BadRequest("start: give both start and end, or neither", field="start" if start is None else "end")
+        raise ValidationFailed("start: give both start and end, or neither", field="start" if start is None else "end")
     rows = await maintenance.refresh_range(conn, start=start, end=end)
     return {"mode": "range", "rows": rows, "seconds": round(time.monotonic() - started, 3)}
 

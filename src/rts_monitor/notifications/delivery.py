@@ -1,0 +1,125 @@
+"""Delivering the notification rows of ``alert_outbox`` (webhook, e-mail): claim with a lease,
+deliver concurrently, record.
+
+At-least-once: a row is leased while delivered; success marks it done (and the episode
+``notification_sent``), failure goes through the outbox's retry rule (``outbox.py``). Every
+attempt lands in ``alert_notification_log``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiohttp
+from psycopg_pool import AsyncConnectionPool
+
+from rts_monitor.core.settings import Settings
+from rts_monitor.db import Queries, connection
+from rts_monitor.db.rows import fetch_one
+from rts_monitor.notifications import email, outbox, webhook
+from rts_monitor.notifications.outbox import OutboxJob
+from rts_monitor.notifications.webhook import Outcome
+
+log = logging.getLogger(__name__)
+Q = Queries.beside(__file__)
+BATCH = 100
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
+
+
+def payload(ep: dict[str, Any], event: str, delivery_id: int) -> dict[str, Any]:
+    """The webhook body: the episode as the API shows it, plus the event."""
+    return {
+        "event": f"alert.{event}",
+        "delivery_id": delivery_id,
+        "sent_at": _iso(datetime.now(UTC)),
+        "alert": {
+            "id": str(ep["id"]), "rule_id": str(ep["agent_alert_id"]), "alert_name": ep["alert_name"],
+            "alert_type": ep["alert_type"], "severity": ep["severity"], "status": ep["status"],
+            "message": ep["alert_message"], "metric_value": ep["metric_value"],
+            "threshold_value": ep["threshold_value"], "triggered_at": _iso(ep["triggered_at"]),
+            "resolved_at": _iso(ep["resolved_at"]), "condition_since": _iso(ep["condition_since"]),
+            "business_id": str(ep["business_id"]),
+            "device": {"id": str(ep["agent_device_id"]), "name": ep["device_name"], "hostname": ep["hostname"]},
+            "service_request_id": str(ep["service_request_created"]) if ep["service_request_created"] else None,
+            "resolution_notes": ep["resolution_notes"],
+        },
+    }
+
+
+async def drain(pool: AsyncConnectionPool, settings: Settings, *, limit: int = BATCH) -> int:
+    """Deliver what is due now; returns how many rows were attempted."""
+    lease = timedelta(seconds=max(settings.webhook_timeout_seconds, settings.smtp_timeout_seconds) + 60)
+    async with connection(pool) as conn:
+        jobs = await outbox.claim(conn, channels=["webhook", "email"], limit=limit, lease=lease)
+    if not jobs:
+        return 0
+    async with aiohttp.ClientSession() as session:
+        await asyncio.gather(*(_deliver(pool, settings, session, job) for job in jobs))
+    return len(jobs)
+
+
+async def _deliver(pool: AsyncConnectionPool, settings: Settings, session: aiohttp.ClientSession,
+                   job: OutboxJob) -> None:
+    async with connection(pool) as conn:
+        ep = await fetch_one(conn, Q.episode_payload, {"id": job.alert_history_id})
+    started = time.perf_counter()
+    target: str | None = None
+    if ep is None:  # the episode was deleted with its rule/device: nothing to tell anyone
+        outcome = Outcome(False, None, "episode no longer exists")
+    elif job.channel == "webhook":
+        target = ep["webhook_url"]
+        if not target:
+            outcome = Outcome(False, None, "rule has no webhook_url")
+        else:
+            body = json.dumps(payload(ep, job.event, job.id), separators=(",", ":")).encode()
+            outcome = await webhook.send(session, settings, url=target, event=f"alert.{job.event}",
+                                         delivery_id=job.id, body=body)
+    else:
+        to = list(ep["emails"] or [])
+        target = ", ".join(to) or None
+        if not to:
+            outcome = Outcome(False, None, "no e-mail recipients")
+        else:
+            outcome = await email.send(settings, _email(settings, ep, job, to))
+    ms = round((time.perf_counter() - started) * 1000, 1)
+    await _record(pool, settings, job, target, outcome, ms)
+
+
+def _email(settings: Settings, ep: dict[str, Any], job: OutboxJob, to: list[str]) -> Any:
+    head = "RESOLVED" if job.event == "resolved" else ep["severity"].upper()
+    subject = f"[{head}] {ep['alert_name']} on {ep['device_name']}"
+    lines = [ep["alert_message"], "", f"Status: {ep['status']}", f"Triggered: {_iso(ep['triggered_at'])}"]
+    if ep["resolved_at"]:
+        lines.append(f"Resolved: {_iso(ep['resolved_at'])}")
+    if ep["resolution_notes"]:
+        lines.append(f"Notes: {ep['resolution_notes']}")
+    lines.append(f"Alert id: {ep['id']}")
+    return email.build(settings, to=to, subject=subject, text="\n".join(lines), delivery_id=job.id)
+
+
+async def _record(pool: AsyncConnectionPool, settings: Settings, job: OutboxJob, target: str | None,
+                  outcome: Outcome, ms: float) -> None:
+    async with connection(pool) as conn:
+        await conn.execute(Q.log_attempt, {
+            "outbox_id": job.id, "alert_history_id": job.alert_history_id, "channel": job.channel,
+            "event": job.event, "attempt": job.attempts, "target": target, "ok": outcome.ok,
+            "status_code": outcome.status_code, "error": outcome.error, "duration_ms": ms})
+        if outcome.ok:
+            await outbox.done(conn, job=job)
+            if job.event == "opened":
+                await conn.execute(Q.mark_notified, {"id": job.alert_history_id})
+        else:
+            await outbox.retry(conn, settings=settings, job=job, error=outcome.error or "delivery failed")
+    level = logging.INFO if outcome.ok else logging.WARNING
+    log.log(level, "alerts.notification", extra={"channel": job.channel, "event": job.event, "outbox_id": job.id,
+                                                 "attempt": job.attempts, "ok": outcome.ok,
+                                                 "status_code": outcome.status_code, "error": outcome.error,
+                                                 "ms": ms})
