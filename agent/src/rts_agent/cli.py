@@ -102,7 +102,7 @@ async def _register(server: str, token: str) -> dict[str, Any]:
 
 
 def config_from_answer(server: str, answer: dict[str, Any], services: list[str]) -> AgentConfig:
-    """The plan shows the register answer flat and with a nested ``config``: accept both."""
+    """The API contract shows the register answer flat and with a nested ``config``: accept both."""
     raw_nested = answer.get("config")
     nested: dict[str, Any] = raw_nested if isinstance(raw_nested, dict) else {}
 

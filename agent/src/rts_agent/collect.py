@@ -2,7 +2,7 @@
 
 Each collector is a small function filling part of one ``Sample``. ``Collector.sample()`` runs
 them all and records any failure in ``Sample.errors`` (collector name -> message) instead of
-raising, so a broken ``systemctl`` never costs the CPU figure. The field names are the plan's
+raising, so a broken ``systemctl`` never costs the CPU figure. The field names are the API contract's
 metric payload; ``disks`` adds the per-filesystem detail whose fullest entry fills
 ``disk_used_gb``/``disk_percent``.
 
@@ -58,7 +58,7 @@ class Disk(msgspec.Struct):
 
 
 class Sample(msgspec.Struct, omit_defaults=True):
-    """One collection, in the plan's ``POST /api/agents/{id}/metrics`` item shape."""
+    """One collection, in the API contract's ``POST /api/agents/{id}/metrics`` item shape."""
 
     collected_at: str
     cpu_percent: float | None = None
@@ -405,7 +405,7 @@ def _windows_software() -> list[Software]:  # pragma: no cover - needs Windows
 
 
 def system_info() -> dict[str, object]:
-    """What registration sends about the machine (the plan's register payload fields)."""
+    """What registration sends about the machine (the API contract's register payload fields)."""
     import platform
     import socket
 

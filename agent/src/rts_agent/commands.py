@@ -40,7 +40,7 @@ _SUFFIX = {"powershell": ".ps1", "pwsh": ".ps1", "python": ".py", "python3": ".p
 
 
 class CommandResult(msgspec.Struct, omit_defaults=True):
-    """The plan's ``POST …/commands/{id}/result`` body (also the WebSocket ``command_result``)."""
+    """The API contract's ``POST …/commands/{id}/result`` body (also the WebSocket ``command_result``)."""
 
     status: str  # completed | failed | timeout (a refused command is "failed" with a message)
     exit_code: int | None = None

@@ -443,7 +443,7 @@ class Runner:
         if ws is not None and not ws.closed:
             try:
                 payload = b'{"type":"command_result","command_id":"' + command_id.encode() + b'",' + body[1:]
-                await ws.send_str(payload.decode())  # text frames, as the plan's JSON messages
+                await ws.send_str(payload.decode())  # text frames, as the API contract's JSON messages
                 return True
             except (ConnectionError, RuntimeError, aiohttp.ClientError):
                 pass

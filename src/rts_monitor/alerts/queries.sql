@@ -238,7 +238,7 @@ VALUES (%(alert_name)s, %(alert_type)s, %(severity)s, %(business_id)s, %(agent_d
 RETURNING id
 
 -- name: rule_select
--- (fragment) A rule as the API shows it, with the plan's defaults for columns left NULL.
+-- (fragment) A rule as the API shows it, with the API contract's defaults for columns left NULL.
 SELECT id, alert_name, alert_type, severity, business_id, agent_device_id, conditions,
        coalesce(notification_enabled, true) AS notification_enabled,
        coalesce(notification_channels, '[]'::jsonb) AS notification_channels,
@@ -392,7 +392,7 @@ DELETE FROM alert_maintenance_windows
 RETURNING id
 
 -- name: ticket_create
--- The plan's alert -> service request: business, location, title, description, priority from
+-- The API contract's alert -> service request: business, location, title, description, priority from
 -- severity (alert_severity_ticket_map), source 'automated_agent_alert'. Only if the episode has
 -- no ticket yet (exactly one per episode).
 INSERT INTO service_requests (business_id, service_location_id, title, description, priority_level_id,

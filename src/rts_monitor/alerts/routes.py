@@ -110,7 +110,7 @@ async def list_alerts(conn: Conn, principal: Principal, business_id: UUID | None
 
 
 @get("/api/agents/{agent_id:uuid}/alerts", tags=TAGS, security=PORTAL,
-     summary="Alerts of one device (the plan's GET /agents/:id/alerts), newest first")
+     summary="Alerts of one device (the API contract's GET /agents/:id/alerts), newest first")
 async def agent_alerts(conn: Conn, principal: Principal, agent_id: UUID, status: StatusQ = None,
                        severity: SeverityQ = None, since: SinceQ = None, until: UntilQ = None,
                        limit: LimitQ = 100, offset: OffsetQ = 0) -> EpisodeList:

@@ -26,7 +26,7 @@ MAX_DURATION_MINUTES = 1440
 
 
 class Conditions(msgspec.Struct, forbid_unknown_fields=True):
-    """The plan's conditions plus ``kind``, ``aggregation``, ``hysteresis`` and ``service_name``."""
+    """The API contract's conditions plus ``kind``, ``aggregation``, ``hysteresis`` and ``service_name``."""
 
     kind: Kind = "metric"
     metric: str | None = None

@@ -16,10 +16,20 @@ VALUES (%(command_id)s, %(event)s, %(from_status)s, %(to_status)s, %(actor_type)
 -- Sent inside the transaction that makes a command deliverable: listeners see it only on commit.
 SELECT pg_notify(%(channel)s, %(payload)s)
 
+-- name: command_columns
+-- (fragment) A command as the portal sees it: the fields of commands/structs.Command, from ``c``
+-- (agent_commands) and ``d`` (its device).
+SELECT c.id, c.agent_device_id AS agent_id, d.business_id, c.command_type,
+       coalesce(c.command_params, '{}'::jsonb) AS params, c.status, c.timeout_seconds, c.requested_by,
+       coalesce(c.approval_required, false) AS approval_required, c.approved_by, c.approved_at, c.rejected_by,
+       c.rejected_at, c.cancelled_by, c.cancelled_at, c.status_reason, c.created_at, c.status_changed_at,
+       c.sent_at, c.delivered_via, c.started_at, c.completed_at, c.deadline_at, c.exit_code, c.stdout, c.stderr,
+       c.stdout_truncated, c.stderr_truncated, c.error_message, c.result_received_at, c.late_result_at
+
 -- name: command_by_id
 -- Portal read: one command with its device's business. Tenancy in the WHERE: another business's
 -- command is not found.
-SELECT c.*, d.business_id
+-- include: command_columns
   FROM agent_commands c
   JOIN agent_devices d ON d.id = c.agent_device_id
  WHERE c.id = %(command_id)s
@@ -46,7 +56,7 @@ SELECT at, event, from_status, to_status, actor_type, actor_user_id, actor_agent
  ORDER BY id
 
 -- name: list_commands
-SELECT c.*, d.business_id
+-- include: command_columns
   FROM agent_commands c
   JOIN agent_devices d ON d.id = c.agent_device_id
  WHERE d.soft_delete = false
@@ -104,7 +114,8 @@ WITH picked AS (
     INSERT INTO agent_command_events (command_id, event, from_status, to_status, actor_type, actor_agent_id, via)
     SELECT id, 'sent', 'pending', 'sent', 'agent', %(agent_id)s, %(via)s FROM sent
 )
-SELECT id, command_type, command_params, timeout_seconds FROM sent ORDER BY created_at, id
+SELECT id AS command_id, command_type, coalesce(command_params, '{}'::jsonb) AS params, timeout_seconds
+  FROM sent ORDER BY created_at, id
 
 -- name: unsend
 -- A push that failed before reaching the socket: the command goes back to pending (and is

@@ -1,7 +1,7 @@
 """Command endpoints: the portal creates, approves, rejects, cancels and reads; the agent polls and
 reports results. Thin: parse, authorize, call ``commands.service``.
 
-``GET /api/agents/{agent_id}/commands`` is the plan's agent poll *and* the portal's list: which one
+``GET /api/agents/{agent_id}/commands`` is the API contract's agent poll *and* the portal's list: which one
 is decided by the bearer token (agent tokens start with ``rtsa_``).
 """
 

@@ -254,35 +254,16 @@ async def list_commands(conn: Conn, *, principal: Principal, agent_id: UUID | No
         "scope": principal.business_scope, "agent_id": agent_id, "statuses": statuses,
         "awaiting_approval": awaiting_approval, "limit": limit,
     })
-    return s.CommandList([_command(dict(r)) for r in rows])
+    return s.CommandList(msgspec.convert(rows, list[s.Command]))
 
 
 async def _read(conn: Conn, command_id: UUID, agent_id: UUID, scope: UUID | None, *, history: bool) -> s.Command:
     row = await fetch_one(conn, Q.command_by_id, {"command_id": command_id, "agent_id": agent_id, "scope": scope})
     if row is None:
         raise NotFound("command not found")
-    command = _command(dict(row))
     if history:
-        history_rows = await fetch_all(conn, Q.command_history, {"command_id": command_id})
-        command.history = [s.CommandEvent(**dict(r)) for r in history_rows]
-    return command
-
-
-def _command(row: dict[str, Any]) -> s.Command:
-    return s.Command(
-        id=row["id"], agent_id=row["agent_device_id"], business_id=row["business_id"],
-        command_type=row["command_type"], params=row["command_params"] or {}, status=row["status"],
-        timeout_seconds=row["timeout_seconds"], requested_by=row["requested_by"],
-        approval_required=bool(row["approval_required"]), approved_by=row["approved_by"],
-        approved_at=row["approved_at"], rejected_by=row["rejected_by"], rejected_at=row["rejected_at"],
-        cancelled_by=row["cancelled_by"], cancelled_at=row["cancelled_at"], status_reason=row["status_reason"],
-        created_at=row["created_at"], status_changed_at=row["status_changed_at"], sent_at=row["sent_at"],
-        delivered_via=row["delivered_via"], started_at=row["started_at"], completed_at=row["completed_at"],
-        deadline_at=row["deadline_at"], exit_code=row["exit_code"], stdout=row["stdout"], stderr=row["stderr"],
-        stdout_truncated=row["stdout_truncated"], stderr_truncated=row["stderr_truncated"],
-        error_message=row["error_message"], result_received_at=row["result_received_at"],
-        late_result_at=row["late_result_at"],
-    )
+        row["history"] = await fetch_all(conn, Q.command_history, {"command_id": command_id})
+    return msgspec.convert(row, s.Command)
 
 
 # --- agent side ------------------------------------------------------------------------------------
@@ -294,7 +275,7 @@ async def claim(conn: Conn, *, settings: Settings, agent_id: UUID, via: str, lim
         rows = await fetch_all(conn, Q.claim_deliverable, {
             "agent_id": agent_id, "limit": limit, "via": via, "grace": settings.command_timeout_grace_seconds,
         })
-    out = [s.AgentCommand(r["id"], r["command_type"], r["command_params"] or {}, r["timeout_seconds"]) for r in rows]
+    out = msgspec.convert(rows, list[s.AgentCommand])
     if out:
         log.info("command.sent", extra={"agent_id": str(agent_id), "via": via,
                                         "command_ids": [str(c.command_id) for c in out]})

@@ -1,6 +1,6 @@
 """The wire contract of remote commands: portal requests, agent polling/results, WebSocket messages.
 
-Agent-facing shapes follow the plan exactly (``GET …/commands`` → ``{"commands": [{command_id,
+Agent-facing shapes follow the API contract exactly (``GET …/commands`` → ``{"commands": [{command_id,
 command_type, params, timeout_seconds}]}``; WebSocket ``{"type": "command", …}``,
 ``{"type": "command_result", …}``, ``{"type": "event", …}``). Extra message types (heartbeat,
 acks, errors) are documented in ``docs/websocket.md``.
@@ -129,7 +129,7 @@ class CommandList(msgspec.Struct):
 
 
 class AgentCommand(msgspec.Struct):
-    """One command handed to the agent (plan: GET /api/agents/:id/commands)."""
+    """One command handed to the agent (the API contract: GET /api/agents/:id/commands)."""
 
     command_id: UUID
     command_type: str

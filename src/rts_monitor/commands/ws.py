@@ -1,7 +1,7 @@
-"""``/ws``: the agent's WebSocket (plan's "WEBSOCKET PROTOCOL"; extra message types in
+"""``/ws``: the agent's WebSocket (the API contract's "WEBSOCKET PROTOCOL"; extra message types in
 docs/websocket.md).
 
-The agent token comes from ``Authorization: Bearer`` or the plan's ``?token=``; a bad one is
+The agent token comes from ``Authorization: Bearer`` or the API contract's ``?token=``; a bad one is
 refused before the handshake completes (HTTP 403). Once connected, every deliverable command is
 pushed (``{"type": "command", …}``) at once and whenever another becomes deliverable, on any
 instance. The agent sends ``command_result``, ``event`` and ``heartbeat`` (the HTTP heartbeat's

@@ -233,7 +233,7 @@ class Settings:
         metadata=_env("RTS_WS_PING_TIMEOUT_SECONDS", "A WebSocket without a pong within this is closed."),
     )
 
-    # --- alerting (issue 6; see docs/alerts.md) ---
+    # --- alerting (see docs/alerts.md) ---
     alert_evaluate_seconds: float = field(
         default=60.0, metadata=_env("RTS_ALERT_EVALUATE_SECONDS", "How often every alert rule is evaluated."),
     )

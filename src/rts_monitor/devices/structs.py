@@ -1,6 +1,6 @@
-"""Wire contract of the fleet (the plan's "Agent Operations" and "Portal/Admin Endpoints").
+"""Wire contract of the fleet (the API contract's "Agent Operations" and "Portal/Admin Endpoints").
 
-Field names follow the plan verbatim; additions extend it (never rename).
+Field names follow the API contract verbatim; additions extend it (never rename).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from rts_monitor.inventory.structs import SoftwareInfo
 
 
 class HeartbeatRequest(msgspec.Struct):
-    """The plan's body. ``config_version`` (optional) is the config the agent runs."""
+    """The API contract's body. ``config_version`` (optional) is the config the agent runs."""
 
     timestamp: datetime | None = None
     # An agent reports itself online, in error, or offline when shutting down cleanly.
@@ -102,7 +102,7 @@ class AgentDetail(msgspec.Struct):
     current_metrics: CurrentMetrics | None
     active_alerts: int
     monitored_services: list[MonitoredService]
-    # Extensions beyond the plan's example.
+    # Extensions beyond the API contract's example.
     business: BusinessRef
     service_location: LocationRef | None
     hostname: str | None

@@ -1,6 +1,6 @@
-"""Wire contract of enrolment (the plan's "Agent Registration & Authentication" section).
+"""Wire contract of enrolment (the API contract's "Agent Registration & Authentication" section).
 
-Field names follow the plan verbatim; additions extend it (never rename).
+Field names follow the API contract verbatim; additions extend it (never rename).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ class RegistrationTokenCreated(msgspec.Struct):
     device_name: str | None
     install_command_linux: str
     install_command_windows: str
-    # The plan's registration-flow example names a single `install_command` (Linux/macOS).
+    # The API contract's registration-flow example names a single `install_command` (Linux/macOS).
     install_command: str
 
 

@@ -81,4 +81,4 @@ async def list_for_device(conn: Conn, *, principal: Principal, agent_id: UUID, e
     await visible_agent(conn, principal.business_scope, agent_id)
     rows = await fetch_all(conn, Q.list_events, {"agent_id": agent_id, "scope": principal.business_scope,
                                                  "event_type": event_type, "before": before, "limit": limit})
-    return s.EventList([s.AgentEvent(**dict(r)) for r in rows])
+    return s.EventList(msgspec.convert(rows, list[s.AgentEvent]))

@@ -1,4 +1,4 @@
-"""Agent events: the plan's ``{"type": "event", "event_type", "timestamp", "data"}`` without the tag
+"""Agent events: the API contract's ``{"type": "event", "event_type", "timestamp", "data"}`` without the tag
 (HTTP) and what the portal reads back."""
 
 from __future__ import annotations

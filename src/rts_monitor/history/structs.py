@@ -1,4 +1,4 @@
-"""Wire contract of the history endpoints (the plan's ``{"metrics": [...]}``, extended)."""
+"""Wire contract of the history endpoints (the API contract's ``{"metrics": [...]}``, extended)."""
 
 from __future__ import annotations
 

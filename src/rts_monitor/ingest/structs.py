@@ -1,4 +1,4 @@
-"""The wire contract of ``POST /api/agents/{agent_id}/metrics`` (the plan's request and response).
+"""The wire contract of ``POST /api/agents/{agent_id}/metrics`` (the API contract's request and response).
 
 Range rules live in the types (``Meta``) so msgspec checks them in C while decoding: validating
 a 500-sample batch in Python would cost more than decoding it. ``validate.py`` turns msgspec's

@@ -84,7 +84,7 @@ def decode(body: bytes) -> MetricsBatch:
     """JSON (whatever the Content-Type says); type and range errors become 422 with a path.
 
     A msgpack or columnar variant was measured (benchmarks/ingest.py) and did not pay enough for a
-    second wire format, so only the plan's JSON is accepted (docs/ingest.md).
+    second wire format, so only the API contract's JSON is accepted (docs/ingest.md).
     """
     try:
         return _JSON.decode(body)

@@ -46,8 +46,9 @@ SELECT id, inventory_reported_at
    AND (%(scope)s::uuid IS NULL OR business_id = %(scope)s::uuid)
 
 -- name: list_for_device
-SELECT software_name, software_version, vendor, install_date, software_type, is_security_software,
-       is_active, first_seen, last_seen
+SELECT software_name AS name, software_version AS version, vendor, install_date, software_type,
+       coalesce(is_security_software, false) AS is_security_software, coalesce(is_active, false) AS is_active,
+       first_seen, last_seen
   FROM agent_software_inventory
  WHERE agent_device_id = %(device_id)s
    AND (is_active OR %(include_inactive)s)

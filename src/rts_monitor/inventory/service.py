@@ -7,6 +7,8 @@ import re
 from typing import Any
 from uuid import UUID
 
+import msgspec
+
 from rts_monitor.core.errors import NotFound, ValidationFailed
 from rts_monitor.db import Conn, Queries
 from rts_monitor.db.rows import fetch_all, fetch_one
@@ -78,15 +80,7 @@ async def list_for_device(conn: Conn, device_id: UUID, *,
     No tenancy check here: callers pass a device they already resolved for the principal.
     """
     rows = await fetch_all(conn, Q.list_for_device, {"device_id": device_id, "include_inactive": include_inactive})
-    return [
-        SoftwareInfo(
-            name=r["software_name"], version=r["software_version"], vendor=r["vendor"],
-            install_date=r["install_date"], software_type=r["software_type"],
-            is_security_software=bool(r["is_security_software"]), is_active=bool(r["is_active"]),
-            first_seen=r["first_seen"], last_seen=r["last_seen"],
-        )
-        for r in rows
-    ]
+    return msgspec.convert(rows, list[SoftwareInfo])
 
 
 async def get_for_portal(conn: Conn, *, scope: UUID | None, device_id: UUID,

@@ -1,7 +1,7 @@
-"""Wire contract of the software inventory (the plan has the table, not the endpoint).
+"""Wire contract of the software inventory (the API contract has the table, not the endpoint).
 
 ``POST /api/agents/{agent_id}/inventory``: the agent's complete list of installed software.
-Item fields are the table's columns with the ``software_`` prefix dropped where the plan's
+Item fields are the table's columns with the ``software_`` prefix dropped where the API contract's
 other payloads do the same (``name``, ``version``). A report is always the full list, so
 anything active and not in it is marked inactive; an empty list is refused rather than read as
 "everything was uninstalled" (more likely a broken package query on the agent).

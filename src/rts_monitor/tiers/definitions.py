@@ -2,7 +2,7 @@
 
 Three tiers above the raw hypertable, each built from the one below (hierarchical):
 
-* ``agent_metrics_5m``: the plan's default chart interval is 5 minutes, so a 24-hour chart at
+* ``agent_metrics_5m``: the API contract's default chart interval is 5 minutes, so a 24-hour chart at
   5 minutes reads 288 rows per device instead of 1,440 (1-minute agents) or 8,640 (10-second
   agents); it is also the finest bucket the alert evaluator needs for windows of an hour or more.
 * ``agent_metrics_1h``: 30-day charts at 1-hour resolution read 720 rows instead of 8,640 5m rows.
