@@ -110,7 +110,7 @@ SCRIPT = {"command_type": "run_script",
 async def test_bad_command_is_a_4xx_naming_the_field(client: httpx.AsyncClient, world: World,
                                                      body: dict[str, Any], field: str) -> None:
     resp = await client.post(world.cmd_path, json=body, headers=world.h(world.tech_a))
-    assert resp.status_code == 400, resp.text
+    assert resp.status_code == 422, resp.text
     assert resp.json()["field"] == field
     assert resp.json()["message"].startswith(field)
 
@@ -118,10 +118,10 @@ async def test_bad_command_is_a_4xx_naming_the_field(client: httpx.AsyncClient, 
 async def test_malformed_top_level_fields_name_the_field(client: httpx.AsyncClient, world: World) -> None:
     resp = await client.post(world.cmd_path, json={"command_type": "collect_inventory", "timeout_seconds": "x"},
                              headers=world.h(world.tech_a))
-    assert resp.status_code in (400, 422) and resp.json()["field"] == "timeout_seconds"
+    assert resp.status_code == 422 and resp.json()["field"] == "timeout_seconds"
     resp = await client.post(world.cmd_path, json={"command_type": "collect_inventory", "timeout_seconds": 0},
                              headers=world.h(world.tech_a))
-    assert resp.status_code in (400, 422) and resp.json()["field"] == "timeout_seconds"
+    assert resp.status_code == 422 and resp.json()["field"] == "timeout_seconds"
 
 
 async def test_valid_types_are_created_with_typed_params(client: httpx.AsyncClient, world: World) -> None:
@@ -145,7 +145,7 @@ async def test_valid_types_are_created_with_typed_params(client: httpx.AsyncClie
     assert upd["params"] == {"target_version": served["version"], "source": served["url"]}
     resp = await client.post(world.cmd_path, headers=world.h(world.tech_a), json={
         "command_type": "update_agent", "params": {"target_version": "1.2.3"}})
-    assert resp.status_code == 400 and resp.json()["field"] == "params.target_version", resp.text
+    assert resp.status_code == 422 and resp.json()["field"] == "params.target_version", resp.text
     assert f"serves rts-agent {served['version']}" in resp.json()["message"]
     upd = await create(client, world, world.tech_a, {"command_type": "update_agent", "params": {
         "target_version": "1.2.3", "source": "https://example.com/rts_agent-1.2.3-py3-none-any.whl"}})
@@ -283,7 +283,7 @@ async def test_approval_queue_lists_only_awaiting(client: httpx.AsyncClient, wor
                             headers=world.h(world.tech_b))
     assert [c["id"] for c in resp.json()["commands"]] == [waiting["id"]]
     resp = await client.get("/api/commands", params={"status": "bogus"}, headers=world.h(world.tech_b))
-    assert resp.status_code == 400 and resp.json()["field"] == "status"
+    assert resp.status_code == 422 and resp.json()["field"] == "status"
 
 
 # --- polling -----------------------------------------------------------------------------------------
@@ -348,9 +348,9 @@ async def test_result_validation_and_output_cap(client: httpx.AsyncClient, world
     await poll(client, world.agent)
     base = f"{world.cmd_path}/{cmd['id']}/result"
     resp = await client.post(base, json={"status": "done"}, headers=world.agent.headers)
-    assert resp.status_code in (400, 422) and resp.json()["field"] == "status"
+    assert resp.status_code == 422 and resp.json()["field"] == "status"
     resp = await client.post(base, json={"status": "completed", "exit_code": "zero"}, headers=world.agent.headers)
-    assert resp.status_code in (400, 422) and resp.json()["field"] == "exit_code"
+    assert resp.status_code == 422 and resp.json()["field"] == "exit_code"
     cap = api.settings.command_output_max_bytes
     big = "é" * cap  # 2 bytes each: twice the cap
     resp = await client.post(base, json={"status": "failed", "exit_code": 1, "stdout": big, "stderr": "a\x00b"},

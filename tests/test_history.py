@@ -149,7 +149,7 @@ async def test_tenancy_and_auth(api: ApiServer, client: httpx.AsyncClient, api_c
                              params={"service_location_id": str(world.location_id)})).status_code == 404
     staff = api.headers(api.token(Role.admin))
     resp = await client.get(fleet, headers=staff)
-    assert resp.status_code == 400 and resp.json()["field"] == "business_id"
+    assert resp.status_code == 422 and resp.json()["field"] == "business_id"
 
 
 @pytest.mark.parametrize(("params", "field", "text"), [
@@ -164,13 +164,13 @@ async def test_tenancy_and_auth(api: ApiServer, client: httpx.AsyncClient, api_c
     ({"start": "2025-01-01T00:00:00Z", "end": "2025-03-01T00:00:00Z", "interval": "10m"}, "interval",
      "at most 2000"),
 ])
-async def test_bad_queries_get_a_400_naming_the_field(api: ApiServer, client: httpx.AsyncClient,
+async def test_bad_queries_get_a_422_naming_the_field(api: ApiServer, client: httpx.AsyncClient,
                                                       world: factories.Tenant, params: dict[str, str], field: str,
                                                       text: str) -> None:
     headers = api.headers(api.token(Role.customer, business_id=world.business_id))
     for url in (f"/api/agents/{world.agent.id}/metrics/history", "/api/fleet/metrics/history"):
         resp = await client.get(url, headers=headers, params=params)
-        assert resp.status_code == 400, resp.text
+        assert resp.status_code == 422, resp.text
         body = resp.json()
         assert body["field"] == field and text in body["message"] and body["message"].startswith(field)
 

@@ -398,7 +398,7 @@ async def test_scheduler_refreshes_and_admin_api_shows_jobs(api_factory: Any,
         assert resp.status_code == 200
         assert {r["level"]: r for r in resp.json()["levels"]}["agent_metrics_1d"]["retention"] == "1825 days, 0:00:00"
         resp = await c.put("/api/admin/tiers/agent_metrics_1d/retention", headers=admin, json={"retention": "soon"})
-        assert resp.status_code == 400 and resp.json()["field"] == "retention"
+        assert resp.status_code == 422 and resp.json()["field"] == "retention"
         resp = await c.put("/api/admin/tiers/nope/retention", headers=admin, json={"retention": None})
         assert resp.status_code == 404
         resp = await c.post("/api/admin/tiers/refresh", headers=admin,
@@ -407,7 +407,7 @@ async def test_scheduler_refreshes_and_admin_api_shows_jobs(api_factory: Any,
         assert resp.json()["rows"]["agent_metrics_5m"] >= 20
         resp = await c.post("/api/admin/tiers/refresh", headers=admin,
                             json={"start": now.isoformat(), "end": (now - timedelta(hours=1)).isoformat()})
-        assert resp.status_code == 400 and resp.json()["field"] == "end"
+        assert resp.status_code == 422 and resp.json()["field"] == "end"
     assert isinstance(httpx.URL(server.url), httpx.URL)
 
 
