@@ -453,7 +453,7 @@ async def test_invalid_rules_name_the_field(api: ApiServer, client: Any, api_con
         assert field in resp.json()["message"] and resp.json()["code"] == "validation_error"
     body = {**RULE_BODY, "conditions": {**RULE_BODY["conditions"], "bogus": 1}}
     resp = await client.post("/api/alerts/rules", json=body, headers=h)
-    assert resp.status_code == 422 and resp.json()["field"] == "conditions" and "bogus" in resp.json()["message"]
+    assert resp.status_code == 422 and resp.json()["field"] == "conditions.bogus" and "bogus" in resp.json()["message"]
     resp = await client.post("/api/alerts/rules", headers=h, json={
         **RULE_BODY, "business_id": str(t.business_id), "notification_channels": ["webhook"]})
     assert resp.status_code == 422 and resp.json()["field"] == "webhook_url"

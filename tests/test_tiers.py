@@ -312,13 +312,13 @@ async def test_retention_clamps_to_pending_ingest_ranges(conn: psycopg.AsyncConn
 # ---- DBA controls --------------------------------------------------------------------------------
 
 async def test_set_retention_validates_and_compression_says_unavailable(conn: psycopg.AsyncConnection[Any]) -> None:
-    from rts_monitor.core.errors import BadRequest, Conflict, NotFound
+    from rts_monitor.core.errors import Conflict, NotFound, ValidationFailed
 
     with pytest.raises(Conflict, match="has not materialised"):
         await tiers.set_retention(conn, edition="apache", level="agent_metrics", retention=timedelta(days=1))
     await maintenance.refresh(conn)
     await tiers.set_retention(conn, edition="apache", level="agent_metrics", retention=timedelta(days=7))
-    with pytest.raises(BadRequest, match="at least 2:00:00"):
+    with pytest.raises(ValidationFailed, match="at least 2:00:00"):
         await tiers.set_retention(conn, edition="apache", level="agent_metrics_5m", retention=timedelta(minutes=30))
     with pytest.raises(NotFound):
         await tiers.set_retention(conn, edition="apache", level="agent_metrics_2m", retention=None)
@@ -340,9 +340,9 @@ def test_parse_duration() -> None:
     assert tiers.parse_duration("30 days", field="r") == timedelta(days=30)
     assert tiers.parse_duration("12h", field="r") == timedelta(hours=12)
     assert tiers.parse_duration("none", field="r") is None
-    from rts_monitor.core.errors import BadRequest
+    from rts_monitor.core.errors import ValidationFailed
 
-    with pytest.raises(BadRequest, match="r: 'soon' is not a positive duration"):
+    with pytest.raises(ValidationFailed, match="r: 'soon' is not a positive duration"):
         tiers.parse_duration("soon", field="r")
 
 

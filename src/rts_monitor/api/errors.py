@@ -27,7 +27,7 @@ from rts_monitor.core.errors import (
     Unauthorized,
     Unavailable,
     ValidationFailed,
-    msgspec_message_to_field,
+    error_field,
 )
 from rts_monitor.db.errors import translate
 
@@ -78,19 +78,18 @@ def domain_error_handler(_: Request[Any, Any, Any], exc: DomainError) -> Respons
 
 
 def validation_handler(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
-    """Litestar's own parameter and body decoding: a named field is 422, an unreadable body 400."""
-    message, field = str(exc.detail), None
-    extra = exc.extra if isinstance(exc.extra, list) else []
-    for item in extra:
-        if isinstance(item, dict):
-            msg = str(item.get("message", message))
-            message, field = msgspec_message_to_field(msg)
-            key = item.get("key")
-            if field is None and key:
-                field = str(key)
-            break
-    if field is None:
-        message, field = msgspec_message_to_field(message)
+    """Litestar's own parameter and body decoding: a named field is 422, an unreadable body 400.
+
+    A body error names the path inside the body (``conditions.metric``, a missing key by its
+    name), a parameter error the parameter."""
+    message = str(exc.detail)
+    item = next((i for i in (exc.extra if isinstance(exc.extra, list) else []) if isinstance(i, dict)), None)
+    key = None
+    if item is not None:
+        message, key = str(item.get("message", message)), item.get("key")
+    # Litestar's key is the field's path, or "data" for the body itself (a missing key at the top)
+    path, message = error_field("" if key in (None, "data") else str(key), message)
+    field = path.lstrip(".") or None
     if field:
         return domain_error_handler(request, ValidationFailed(f"{field}: {message}", field=field))
     return domain_error_handler(request, BadRequest(message))
