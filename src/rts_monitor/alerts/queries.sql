@@ -170,7 +170,12 @@ opened AS (
              ELSE format('%%s on %%s: service(s) %%s not running for over %%s min', r.alert_name, d.device_name,
                          e.names, extract(epoch FROM e.win)::int / 60)
            END,
-           e.value, e.threshold, e.since, 'active', now()
+           -- a value of a real column is kept as the shortest decimal of that float (95.1, not
+           -- 95.0999984741211): through real's text form, which is exactly that decimal
+           CASE WHEN r.metric IN ('cpu_percent', 'memory_used_gb', 'memory_percent', 'disk_used_gb', 'disk_percent',
+                                  'load_average_1m', 'load_average_5m', 'load_average_15m')
+                THEN e.value::real::text::float8 ELSE e.value END,
+           e.threshold, e.since, 'active', now()
       FROM eval e
       JOIN agent_alerts r ON r.id = e.rule_id
       JOIN agent_devices d ON d.id = e.device_id

@@ -1,1 +1,2 @@
-"""HTTP and WebSocket layer: thin handlers that parse, authorize, call a service, return."""
+"""The web layer: the app factory, the dependencies handlers ask for, the one error mapping, the
+OpenAPI additions and /health. Handlers live in each concern's routes.py."""
