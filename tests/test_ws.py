@@ -249,10 +249,13 @@ async def test_heartbeat_over_the_socket_brings_an_agent_online(session: aiohttp
     ws = await connect(session, api, world.agent)
     async with api.client() as client:
         await create(client, world, world.tech_a, SCRIPT)  # awaiting approval: not counted
+    # a field this server does not know (a newer agent's) is ignored, as on HTTP
     ack = await rpc(ws, {"type": "heartbeat", "timestamp": "2025-10-09T10:30:00Z", "status": "online",
-                         "agent_version": "1.0.0"})
+                         "agent_version": "1.0.0", "battery_percent": 80})
     assert (ack["type"], ack["status"], ack["pending_commands"]) == ("heartbeat_ack", "online", 0)
     assert {"config_updated", "config_version", "server_time"} <= set(ack)
+    ack = await rpc(ws, {"type": "event", "event_type": "disk_smart", "data": {}, "future_field": {"x": 1}})
+    assert ack["type"] == "event_ack", ack
     await ws.close()
     cur = await api_conn.execute("SELECT status, last_heartbeat FROM agent_devices WHERE id = %s", (world.agent.id,))
     row = await cur.fetchone()

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from rts_monitor import wiring
 from rts_monitor.core import logs
-from rts_monitor.core.settings import Settings, describe
+from rts_monitor.core.settings import ROLES, Settings, describe, variables_for
 from rts_monitor.devtools import cli as devtools_cli
 
 Handler = Callable[[argparse.Namespace, Settings], int]
@@ -47,6 +47,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         port=args.port or settings.port,
         workers=args.workers or settings.workers,
     )
+    settings.require_runnable()  # before any worker starts: one clear message, not one per worker
     url = resolve_database_url(settings)
     if not args.no_migrate:
         migrations.migrate(url)
@@ -55,8 +56,11 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     os.environ["RTS_HOST"], os.environ["RTS_PORT"] = settings.host, str(settings.port)
     os.environ["RTS_WORKERS"] = str(settings.workers)
     os.environ["RTS_STATE_DIR"] = str(settings.state_dir)
-    if not settings.jwt_secret and not settings.jwt_public_key:
-        os.environ["RTS_JWT_SECRET"] = settings.effective_jwt_secret()
+    if not settings.production:  # workers share this process's generated development secrets
+        os.environ["RTS_ENV"] = settings.env
+        if not settings.jwt_secret and not settings.jwt_public_key:
+            os.environ["RTS_JWT_SECRET"] = settings.effective_jwt_secret()
+        os.environ["RTS_WEBHOOK_SECRET"] = settings.effective_webhook_secret()
     uvicorn.run(
         "rts_monitor.api.app:create_app",
         factory=True,
@@ -93,7 +97,10 @@ def _scheduler(_: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _config(_: argparse.Namespace, __: Settings) -> int:
+def _config(args: argparse.Namespace, __: Settings) -> int:
+    if args.role:
+        print("\n".join(variables_for(args.role, runs_jobs=args.role == "api" and args.runs_jobs)))
+        return 0
     for env, default, doc in describe():
         print(f"{env:<34} {default:<28} {doc}")
     return 0
@@ -119,7 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_serve)
 
     sub.add_parser("scheduler", help="run only the scheduled jobs (no HTTP)").set_defaults(func=_scheduler)
-    sub.add_parser("config", help="list environment variables and defaults").set_defaults(func=_config)
+    p = sub.add_parser("config", help="list environment variables and defaults")
+    p.add_argument("--role", choices=ROLES, help="only the variables a production process of this role needs")
+    p.add_argument("--runs-jobs", action="store_true", help="with --role api: the API also runs the jobs")
+    p.set_defaults(func=_config)
 
     wiring.register_cli(sub)
     devtools_cli.register(sub)
@@ -127,17 +137,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    settings = Settings.from_env()
-    logs.setup(settings.log_level, os.environ.get("RTS_LOG_FORMAT", "text"))
     args = parser_args(argv)
     try:
+        settings = Settings.from_env()
+        logs.setup(settings.log_level, os.environ.get("RTS_LOG_FORMAT", "text"))
         return int(args.func(args, settings))
     except Exception as exc:
+        from rts_monitor.core.settings import ConfigurationError
         from rts_monitor.db.migrations import MigrationError
         from rts_monitor.db.pool import NoDatabaseConfigured
         from rts_monitor.devtools.localdb import LocalDbError
 
-        if isinstance(exc, LocalDbError | MigrationError | NoDatabaseConfigured):
+        if isinstance(exc, LocalDbError | MigrationError | NoDatabaseConfigured | ConfigurationError):
             print(f"error: {exc}", file=sys.stderr)
             return 2
         raise

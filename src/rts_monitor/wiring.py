@@ -55,6 +55,11 @@ def register_cli(subparsers: SubParsers) -> None:
 
 async def open_context(settings: Settings) -> AppContext:
     """Open the pool and describe the database: what the API and the scheduler both start from."""
+    settings.require_runnable()
+    if not settings.production:
+        log.warning("runtime.not_production", extra={
+            "env": settings.env, "note": "secrets not set are generated in the state dir; webhooks may use http "
+                                         "and private addresses (RTS_ENV=production for a real deployment)"})
     pool = await open_pool(settings)
     try:
         async with pool.connection() as conn:

@@ -452,3 +452,10 @@ CROSS JOIN LATERAL (
                 THEN r.notification_channels ELSE '[]'::jsonb END) c
      WHERE c IN ('webhook', 'email')
 ) ch(channel)
+
+-- name: usable_recipients
+-- Which of the given user ids may receive a rule's notifications: active, not deleted, and of the
+-- rule's business or MSP staff (the same test the delivery applies, notifications/queries.sql).
+SELECT id FROM users
+ WHERE id = ANY(%(ids)s::uuid[]) AND coalesce(is_active, true) AND NOT coalesce(soft_delete, false)
+   AND (business_id = %(business_id)s OR role IN ('admin', 'technician'))

@@ -30,6 +30,7 @@ from rts_monitor.core.errors import Forbidden, NotFound, ValidationFailed
 from rts_monitor.core.settings import Settings
 from rts_monitor.db import Queries
 from rts_monitor.devices.scope import visible_agent
+from rts_monitor.notifications import outbound
 
 Q = Queries.beside(__file__)
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
@@ -78,15 +79,16 @@ def validate_conditions(c: Conditions, prefix: str = "conditions") -> None:
         raise bad("service_name", "must not be empty (omit it to watch every monitored service)")
 
 
-def _validate_rule(name: str, channels: list[str], recipients: list[str], webhook_url: str | None) -> None:
+def _validate_rule(settings: Settings, name: str, channels: list[str], recipients: list[str],
+                   webhook_url: str | None) -> None:
     if not name.strip() or len(name) > 255:
         raise ValidationFailed("alert_name: must be 1-255 characters", field="alert_name")
     for i, r in enumerate(recipients):
         if not (_EMAIL.match(r) or _is_uuid(r)):
             raise ValidationFailed(f"notification_recipients[{i}]: not an e-mail address or user id",
                                    field=f"notification_recipients[{i}]")
-    if webhook_url is not None and not re.match(r"^https?://[^\s/]+", webhook_url):
-        raise ValidationFailed("webhook_url: must be an http(s) URL", field="webhook_url")
+    if webhook_url is not None:
+        outbound.check_url(settings, webhook_url, field="webhook_url")
     if "webhook" in channels and not webhook_url:
         raise ValidationFailed("webhook_url: required when notification_channels has 'webhook'", field="webhook_url")
     if "email" in channels and not recipients:
@@ -132,12 +134,27 @@ async def _resolve_business(conn: AsyncConnection[Any], principal: Principal, bu
     return business_id
 
 
+async def _check_user_recipients(conn: AsyncConnection[Any], business_id: UUID, recipients: list[str]) -> None:
+    """A user id may receive a rule's mail only as an active user of the rule's business, or MSP
+    staff: otherwise a rule author could mail alerts of one business to another's users."""
+    ids = [r for r in recipients if _is_uuid(r)]
+    if not ids:
+        return
+    cur = await conn.execute(Q.usable_recipients, {"ids": ids, "business_id": business_id})
+    usable = {str(r["id"]) for r in await cur.fetchall()}
+    for i, r in enumerate(recipients):
+        if _is_uuid(r) and str(UUID(r)) not in usable:
+            raise ValidationFailed(f"notification_recipients[{i}]: not an active user of this business or MSP staff",
+                                   field=f"notification_recipients[{i}]")
+
+
 async def create(conn: AsyncConnection[Any], *, principal: Principal, settings: Settings, data: RuleCreate) -> Rule:
     require_rule_writer(principal, settings)
     validate_conditions(data.conditions)
-    _validate_rule(data.alert_name, list(data.notification_channels), data.notification_recipients,
+    _validate_rule(settings, data.alert_name, list(data.notification_channels), data.notification_recipients,
                    data.webhook_url)
     business_id = await _resolve_business(conn, principal, data.business_id, data.agent_device_id)
+    await _check_user_recipients(conn, business_id, data.notification_recipients)
     params = {
         "alert_name": data.alert_name.strip(), "alert_type": data.alert_type or default_type(data.conditions),
         "severity": data.severity, "business_id": business_id, "agent_device_id": data.agent_device_id,
@@ -182,8 +199,10 @@ async def update(conn: AsyncConnection[Any], *, principal: Principal, settings: 
     conditions: Conditions = merged["conditions"]
     if data.conditions is not msgspec.UNSET:
         validate_conditions(conditions)
-    _validate_rule(merged["alert_name"], list(merged["notification_channels"]), merged["notification_recipients"],
-                   merged["webhook_url"])
+    _validate_rule(settings, merged["alert_name"], list(merged["notification_channels"]),
+                   merged["notification_recipients"], merged["webhook_url"])
+    if data.notification_recipients is not msgspec.UNSET:
+        await _check_user_recipients(conn, current.business_id, merged["notification_recipients"])
     params = {**merged, "id": rule_id, "conditions": Jsonb(msgspec.to_builtins(conditions)),
               "notification_channels": Jsonb(list(merged["notification_channels"])),
               "notification_recipients": Jsonb(list(merged["notification_recipients"]))}

@@ -184,19 +184,20 @@ class WsCancel(msgspec.Struct, tag_field="type", tag="cancel_command"):
     command_id: UUID
 
 
-class WsCommandResult(CommandResult, tag_field="type", tag="command_result", forbid_unknown_fields=True,
-                      kw_only=True):
+# What agents send ignores fields this server does not know (a newer agent's additions), as the
+# HTTP bodies do; portal-facing bodies refuse unknown fields (a typo there is a person's mistake).
+class WsCommandResult(CommandResult, tag_field="type", tag="command_result", kw_only=True):
     command_id: UUID
 
 
-class WsEvent(msgspec.Struct, tag_field="type", tag="event", forbid_unknown_fields=True):
+class WsEvent(msgspec.Struct, tag_field="type", tag="event"):
     event_type: Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,99}$")]
     timestamp: datetime | None = None
     data: dict[str, Any] = {}
     event_id: UUID | None = None
 
 
-class WsHeartbeat(msgspec.Struct, tag_field="type", tag="heartbeat", forbid_unknown_fields=True):
+class WsHeartbeat(msgspec.Struct, tag_field="type", tag="heartbeat"):
     """The HTTP heartbeat's body (``devices.structs.HeartbeatRequest``) with the tag."""
 
     timestamp: datetime | None = None

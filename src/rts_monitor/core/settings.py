@@ -34,8 +34,25 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "rts-monitor"
 
 
+ENVIRONMENTS = ("production", "development", "test")
+
+
+class ConfigurationError(RuntimeError):
+    """The settings cannot run in this environment; the message names each variable to set."""
+
+
 @dataclass(frozen=True)
 class Settings:
+    env: str = field(
+        default="production",
+        metadata=_env(
+            "RTS_ENV",
+            "`production` (default): refuse to start without RTS_JWT_SECRET (or RTS_JWT_PUBLIC_KEY), "
+            "RTS_WEBHOOK_SECRET and RTS_PUBLIC_URL; webhooks https-only to public addresses. "
+            "`development` (./dev run): missing secrets are generated in the state dir (and said so); http "
+            "webhooks and private receivers allowed. `test`: development plus the fault-injection drills.",
+        ),
+    )
     database_url: str = field(
         default="",
         metadata=_env(
@@ -88,8 +105,8 @@ class Settings:
         default="",
         metadata=_env(
             "RTS_JWT_SECRET",
-            "HS256 secret shared with the portal. Empty: a random secret kept in the state dir "
-            "(development only).",
+            "HS256 secret shared with the portal. Empty: refused in production; elsewhere a random secret "
+            "kept in the state dir.",
         ),
     )
     jwt_public_key: str = field(
@@ -273,19 +290,27 @@ class Settings:
     alert_cycle_pad_ms: int = field(
         default=0,
         metadata=_env("RTS_ALERT_CYCLE_PAD_MS",
-                      "Drills/tests only: sleep this long inside each evaluation cycle while holding its lock."),
+                      "Test drill (RTS_ENV=test only): sleep this long inside each evaluation cycle while "
+                      "holding its lock."),
     )
     alert_fault_inject: str = field(
         default="",
         metadata=_env("RTS_ALERT_FAULT_INJECT",
-                      "Drills/tests only: `ticket_once` raises once inside the ticket transaction, "
-                      "`ticket_exit` kills the process there."),
+                      "Test drill (RTS_ENV=test only): `ticket_once` raises once inside the ticket "
+                      "transaction, `ticket_exit` kills the process there."),
     )
     webhook_secret: str = field(
         default="",
         metadata=_env("RTS_WEBHOOK_SECRET",
-                      "HMAC-SHA256 key for X-RTS-Signature on alert webhooks. Empty: a random key kept in "
-                      "the state dir (development only)."),
+                      "HMAC-SHA256 key for X-RTS-Signature on alert webhooks. Empty: refused in production; "
+                      "elsewhere a random key kept in the state dir."),
+    )
+    outbound_allow: str = field(
+        default="",
+        metadata=_env("RTS_OUTBOUND_ALLOW",
+                      "Comma-separated CIDRs or host names webhooks may reach although private (on-premises "
+                      "receivers). Outside them, production calls only public addresses "
+                      "(notifications/outbound.py)."),
     )
     webhook_timeout_seconds: float = field(
         default=10.0, metadata=_env("RTS_WEBHOOK_TIMEOUT_SECONDS", "Timeout of one webhook delivery attempt."),
@@ -319,6 +344,39 @@ class Settings:
                       "<public URL>/agent/rts_agent-<version>-py3-none-any.whl (GET /agent/package)."),
     )
 
+    def __post_init__(self) -> None:
+        if self.env not in ENVIRONMENTS:
+            raise ConfigurationError(f"RTS_ENV={self.env!r}: must be one of {', '.join(ENVIRONMENTS)}")
+        drills = [name for name, on in (("RTS_ALERT_FAULT_INJECT", self.alert_fault_inject),
+                                         ("RTS_ALERT_CYCLE_PAD_MS", self.alert_cycle_pad_ms)) if on]
+        if drills and self.env != "test":
+            raise ConfigurationError(f"{', '.join(drills)}: test drills, honoured only with RTS_ENV=test")
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+    def missing_for_production(self) -> list[str]:
+        """The variables production needs and that are not set (empty outside production)."""
+        if not self.production:
+            return []
+        missing = []
+        if not self.jwt_secret and not self.jwt_public_key:
+            missing.append("RTS_JWT_SECRET (or RTS_JWT_PUBLIC_KEY): the key portal tokens are checked with")
+        if not self.webhook_secret:
+            missing.append("RTS_WEBHOOK_SECRET: the key alert webhooks are signed with")
+        if not self.public_url:
+            missing.append("RTS_PUBLIC_URL: the URL agents and install scripts use to reach the API")
+        return missing
+
+    def require_runnable(self) -> None:
+        """Refuse to start a production process with generated or missing secrets."""
+        missing = self.missing_for_production()
+        if missing:
+            raise ConfigurationError(
+                "RTS_ENV=production and these are not set:\n  " + "\n  ".join(missing)
+                + "\n(set them, or RTS_ENV=development for a development server with generated secrets)")
+
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
         env = os.environ if environ is None else environ
@@ -341,18 +399,29 @@ class Settings:
         return f"http://{host}:{self.port}"
 
     def effective_jwt_secret(self) -> str:
-        """The configured secret, or a development secret generated once per state dir."""
-        if self.jwt_secret:
-            return self.jwt_secret
-        path = self.state_dir / "jwt_secret"
+        """The configured secret, or (outside production) a development secret kept in the state dir."""
+        return self.jwt_secret or self._development_secret("jwt_secret", "RTS_JWT_SECRET", 48)
+
+    def effective_webhook_secret(self) -> str:
+        return self.webhook_secret or self._development_secret("webhook_secret", "RTS_WEBHOOK_SECRET", 32)
+
+    def _development_secret(self, name: str, variable: str, nbytes: int) -> str:
+        """Generated once per state dir, so every process of one checkout agrees; never in production,
+        where two processes with their own random secrets would silently reject each other's work."""
+        if self.production:
+            raise ConfigurationError(f"{variable} is not set (RTS_ENV=production generates no secrets)")
+        path = self.state_dir / name
         if path.is_file():
             return path.read_text().strip()
         path.parent.mkdir(parents=True, exist_ok=True)
-        secret = secrets.token_urlsafe(48)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        value = secrets.token_urlsafe(nbytes)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process of this checkout won the race
+            return path.read_text().strip()
         with os.fdopen(fd, "w") as fh:
-            fh.write(secret)
-        return secret
+            fh.write(value)
+        return value
 
 
 def _coerce(kind: Any, raw: str) -> Any:
@@ -370,6 +439,29 @@ def _coerce(kind: Any, raw: str) -> Any:
     if kind_name == "Path":
         return Path(raw).expanduser()
     return raw
+
+
+# The processes of a deployment (docker/compose.yaml) and what each must be given in production.
+# Whatever serves the API or runs the scheduled jobs needs the production secrets; whatever runs
+# the jobs also sends notifications (tickets, webhooks, e-mail), so it needs every setting of them.
+ROLES = ("migrate", "api", "scheduler")
+_NOTIFICATION_PREFIXES = ("RTS_SMTP_", "RTS_WEBHOOK_", "RTS_NOTIFY_", "RTS_OUTBOUND_ALLOW", "RTS_SMS_")
+
+
+def variables_for(role: str, *, runs_jobs: bool | None = None) -> list[str]:
+    """The environment variables a production process of ``role`` must be given (``runs_jobs``: an
+    API process with RTS_SCHEDULER_ENABLED; the scheduler always runs them)."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    out = ["DATABASE_URL"]
+    if role == "migrate":
+        return out
+    out += ["RTS_ENV", "RTS_JWT_SECRET", "RTS_JWT_PUBLIC_KEY", "RTS_JWT_AUDIENCE", "RTS_JWT_ISSUER",
+            "RTS_WEBHOOK_SECRET", "RTS_PUBLIC_URL"]
+    if role == "scheduler" or runs_jobs:
+        out += [f.metadata["env"] for f in dataclasses.fields(Settings)
+                if f.metadata["env"].startswith(_NOTIFICATION_PREFIXES) and f.metadata["env"] not in out]
+    return out
 
 
 def describe() -> list[tuple[str, str, str]]:

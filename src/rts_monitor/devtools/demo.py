@@ -98,8 +98,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if not localdb.port_free(port):
         print(f"error: port {port} is in use; pass --port N", file=sys.stderr)
         return 2
-    settings = settings.with_(database_url=url, jwt_secret=settings.effective_jwt_secret(), port=port,
-                              host="127.0.0.1")
+    # the demo is a development server: secrets it is not given are generated in the state dir
+    env = "development" if settings.production else settings.env
+    settings = settings.with_(env=env)
+    settings = settings.with_(database_url=url, jwt_secret=settings.effective_jwt_secret(),
+                              webhook_secret=settings.effective_webhook_secret(), port=port, host="127.0.0.1")
     procs: list[subprocess.Popen[bytes]] = []
     try:
         server = _start_server(settings, demo_dir, args.interval)
@@ -138,7 +141,8 @@ def _database(settings: Settings) -> str:
 def _start_server(settings: Settings, demo_dir: Path, interval: float) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
-        "DATABASE_URL": settings.database_url, "RTS_JWT_SECRET": settings.jwt_secret,
+        "DATABASE_URL": settings.database_url, "RTS_JWT_SECRET": settings.jwt_secret, "RTS_ENV": settings.env,
+        "RTS_WEBHOOK_SECRET": settings.webhook_secret,
         "RTS_HOST": settings.host, "RTS_PORT": str(settings.port), "RTS_STATE_DIR": str(settings.state_dir),
         "RTS_LOG_FORMAT": "json",
         # Demo pace: agents report every few seconds and rules are evaluated often, so an

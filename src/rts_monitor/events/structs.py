@@ -1,5 +1,5 @@
-"""Agent events: the API contract's ``{"type": "event", "event_type", "timestamp", "data"}`` without the tag
-(HTTP) and what the portal reads back."""
+"""Agent events: the API contract's ``{"type": "event", "event_type", "timestamp", "data"}`` without
+the tag (HTTP) and what the portal reads back."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import msgspec
 EventType = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,99}$")]
 
 
-class EventIn(msgspec.Struct, forbid_unknown_fields=True):
+class EventIn(msgspec.Struct):  # unknown fields ignored: agents are upgraded one by one
     event_type: EventType
     timestamp: datetime | None = None
     data: dict[str, Any] = {}

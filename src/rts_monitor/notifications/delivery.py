@@ -21,7 +21,7 @@ from psycopg_pool import AsyncConnectionPool
 from rts_monitor.core.settings import Settings
 from rts_monitor.db import Queries, connection
 from rts_monitor.db.rows import fetch_one
-from rts_monitor.notifications import email, outbox, webhook
+from rts_monitor.notifications import email, outbound, outbox, webhook
 from rts_monitor.notifications.outbox import OutboxJob
 from rts_monitor.notifications.webhook import Outcome
 
@@ -61,7 +61,7 @@ async def drain(pool: AsyncConnectionPool, settings: Settings, *, limit: int = B
         jobs = await outbox.claim(conn, channels=["webhook", "email"], limit=limit, lease=lease)
     if not jobs:
         return 0
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(**outbound.connector_kwargs(settings))) as session:
         await asyncio.gather(*(_deliver(pool, settings, session, job) for job in jobs))
     return len(jobs)
 
@@ -117,7 +117,8 @@ async def _record(pool: AsyncConnectionPool, settings: Settings, job: OutboxJob,
             if job.event == "opened":
                 await conn.execute(Q.mark_notified, {"id": job.alert_history_id})
         else:
-            await outbox.retry(conn, settings=settings, job=job, error=outcome.error or "delivery failed")
+            await outbox.retry(conn, settings=settings, job=job, error=outcome.error or "delivery failed",
+                               final=not outcome.retry)
     level = logging.INFO if outcome.ok else logging.WARNING
     log.log(level, "alerts.notification", extra={"channel": job.channel, "event": job.event, "outbox_id": job.id,
                                                  "attempt": job.attempts, "ok": outcome.ok,

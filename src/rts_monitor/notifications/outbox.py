@@ -54,9 +54,11 @@ async def done(conn: Conn, *, job: OutboxJob) -> None:
     await conn.execute(Q.done, {"id": job.id})
 
 
-async def retry(conn: Conn, *, settings: Settings, job: OutboxJob, error: str) -> None:
-    """The claimed attempt failed: try again after the backoff, or give up at the attempt limit."""
-    await conn.execute(Q.retry, {"id": job.id, "attempts": job.attempts, "max_attempts": settings.notify_max_attempts,
+async def retry(conn: Conn, *, settings: Settings, job: OutboxJob, error: str, final: bool = False) -> None:
+    """The claimed attempt failed: try again after the backoff, or give up at the attempt limit
+    (at once when ``final``: the same request can never succeed, e.g. a refused destination)."""
+    await conn.execute(Q.retry, {"id": job.id, "attempts": job.attempts,
+                                 "max_attempts": job.attempts if final else settings.notify_max_attempts,
                                  "backoff": backoff(settings, job.attempts), "error": error[:2000]})
 
 

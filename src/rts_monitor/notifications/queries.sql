@@ -35,7 +35,11 @@ SELECT h.id, h.agent_alert_id, r.alert_name, r.alert_type, h.severity, h.status,
        (SELECT coalesce(array_agg(DISTINCT coalesce(u.email, x.v)), '{}')
           FROM jsonb_array_elements_text(CASE WHEN jsonb_typeof(r.notification_recipients) = 'array'
                                               THEN r.notification_recipients ELSE '[]'::jsonb END) x(v)
-          LEFT JOIN users u ON u.id::text = lower(x.v)
+          -- a user id reaches only an active user of the episode's business or MSP staff, as
+          -- when the rule was saved (alerts/queries.sql: usable_recipients): users change later
+          LEFT JOIN users u ON u.id::text = lower(x.v) AND coalesce(u.is_active, true)
+                           AND NOT coalesce(u.soft_delete, false)
+                           AND (u.business_id = h.business_id OR u.role IN ('admin', 'technician'))
          WHERE u.email IS NOT NULL OR x.v LIKE '%%@%%') AS emails
   FROM agent_alert_history h
   JOIN agent_alerts r ON r.id = h.agent_alert_id

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
-import secrets
 import time
 from dataclasses import dataclass
 
 import aiohttp
 
 from rts_monitor.core.settings import Settings
+from rts_monitor.notifications import outbound
 
 
 @dataclass(frozen=True)
@@ -25,24 +24,7 @@ class Outcome:
     ok: bool
     status_code: int | None
     error: str | None
-
-
-def secret(settings: Settings) -> str:
-    """The configured key, or a development key generated once per state dir."""
-    if settings.webhook_secret:
-        return settings.webhook_secret
-    path = settings.state_dir / "webhook_secret"
-    if path.is_file():
-        return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    value = secrets.token_urlsafe(32)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as fh:
-        fh.write(value)
-    return value
+    retry: bool = True  # False: the same request can never succeed (a refused destination)
 
 
 def sign(key: str, timestamp: int, body: bytes) -> str:
@@ -64,16 +46,27 @@ async def send(session: aiohttp.ClientSession, settings: Settings, *, url: str, 
         "X-RTS-Event": event,
         "X-RTS-Delivery": str(delivery_id),
         "X-RTS-Timestamp": str(ts),
-        "X-RTS-Signature": sign(secret(settings), ts, body),
+        "X-RTS-Signature": sign(settings.effective_webhook_secret(), ts, body),
     }
     try:
-        timeout = aiohttp.ClientTimeout(total=settings.webhook_timeout_seconds)
-        async with session.post(url, data=body, headers=headers, timeout=timeout) as resp:
-            await resp.read()
+        outbound.check_before_send(settings, url)
+        timeout = aiohttp.ClientTimeout(total=settings.webhook_timeout_seconds,
+                                        connect=min(5.0, settings.webhook_timeout_seconds))
+        # Redirects are not followed: a receiver could point the server anywhere (outbound.py).
+        async with session.post(url, data=body, headers=headers, timeout=timeout, allow_redirects=False) as resp:
+            await resp.content.read(outbound.MAX_RESPONSE_BYTES)  # drained up to a cap, never stored
             if 200 <= resp.status < 300:
                 return Outcome(True, resp.status, None)
+            if 300 <= resp.status < 400:
+                return Outcome(False, resp.status, f"HTTP {resp.status}: redirects are not followed")
             return Outcome(False, resp.status, f"HTTP {resp.status}")
     except TimeoutError:
         return Outcome(False, None, f"timeout after {settings.webhook_timeout_seconds}s")
+    except outbound.DestinationRefused as exc:
+        return Outcome(False, None, f"destination refused: {exc}", retry=False)
+    except aiohttp.ClientConnectorError as exc:
+        if isinstance(exc.os_error, outbound.DestinationRefused):
+            return Outcome(False, None, f"destination refused: {exc.os_error}", retry=False)
+        return Outcome(False, None, f"{type(exc).__name__}: {exc}")
     except aiohttp.ClientError as exc:
         return Outcome(False, None, f"{type(exc).__name__}: {exc}")
