@@ -52,8 +52,9 @@ def start_api(url: str, log_dir: Path, env: dict[str, str] | None = None,
     """``rts-monitor serve`` on a free loopback port against ``url``; returns (process, base URL)
     once ``/health`` answers. ``env`` adds or overrides settings (RTS_JWT_SECRET, workers, ...)."""
     port = free_port()
-    full_env = {**os.environ, "RTS_ENV": "development", "DATABASE_URL": url, "RTS_PORT": str(port), "RTS_HOST": "127.0.0.1",
-                "RTS_STATE_DIR": str(log_dir / f"state-{port}"), "RTS_LOG_LEVEL": "WARNING", **(env or {})}
+    full_env = {**os.environ, "RTS_ENV": "development", "DATABASE_URL": url, "RTS_PORT": str(port),
+                "RTS_HOST": "127.0.0.1", "RTS_STATE_DIR": str(log_dir / f"state-{port}"), "RTS_LOG_LEVEL": "WARNING",
+                **(env or {})}
     log_path = log_dir / f"server-{port}.log"
     proc = apiprocess.spawn(full_env, log_path)
     base = f"http://127.0.0.1:{port}"

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from rts_monitor.alerts.concern import CONCERN as ALERTS
+from rts_monitor.audit.concern import CONCERN as AUDIT
 from rts_monitor.auth.concern import CONCERN as AUTH
 from rts_monitor.commands.concern import CONCERN as COMMANDS
 from rts_monitor.core import scheduler
@@ -35,7 +36,7 @@ log = logging.getLogger(__name__)
 
 # Components are entered in this order and closed in reverse.
 CONCERNS: tuple[Concern, ...] = (
-    AUTH, ENROLMENT, DEVICES, INGEST, INVENTORY, INSTALLERS, COMMANDS, EVENTS, HISTORY, TIERS, ALERTS,
+    AUTH, ENROLMENT, DEVICES, INGEST, INVENTORY, INSTALLERS, COMMANDS, EVENTS, HISTORY, TIERS, ALERTS, AUDIT,
 )
 
 

@@ -26,6 +26,7 @@ import msgspec
 from psycopg import errors
 from psycopg.types.json import Jsonb
 
+from rts_monitor.audit import service as audit
 from rts_monitor.auth.principal import AgentPrincipal, Principal
 from rts_monitor.commands import structs as s
 from rts_monitor.core.errors import Conflict, Forbidden, NotFound, ValidationFailed, error_field
@@ -185,10 +186,18 @@ async def approve(conn: Conn, *, settings: Settings, principal: Principal, agent
                                                 "pending_ttl": settings.command_pending_ttl_seconds})
         await _event(conn, command_id, "approved", "pending", "pending", user_id=principal.user_id, via="api",
                      detail={"reason": body.reason} if body and body.reason else None)
+        await _audit(conn, principal, "approve", row, reason=body.reason if body else None)
         await notify_deliverable(conn, agent_id, command_id)
         command = await _read(conn, command_id, agent_id, None, history=True)
     log.info("command.approved", extra={"command_id": str(command_id), "user_id": str(principal.user_id)})
     return command
+
+
+async def _audit(conn: Conn, principal: Principal, verb: str, row: dict[str, Any], *, reason: str | None) -> None:
+    """Approvals, rejections and cancellations are staff decisions: into the audit log too."""
+    await audit.record(conn, principal=principal, action=f"command.{verb}", object_type="command",
+                       object_id=row["id"], business_id=row["business_id"], before={"status": row["status"]},
+                       detail={"command_type": row["command_type"], "agent_id": row["agent_id"], "reason": reason})
 
 
 async def _decide_as_user(conn: Conn, query: str, params: dict[str, Any]) -> None:
@@ -213,6 +222,7 @@ async def reject(conn: Conn, *, principal: Principal, agent_id: UUID, command_id
                                                "reason": reason})
         await _event(conn, command_id, "rejected", "pending", "rejected", user_id=principal.user_id, via="api",
                      detail={"reason": reason} if reason else None)
+        await _audit(conn, principal, "reject", row, reason=reason)
         command = await _read(conn, command_id, agent_id, None, history=True)
     log.info("command.rejected", extra={"command_id": str(command_id), "user_id": str(principal.user_id)})
     return command
@@ -237,6 +247,7 @@ async def cancel(conn: Conn, *, principal: Principal, agent_id: UUID, command_id
             await notify_cancel(conn, agent_id, command_id)
         await _event(conn, command_id, "cancelled", row["status"], "cancelled", user_id=principal.user_id,
                      via="api", detail={"reason": reason} if reason else None)
+        await _audit(conn, principal, "cancel", row, reason=reason)
         command = await _read(conn, command_id, agent_id, None, history=True)
     log.info("command.cancelled", extra={"command_id": str(command_id), "user_id": str(principal.user_id)})
     return command

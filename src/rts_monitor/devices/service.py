@@ -16,6 +16,7 @@ from uuid import UUID
 
 import msgspec
 
+from rts_monitor.audit import service as audit
 from rts_monitor.auth import agents
 from rts_monitor.auth.principal import AgentPrincipal, Principal, require_staff
 from rts_monitor.core.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
@@ -230,6 +231,11 @@ async def patch_agent(conn: Conn, *, principal: Principal, agent_id: UUID, patch
                 "agent_id": agent_id, "from_status": agent["status"], "to_status": new_status,
                 "reason": f"{'disabled' if new_status == 'disabled' else 'enabled'} by {principal.user_id}",
             })
+        changed = {f: getattr(patch, f) for f in AgentPatch.__struct_fields__ if getattr(patch, f) is not msgspec.UNSET}
+        if principal.is_staff:
+            await audit.record(conn, principal=principal, action="agent.update", object_type="agent",
+                               object_id=agent_id, business_id=agent["business_id"],
+                               before={"status": agent["status"]}, after=changed)
     log.info("devices.patched", extra={"agent_id": str(agent_id), "by": str(principal.user_id),
                                        "fields": [f for f in AgentPatch.__struct_fields__
                                                   if getattr(patch, f) is not msgspec.UNSET]})
@@ -253,6 +259,8 @@ async def _staff_write(conn: Conn, *, principal: Principal, agent_id: UUID, quer
         if not principal.is_staff:
             raise Forbidden("admin or technician role required")
         await execute(conn, query, {"agent_id": agent_id})
+        await audit.record(conn, principal=principal, action=f"agent.{event}", object_type="agent",
+                           object_id=agent_id, business_id=agent["business_id"])
     if agent["agent_token_hash"]:
         agents.forget(agent["agent_token_hash"])
     log.info(f"devices.{event}", extra={"agent_id": str(agent_id), "by": str(principal.user_id)})

@@ -35,7 +35,7 @@ SELECT * FROM (
 UPDATE agent_registration_tokens
    SET revoked_at = coalesce(revoked_at, now()), revoked_by = coalesce(revoked_by, %(user_id)s)
  WHERE id = %(token_id)s AND used_at IS NULL
-RETURNING id
+RETURNING id, business_id, token_hint
 
 -- name: registration_token_state
 -- Why a token could not be claimed: the message names the reason.

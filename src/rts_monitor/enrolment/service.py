@@ -16,6 +16,7 @@ from uuid import UUID
 
 import msgspec
 
+from rts_monitor.audit import service as audit
 from rts_monitor.auth import agents
 from rts_monitor.auth.principal import Principal
 from rts_monitor.core.errors import NotFound, Unauthorized, ValidationFailed
@@ -105,6 +106,10 @@ async def create_registration_token(
         "ttl_seconds": request.expires_in_hours * 3600,
     })
     assert row is not None
+    await audit.record(conn, principal=principal, action="registration_token.create",
+                       object_type="registration_token", object_id=row["id"], business_id=request.business_id,
+                       after={"token_hint": token[:8], "service_location_id": request.service_location_id,
+                              "device_name": request.device_name, "expires_at": row["expires_at"]})
     linux, windows = install_commands(settings, token)
     log.info("enrolment.token_created", extra={
         "token_id": str(row["id"]), "business_id": str(request.business_id), "by": str(principal.user_id)})
@@ -130,6 +135,9 @@ async def revoke_registration_token(conn: Conn, *, principal: Principal, token_i
                           {"token_id": token_id, "user_id": principal.user_id})
     if row is None:
         raise NotFound("registration token not found or already used")
+    await audit.record(conn, principal=principal, action="registration_token.revoke",
+                       object_type="registration_token", object_id=token_id, business_id=row["business_id"],
+                       detail={"token_hint": row["token_hint"]})
     log.info("enrolment.token_revoked", extra={"token_id": str(token_id), "by": str(principal.user_id)})
 
 
