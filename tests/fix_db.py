@@ -36,14 +36,19 @@ PAUSE_POLICIES = ("SELECT alter_job(job_id, scheduled => false) FROM timescaledb
 
 
 def probe_edition(url: str) -> Edition:
-    """The edition a fresh database on this server gets (what the migrations will choose)."""
-    with psycopg.connect(with_dbname(url, "postgres"), connect_timeout=10) as conn:
-        row = conn.execute("SELECT current_setting('shared_preload_libraries'), "
-                           "current_setting('timescaledb.license', true)").fetchone()
-    assert row is not None
-    if "timescaledb" not in str(row[0]):
-        return "postgres"
-    return "tsl" if row[1] == "timescale" else "apache"
+    """The edition a fresh database on this server gets (what the migrations will choose).
+
+    ``timescaledb.license`` is only defined once the extension's library is loaded into a
+    session, so the probe creates the extension in a transaction it rolls back.
+    """
+    with psycopg.connect(url, connect_timeout=10) as conn:
+        row = conn.execute("SELECT current_setting('shared_preload_libraries')").fetchone()
+        if row is None or "timescaledb" not in str(row[0]):
+            return "postgres"
+        conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+        license_row = conn.execute("SELECT current_setting('timescaledb.license', true)").fetchone()
+        conn.rollback()
+    return "tsl" if license_row and license_row[0] == "timescale" else "apache"
 
 
 def with_dbname(url: str, name: str) -> str:

@@ -23,7 +23,8 @@ def _rows(dev: UUID, start: datetime, minutes: int, *, cpu0: float = 20.0) -> li
 
 async def _reference(conn: Any, devs: list[UUID], start: datetime, end: datetime, step: str) -> list[dict[str, Any]]:
     cur = await conn.execute(
-        f"SELECT time_bucket(INTERVAL '{step}', collected_at) AS ts, avg(cpu_percent) AS cpu, "
+        f"SELECT date_bin(INTERVAL '{step}', collected_at, TIMESTAMPTZ '2000-01-03 00:00:00+00') AS ts, "
+        "avg(cpu_percent) AS cpu, "
         "min(cpu_percent)::float8 AS cpu_min, max(cpu_percent)::float8 AS cpu_max, count(*) AS n, "
         "count(DISTINCT agent_device_id) AS devices FROM agent_metrics "
         "WHERE agent_device_id = ANY(%s) AND collected_at >= %s AND collected_at < %s GROUP BY 1 ORDER BY 1",

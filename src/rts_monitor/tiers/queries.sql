@@ -55,7 +55,8 @@ SELECT h.table_name AS mat_table,
             ELSE _timescaledb_functions.to_timestamp(_timescaledb_functions.cagg_watermark(h.id)) END AS watermark
 
 -- name: compression_stats
--- edition: tsl before_compression_total_bytes AS before, after_compression_total_bytes AS after,
+-- edition: tsl
+SELECT before_compression_total_bytes AS before, after_compression_total_bytes AS after,
        (SELECT count(*) FROM timescaledb_information.chunks
          WHERE hypertable_name = 'agent_metrics' AND is_compressed) AS compressed_chunks
   FROM hypertable_compression_stats('agent_metrics')
