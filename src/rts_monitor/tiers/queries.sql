@@ -84,7 +84,7 @@ UPDATE rts_tier_levels SET compress_after = %(after)s, updated_at = now() WHERE 
 
 -- name: job_started
 INSERT INTO rts_tier_jobs (name, interval_seconds, last_started_at, last_status, next_run_at)
-VALUES (%(name)s, %(interval)s, now(), 'running', now() + make_interval(secs => %(interval)s))
+VALUES (%(name)s, %(interval)s::int, now(), 'running', now() + make_interval(secs => %(interval)s::int))
 ON CONFLICT (name) DO UPDATE
    SET interval_seconds = EXCLUDED.interval_seconds, last_started_at = now(), last_status = 'running',
        next_run_at = now() + make_interval(secs => EXCLUDED.interval_seconds)
