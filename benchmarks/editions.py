@@ -39,17 +39,17 @@ import psycopg
 from psycopg.rows import dict_row
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import ingest  # noqa: E402  (benchmarks/ingest.py: the COPY ceiling and the API phase)
-from support import say  # noqa: E402
+import ingest
+from support import say
 
-from rts_monitor.core.edition import EDITIONS, Edition  # noqa: E402
-from rts_monitor.core.settings import Settings  # noqa: E402
-from rts_monitor.devtools import demo_fleet, localdb  # noqa: E402
-from rts_monitor.history import planning  # noqa: E402
-from rts_monitor.history import service as history  # noqa: E402
-from rts_monitor.ingest import copy_format  # noqa: E402
-from rts_monitor.tiers import maintenance  # noqa: E402
-from rts_monitor.tiers import service as tiers  # noqa: E402
+from rts_monitor.core.edition import EDITIONS, Edition
+from rts_monitor.core.settings import Settings
+from rts_monitor.devtools import demo_fleet, localdb
+from rts_monitor.history import planning
+from rts_monitor.history import service as history
+from rts_monitor.ingest import copy_format
+from rts_monitor.tiers import maintenance
+from rts_monitor.tiers import service as tiers
 
 RESULTS = Path(__file__).resolve().parent / "results" / "editions.json"
 TARGET_API_VS_COPY = 0.65

@@ -116,7 +116,7 @@ def test_a_source_that_does_not_match_the_pinned_sha256_is_refused(tmp_path: Pat
 
     bogus = tmp_path / "timescaledb-2.29.2.tar.gz"
     bogus.write_bytes(b"not the release archive")
-    with pytest.raises(localdb.LocalDbError, match="SHA-256 .* not the pinned .* refusing to build"):
+    with pytest.raises(localdb.LocalDbError, match=r"SHA-256 .* not the pinned .* refusing to build"):
         tslbuild._fetch(str(bogus), tmp_path / "cache")
     assert not list((tmp_path / "cache" / "sources").iterdir())  # nothing half-fetched is kept
     with pytest.raises(localdb.LocalDbError, match="no such file"):
