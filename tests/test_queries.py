@@ -97,7 +97,7 @@ def test_every_named_query_parses_against_the_migrated_schema(db_url: str, serve
     assert len(queries) > 60  # every concern's files were found
     failures = []
     checked = 0
-    with psycopg.connect(db_url) as conn:
+    with psycopg.connect(db_url, autocommit=True) as conn:
         for _file, _name, sql, _ in queries:
             code = "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
             if code.lstrip().upper().startswith("CREATE TEMP TABLE"):
@@ -109,7 +109,10 @@ def test_every_named_query_parses_against_the_migrated_schema(db_url: str, serve
                 pq = PostgresQuery(psycopg.adapt.Transformer(conn))
                 pq.convert(sql.encode(), dict.fromkeys(re.findall(r"%\((\w+)\)[sb]", sql)))
                 result = conn.pgconn.prepare(f"q{i}_{j}".encode(), pq.query)
-                if result.status != psycopg.pq.ExecStatus.COMMAND_OK:
+                # 42P08: a placeholder used as two types parses only once its value is typed, as
+                # psycopg does when the query runs; with untyped NULLs the server cannot tell.
+                sqlstate = result.error_field(psycopg.pq.DiagnosticField.SQLSTATE)
+                if result.status != psycopg.pq.ExecStatus.COMMAND_OK and sqlstate != b"42P08":
                     failures.append(f"{file}:{name}: {(result.error_message or b'').decode().strip()}")
                 checked += 1
     assert not failures, "\n".join(failures)
