@@ -146,7 +146,7 @@ def prepare(server_url: str, devices: int, days: int, reload: bool) -> tuple[str
 
 async def _refresh(url: str, now: datetime) -> dict[str, int]:
     async with await psycopg.AsyncConnection.connect(url, autocommit=True, row_factory=dict_row) as conn:
-        return (await maintenance.refresh(conn, now=now)).rows
+        return (await maintenance.refresh(conn, edition="apache", now=now)).rows
 
 
 async def time_queries(conn: psycopg.AsyncConnection[Any], devices: list[UUID], n: int, end: datetime,
@@ -203,7 +203,7 @@ async def refresh_costs(url: str, end: datetime, devices: int) -> dict[str, floa
             "ELSE %(hour)s::timestamptz END WHERE bucket_width IS NOT NULL", {"hour": hour, "day": day})
         await conn.execute("DELETE FROM metric_ingest_ranges")
         t0 = time.perf_counter()
-        res = await maintenance.refresh(conn, now=end)
+        res = await maintenance.refresh(conn, edition="apache", now=end)
         incremental = time.perf_counter() - t0
         assert res.rows["agent_metrics_5m"] == 12 * devices, res.rows
         late_lo = end - timedelta(hours=3)
@@ -211,7 +211,7 @@ async def refresh_costs(url: str, end: datetime, devices: int) -> dict[str, floa
             "INSERT INTO metric_ingest_ranges (agent_device_id, range_start, range_end, row_count) "
             "SELECT id, %s, %s, 60 FROM bench_devices", (late_lo, late_lo + timedelta(minutes=59)))
         t0 = time.perf_counter()
-        res = await maintenance.refresh(conn, now=end)
+        res = await maintenance.refresh(conn, edition="apache", now=end)
         late = time.perf_counter() - t0
         assert res.invalidated_ranges == 12 * devices, res
     return {"incremental_hour_ms": round(incremental * 1000, 1), "late_hour_ms": round(late * 1000, 1)}

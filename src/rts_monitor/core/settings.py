@@ -85,6 +85,24 @@ class Settings:
             "port when another server holds it (remembered in <state dir>/db.json).",
         ),
     )
+    local_db_edition: str = field(
+        default="",
+        metadata=_env(
+            "RTS_DB_EDITION",
+            "Edition of the local server from `rts-monitor db up`: tsl (TimescaleDB Community, built "
+            "from source), apache (Debian's TimescaleDB) or postgres (no TimescaleDB). Empty: the one "
+            "`db up --edition` last chose for this checkout, else tsl.",
+        ),
+    )
+    timescaledb_source: str = field(
+        default="",
+        metadata=_env(
+            "RTS_TIMESCALEDB_SOURCE",
+            "Path or URL of the TimescaleDB release source archive the tsl edition is built from "
+            "(checked against the pinned SHA-256). Empty: ../shared/vendor/timescaledb-<version>.tar.gz "
+            "beside the checkout if present, else the tag's release archive.",
+        ),
+    )
     state_dir: Path = field(
         default_factory=default_state_dir,
         metadata=_env(
@@ -160,11 +178,23 @@ class Settings:
     tiers_refresh_seconds: int = field(
         default=60,
         metadata=_env("RTS_TIERS_REFRESH_SECONDS",
-                      "Apache edition: how often the rollup tiers advance and re-aggregate late rows."),
+                      "Apache and postgres editions: how often the rollup tiers advance and re-aggregate late "
+                      "rows."),
     )
     tiers_retention_seconds: int = field(
         default=3600,
-        metadata=_env("RTS_TIERS_RETENTION_SECONDS", "Apache edition: how often retention drops old chunks."),
+        metadata=_env("RTS_TIERS_RETENTION_SECONDS",
+                      "Apache and postgres editions: how often retention drops old chunks/partitions."),
+    )
+    partitions_job_seconds: int = field(
+        default=300,
+        metadata=_env("RTS_PARTITIONS_JOB_SECONDS",
+                      "Postgres edition: how often the coming days' partitions are made and rows waiting in a "
+                      "DEFAULT partition (late or backfilled samples) get a partition of their own."),
+    )
+    partitions_ahead_days: int = field(
+        default=7,
+        metadata=_env("RTS_PARTITIONS_AHEAD_DAYS", "Postgres edition: days of partitions made ahead of now."),
     )
     ingest_flush_rows: int = field(
         default=10_000,

@@ -3,10 +3,17 @@
 Files (under ``sql/``):
 
 * ``migrations/NNNN_name.sql`` run once, in order, each in its own transaction.
-* ``migrations/NNNN_name.tsl.sql`` / ``NNNN_name.apache.sql``: the same version number in two
-  flavours; only the one matching the database's TimescaleDB license runs (``timescale`` → tsl).
-* ``repeatable/{common,tsl,apache}/*.sql`` (functions, views): re-applied whenever their text
-  changes, after the versioned files.
+* ``migrations/NNNN_name.{tsl,apache,postgres}.sql``: the same version number in flavours; only
+  the one matching the database's edition runs. A flavour may also stand beside a plain
+  ``NNNN_name.sql``: it replaces it on its edition (how a step written for TimescaleDB gets its
+  plain-PostgreSQL form without editing the applied file), the plain one runs on the others.
+* ``repeatable/{common,tsl,apache,postgres}/*.sql`` (functions, views): re-applied whenever their
+  text changes, after the versioned files.
+
+The edition (``core/edition.py``): the TimescaleDB license when the extension is there or can be
+created (``timescale`` → tsl, else apache); ``postgres`` when the server has no TimescaleDB, does
+not preload it, or refuses to create it. A database migrated as ``postgres`` stays so (its ledger
+says so) even if TimescaleDB appears on the server later: its tables are not hypertables.
 
 A file whose first line is ``-- rts:no-transaction`` runs statement by statement in autocommit
 (some TimescaleDB DDL refuses transaction blocks). Two processes migrating at once serialise on a
@@ -28,13 +35,13 @@ import psycopg
 from psycopg import sql as pgsql
 
 from rts_monitor.core import resources
+from rts_monitor.core.edition import Edition
 
 log = logging.getLogger(__name__)
 
-Edition = Literal["tsl", "apache"]
 MIGRATE_LOCK_KEY = 0x7274_736D_6967  # "rtsmig": one lock id for every rts-monitor instance
 NO_TX_MARKER = "-- rts:no-transaction"
-_VERSIONED = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+?)(?:\.(?P<edition>tsl|apache))?\.sql$")
+_VERSIONED = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+?)(?:\.(?P<edition>tsl|apache|postgres))?\.sql$")
 
 LEDGER_DDL = """
 CREATE TABLE IF NOT EXISTS rts_migrations (
@@ -90,6 +97,7 @@ def plan(edition: Edition, root: Path | None = None) -> list[SqlFile]:
     """Every file that applies to this edition, in application order."""
     root = root or sql_dir()
     versioned: dict[int, SqlFile] = {}
+    flavoured: dict[int, SqlFile] = {}  # this edition's flavour of a version: replaces a plain file
     for path in sorted((root / "migrations").glob("*.sql")):
         m = _VERSIONED.match(path.name)
         if not m:
@@ -98,10 +106,12 @@ def plan(edition: Edition, root: Path | None = None) -> list[SqlFile]:
         if file_edition is not None and file_edition != edition:
             continue
         version = int(m["version"])
-        if version in versioned:
-            other = versioned[version].path.name
+        into = versioned if file_edition is None else flavoured
+        if version in into:
+            other = into[version].path.name
             raise MigrationError(f"two migrations with version {version:04d}: {path.name}, {other}")
-        versioned[version] = SqlFile("versioned", f"{version:04d}_{m['name']}", version, path)
+        into[version] = SqlFile("versioned", f"{version:04d}_{m['name']}", version, path)
+    versioned.update(flavoured)
     repeatable = [
         SqlFile("repeatable", f"{sub}/{path.stem}", None, path)
         for sub in ("common", edition)
@@ -111,28 +121,52 @@ def plan(edition: Edition, root: Path | None = None) -> list[SqlFile]:
 
 
 def detect_edition(conn: psycopg.Connection[tuple[object, ...]]) -> Edition:
-    """``tsl`` for TimescaleDB's Community license, ``apache`` for the Apache build."""
+    """``tsl`` for TimescaleDB's Community license, ``apache`` for the Apache build, ``postgres``
+    where TimescaleDB is not to be had (creating the extension when it is available)."""
+    if _ledger_edition(conn) == "postgres":
+        return "postgres"
     row = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
     if row is None:
-        available = conn.execute(
-            "SELECT default_version FROM pg_available_extensions WHERE name = 'timescaledb'"
-        ).fetchone()
-        if available is None:
-            raise MigrationError(
-                "this database server has no TimescaleDB extension: install timescaledb "
-                "(PostgreSQL 15+, TimescaleDB 2.13+) and add it to shared_preload_libraries, "
-                "or use `rts-monitor db up` for a local server"
-            )
-        try:
-            conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+        why = _no_timescaledb(conn)
+        if why is None:
+            try:
+                conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+                conn.commit()
+            except psycopg.Error as exc:
+                conn.rollback()
+                why = f"CREATE EXTENSION timescaledb was refused: {str(exc).strip()}"
+        if why is not None:
             conn.commit()
-        except psycopg.Error as exc:
-            conn.rollback()
-            raise MigrationError(f"cannot create the timescaledb extension: {exc}") from exc
+            log.warning("migration.edition_postgres", extra={"reason": why})
+            return "postgres"
     license_row = conn.execute("SELECT current_setting('timescaledb.license', true)").fetchone()
     license_name = (license_row[0] if license_row else None) or "apache"
     conn.commit()
     return "tsl" if license_name == "timescale" else "apache"
+
+
+def _ledger_edition(conn: psycopg.Connection[tuple[object, ...]]) -> str | None:
+    """The edition this database was migrated for, if it was."""
+    row = conn.execute(
+        "SELECT to_regclass('rts_migrations') IS NOT NULL").fetchone()
+    if not row or not row[0]:
+        conn.commit()
+        return None
+    found = conn.execute("SELECT edition FROM rts_migrations ORDER BY applied_at LIMIT 1").fetchone()
+    conn.commit()
+    return str(found[0]) if found else None
+
+
+def _no_timescaledb(conn: psycopg.Connection[tuple[object, ...]]) -> str | None:
+    """Why TimescaleDB cannot be used here (None: try creating it)."""
+    available = conn.execute(
+        "SELECT default_version FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone()
+    if available is None:
+        return "the server has no timescaledb extension"
+    preload = conn.execute("SELECT current_setting('shared_preload_libraries')").fetchone()
+    if preload is None or "timescaledb" not in str(preload[0]):
+        return "timescaledb is installed but not in shared_preload_libraries"
+    return None
 
 
 def migrate(dsn: str, *, root: Path | None = None) -> MigrateResult:

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from rts_monitor.core.concern import SubParsers
+from rts_monitor.core.edition import EDITIONS
 from rts_monitor.core.settings import Settings
 from rts_monitor.devtools import demo
 
@@ -14,7 +15,8 @@ def _db_up(args: argparse.Namespace, settings: Settings) -> int:
     from rts_monitor.db import migrations
     from rts_monitor.devtools import localdb
 
-    url = localdb.up(settings)
+    edition = localdb.check_edition(args.edition) if args.edition else None
+    url = localdb.up(settings, edition, remember=not args.no_remember)
     if not args.no_migrate:
         result = migrations.migrate(url)
         print(f"[db] migrations: edition={result.edition} applied={len(result.applied)} "
@@ -23,29 +25,41 @@ def _db_up(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _db_down(_: argparse.Namespace, settings: Settings) -> int:
+def _db_down(args: argparse.Namespace, settings: Settings) -> int:
     from rts_monitor.devtools import localdb
 
-    localdb.down(settings)
+    localdb.down(settings, localdb.check_edition(args.edition) if args.edition else None)
     return 0
 
 
-def _db_status(_: argparse.Namespace, settings: Settings) -> int:
+def _db_status(args: argparse.Namespace, settings: Settings) -> int:
     from rts_monitor.devtools import localdb
 
-    info = localdb.status(settings)
+    info = localdb.status(settings, localdb.check_edition(args.edition) if args.edition else None)
     width = max(len(k) for k in info)
     for key, value in info.items():
         print(f"{key:<{width}}  {value}")
     return 0 if info.get("running") else 3
 
 
+EDITION_HELP = ("tsl: TimescaleDB Community built from source (default); apache: Debian's TimescaleDB; "
+                "postgres: plain PostgreSQL (the Aurora/RDS shape)")
+
+
 def register_db(dbsub: SubParsers) -> None:
     p = dbsub.add_parser("up", help="provision/start the local server, migrate, print the DSN")
+    p.add_argument("--edition", choices=EDITIONS,
+                   help=EDITION_HELP + "; remembered for this checkout (default: the last one, else tsl)")
+    p.add_argument("--no-remember", action="store_true",
+                   help="start this edition's server beside the default one without making it the default")
     p.add_argument("--no-migrate", action="store_true")
     p.set_defaults(func=_db_up)
-    dbsub.add_parser("down", help="stop the local server").set_defaults(func=_db_down)
-    dbsub.add_parser("status", help="is the local server running, which edition").set_defaults(func=_db_status)
+    p = dbsub.add_parser("down", help="stop the local server(s): every edition's, or --edition's")
+    p.add_argument("--edition", choices=EDITIONS)
+    p.set_defaults(func=_db_down)
+    p = dbsub.add_parser("status", help="is the local server running, which edition")
+    p.add_argument("--edition", choices=EDITIONS)
+    p.set_defaults(func=_db_status)
 
 
 def register(sub: SubParsers) -> None:

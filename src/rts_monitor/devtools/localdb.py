@@ -1,6 +1,17 @@
-"""A local PostgreSQL 17 + TimescaleDB for development and tests, without Docker.
+"""A local PostgreSQL 17 for development and tests, without Docker, in one of three editions.
 
-Two routes, chosen by what the host is:
+* ``tsl`` (the default): TimescaleDB Community (Timescale License) built from source, once per
+  machine, in a Debian 13 root of its own (``tslbuild.py``); always the chroot route below.
+* ``apache``: Debian's ``postgresql-17-timescaledb`` package (the Apache-only build).
+* ``postgres``: the same PostgreSQL as ``apache`` without TimescaleDB preloaded or created (the
+  Aurora/RDS shape: ``agent_metrics`` declaratively partitioned, see ``docs/deploy-aurora.md``).
+
+``db up --edition X`` remembers X for the checkout (``db.json``); each edition has its own cluster
+(``.rts/pg`` for apache, as before editions existed, ``.rts/pg-tsl``, ``.rts/pg-postgres``) and its
+own port, so the test matrix runs all three at once. ``--no-remember`` starts one without making
+it the checkout's default.
+
+Two routes for the Debian packages (apache, postgres), chosen by what the host is:
 
 * **native**: Debian 13 (or newer) ships ``postgresql-17`` and ``postgresql-17-timescaledb``; they
   are installed with apt and run from ``/usr/lib/postgresql/17/bin`` as the ``postgres`` user.
@@ -10,7 +21,8 @@ Two routes, chosen by what the host is:
 
 Either way the data directory lives in this checkout's state dir (``.rts/pg``, git-ignored); in
 the chroot route it is bind-mounted into the root. The server listens on 127.0.0.1 only, uses
-scram-sha-256 with a generated password kept beside the data, and preloads timescaledb.
+scram-sha-256 with a generated password kept beside the data, and preloads timescaledb (except
+the postgres edition).
 """
 
 from __future__ import annotations
@@ -33,6 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rts_monitor.core.edition import EDITIONS, Edition
 from rts_monitor.core.settings import Settings
 from rts_monitor.db.pool import LOCAL_SERVER_RECORD
 
@@ -42,6 +55,7 @@ NATIVE_BIN = Path(f"/usr/lib/postgresql/{PG_MAJOR}/bin")
 DB_NAME = "rts_monitor"
 DB_USER = "rts"
 DEFAULT_PORT = 54329
+DEFAULT_EDITION: Edition = "tsl"
 DEBIAN_MIRROR = os.environ.get("RTS_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 
 # Server settings for a development/test box of 2 cores and ~24 GiB: durable (fsync and
@@ -59,13 +73,16 @@ SERVER_CONF = {
     "min_wal_size": "'512MB'",
     "checkpoint_timeout": "'15min'",
     "wal_compression": "on",
-    "max_worker_processes": "24",
-    "timescaledb.max_background_workers": "8",
+    # One TimescaleDB scheduler per database that has the extension: test sessions clone dozens.
+    "max_worker_processes": "40",
+    "timescaledb.max_background_workers": "32",
     "max_locks_per_transaction": "256",
     "dynamic_shared_memory_type": "mmap",
     "log_min_duration_statement": "-1",
     "log_line_prefix": "'%m [%p] %q%u@%d '",
 }
+# Without TimescaleDB (the postgres edition) none of its settings are written.
+TIMESCALE_ONLY = ("shared_preload_libraries", "timescaledb.telemetry_level", "timescaledb.max_background_workers")
 
 
 class LocalDbError(RuntimeError):
@@ -88,30 +105,61 @@ def _say(msg: str) -> None:
 
 @dataclass(frozen=True)
 class Layout:
-    """Where everything of one checkout's local server lives."""
+    """Where everything of one checkout's local server of one edition lives."""
 
     state_dir: Path
     cache_dir: Path
-    requested_port: int  # RTS_DB_PORT; 0 = automatic
+    requested_port: int  # RTS_DB_PORT (the checkout's default edition only); 0 = automatic
+    edition: Edition = DEFAULT_EDITION
+    timescaledb_source: str = ""
 
     @property
     def port(self) -> int:
-        """RTS_DB_PORT if set, else the port this checkout's server was given, else 54329."""
-        return self.requested_port or self.recorded().get("port") or DEFAULT_PORT
+        """RTS_DB_PORT if set, else the port this edition's server was given, else 54329."""
+        return self.requested_port or self.server_record().get("port") or DEFAULT_PORT
 
     def recorded(self) -> dict[str, Any]:
+        """The whole ``db.json``: the default edition's ``url`` (what the runtime reads), and
+        ``servers`` per edition. A record from before editions describes the Apache cluster."""
         try:
             info = json.loads(self.info_file.read_text())
         except (OSError, ValueError):
             return {}
-        return info if isinstance(info, dict) else {}
+        if not isinstance(info, dict):
+            return {}
+        if "servers" not in info:
+            legacy = {k: info[k] for k in ("route", "port", "data_dir", "url") if k in info}
+            info = {"servers": {"apache": legacy} if legacy else {}}
+        return info
+
+    def server_record(self) -> dict[str, Any]:
+        servers = self.recorded().get("servers", {})
+        record = servers.get(self.edition, {}) if isinstance(servers, dict) else {}
+        return record if isinstance(record, dict) else {}
 
     def record(self, **values: Any) -> None:
-        self.info_file.write_text(json.dumps({**self.recorded(), **values}))
+        """Update this edition's server record."""
+        info = self.recorded()
+        servers = info.setdefault("servers", {})
+        servers[self.edition] = {**servers.get(self.edition, {}), **values}
+        self._write(info)
+
+    def remember(self) -> None:
+        """Make this edition the checkout's default: its DSN becomes the one the runtime uses."""
+        info = self.recorded()
+        server = info.get("servers", {}).get(self.edition, {})
+        info.update(edition=self.edition, url=server.get("url"), port=server.get("port"),
+                    route=server.get("route"), data_dir=server.get("data_dir"))
+        self._write(info)
+
+    def _write(self, info: dict[str, Any]) -> None:
+        tmp = self.info_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(info, indent=1))
+        tmp.replace(self.info_file)
 
     @property
     def pg_dir(self) -> Path:
-        return self.state_dir / "pg"
+        return self.state_dir / ("pg" if self.edition == "apache" else f"pg-{self.edition}")
 
     @property
     def data_dir(self) -> Path:
@@ -119,7 +167,7 @@ class Layout:
 
     @property
     def password_file(self) -> Path:
-        return self.state_dir / "db_password"
+        return self.pg_dir / "db_password" if self.edition != "apache" else self.state_dir / "db_password"
 
     @property
     def info_file(self) -> Path:
@@ -127,16 +175,42 @@ class Layout:
 
     @property
     def root(self) -> Path:
+        if self.edition == "tsl":
+            from rts_monitor.devtools import tslbuild
+
+            return tslbuild.root_dir(self.cache_dir)
         return self.cache_dir / f"debian13-pg{PG_MAJOR}-root"
 
     @property
     def mount_name(self) -> str:
-        digest = hashlib.sha256(str(self.state_dir.resolve()).encode()).hexdigest()[:12]
-        return f"/srv/rts/{digest}"
+        # The Apache cluster keeps the name it had before editions (a running one stays found).
+        key = str(self.state_dir.resolve()) + ("" if self.edition == "apache" else f":{self.edition}")
+        return f"/srv/rts/{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 
 
-def layout(settings: Settings) -> Layout:
-    return Layout(settings.state_dir, settings.cache_dir, settings.local_db_port)
+def remembered_edition(settings: Settings) -> Edition:
+    """RTS_DB_EDITION, else the edition this checkout last brought up by default, else tsl."""
+    if settings.local_db_edition:
+        return check_edition(settings.local_db_edition)
+    info = Layout(settings.state_dir, settings.cache_dir, 0).recorded()
+    edition = info.get("edition")
+    return check_edition(edition) if isinstance(edition, str) else DEFAULT_EDITION
+
+
+def check_edition(name: str) -> Edition:
+    if name not in EDITIONS:
+        raise LocalDbError(f"unknown edition {name!r}: one of {', '.join(EDITIONS)}")
+    return name
+
+
+def layout(settings: Settings, edition: Edition | None = None, *, primary: bool = True) -> Layout:
+    """``primary``: the checkout's default edition (RTS_DB_PORT applies to it alone)."""
+    from rts_monitor.core.resources import checkout_root
+    from rts_monitor.devtools import tslbuild
+
+    source = settings.timescaledb_source or tslbuild.default_source(checkout_root())
+    return Layout(settings.state_dir, settings.cache_dir, settings.local_db_port if primary else 0,
+                  edition or remembered_edition(settings), source)
 
 
 def _os_release() -> dict[str, str]:
@@ -167,8 +241,8 @@ def _run(cmd: list[str], *, check: bool = True, quiet: bool = False) -> subproce
     return res
 
 
-def _stream(cmd: list[str], *, label: str, every: Callable[[str], bool]) -> None:
-    """Run a long command, echoing selected lines as progress."""
+def _stream(cmd: list[str], *, label: str, every: Callable[[str], bool], every_nth: int = 10) -> None:
+    """Run a long command, echoing every ``every_nth`` selected line as progress."""
     _say(f"{label}: {' '.join(cmd[:3])} …")
     started = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -180,7 +254,7 @@ def _stream(cmd: list[str], *, label: str, every: Callable[[str], bool]) -> None
         tail = ([*tail, line])[-30:]
         if every(line):
             count += 1
-            if count % 10 == 1:
+            if (count - 1) % every_nth == 0:
                 _say(f"{label} [{time.monotonic() - started:5.1f}s] {line[:100]}")
     rc = proc.wait()
     if rc != 0:
@@ -337,15 +411,7 @@ class ChrootRoute(Route):
         with _file_lock(self.lay.cache_dir / "root.lock"):
             if (root / ".rts-ready").exists():
                 return
-            if shutil.which("debootstrap") is None:
-                _say("installing debootstrap with apt")
-                env_cmd = ["env", "DEBIAN_FRONTEND=noninteractive"]
-                _stream([*env_cmd, "apt-get", "update"], label="apt-get update", every=lambda _l: True)
-                _stream(
-                    [*env_cmd, "apt-get", "install", "-y", "--no-install-recommends", "debootstrap"],
-                    label="apt-get install debootstrap",
-                    every=lambda line: line.startswith(("Get:", "Setting up")),
-                )
+            ensure_debootstrap()
             partial = root.with_name(root.name + ".partial")
             if partial.exists():
                 shutil.rmtree(partial)
@@ -406,16 +472,43 @@ class ChrootRoute(Route):
         return uid, gid
 
 
+class TslRoute(ChrootRoute):
+    """The Community build: its own Debian 13 root, built from source once per machine (tslbuild)."""
+
+    name = "chroot-tsl"
+
+    def ensure_installed(self) -> None:
+        from rts_monitor.devtools import tslbuild
+
+        tslbuild.ensure(self.lay.cache_dir, self.lay.timescaledb_source)
+
+
+def ensure_debootstrap() -> None:
+    if shutil.which("debootstrap") is not None:
+        return
+    _say("installing debootstrap with apt")
+    env_cmd = ["env", "DEBIAN_FRONTEND=noninteractive"]
+    _stream([*env_cmd, "apt-get", "update"], label="apt-get update", every=lambda _l: True)
+    _stream(
+        [*env_cmd, "apt-get", "install", "-y", "--no-install-recommends", "debootstrap"],
+        label="apt-get install debootstrap",
+        every=lambda line: line.startswith(("Get:", "Setting up")),
+    )
+
+
 def _timescale_lib(root: Path) -> bool:
     return (root / f"usr/lib/postgresql/{PG_MAJOR}/lib/timescaledb.so").exists()
 
 
 def choose_route(lay: Layout) -> Route:
-    """Native where Debian 13+ packages exist (or are installed); else the chroot on Debian 12."""
+    """tsl: its own root, always. apache and postgres: native where Debian 13+ packages exist (or
+    are installed); else the chroot on Debian 12."""
+    if lay.edition == "tsl":
+        return TslRoute(lay)
     if (NATIVE_BIN / "postgres").exists() and _timescale_lib(Path("/")):
         return NativeRoute(lay)
     info = _os_release()
-    if lay.recorded().get("route") == "chroot":
+    if lay.server_record().get("route") == "chroot":
         return ChrootRoute(lay)
     if info.get("ID") == "debian":
         version = info.get("VERSION_ID", "")
@@ -542,13 +635,25 @@ def _server_running(route: Route) -> bool:
     return res.returncode == 0
 
 
-def up(settings: Settings) -> str:
-    """Provision (first time), start (if stopped) and return the DSN. Idempotent."""
-    lay = layout(settings)
+ROUTE_TEXT = {
+    "tsl": "PostgreSQL {pg} + TimescaleDB Community (TSL), built from source",
+    "apache": "PostgreSQL {pg} + TimescaleDB (Apache build) from Debian 13 packages",
+    "postgres": "PostgreSQL {pg} from Debian 13 packages, without TimescaleDB",
+}
+
+
+def up(settings: Settings, edition: Edition | None = None, *, remember: bool = True) -> str:
+    """Provision (first time), start (if stopped) and return the DSN of one edition. Idempotent.
+
+    ``remember``: make it the checkout's default (the DSN the runtime uses); otherwise it is
+    started beside the default one (the test matrix) and only its own record is written.
+    """
+    edition = edition or remembered_edition(settings)
+    lay = layout(settings, edition, primary=remember)
     lay.state_dir.mkdir(parents=True, exist_ok=True)
     with _file_lock(lay.state_dir / "db.lock"):
         route = choose_route(lay)
-        _say(f"route: {route.name} (PostgreSQL {PG_MAJOR} + TimescaleDB from Debian 13 packages)")
+        _say(f"edition {edition}, route {route.name}: " + ROUTE_TEXT[edition].format(pg=PG_MAJOR))
         step = "1/4 binaries"
         _say(step)
         route.ensure_installed()
@@ -576,11 +681,12 @@ def up(settings: Settings) -> str:
                 ),
                 quiet=True,
             )
-        _say("4/4 database and extension")
+        _say("4/4 database" + ("" if edition == "postgres" else " and extension"))
         _ensure_database(lay)
         url = dsn(lay)
-        # the runtime finds the local server through this record (db/pool.resolve_database_url)
         lay.record(route=route.name, port=lay.port, data_dir=str(lay.data_dir), url=url)
+        if remember:  # the runtime finds the local server through this (db/pool.resolve_database_url)
+            lay.remember()
         _say("ready: " + url.replace(lay.password_file.read_text().strip(), "***"))
         return url
 
@@ -638,6 +744,9 @@ def _initdb(route: Route, lay: Layout) -> None:
 
 def _write_conf(lay: Layout) -> None:
     conf = dict(SERVER_CONF)
+    if lay.edition == "postgres":
+        for key in TIMESCALE_ONLY:
+            conf.pop(key)
     conf["port"] = str(lay.port)
     conf["unix_socket_directories"] = "''"  # TCP on 127.0.0.1 only; no socket dir to own
     body = "# written by rts-monitor db up; edit RTS_* settings instead\n" + "".join(
@@ -668,33 +777,45 @@ def _ensure_database(lay: Layout) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.5)
+    if lay.edition == "postgres":
+        return  # the migrations find no TimescaleDB preloaded and choose the postgres edition
     with psycopg.connect(dsn(lay), autocommit=True) as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
 
 
-def down(settings: Settings) -> None:
-    lay = layout(settings)
-    if not (lay.data_dir / "PG_VERSION").exists():
-        _say("no local database in " + str(lay.data_dir))
-        return
-    route = choose_route(lay)
-    route.prepare()
-    if _server_running(route):
-        _run(route.pg("pg_ctl", "stop", "-m", "fast", "-w", "-D", route.data_dir_for_server()), quiet=True)
-        _say("stopped")
-    else:
-        _say("not running")
-    route.release()
+def down(settings: Settings, edition: Edition | None = None) -> None:
+    """Stop this checkout's server of ``edition``, or every edition's (None)."""
+    for ed in (edition,) if edition else EDITIONS:
+        lay = layout(settings, ed, primary=False)
+        if not (lay.data_dir / "PG_VERSION").exists():
+            if edition:
+                _say(f"{ed}: no local database in {lay.data_dir}")
+            continue
+        route = choose_route(lay)
+        route.prepare()
+        if _server_running(route):
+            _run(route.pg("pg_ctl", "stop", "-m", "fast", "-w", "-D", route.data_dir_for_server()), quiet=True)
+            _say(f"{ed}: stopped")
+        else:
+            _say(f"{ed}: not running")
+        route.release()
 
 
-def status(settings: Settings) -> dict[str, object]:
-    lay = layout(settings)
+def status(settings: Settings, edition: Edition | None = None) -> dict[str, object]:
+    """The default edition's server (or ``edition``'s): provisioned, running, versions, DSN."""
+    ed = edition or remembered_edition(settings)
+    lay = layout(settings, ed, primary=edition is None)
     out: dict[str, object] = {
+        "edition": ed,
         "data_dir": str(lay.data_dir),
         "port": lay.port,
         "provisioned": (lay.data_dir / "PG_VERSION").exists(),
         "running": False,
     }
+    if ed == "tsl":
+        from rts_monitor.devtools import tslbuild
+
+        out["tsl_build"] = tslbuild.built_info(lay.root) or "not built yet"
     if not out["provisioned"]:
         return out
     route = choose_route(lay)
@@ -714,4 +835,7 @@ def status(settings: Settings) -> dict[str, object]:
             assert row is not None
             out["postgres"], out["timescaledb"], out["license"] = row
         out["dsn"] = dsn(lay).replace(lay.password_file.read_text().strip(), "***")
+    others = [e for e in EDITIONS if e != ed and (layout(settings, e, primary=False).data_dir / "PG_VERSION").exists()]
+    if others:
+        out["other_editions"] = ", ".join(others)
     return out

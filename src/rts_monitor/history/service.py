@@ -15,12 +15,20 @@ from uuid import UUID
 
 from psycopg import AsyncConnection
 
+from rts_monitor.core.edition import Edition
 from rts_monitor.core.errors import NotFound, ValidationFailed
 from rts_monitor.db import Queries
-from rts_monitor.db.migrations import Edition
 from rts_monitor.devices.scope import visible_agent
 from rts_monitor.history.planning import Plan
-from rts_monitor.tiers.definitions import METRICS, RATES, TIERS, combine_partials, raw_partials, tier_columns
+from rts_monitor.tiers.definitions import (
+    METRICS,
+    RATES,
+    TIERS,
+    bucket,
+    combine_partials,
+    raw_partials,
+    tier_columns,
+)
 
 Q = Queries.beside(__file__)
 _RAW_WHERE = "r.agent_device_id = ANY(%(devs)s) AND r.collected_at >= {lo} AND r.collected_at < %(hi)s"
@@ -37,7 +45,7 @@ def per_device_sql(plan: Plan, edition: Edition, watermarks: dict[str, datetime 
                    pending: bool = True) -> tuple[str, dict[str, Any]]:
     """Rows per device and chart bucket covering ``[plan.start, plan.end)`` for ``%(devs)s``.
 
-    Apache: the chosen tier below its watermark, each finer tier between the watermark above it
+    Apache and postgres: the chosen tier below its watermark, each finer tier between the watermark above it
     and its own, and raw rows past the 5m watermark, so the newest minutes are never missing.
     Buckets that a committed but not yet refreshed flush touched (``metric_ingest_ranges``: an
     agent replaying its spool) are read from raw too, so late rows show at once, not a refresh
@@ -53,10 +61,10 @@ def per_device_sql(plan: Plan, edition: Edition, watermarks: dict[str, datetime 
     params: dict[str, Any] = {"lo": plan.start, "hi": plan.end}
     if plan.tier is None:
         return raw_partials(plan.interval_sql, _RAW_WHERE.format(lo="%(lo)s"), metrics=metrics,
-                            counters=counters), params
+                            counters=counters, edition=edition), params
     width = plan.tier.width_sql
     not_stale = (f"AND NOT EXISTS (SELECT 1 FROM stale s WHERE s.dev = t.agent_device_id "
-                 f"AND s.bucket = time_bucket(INTERVAL '{width}', t.bucket))") if pending else ""
+                 f"AND s.bucket = {bucket(width, 't.bucket')})") if pending else ""
     chain = [t for t in TIERS if t.width <= plan.tier.width][::-1]  # chosen tier first, then finer
     direct: str | None = None
     parts: list[str] = []
@@ -76,24 +84,26 @@ def per_device_sql(plan: Plan, edition: Edition, watermarks: dict[str, datetime 
         upper_wm = wm
     params["rawfrom"] = upper_wm
     lo = "greatest(%(lo)s, coalesce(%(rawfrom)s::timestamptz, '-infinity'))"
-    parts.append(raw_partials(TIERS[0].width_sql, _RAW_WHERE.format(lo=lo), metrics=metrics, counters=counters))
+    parts.append(raw_partials(TIERS[0].width_sql, _RAW_WHERE.format(lo=lo), metrics=metrics, counters=counters,
+                              edition=edition))
     stale = ""
-    if edition == "apache" and pending:
+    if edition != "tsl" and pending:
         stale_rows = (f"(SELECT r.* FROM stale s JOIN agent_metrics r ON r.agent_device_id = s.dev "
                       f"AND r.collected_at >= s.bucket AND r.collected_at < least(s.bucket + INTERVAL '{width}', "
                       "coalesce(%(rawfrom)s::timestamptz, '-infinity')))")
-        parts.append(raw_partials(TIERS[0].width_sql, "true", source=stale_rows, metrics=metrics, counters=counters))
+        parts.append(raw_partials(TIERS[0].width_sql, "true", source=stale_rows, metrics=metrics, counters=counters,
+                                  edition=edition))
         stale = (
             "WITH stale AS MATERIALIZED (SELECT DISTINCT p.agent_device_id AS dev, b AS bucket "
             "FROM metric_ingest_ranges p, generate_series("
-            f"time_bucket(INTERVAL '{width}', greatest(p.range_start, %(lo)s)), "
+            f"{bucket(width, 'greatest(p.range_start, %(lo)s)')}, "
             "least(p.range_end, coalesce(%(rawfrom)s::timestamptz, '-infinity') - INTERVAL '1 microsecond', "
             f"%(hi)s - INTERVAL '1 microsecond'), INTERVAL '{width}') AS b "
             "WHERE p.agent_device_id = ANY(%(devs)s) AND p.range_end >= %(lo)s "
             "AND p.range_start < least(%(hi)s, coalesce(%(rawfrom)s::timestamptz, '-infinity'))) "
         )
     combined = combine_partials(" UNION ALL ".join(f"({p})" for p in parts), plan.interval_sql,
-                                metrics=metrics, counters=counters)
+                                metrics=metrics, counters=counters, edition=edition)
     body = f"({direct}) UNION ALL ({combined})" if direct else combined
     return stale + body, params
 
@@ -173,7 +183,7 @@ async def query(conn: AsyncConnection[Any], *, plan: Plan, edition: Edition, dev
     async with conn.transaction():
         # Raw reads and the late-rows branch are priced over every chunk in the range and would
         # be JIT-compiled: measured 1.2 s of JIT for a 3 ms chart. Never worth it here.
-        await conn.execute("SET LOCAL jit = off")
+        await conn.execute(Q.jit_off)
         return list(await (await conn.execute(sql, params)).fetchall())
 
 

@@ -13,9 +13,9 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from rts_monitor.core.edition import DESCRIBE_SQL, DatabaseInfo, Edition
 from rts_monitor.core.errors import DomainError
 from rts_monitor.core.settings import Settings
-from rts_monitor.db.migrations import Edition
 from rts_monitor.tiers import maintenance, service
 from rts_monitor.tiers.definitions import LEVELS
 
@@ -23,8 +23,9 @@ Action = Callable[[psycopg.AsyncConnection[Any], Edition, argparse.Namespace], A
 
 
 async def _edition(conn: psycopg.AsyncConnection[Any]) -> Edition:
-    row = await (await conn.execute("SELECT current_setting('timescaledb.license', true) AS l")).fetchone()
-    return "tsl" if row and row["l"] == "timescale" else "apache"
+    row = await (await conn.execute(DESCRIBE_SQL)).fetchone()
+    assert row is not None
+    return DatabaseInfo.from_row(row).edition
 
 
 def _run(settings: Settings, action: Action, args: argparse.Namespace) -> int:
@@ -98,7 +99,7 @@ async def _retention(conn: psycopg.AsyncConnection[Any], edition: Edition, _: ar
         return 0
     from rts_monitor.core.tables import print_table
 
-    dropped = await maintenance.apply_retention(conn)
+    dropped = await maintenance.apply_retention(conn, edition=edition)
     print_table([{"level": k, "dropped_chunks": v} for k, v in dropped.items()])
     return 0
 
@@ -125,4 +126,4 @@ def register(sub: Any) -> None:
     p = add("refresh", _refresh, "refresh now: one scheduled pass, or re-aggregate [--start, --end)")
     p.add_argument("--start", help="ISO time with zone")
     p.add_argument("--end", help="ISO time with zone")
-    add("retention", _retention, "drop chunks past retention now (apache edition)")
+    add("retention", _retention, "drop chunks/partitions past retention now (apache, postgres editions)")

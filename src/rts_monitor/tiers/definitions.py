@@ -12,12 +12,19 @@ Every bucket keeps what makes re-aggregation exact: per metric sum (float8), cou
 the byte counters first/last value and time plus the counter increase inside the bucket (sum of
 non-negative deltas, a drop being a reset to 0), so rates survive counter resets. The SQL below is
 generated once from these definitions (column lists are long and must match in every statement).
+
+Editions: buckets are ``date_bin`` with ``time_bucket``'s origin (Monday 2000-01-03), the same
+buckets as TimescaleDB's continuous aggregates and available on plain PostgreSQL 14+; ``first``
+and ``last`` are TimescaleDB's aggregates where it is installed and an ordered ``array_agg``
+on the postgres edition (measured cost in docs/schema.md).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+
+from rts_monitor.core.edition import Edition, has_timescaledb
 
 RAW = "agent_metrics"
 METRICS: tuple[str, ...] = (
@@ -58,6 +65,25 @@ def tier_columns(metrics: tuple[str, ...] = METRICS, counters: tuple[str, ...] =
 
 
 ALL_COLUMNS: list[str] = ["bucket", "agent_device_id", *tier_columns()]
+ORIGIN = "TIMESTAMPTZ '2000-01-03 00:00:00+00'"  # time_bucket's origin for sub-month widths
+
+
+def bucket(width_sql: str, expr: str) -> str:
+    """``time_bucket(width, expr)`` on every edition (``date_bin`` is core PostgreSQL since 14)."""
+    return f"date_bin(INTERVAL '{width_sql}', {expr}, {ORIGIN})"
+
+
+def first(value: str, at: str, where: str, edition: Edition) -> str:
+    """The value of the earliest ``at`` among rows where ``where`` holds (``where`` skips NULLs)."""
+    if has_timescaledb(edition):
+        return f"first({value}, {at}) FILTER (WHERE {where})"
+    return f"(array_agg({value} ORDER BY {at}) FILTER (WHERE {where}))[1]"
+
+
+def last(value: str, at: str, where: str, edition: Edition) -> str:
+    if has_timescaledb(edition):
+        return f"last({value}, {at}) FILTER (WHERE {where})"
+    return f"(array_agg({value} ORDER BY {at} DESC) FILTER (WHERE {where}))[1]"
 
 
 def _counter_delta(c: str, partition: str) -> str:
@@ -70,28 +96,30 @@ def _counter_delta(c: str, partition: str) -> str:
             f"WHEN {c} >= {prev} THEN {c} - {prev} ELSE {c} END AS {c}_delta")
 
 
-def raw_partials(width_sql: str, where: str, *, source: str = RAW, metrics: tuple[str, ...] = METRICS,
-                 counters: tuple[str, ...] = COUNTERS) -> str:
+def raw_partials(width_sql: str, where: str, *, edition: Edition, source: str = RAW,
+                 metrics: tuple[str, ...] = METRICS, counters: tuple[str, ...] = COUNTERS) -> str:
     """Tier-shaped rows aggregated straight from raw samples matching ``where`` (alias ``r``).
 
     Used to materialise ``agent_metrics_5m`` and to aggregate the not-yet-materialised tail in
     history queries, so both produce exactly the same numbers. ``metrics``/``counters`` narrow
     the columns to what a chart needs (all of them for the tiers).
     """
-    bucket = f"time_bucket(INTERVAL '{width_sql}', r.collected_at)"
-    inner_cols = "".join(", " + _counter_delta(c, f"r.agent_device_id, {bucket}") for c in counters)
+    bucket_sql = bucket(width_sql, "r.collected_at")
+    inner_cols = "".join(", " + _counter_delta(c, f"r.agent_device_id, {bucket_sql}") for c in counters)
     aggs = ["count(*) AS samples"]
     for m in metrics:
         aggs += [f"sum({m}::float8) AS {m}_sum", f"count({m}) AS {m}_count",
                  f"min({m}) AS {m}_min", f"max({m}) AS {m}_max"]
     for c in counters:
         nn = f"FILTER (WHERE {c} IS NOT NULL)"
-        aggs += [f"first({c}, collected_at) {nn} AS {c}_first", f"min(collected_at) {nn} AS {c}_first_time",
-                 f"last({c}, collected_at) {nn} AS {c}_last", f"max(collected_at) {nn} AS {c}_last_time",
+        aggs += [f"{first(c, 'collected_at', f'{c} IS NOT NULL', edition)} AS {c}_first",
+                 f"min(collected_at) {nn} AS {c}_first_time",
+                 f"{last(c, 'collected_at', f'{c} IS NOT NULL', edition)} AS {c}_last",
+                 f"max(collected_at) {nn} AS {c}_last_time",
                  f"sum({c}_delta)::bigint AS {c}_increase"]
     return (
         f"SELECT bucket, agent_device_id, {', '.join(aggs)} FROM ("
-        f"SELECT r.*, {bucket} AS bucket{inner_cols} FROM {source} r WHERE {where}"
+        f"SELECT r.*, {bucket_sql} AS bucket{inner_cols} FROM {source} r WHERE {where}"
         f") d GROUP BY bucket, agent_device_id"
     )
 
@@ -103,26 +131,28 @@ def _boundary(c: str, partition: str) -> str:
             f"WHEN {c}_first >= {prev} THEN {c}_first - {prev} ELSE {c}_first END AS {c}_boundary")
 
 
-def combine_partials(source_sql: str, width_sql: str, *, metrics: tuple[str, ...] = METRICS,
+def combine_partials(source_sql: str, width_sql: str, *, edition: Edition, metrics: tuple[str, ...] = METRICS,
                      counters: tuple[str, ...] = COUNTERS) -> str:
     """Aggregate tier-shaped rows from ``source_sql`` into coarser buckets of ``width_sql``, per device.
 
     Exact: sums and counts add, min/max of min/max, first/last by time, and the counter increase
     is the sum of the parts plus the deltas across the boundaries between consecutive parts.
     """
-    bucket = f"time_bucket(INTERVAL '{width_sql}', p.bucket)"
+    bucket_sql = bucket(width_sql, "p.bucket")
     aggs = ["sum(samples)::bigint AS samples"]
     for m in metrics:
         aggs += [f"sum({m}_sum) AS {m}_sum", f"sum({m}_count)::bigint AS {m}_count",
                  f"min({m}_min) AS {m}_min", f"max({m}_max) AS {m}_max"]
     for c in counters:
-        nn = f"FILTER (WHERE {c}_first_time IS NOT NULL)"
-        aggs += [f"first({c}_first, {c}_first_time) {nn} AS {c}_first", f"min({c}_first_time) AS {c}_first_time",
-                 f"last({c}_last, {c}_last_time) {nn} AS {c}_last", f"max({c}_last_time) AS {c}_last_time",
+        has = f"{c}_first_time IS NOT NULL"
+        aggs += [f"{first(f'{c}_first', f'{c}_first_time', has, edition)} AS {c}_first",
+                 f"min({c}_first_time) AS {c}_first_time",
+                 f"{last(f'{c}_last', f'{c}_last_time', has, edition)} AS {c}_last",
+                 f"max({c}_last_time) AS {c}_last_time",
                  f"(sum({c}_increase) + sum({c}_boundary))::bigint AS {c}_increase"]
-    boundaries = "".join(", " + _boundary(c, f"p.agent_device_id, {bucket}") for c in counters)
+    boundaries = "".join(", " + _boundary(c, f"p.agent_device_id, {bucket_sql}") for c in counters)
     return (
         f"SELECT nb AS bucket, agent_device_id, {', '.join(aggs)} FROM ("
-        f"SELECT p.*, {bucket} AS nb{boundaries} FROM ({source_sql}) p"
+        f"SELECT p.*, {bucket_sql} AS nb{boundaries} FROM ({source_sql}) p"
         f") q GROUP BY nb, agent_device_id"
     )

@@ -1,4 +1,5 @@
-"""Scheduled maintenance of the tiers on the Apache edition (the timescale license has policies)."""
+"""Scheduled maintenance of the tiers where the project does it (apache and postgres editions; the
+timescale license has policies), and the partitions of the postgres edition."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ MAX_SPAN_PER_RUN = timedelta(days=1)
 
 
 async def _run(ctx: AppContext, name: str, seconds: int, work: object) -> None:
-    if ctx.edition != "apache":
+    if ctx.edition == "tsl":
         return
     async with ctx.pool.connection() as conn:
         await conn.set_autocommit(True)  # each step commits its own transaction
@@ -26,24 +27,44 @@ async def _run(ctx: AppContext, name: str, seconds: int, work: object) -> None:
 
 
 async def refresh_job(ctx: AppContext) -> None:
-    """Advance the watermarks and re-aggregate buckets touched by late rows (apache); on the
-    timescale license only drain the ingest ranges (the refresh policies do the rest)."""
+    """Advance the watermarks and re-aggregate buckets touched by late rows (apache, postgres); on
+    the timescale license only drain the ingest ranges (the refresh policies do the rest)."""
     if ctx.edition == "tsl":
         async with ctx.pool.connection() as conn:
             await conn.execute(service.Q.discard_ranges)
         return
-    await _run(ctx, "tiers.refresh", ctx.settings.tiers_refresh_seconds, _bounded_refresh)
 
+    async def bounded(conn: AsyncConnection[Any]) -> maintenance.RefreshResult:
+        # At most a day of new data per pass: catching up on weeks never holds one long transaction.
+        return await maintenance.refresh(conn, edition=ctx.edition, max_span=MAX_SPAN_PER_RUN)
 
-async def _bounded_refresh(conn: AsyncConnection[Any]) -> maintenance.RefreshResult:
-    """At most a day of new data per pass: catching up on weeks never holds one long transaction."""
-    return await maintenance.refresh(conn, max_span=MAX_SPAN_PER_RUN)
+    await _run(ctx, "tiers.refresh", ctx.settings.tiers_refresh_seconds, bounded)
 
 
 async def retention_job(ctx: AppContext) -> None:
-    """Drop chunks past each level's retention, never past what the tier above has materialised."""
-    await _run(ctx, "tiers.retention", ctx.settings.tiers_retention_seconds, maintenance.apply_retention)
+    """Drop chunks or partitions past each level's retention, never past what the tier above has
+    materialised."""
+
+    async def drop(conn: AsyncConnection[Any]) -> dict[str, int]:
+        return await maintenance.apply_retention(conn, edition=ctx.edition)
+
+    await _run(ctx, "tiers.retention", ctx.settings.tiers_retention_seconds, drop)
+
+
+async def partitions_job(ctx: AppContext) -> None:
+    """Postgres edition: make every level's partitions for the coming days, and a partition for
+    each row waiting in a DEFAULT partition (a late spool, a backfill), moving it there."""
+    if ctx.edition != "postgres":
+        return
+
+    async def make(conn: AsyncConnection[Any]) -> dict[str, int]:
+        ahead = timedelta(days=ctx.settings.partitions_ahead_days)
+        row = await (await conn.execute(maintenance.Q.partitions_maintain, {"ahead": ahead})).fetchone()
+        return {"partitions": int(row["made"]) if row else 0}
+
+    await _run(ctx, "tiers.partitions", ctx.settings.partitions_job_seconds, make)
 
 
 REFRESH = Job("tiers.refresh", refresh_job, seconds=lambda ctx: ctx.settings.tiers_refresh_seconds)
 RETENTION = Job("tiers.retention", retention_job, seconds=lambda ctx: ctx.settings.tiers_retention_seconds)
+PARTITIONS = Job("tiers.partitions", partitions_job, seconds=lambda ctx: ctx.settings.partitions_job_seconds)

@@ -1,7 +1,9 @@
-"""DBA view and controls of the tiers, for both editions (CLI ``rts-monitor tiers`` and admin API).
+"""DBA view and controls of the tiers, on every edition (CLI ``rts-monitor tiers`` and admin API).
 
 Every control validates before it changes anything and says plainly when the edition lacks a
-feature (compression needs the timescale license) instead of surfacing a SQL error.
+feature (compression needs the timescale license) instead of surfacing a SQL error. On the
+postgres edition "chunks" are the declarative partitions the project makes (``chunk_interval``
+is their width for new partitions).
 """
 
 from __future__ import annotations
@@ -13,9 +15,9 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
+from rts_monitor.core.edition import Edition
 from rts_monitor.core.errors import Conflict, ValidationFailed
 from rts_monitor.db import Queries
-from rts_monitor.db.migrations import Edition
 from rts_monitor.tiers import maintenance
 from rts_monitor.tiers.definitions import LEVELS, RAW, TIER_BY_NAME, TIERS
 
@@ -24,12 +26,28 @@ COMPRESSION_UNAVAILABLE = (
     "compression (columnstore) needs the TimescaleDB timescale (TSL/Community) license; this server runs "
     "the Apache edition, where raw chunks stay uncompressed and retention keeps disk bounded"
 )
-APACHE_UNAVAILABLE = {
-    "compression": COMPRESSION_UNAVAILABLE,
-    "continuous_aggregates": "tiers are plain hypertables refreshed by the rts-monitor scheduler (tiers.refresh)",
-    "policies": "retention runs as the rts-monitor job tiers.retention (drop_chunks), not as a TimescaleDB policy",
+POSTGRES_COMPRESSION_UNAVAILABLE = (
+    "compression (columnstore) needs TimescaleDB with the timescale (TSL/Community) license; this database "
+    "has no TimescaleDB (plain PostgreSQL, e.g. Aurora or RDS), so raw partitions stay uncompressed and "
+    "retention (dropping whole partitions) keeps disk bounded"
+)
+UNAVAILABLE: dict[Edition, dict[str, str]] = {
+    "tsl": {},
+    "apache": {
+        "compression": COMPRESSION_UNAVAILABLE,
+        "continuous_aggregates": "tiers are plain hypertables refreshed by the rts-monitor scheduler (tiers.refresh)",
+        "policies": "retention runs as the rts-monitor job tiers.retention (drop_chunks), not as a TimescaleDB "
+                    "policy",
+    },
+    "postgres": {
+        "compression": POSTGRES_COMPRESSION_UNAVAILABLE,
+        "continuous_aggregates": "tiers are partitioned tables refreshed by the rts-monitor scheduler (tiers.refresh)",
+        "policies": "retention runs as the rts-monitor job tiers.retention (dropping partitions); partitions are "
+                    "made ahead and on demand by the job tiers.partitions",
+        "hypertables": "agent_metrics and the tiers are declaratively partitioned tables (range by time)",
+    },
 }
-CALL_REFRESH = "CALL refresh_continuous_aggregate(%(n)s::regclass, %(s)s::timestamptz, %(e)s::timestamptz)"
+APACHE_UNAVAILABLE = UNAVAILABLE["apache"]
 _DURATION = re.compile(
     r"^\s*(\d+)\s*(s|secs?|seconds?|m|mins?|minutes?|h|hours?|d|days?|w|weeks?|y|years?)\s*$", re.IGNORECASE
 )
@@ -74,7 +92,7 @@ def _age(now: datetime, t: datetime | None) -> str:
 
 async def show(conn: AsyncConnection[Any], *, edition: Edition) -> dict[str, Any]:
     """Each level with chunks, size, compression, retention, refresh lag; and the jobs."""
-    now_row = await (await conn.execute("SELECT now() AS now")).fetchone()
+    now_row = await (await conn.execute(Q.now_plain)).fetchone()
     assert now_row is not None
     now: datetime = now_row["now"]
     levels = list(await (await conn.execute(Q.levels)).fetchall())
@@ -84,7 +102,11 @@ async def show(conn: AsyncConnection[Any], *, edition: Edition) -> dict[str, Any
         comp = await (await conn.execute(Q.compression_stats)).fetchone()
     for lvl in levels:
         name = lvl["name"]
-        if name == RAW or edition == "apache":
+        if edition == "postgres":
+            size = await (await conn.execute(Q.partition_sizes, {"name": name})).fetchone()
+            kind = "partitioned table" if name == RAW else "partitioned tier table"
+            watermark = lvl["watermark"]
+        elif name == RAW or edition == "apache":
             size = await (await conn.execute(Q.level_sizes, {"name": name})).fetchone()
             kind = "hypertable" if name == RAW else "tier table"
             watermark = lvl["watermark"]
@@ -94,8 +116,8 @@ async def show(conn: AsyncConnection[Any], *, edition: Edition) -> dict[str, Any
             watermark = size["watermark"] if size else None
         if name != RAW:
             compression = "n/a"
-        elif edition == "apache":
-            compression = "unavailable (apache)"
+        elif edition != "tsl":
+            compression = f"unavailable ({edition})"
         elif comp is not None and comp["before"]:
             compression = f"{comp['before'] / max(comp['after'] or 1, 1):.1f}x ({comp['compressed_chunks']} chunks)"
         else:
@@ -115,8 +137,7 @@ async def show(conn: AsyncConnection[Any], *, edition: Edition) -> dict[str, Any
             "refresh_lag": "-" if name == RAW else _age(now, watermark),
         })
     jobs = await _jobs(conn, edition=edition, now=now)
-    return {"edition": edition, "levels": rows, "jobs": jobs,
-            "unavailable": APACHE_UNAVAILABLE if edition == "apache" else {}}
+    return {"edition": edition, "levels": rows, "jobs": jobs, "unavailable": UNAVAILABLE[edition]}
 
 
 async def _jobs(conn: AsyncConnection[Any], *, edition: Edition, now: datetime) -> list[dict[str, Any]]:
@@ -152,9 +173,9 @@ async def set_retention(conn: AsyncConnection[Any], *, edition: Edition, level: 
         if retention < 2 * above.width:
             raise ValidationFailed(f"retention: {level} must keep at least {2 * above.width} so that {above.name} "
                              f"can aggregate complete buckets", field="retention")
-        if edition == "apache":
+        if edition != "tsl":
             wm = levels[above.name]["watermark"]
-            row = await (await conn.execute("SELECT now() - %(r)s::interval AS cutoff", {"r": retention})).fetchone()
+            row = await (await conn.execute(Q.retention_cutoff, {"r": retention})).fetchone()
             assert row is not None
             if wm is None or row["cutoff"] > wm:
                 raise Conflict(
@@ -171,29 +192,25 @@ async def set_retention(conn: AsyncConnection[Any], *, edition: Edition, level: 
                                field="retention")
     async with conn.transaction():
         if edition == "tsl":
-            await conn.execute("SELECT remove_retention_policy(%(n)s::regclass, if_exists => true)", {"n": level})
+            await conn.execute(Q.remove_retention_policy, {"n": level})
             if retention is not None:
-                await conn.execute("SELECT add_retention_policy(%(n)s::regclass, %(r)s::interval)",
-                                   {"n": level, "r": retention})
+                await conn.execute(Q.add_retention_policy, {"n": level, "r": retention})
         await conn.execute(Q.set_retention, {"retention": retention, "name": level})
 
 
 async def _refresh_window(conn: AsyncConnection[Any], cagg: str) -> timedelta | None:
-    row = await (await conn.execute(
-        "SELECT (config->>'start_offset')::interval AS w FROM timescaledb_information.jobs "
-        "WHERE proc_name = 'policy_refresh_continuous_aggregate' AND hypertable_name = %(n)s", {"n": cagg},
-    )).fetchone()
+    row = await (await conn.execute(Q.refresh_window, {"n": cagg})).fetchone()
     return row["w"] if row else None
 
 
 async def set_compression(conn: AsyncConnection[Any], *, edition: Edition, after: timedelta | None) -> None:
     """Compress raw chunks older than ``after`` (None: stop compressing new chunks)."""
-    if edition == "apache":
-        raise FeatureUnavailable(COMPRESSION_UNAVAILABLE)
+    if edition != "tsl":
+        raise FeatureUnavailable(UNAVAILABLE[edition]["compression"])
     async with conn.transaction():
-        await conn.execute("SELECT remove_compression_policy('agent_metrics', if_exists => true)")
+        await conn.execute(Q.remove_compression_policy)
         if after is not None:
-            await conn.execute("SELECT add_compression_policy('agent_metrics', %(a)s::interval)", {"a": after})
+            await conn.execute(Q.add_compression_policy, {"a": after})
         await conn.execute(Q.set_compress_after, {"after": after})
 
 
@@ -203,28 +220,31 @@ async def set_chunk_interval(conn: AsyncConnection[Any], *, edition: Edition, le
     maintenance.tier_or_raw(level)
     if interval < timedelta(hours=1):
         raise ValidationFailed("chunk_interval: at least 1 hour", field="chunk_interval")
-    await conn.execute("SELECT set_chunk_time_interval(%(n)s::regclass, %(i)s::interval)", {"n": level, "i": interval})
+    if edition == "postgres":
+        await conn.execute(Q.set_partition_interval, {"name": level, "interval": interval})
+        return
+    await conn.execute(Q.set_chunk_interval, {"name": level, "interval": interval})
 
 
 async def refresh(conn: AsyncConnection[Any], *, edition: Edition, start: datetime | None,
                   end: datetime | None) -> dict[str, Any]:
-    """Refresh by hand: a time range (re-aggregated in every tier), or one scheduled pass (apache)."""
+    """Refresh by hand: a time range (re-aggregated in every tier), or one scheduled pass (apache, postgres)."""
     if start is not None and end is not None and end <= start:
         raise ValidationFailed("end: must be after start", field="end")
     started = time.monotonic()
     if edition == "tsl":
         await conn.set_autocommit(True)
         for tier in TIERS:  # refresh_continuous_aggregate refuses to run inside a transaction
-            await conn.execute(CALL_REFRESH, {"n": tier.name, "s": start, "e": end})
+            await conn.execute(Q.refresh_cagg, {"n": tier.name, "s": start, "e": end})
         return {"mode": "continuous aggregates", "seconds": round(time.monotonic() - started, 3)}
     if start is None and end is None:
-        res = await maintenance.refresh(conn)
+        res = await maintenance.refresh(conn, edition=edition)
         return {"mode": "scheduled pass", "rows": res.rows, "invalidated_buckets": res.invalidated_ranges,
                 "watermarks": {k: v.isoformat() if v else None for k, v in res.watermarks.items()},
                 "seconds": round(res.seconds, 3)}
     if start is None or end is None:
         raise ValidationFailed("start: give both start and end, or neither", field="start" if start is None else "end")
-    rows = await maintenance.refresh_range(conn, start=start, end=end)
+    rows = await maintenance.refresh_range(conn, edition=edition, start=start, end=end)
     return {"mode": "range", "rows": rows, "seconds": round(time.monotonic() - started, 3)}
 
 
