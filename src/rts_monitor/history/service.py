@@ -21,6 +21,7 @@ from rts_monitor.db import Queries
 from rts_monitor.devices.scope import visible_agent
 from rts_monitor.history.planning import Plan
 from rts_monitor.tiers.definitions import (
+    BIGINT_METRICS,
     METRICS,
     RATES,
     TIERS,
@@ -128,6 +129,16 @@ def _rate(c: str, fleet: bool) -> str:
     return f"sum({rate})::float8" if fleet else f"({rate})::float8"
 
 
+def _as_stored(metric: str, expr: str) -> str:
+    """A value of a ``real`` column as the shortest decimal of its float (45.2, not
+    45.20000076293945, which is what the float4 becomes as a double): real's text form is exactly
+    that decimal, read back as float8. An average is rounded to real's precision the same way;
+    ``uptime_seconds`` is a bigint and exact as it is."""
+    if metric in BIGINT_METRICS:
+        return f"({expr})::float8"
+    return f"({expr})::real::text::float8"
+
+
 def history_sql(plan: Plan, per_device: str, *, fleet: bool) -> str:
     """Chart rows: one per bucket with data, avg (and min/max on request) per metric, rates.
 
@@ -147,11 +158,12 @@ def history_sql(plan: Plan, per_device: str, *, fleet: bool) -> str:
             cols.append(f"{_rate(RATES[m], fleet)} AS {m}")
             continue
         if "avg" in plan.stats:
-            cols.append(f"({agg('sum', f'{m}_sum')} / nullif({agg('sum', f'{m}_count')}, 0))::float8 AS {m}")
+            mean = f"{agg('sum', f'{m}_sum')} / nullif({agg('sum', f'{m}_count')}, 0)"
+            cols.append(f"{_as_stored(m, mean)} AS {m}")
         if "min" in plan.stats:
-            cols.append(f"{agg('min', f'{m}_min')}::float8 AS {m}_min")
+            cols.append(f"{_as_stored(m, agg('min', f'{m}_min'))} AS {m}_min")
         if "max" in plan.stats:
-            cols.append(f"{agg('max', f'{m}_max')}::float8 AS {m}_max")
+            cols.append(f"{_as_stored(m, agg('max', f'{m}_max'))} AS {m}_max")
     rates = _rate_columns(plan)
     inner = f"(SELECT c.*{rates} FROM ({per_device}) c)" if rates else f"({per_device})"
     group = " GROUP BY bucket" if fleet else ""

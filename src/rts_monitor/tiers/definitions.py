@@ -31,6 +31,8 @@ METRICS: tuple[str, ...] = (
     "cpu_percent", "memory_used_gb", "memory_percent", "disk_used_gb", "disk_percent",
     "load_average_1m", "load_average_5m", "load_average_15m", "uptime_seconds",
 )
+# Metrics stored as bigint (the rest are real): exact as float8 in every aggregate.
+BIGINT_METRICS: tuple[str, ...] = ("uptime_seconds",)
 COUNTERS: tuple[str, ...] = ("network_rx_bytes", "network_tx_bytes")
 # Derived rate series (bytes per second) offered by the history API, and their counter.
 RATES: dict[str, str] = {"network_rx_rate": "network_rx_bytes", "network_tx_rate": "network_tx_bytes"}
