@@ -6,7 +6,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from litestar import delete, get, post
-from litestar.params import Parameter
+from litestar.params import Parameter, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from rts_monitor.auth.principal import Principal, require_staff
@@ -38,7 +38,7 @@ async def create_registration_token(
      summary="List registration tokens, newest first (admin, technician)")
 async def list_registration_tokens(
     conn: Conn, principal: Principal, business_id: UUID | None = None,
-    token_state: Annotated[str | None, Parameter(query="state", description="active | used | expired | revoked")]
+    token_state: Annotated[str | None, QueryParameter(name="state", description="active | used | expired | revoked")]
     = None,
     limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
 ) -> RegistrationTokenList:

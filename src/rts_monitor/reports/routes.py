@@ -1,0 +1,37 @@
+"""``GET /api/reports/availability``: uptime per device, location and business; JSON or CSV."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from litestar import Response, get
+from litestar.params import Parameter, QueryParameter
+
+from rts_monitor.auth.principal import Principal
+from rts_monitor.db import Conn
+from rts_monitor.reports import service
+from rts_monitor.reports.structs import AvailabilityReport
+
+
+@get("/api/reports/availability", tags=["reports"], security=[{"portal": []}],
+     summary="Availability (uptime %, outages, MTTR) per device, location and business, and alert statistics",
+     description=service.METHOD)
+async def availability(
+    conn: Conn, principal: Principal, business_id: UUID | None = None, location_id: UUID | None = None,
+    agent_id: UUID | None = None,
+    start: Annotated[datetime | None, QueryParameter(name="from", description="default: 30 days before `to`")] = None,
+    end: Annotated[datetime | None, QueryParameter(name="to", description="default: now")] = None,
+    format: Annotated[Literal["json", "csv"], Parameter(description="json (default) or csv")] = "json",
+) -> Response[Any]:
+    report = await service.availability(conn, principal=principal, start=start, end=end, business_id=business_id,
+                                        location_id=location_id, agent_id=agent_id)
+    if format == "csv":
+        name = f"availability-{report.period_start:%Y%m%d}-{report.period_end:%Y%m%d}.csv"
+        return Response(service.as_csv(report), media_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    return Response[AvailabilityReport](report)
+
+
+HANDLERS: list[Any] = [availability]
