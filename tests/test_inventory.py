@@ -119,3 +119,68 @@ async def test_tenancy_and_agent_identity(client: httpx.AsyncClient, api: ApiSer
     # An agent token is not a portal credential.
     resp = await client.get(f"/api/agents/{mine.agent.id}/inventory", headers=mine.agent.headers)
     assert resp.status_code == 401
+
+
+async def _report(client: httpx.AsyncClient, agent: factories.Agent, source: str | None,
+                  software: list[dict[str, Any]]) -> None:
+    resp = await client.post(f"/api/agents/{agent.id}/inventory", headers=agent.headers,
+                             json={"software": software, "source": source})
+    assert resp.status_code == 200, resp.text
+
+
+async def test_fleet_software_search_orders_versions_like_each_package_manager(
+        client: httpx.AsyncClient, api: ApiServer, api_conn: Any) -> None:
+    t, other = await factories.tenant(api_conn), await factories.tenant(api_conn)
+    old_deb = t.agent
+    await api_conn.execute("UPDATE agent_devices SET device_name = 'old-deb' WHERE id = %s", (old_deb.id,))
+    new_deb = await factories.agent(api_conn, t.business_id, name="new-deb")
+    rpm = await factories.agent(api_conn, t.business_id, name="rpm-box")
+    epoch = await factories.agent(api_conn, t.business_id, name="epoch-box")
+    await _report(client, old_deb, "dpkg", [pkg("libssl3", "3.0.11-1~deb12u2"), pkg("nginx", "1.22.1-9")])
+    await _report(client, new_deb, "dpkg", [pkg("libssl3", "3.0.13-1~deb12u1")])
+    # rpm: 3.0.7-27 < 3.0.7-28 although "27" and "28" are compared as numbers; 3.0.13~rc1 < 3.0.13
+    await _report(client, rpm, "rpm", [pkg("LibSSL3", "3.0.7-27.el9")])
+    await _report(client, epoch, "dpkg", [pkg("libssl3", "1:3.0.1-1")])  # an epoch beats any upstream
+    await _report(client, other.agent, "dpkg", [pkg("libssl3", "3.0.2-0ubuntu1")])
+    staff = api.headers(api.token("admin"))
+    scope = {"business_id": str(t.business_id)}
+
+    async def names(**params: Any) -> set[str]:
+        resp = await client.get("/api/software", headers=staff, params={**scope, **params})
+        assert resp.status_code == 200, resp.text
+        body = resp.json()
+        assert body["devices"] == len({h["agent_id"] for h in body["hits"]}) and body["truncated"] is False
+        return {h["device_name"] for h in body["hits"]}
+
+    everyone = {"old-deb", "new-deb", "rpm-box", "epoch-box"}
+    assert await names(name="libssl3") == everyone  # case-insensitive
+    assert await names(name="libssl3", version_lt="3.0.13") == {"old-deb", "rpm-box"}
+    assert await names(name="libssl3", version_gte="3.0.13") == {"new-deb", "epoch-box"}
+    assert await names(name="libssl3", version_gte="3.0.12", version_lt="3.0.14") == {"new-deb"}
+    assert await names(name="libssl*", version_lt="3.0.13~") == {"old-deb", "rpm-box"}
+    assert await names(name="ngin_") == set()  # "_" is a literal, only "*" is a wildcard
+    hit = (await client.get("/api/software", headers=staff, params={**scope, "name": "nginx"})).json()["hits"][0]
+    assert hit["version_scheme"] == "deb" and hit["version"] == "1.22.1-9"
+    resp = await client.get("/api/software", headers=staff, params={"name": "libssl3", "version_lt": "~~~"})
+    assert resp.status_code == 422 and resp.json()["field"] == "version_lt"
+    # a customer sees their own business only, and another's id is a 404
+    customer = api.headers(api.token("customer", user_id=other.customer_id, business_id=other.business_id))
+    mine = (await client.get("/api/software", headers=customer, params={"name": "libssl3"})).json()
+    assert {h["agent_id"] for h in mine["hits"]} == {str(other.agent.id)}
+    resp = await client.get("/api/software", headers=customer, params={**scope, "name": "libssl3"})
+    assert resp.status_code == 404
+
+
+async def test_outdated_agents_are_those_older_than_the_served_agent(
+        client: httpx.AsyncClient, api: ApiServer, api_conn: Any) -> None:
+    t = await factories.tenant(api_conn)
+    current = (await client.get("/agent/package")).json()["version"]
+    fresh = await factories.agent(api_conn, t.business_id, name="fresh")
+    await api_conn.execute("UPDATE agent_devices SET agent_version = %s WHERE id = %s", (current, fresh.id))
+    await api_conn.execute("UPDATE agent_devices SET agent_version = '0.0.9' WHERE id = %s", (t.agent.id,))
+    resp = await client.get("/api/software/outdated-agents", headers=api.headers(api.token("admin")),
+                            params={"business_id": str(t.business_id)})
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["served_version"] == current
+    assert [a["agent_id"] for a in body["agents"]] == [str(t.agent.id)]

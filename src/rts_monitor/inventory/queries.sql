@@ -32,7 +32,7 @@ UPDATE agent_software_inventory
    AND last_seen < now()
 
 -- name: mark_reported
-UPDATE agent_devices SET inventory_reported_at = now() WHERE id = %(device_id)s
+UPDATE agent_devices SET inventory_reported_at = now(), inventory_source = %(source)s WHERE id = %(device_id)s
 
 -- name: count_active
 SELECT count(*) AS n FROM agent_software_inventory WHERE agent_device_id = %(device_id)s AND is_active
@@ -53,3 +53,30 @@ SELECT software_name AS name, software_version AS version, vendor, install_date,
  WHERE agent_device_id = %(device_id)s
    AND (is_active OR %(include_inactive)s)
  ORDER BY software_name, is_active DESC, last_seen DESC, software_version
+
+-- name: fleet_software
+-- Active packages of that name (``%%`` wildcards allowed, case-insensitive) on the devices the
+-- caller may see; versions are compared afterwards, per device's package manager (search.py).
+SELECT d.id AS agent_id, d.device_name, d.hostname, d.os_type, d.inventory_source, d.business_id, b.business_name,
+       d.service_location_id, l.location_name, s.software_name AS name, s.software_version AS version, s.vendor,
+       s.last_seen
+  FROM agent_software_inventory s
+  JOIN agent_devices d ON d.id = s.agent_device_id
+  JOIN businesses b ON b.id = d.business_id
+  LEFT JOIN service_locations l ON l.id = d.service_location_id
+ WHERE s.is_active AND NOT d.soft_delete
+   AND lower(s.software_name) LIKE lower(%(name)s) ESCAPE '\'
+   AND (%(scope)s::uuid IS NULL OR d.business_id = %(scope)s::uuid)
+   AND (%(business_id)s::uuid IS NULL OR d.business_id = %(business_id)s::uuid)
+ ORDER BY b.business_name, d.device_name, d.id, s.software_name, s.software_version
+ LIMIT %(limit)s
+
+-- name: agent_versions
+SELECT d.id AS agent_id, d.device_name, d.hostname, d.business_id, b.business_name, d.agent_version, d.status,
+       d.last_heartbeat
+  FROM agent_devices d
+  JOIN businesses b ON b.id = d.business_id
+ WHERE NOT d.soft_delete
+   AND (%(scope)s::uuid IS NULL OR d.business_id = %(scope)s::uuid)
+   AND (%(business_id)s::uuid IS NULL OR d.business_id = %(business_id)s::uuid)
+ ORDER BY b.business_name, d.device_name, d.id

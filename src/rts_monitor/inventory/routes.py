@@ -10,8 +10,14 @@ from litestar.params import Parameter
 
 from rts_monitor.auth.principal import AgentPrincipal, Principal
 from rts_monitor.db import Conn
-from rts_monitor.inventory import service
-from rts_monitor.inventory.structs import InventoryAccepted, InventoryReport, SoftwareList
+from rts_monitor.inventory import search, service
+from rts_monitor.inventory.structs import (
+    InventoryAccepted,
+    InventoryReport,
+    OutdatedAgents,
+    SoftwareList,
+    SoftwareSearch,
+)
 
 
 @post("/api/agents/{agent_id:uuid}/inventory", status_code=200, tags=["inventory"], security=[{"agent": []}],
@@ -34,4 +40,25 @@ async def get_inventory(
                                         include_inactive=include_inactive)
 
 
-HANDLERS: list[Any] = [post_inventory, get_inventory]
+@get("/api/software", tags=["inventory"], security=[{"portal": []}],
+     summary="Which devices run a package (customers: their own), optionally within a version range",
+     description="`name` is case-insensitive, `*` a wildcard. `version_lt`/`version_gte` compare the way each "
+                 "device's package manager orders versions (dpkg, rpm; dpkg's general rules otherwise).")
+async def software_search(
+    conn: Conn, principal: Principal,
+    name: Annotated[str, Parameter(min_length=1, max_length=255)],
+    version_lt: Annotated[str | None, Parameter(max_length=100)] = None,
+    version_gte: Annotated[str | None, Parameter(max_length=100)] = None,
+    business_id: UUID | None = None,
+) -> SoftwareSearch:
+    return await search.search(conn, principal=principal, name=name, version_lt=version_lt,
+                               version_gte=version_gte, business_id=business_id)
+
+
+@get("/api/software/outdated-agents", tags=["inventory"], security=[{"portal": []}],
+     summary="Agents running an rts-agent older than the one this server serves")
+async def outdated_agents(conn: Conn, principal: Principal, business_id: UUID | None = None) -> OutdatedAgents:
+    return await search.outdated_agents(conn, principal=principal, business_id=business_id)
+
+
+HANDLERS: list[Any] = [post_inventory, get_inventory, software_search, outdated_agents]

@@ -62,7 +62,7 @@ async def store_report(conn: Conn, *, device_id: UUID, report: InventoryReport) 
         rows = await fetch_all(conn, Q.upsert_items, {"device_id": device_id, **_columns(report.software)})
         cur = await conn.execute(Q.deactivate_missing, {"device_id": device_id})
         deactivated = cur.rowcount
-        await conn.execute(Q.mark_reported, {"device_id": device_id})
+        await conn.execute(Q.mark_reported, {"device_id": device_id, "source": report.source})
         active = await fetch_one(conn, Q.count_active, {"device_id": device_id})
     added = sum(1 for r in rows if r["inserted"])
     result = InventoryAccepted(received=len(report.software), added=added, updated=len(rows) - added,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from typing import Annotated
+from uuid import UUID
 
 import msgspec
 
@@ -60,3 +61,43 @@ class SoftwareList(msgspec.Struct):
     agent_id: str
     reported_at: datetime | None
     software: list[SoftwareInfo]
+
+
+# --- fleet software search -------------------------------------------------------------------
+
+
+class SoftwareHit(msgspec.Struct):
+    agent_id: UUID
+    device_name: str
+    hostname: str | None
+    business_id: UUID
+    business_name: str
+    service_location_id: UUID | None
+    location_name: str | None
+    name: str
+    version: str | None
+    vendor: str | None
+    last_seen: datetime
+    version_scheme: str  # how this device's versions were ordered: deb, rpm or generic
+
+
+class SoftwareSearch(msgspec.Struct):
+    devices: int  # distinct devices among the hits
+    hits: list[SoftwareHit]
+    truncated: bool  # more packages matched the name than were examined (narrow the name or business)
+
+
+class AgentVersion(msgspec.Struct):
+    agent_id: UUID
+    device_name: str
+    hostname: str | None
+    business_id: UUID
+    business_name: str
+    agent_version: str
+    status: str
+    last_heartbeat: datetime | None
+
+
+class OutdatedAgents(msgspec.Struct):
+    served_version: str  # what this server serves (/agent/package): the version agents should run
+    agents: list[AgentVersion]
