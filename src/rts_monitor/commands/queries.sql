@@ -86,6 +86,12 @@ UPDATE agent_commands
        status_changed_at = now(), deadline_at = NULL
  WHERE id = %(command_id)s
 
+-- name: cancel_if_pending
+UPDATE agent_commands
+   SET status = 'cancelled', cancelled_by = %(user_id)s, cancelled_at = now(), status_reason = %(reason)s,
+       status_changed_at = now(), deadline_at = NULL
+ WHERE id = %(command_id)s AND status = 'pending'
+
 -- name: claim_deliverable
 -- Hand out an agent's deliverable commands and mark them sent in one statement. FOR UPDATE SKIP
 -- LOCKED plus the re-checked status mean two concurrent polls (or a poll and a WebSocket push)

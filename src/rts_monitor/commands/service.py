@@ -163,6 +163,38 @@ async def create(conn: Conn, *, settings: Settings, principal: Principal, agent_
     return command
 
 
+async def issue(conn: Conn, *, settings: Settings, agent_id: UUID, body: s.CreateCommand, requested_by: UUID,
+                approved_by: UUID | None, via: str, detail: dict[str, Any]) -> UUID:
+    """A command the server issues on a decision already taken elsewhere (a rollout that one person
+    requested and another approved): deliverable at once, its history naming that decision
+    (``via`` and ``detail``) and both people, so nobody approves it per device."""
+    params = validate_params(settings, body)
+    row = await fetch_one(conn, Q.insert_command, {
+        "agent_id": agent_id, "command_type": body.command_type, "params": Jsonb(params),
+        "timeout_seconds": body.timeout_seconds, "user_id": requested_by, "approval_required": approved_by is not None,
+        "pending_ttl": settings.command_pending_ttl_seconds,
+    })
+    assert row is not None
+    command_id: UUID = row["id"]
+    await _event(conn, command_id, "created", None, "pending", user_id=requested_by, via=via, detail=detail)
+    if approved_by is not None:
+        await conn.execute(Q.approve, {"command_id": command_id, "user_id": approved_by,
+                                       "pending_ttl": settings.command_pending_ttl_seconds})
+        await _event(conn, command_id, "approved", "pending", "pending", user_id=approved_by, via=via, detail=detail)
+    await notify_deliverable(conn, agent_id, command_id)
+    return command_id
+
+
+async def withdraw(conn: Conn, *, command_ids: list[UUID], user_id: UUID, reason: str, via: str) -> None:
+    """Cancel commands not yet delivered (their decision was withdrawn, e.g. a rollout aborted):
+    a command the agent already has is left to finish, and its result is kept."""
+    for command_id in command_ids:
+        cur = await conn.execute(Q.cancel_if_pending, {"command_id": command_id, "user_id": user_id, "reason": reason})
+        if cur.rowcount:
+            await _event(conn, command_id, "cancelled", "pending", "cancelled", user_id=user_id, via=via,
+                         detail={"reason": reason})
+
+
 async def _locked(conn: Conn, principal: Principal, agent_id: UUID, command_id: UUID) -> dict[str, Any]:
     row = await fetch_one(conn, Q.command_for_portal, {"command_id": command_id, "agent_id": agent_id,
                                                        "scope": principal.business_scope})

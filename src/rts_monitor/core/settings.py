@@ -266,6 +266,10 @@ class Settings:
         default=15,
         metadata=_env("RTS_COMMAND_TIMEOUT_JOB_SECONDS", "How often overdue commands are marked timeout."),
     )
+    rollout_job_seconds: float = field(
+        default=10.0,
+        metadata=_env("RTS_ROLLOUT_JOB_SECONDS", "How often staged agent rollouts advance (results, next wave)."),
+    )
     command_listen_retry_seconds: float = field(
         default=1.0,
         metadata=_env("RTS_COMMAND_LISTEN_RETRY_SECONDS",

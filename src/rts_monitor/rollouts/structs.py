@@ -1,0 +1,85 @@
+"""Wire contract of staged agent rollouts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+from uuid import UUID
+
+import msgspec
+
+from rts_monitor.commands.structs import PipSource, Version
+
+RolloutStatus = Literal["awaiting_approval", "running", "paused", "halted", "aborted", "completed"]
+
+
+class RolloutCreate(msgspec.Struct, forbid_unknown_fields=True):
+    """``business_ids`` empty or absent: every business that has not opted out."""
+
+    target_version: Version
+    source: PipSource | None = None
+    business_ids: Annotated[list[UUID], msgspec.Meta(max_length=10_000)] | None = None
+    canary_percent: Annotated[int, msgspec.Meta(ge=1, le=100)] = 5
+    wave_percent: Annotated[int, msgspec.Meta(ge=1, le=100)] = 25
+    max_failure_percent: Annotated[int, msgspec.Meta(ge=0, le=100)] = 10
+    command_timeout_seconds: Annotated[int, msgspec.Meta(ge=60, le=86_400)] = 900
+
+
+class Decision(msgspec.Struct, forbid_unknown_fields=True):
+    reason: Annotated[str, msgspec.Meta(max_length=1000)] | None = None
+
+
+class WaveProgress(msgspec.Struct):
+    wave: int  # 0 is the canary
+    devices: int
+    planned: int
+    sent: int
+    succeeded: int
+    failed: int
+    skipped: int
+
+
+class RolloutDevice(msgspec.Struct):
+    agent_id: UUID
+    device_name: str
+    business_id: UUID
+    wave: int
+    state: str
+    from_version: str | None
+    command_id: UUID | None
+    error: str | None
+    finished_at: datetime | None
+
+
+class Rollout(msgspec.Struct):
+    id: UUID
+    target_version: str
+    source: str | None
+    business_ids: list[UUID] | None
+    canary_percent: int
+    wave_percent: int
+    max_failure_percent: int
+    command_timeout_seconds: int
+    status: str
+    status_reason: str | None
+    current_wave: int
+    waves: int
+    requested_by: UUID
+    approved_by: UUID | None
+    approved_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+    progress: list[WaveProgress] = msgspec.field(default_factory=list)
+    devices: list[RolloutDevice] | None = None
+
+
+class RolloutList(msgspec.Struct):
+    rollouts: list[Rollout]
+
+
+class OptOut(msgspec.Struct):
+    business_id: UUID
+    opted_out_by: UUID | None
+    opted_out_at: datetime
+    reason: str | None
