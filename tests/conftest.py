@@ -16,10 +16,6 @@ import os
 
 import pytest
 
-# Every process the tests start (servers, agents, CLI) runs in test mode: development secrets
-# generated in its state dir and the fault-injection drills allowed (core/settings.py, RTS_ENV).
-os.environ["RTS_ENV"] = "test"
-
 EDITION_MODULES = {"test_migrations.py", "test_tiers.py", "test_history.py", "test_queries.py"}
 EDITION_TESTS = {
     # ingest: direct COPY, replays and duplicates, the small-flush path

@@ -29,6 +29,11 @@ from rts_monitor.core.edition import Edition
 from rts_monitor.core.settings import Settings
 from rts_monitor.db import migrations, resolve_database_url
 
+# Every process the tests start (servers, agents, CLI) runs in test mode: development secrets
+# generated in its state dir and the fault-injection drills allowed (core/settings.py, RTS_ENV).
+# Here, in a plugin every run loads (pyproject addopts), not in a conftest.py that only some do.
+os.environ["RTS_ENV"] = "test"
+
 _counter = itertools.count()
 TEST_JWT_SECRET = "test-" + secrets.token_urlsafe(32)
 PAUSE_POLICIES = ("SELECT alter_job(job_id, scheduled => false) FROM timescaledb_information.jobs "
