@@ -1,16 +1,21 @@
-"""The agent wheel the server serves (``GET /agent/package``, ``GET /agent/{wheel}``), and the server
-package built from exactly what the Docker image copies (it must carry the agent's sources)."""
+"""The agent wheel and Debian package the server serves (``GET /agent/package``, ``GET /agent/{file}``),
+the .deb installed and purged in a real Debian 13 root, and the server package built from exactly
+what the Docker image copies (it must carry the agent's sources)."""
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import io
+import json
+import os
 import re
 import shutil
 import subprocess
 import sys
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -81,7 +86,8 @@ def test_the_docker_build_context_makes_a_server_wheel_that_serves_the_agent(tmp
     (wheel,) = (tmp_path / "dist").glob("rts_monitor-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for required in ("rts_monitor/agent_install.sh", "rts_monitor/agent_src/pyproject.toml",
-                     "rts_monitor/agent_src/rts_agent/cli.py", "rts_monitor/installers/agent_wheel.py"):
+                     "rts_monitor/agent_src/rts_agent/cli.py", "rts_monitor/installers/agent_wheel.py",
+                     "rts_monitor/agent_src/packaging/debian/postinst"):
         assert required in names, required
     assert any(n.startswith("rts_monitor/sql/migrations/") for n in names)
     # Installed from that wheel, the packaged sources give the same agent wheel as the checkout.
@@ -95,3 +101,92 @@ def test_the_docker_build_context_makes_a_server_wheel_that_serves_the_agent(tmp
     where, digest = out.stdout.split()
     assert where == str(unpacked / "rts_monitor" / "agent_src")
     assert digest == agent_wheel.wheel().sha256
+
+
+@contextlib.contextmanager
+def _agent_root() -> Iterator[Path]:
+    """A minimal Debian 13 root with what the package depends on, built once per machine (cache
+    dir, like the database roots), held under a lock with /proc mounted while a test uses it;
+    installing and purging leave it as found."""
+    import fcntl
+
+    from rts_monitor.core.settings import default_cache_dir
+    from rts_monitor.devtools.localdb import DEBIAN_MIRROR, ensure_debootstrap
+
+    root = default_cache_dir() / "debian13-agent-root"
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with open(root.parent / "agent-root.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (root / ".rts-ready").exists():
+            ensure_debootstrap()
+            partial = root.with_name(root.name + ".partial")
+            shutil.rmtree(partial, ignore_errors=True)
+            subprocess.run(["debootstrap", "--variant=minbase",
+                            "--include=python3,python3-venv,python3-psutil,python3-aiohttp,python3-msgspec",
+                            "trixie", str(partial), DEBIAN_MIRROR], check=True, capture_output=True, timeout=900)
+            partial.rename(root)
+            (root / ".rts-ready").touch()
+        subprocess.run(["mount", "-t", "proc", "proc", str(root / "proc")], check=True)
+        try:
+            yield root
+        finally:
+            subprocess.run(["umount", "-l", str(root / "proc")], check=False)
+
+
+def _in_root(root: Path, *argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["chroot", str(root), "env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+                           *(f"{k}={v}" for k, v in (env or {}).items()), *argv],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_the_deb_installs_registers_runs_and_purges_cleanly(api: ApiServer, tmp_path: Path) -> None:
+    info = httpx.get(api.url + "/agent/package", timeout=30).json()["deb"]
+    assert info["filename"] == f"rts-agent_{_agent_version()}_all.deb"
+    data = httpx.get(info["url"].replace(api.settings.effective_public_url, api.url), timeout=30).content
+    assert hashlib.sha256(data).hexdigest() == info["sha256"] and len(data) == info["size"]
+    assert subprocess.run(["dpkg-deb", "--info", "/dev/stdin"], input=data, capture_output=True).returncode == 0
+    admin = api.headers(api.token("admin"))
+    with httpx.Client(base_url=api.url, timeout=30) as client:
+        biz = client.post("/api/agents/registration-tokens", headers=admin, json={"business_id": _business(api)})
+        assert biz.status_code == 201, biz.text
+        token = biz.json()["token"]
+    with _agent_root() as root:
+        _install_and_purge(api, root, info["filename"], data, token, admin)
+
+
+def _install_and_purge(api: ApiServer, root: Path, filename: str, data: bytes, token: str,
+                       admin: dict[str, str]) -> None:
+    pkg = root / "tmp" / filename
+    pkg.write_bytes(data)
+    try:
+        out = _in_root(root, "dpkg", "-i", f"/tmp/{filename}",
+                       env={"RTS_AGENT_SERVER": api.url, "RTS_AGENT_TOKEN": token})
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+        for path in ("opt/rts-agent/bin/rts-agent", "usr/bin/rts-agent", "lib/systemd/system/rts-agent.service",
+                     "var/lib/rts-agent/config.json"):
+            assert os.path.lexists(root / path), path  # usr/bin/rts-agent links into the root's /opt
+        assert os.readlink(root / "usr/bin/rts-agent") == "/opt/rts-agent/bin/rts-agent"
+        assert token not in (root / "var/lib/rts-agent/config.json").read_text()  # spent, never stored
+        agent_id = json.loads((root / "var/lib/rts-agent/config.json").read_text())["agent_id"]
+        assert httpx.get(f"{api.url}/api/agents/{agent_id}", headers=admin, timeout=30).status_code == 200
+        status = _in_root(root, "rts-agent", "--state-dir", "/var/lib/rts-agent", "status", "--json")
+        assert status.returncode in (0, 3), status.stdout + status.stderr  # 3: installed, not running here
+        assert json.loads(status.stdout)["installed"] is True
+        out = _in_root(root, "dpkg", "--purge", "rts-agent")
+        assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+        for path in ("opt/rts-agent", "usr/bin/rts-agent", "lib/systemd/system/rts-agent.service", "var/lib/rts-agent",
+                     "usr/share/rts-agent"):
+            assert not os.path.lexists(root / path), f"{path} left behind"
+        assert "not installed" in _in_root(root, "dpkg", "-s", "rts-agent").stderr
+    finally:
+        _in_root(root, "dpkg", "--purge", "rts-agent")
+        pkg.unlink(missing_ok=True)
+
+
+def _business(api: ApiServer) -> str:
+    import psycopg
+
+    with psycopg.connect(api.db_url, autocommit=True) as conn:
+        row = conn.execute("INSERT INTO businesses (business_name) VALUES ('Deb Co') RETURNING id").fetchone()
+    assert row is not None
+    return str(row[0])

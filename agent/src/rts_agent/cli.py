@@ -134,6 +134,17 @@ def _agent_executable() -> str:
     return f"{sys.executable} -m rts_agent.cli"
 
 
+def _token(args: argparse.Namespace) -> str:
+    """The registration token from wherever it was given; the environment or a file keeps it out of
+    process listings and shell history (install.sh passes it through the environment)."""
+    if args.token_env:
+        return os.environ.get(args.token_env, "").strip()
+    if args.token_file:
+        text = sys.stdin.read() if str(args.token_file) == "-" else args.token_file.read_text()
+        return text.strip()
+    return str(args.token or "").strip()
+
+
 def cmd_install(args: argparse.Namespace) -> int:
     state_dir: Path = args.state_dir
     if (state_dir / CONFIG_NAME).exists() and not args.force:
@@ -141,8 +152,12 @@ def cmd_install(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     services = [s.strip() for s in (args.services or "").split(",") if s.strip()]
+    token = _token(args)
+    if not token:
+        print("error: no registration token (empty --token, --token-env or --token-file)", file=sys.stderr)
+        return 2
     try:
-        answer = asyncio.run(_register(args.server, args.token))
+        answer = asyncio.run(_register(args.server, token))
     except TransportError as exc:
         print(f"error: registration failed: {exc}", file=sys.stderr)
         return 1
@@ -304,7 +319,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("install", help="register with a one-time AGT-… token, write config and systemd unit")
     p.add_argument("--server", required=True, help="base URL of the rts-monitor API, e.g. https://api.example.com")
-    p.add_argument("--token", required=True, help="registration token AGT-…")
+    given = p.add_mutually_exclusive_group(required=True)
+    given.add_argument("--token", help="registration token AGT-… (visible in process listings: prefer the others)")
+    given.add_argument("--token-env", metavar="NAME", help="read the registration token from this environment variable")
+    given.add_argument("--token-file", metavar="PATH", type=Path,
+                       help="read the registration token from this file (- for standard input)")
     p.add_argument("--services", help="comma-separated services to monitor (e.g. nginx,postgresql)")
     p.add_argument("--unit-dir", type=Path, help="write the systemd unit here (default /etc/systemd/system as root)")
     p.add_argument("--no-systemd", action="store_true", help="do not write a systemd unit")

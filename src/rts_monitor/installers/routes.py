@@ -19,7 +19,7 @@ from litestar import Response, get
 from rts_monitor.core import resources
 from rts_monitor.core.context import AppContext
 from rts_monitor.core.errors import NotFound, Unavailable
-from rts_monitor.installers import agent_wheel
+from rts_monitor.installers import agent_deb, agent_wheel
 
 # Characters that are safe inside a double-quoted bash string (no quote, $, backtick, backslash).
 _SAFE = re.compile(r"^[A-Za-z0-9._:/@%+=,~\[\]-]+$")
@@ -62,8 +62,16 @@ def _pip_source(ctx: AppContext) -> str:
         raise NotFound("this deployment serves no agent package; set RTS_AGENT_PIP_SOURCE") from None
 
 
+class PackageFile(msgspec.Struct):
+    filename: str
+    url: str
+    sha256: str
+    size: int
+
+
 class AgentPackage(msgspec.Struct):
-    """The agent version this server serves: what /install.sh installs and update_agent defaults to."""
+    """The agent version this server serves: what /install.sh installs and update_agent defaults to
+    (the wheel), and the same agent as a Debian package (``deb``: Debian 13 and later)."""
 
     name: str
     version: str
@@ -71,6 +79,7 @@ class AgentPackage(msgspec.Struct):
     url: str
     sha256: str
     size: int
+    deb: PackageFile | None = None
 
 
 def _served() -> agent_wheel.AgentWheel:
@@ -83,18 +92,24 @@ def _served() -> agent_wheel.AgentWheel:
 @get("/agent/package", tags=["agent"], exclude_from_auth=True, summary="The agent wheel this server serves")
 async def agent_package_info(ctx: AppContext) -> AgentPackage:
     whl = _served()
+    pkg = agent_deb.deb()
+    base = ctx.settings.effective_public_url
     return AgentPackage(whl.name, whl.version, whl.filename, agent_wheel.wheel_url(ctx.settings, whl),
-                        whl.sha256, len(whl.data))
+                        whl.sha256, len(whl.data),
+                        deb=PackageFile(pkg.filename, f"{base}/agent/{pkg.filename}", pkg.sha256, len(pkg.data)))
 
 
 @get("/agent/{filename:str}", tags=["agent"], exclude_from_auth=True,
      summary="Download the agent wheel (pip install <url>)")
 async def agent_wheel_file(filename: str) -> Response[bytes]:
     whl = _served()
-    if filename != whl.filename:
-        raise NotFound(f"this server serves {whl.filename}")
-    return Response(whl.data, media_type="application/octet-stream",
-                    headers={"Content-Disposition": f'attachment; filename="{whl.filename}"'})
+    pkg = agent_deb.deb()
+    served = {whl.filename: whl.data, pkg.filename: pkg.data}
+    if filename not in served:
+        raise NotFound(f"this server serves {whl.filename} and {pkg.filename}")
+    media = "application/vnd.debian.binary-package" if filename.endswith(".deb") else "application/octet-stream"
+    return Response(served[filename], media_type=media,
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
 HANDLERS: list[Any] = [install_script, install_script_windows, agent_package_info, agent_wheel_file]
