@@ -220,3 +220,43 @@ def test_compose_gives_every_process_what_its_role_needs() -> None:
             assert env["RTS_ENV"] == "production", name
     assert {r for r, _ in roles.values()} == {"migrate", "api", "scheduler"}
     assert any(jobs for _, jobs in roles.values()), "some process must run the scheduled jobs"
+
+
+# --- rate limits on failed credentials ----------------------------------------------------------
+
+
+async def test_failed_registrations_and_agent_tokens_are_rate_limited(api_factory: Any, conn: Any) -> None:
+    server: ApiServer = api_factory(env={"RTS_AUTH_FAILURES_PER_ADDRESS": "4", "RTS_AUTH_FAILURES_PER_TOKEN": "2"})
+    t = await factories.tenant(conn)
+    good = {"hostname": "h", "os_type": "linux"}
+    async with server.client() as client:
+        # an agent at work: this process knows its token
+        assert (await client.post(f"/api/agents/{t.agent.id}/heartbeat", headers=t.agent.headers,
+                                  json={})).status_code == 200
+        # one token prefix tried twice: that prefix is blocked, another is not (yet)
+        for _ in range(2):
+            resp = await client.post("/api/agents/register", json={**good, "token": "AGT-aaaaaaaa-0000"})
+            assert resp.status_code == 401
+        resp = await client.post("/api/agents/register", json={**good, "token": "AGT-aaaaaaaa-1111"})
+        assert resp.status_code == 429 and int(resp.headers["Retry-After"]) >= 1
+        assert resp.json()["code"] == "too_many_requests"
+        resp = await client.post("/api/agents/register", json={**good, "token": "AGT-bbbbbbbb-0000"})
+        assert resp.status_code == 401  # the third failure from this address
+        # the address reaches its limit: a real token from it is refused too, until the window passes
+        resp = await client.post("/api/agents/register", json={**good, "token": "AGT-cccccccc-0000"})
+        assert resp.status_code == 401
+        admin = server.headers(server.token("admin"))
+        real = (await client.post("/api/agents/registration-tokens", headers=admin,
+                                  json={"business_id": str(t.business_id)})).json()["token"]
+        resp = await client.post("/api/agents/register", json={**good, "token": real})
+        assert resp.status_code == 429, resp.text
+        # agent tokens: an agent whose token this process knows keeps working from a blocked address
+        # (behind one NAT with a misbehaving machine); an unknown token is refused before any lookup
+        assert (await client.post(f"/api/agents/{t.agent.id}/heartbeat", headers=t.agent.headers,
+                                  json={})).status_code == 200
+        bogus = {"Authorization": "Bearer rtsa_" + "x" * 43}
+        assert (await client.post(f"/api/agents/{t.agent.id}/heartbeat", headers=bogus, json={})).status_code == 429
+        assert (await client.post(f"/api/agents/{t.agent.id}/heartbeat", headers=t.agent.headers,
+                                  json={})).status_code == 200
+    cur = await conn.execute("SELECT count(*) AS n FROM auth_failures WHERE key LIKE 'addr:%%'")
+    assert (await cur.fetchone())["n"] == 4  # blocked attempts are refused before they are counted

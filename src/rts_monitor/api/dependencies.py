@@ -31,9 +31,16 @@ async def provide_principal(request: Request[Any, Any, Any]) -> Principal:
     return credentials.portal_user(provide_ctx(request).settings, request.headers.get("authorization"))
 
 
+def client_address(request: Request[Any, Any, Any]) -> str | None:
+    return credentials.client_address(provide_ctx(request).settings, request.client.host if request.client else None,
+                                      request.headers.get("x-forwarded-for"))
+
+
 async def provide_agent(request: Request[Any, Any, Any]) -> AgentPrincipal:
-    return await credentials.agent(provide_ctx(request).pool, request.headers.get("authorization"),
-                                   path_agent_id=request.path_params.get("agent_id"))
+    ctx = provide_ctx(request)
+    return await credentials.agent(ctx.pool, request.headers.get("authorization"),
+                                   path_agent_id=request.path_params.get("agent_id"),
+                                   source=client_address(request), settings=ctx.settings)
 
 
 DEPENDENCIES = {

@@ -49,6 +49,12 @@ def forget(token_hash: str | None = None) -> None:
         _cache.pop(token_hash, None)
 
 
+def cached(token: str) -> AgentPrincipal | None:
+    """The agent of a token this process recently found valid (no database access), else None."""
+    hit = _cache.get(hash_token(token))
+    return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+
+
 async def authenticate(pool: AsyncConnectionPool, token: str) -> AgentPrincipal:
     if token.startswith(REGISTRATION_PREFIX):
         raise Unauthorized("a registration token cannot be used as an agent credential")

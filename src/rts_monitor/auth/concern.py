@@ -1,7 +1,7 @@
-"""What authentication brings: ``rts-monitor token mint`` (the checks are used by the web layer's
-dependencies and by every concern's services)."""
+"""What authentication brings: ``rts-monitor token mint`` and the pruning of the rate limits'
+failure counts (the checks are used by the web layer's dependencies and the concerns)."""
 
-from rts_monitor.auth import cli
+from rts_monitor.auth import cli, jobs
 from rts_monitor.core.concern import Concern
 
-CONCERN = Concern("auth", cli=cli.register)
+CONCERN = Concern("auth", cli=cli.register, jobs=[jobs.PRUNE_FAILURES])

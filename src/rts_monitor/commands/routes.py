@@ -42,7 +42,10 @@ async def poll_or_list(
 ) -> s.AgentCommands | s.CommandList:
     authorization = request.headers.get("authorization")
     if credentials.is_agent_token(credentials.bearer_token(authorization)):
-        agent = await credentials.agent(ctx.pool, authorization, path_agent_id=agent_id)
+        agent = await credentials.agent(
+            ctx.pool, authorization, path_agent_id=agent_id, settings=ctx.settings,
+            source=credentials.client_address(ctx.settings, request.client.host if request.client else None,
+                                              request.headers.get("x-forwarded-for")))
         return s.AgentCommands(await service.claim(conn, settings=ctx.settings, agent_id=agent.agent_id,
                                via="poll", limit=min(limit, 100)))
     principal = credentials.portal_user(ctx.settings, authorization)

@@ -20,13 +20,13 @@ import msgspec
 from litestar import WebSocket, websocket
 from litestar.exceptions import WebSocketDisconnect
 
-from rts_monitor.auth import agents
+from rts_monitor.auth import credentials
 from rts_monitor.auth.principal import AgentPrincipal
 from rts_monitor.commands import hub as hub_mod
 from rts_monitor.commands import service as commands
 from rts_monitor.commands import structs as s
 from rts_monitor.core.context import AppContext
-from rts_monitor.core.errors import DomainError, Unauthorized, error_field
+from rts_monitor.core.errors import DomainError, TooManyRequests, Unauthorized, error_field
 from rts_monitor.db import Conn, connection
 from rts_monitor.devices import service as devices
 from rts_monitor.devices.structs import HeartbeatRequest
@@ -36,6 +36,7 @@ from rts_monitor.events.structs import EventIn
 log = logging.getLogger(__name__)
 
 CLOSE_UNAUTHORIZED = 4401
+CLOSE_TOO_MANY = 4429  # rate limited (auth/limits.py): reconnect later
 _decoder = msgspec.json.Decoder(s.AgentMessage)
 
 
@@ -55,10 +56,14 @@ async def agent_socket(socket: WebSocket[Any, Any, Any]) -> None:
     try:
         if not token:
             raise Unauthorized("missing agent token (Authorization: Bearer or ?token=)")
-        agent = await agents.authenticate(ctx.pool, token)
-    except Unauthorized as exc:
+        agent = await credentials.agent(
+            ctx.pool, f"Bearer {token}", settings=ctx.settings,
+            source=credentials.client_address(ctx.settings, socket.client.host if socket.client else None,
+                                              socket.headers.get("x-forwarded-for")))
+    except (Unauthorized, TooManyRequests) as exc:
         log.info("ws.rejected", extra={"reason": exc.message})
-        await socket.close(code=CLOSE_UNAUTHORIZED, reason=exc.message)
+        code = CLOSE_TOO_MANY if isinstance(exc, TooManyRequests) else CLOSE_UNAUTHORIZED
+        await socket.close(code=code, reason=exc.message)
         return
     await socket.accept()
     hub = hub_mod.get(ctx)

@@ -139,6 +139,27 @@ class Settings:
         default="", metadata=_env("RTS_JWT_AUDIENCE", "Required `aud` claim, if set.")
     )
     jwt_issuer: str = field(default="", metadata=_env("RTS_JWT_ISSUER", "Required `iss`, if set."))
+    auth_failure_window_seconds: int = field(
+        default=600,
+        metadata=_env("RTS_AUTH_FAILURE_WINDOW_SECONDS",
+                      "Window over which failed registration/agent-token attempts are counted (auth/limits.py)."),
+    )
+    auth_failures_per_address: int = field(
+        default=30,
+        metadata=_env("RTS_AUTH_FAILURES_PER_ADDRESS",
+                      "Failed attempts from one source address per window before it gets 429 with Retry-After."),
+    )
+    auth_failures_per_token: int = field(
+        default=5,
+        metadata=_env("RTS_AUTH_FAILURES_PER_TOKEN",
+                      "Failed attempts with one registration-token prefix per window before 429."),
+    )
+    trusted_proxies: str = field(
+        default="",
+        metadata=_env("RTS_TRUSTED_PROXIES",
+                      "Comma-separated CIDRs of reverse proxies whose X-Forwarded-For names the client (rate "
+                      "limits, logs). Empty: the TCP peer is the client."),
+    )
     jwt_leeway_seconds: int = field(
         default=30, metadata=_env("RTS_JWT_LEEWAY_SECONDS", "Clock skew tolerated on exp/nbf/iat.")
     )

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 from uuid import UUID
 
-from litestar import delete, get, post
+from litestar import Request, delete, get, post
 from litestar.params import Parameter, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
+from rts_monitor.auth import credentials
 from rts_monitor.auth.principal import Principal, require_staff
 from rts_monitor.core.context import AppContext
 from rts_monitor.db import Conn
@@ -57,8 +58,11 @@ async def revoke_registration_token(conn: Conn, principal: Principal, token_id: 
 
 @post("/api/agents/register", status_code=HTTP_201_CREATED, tags=TAGS,
       summary="Exchange a registration token and system info for an agent credential")
-async def register(ctx: AppContext, conn: Conn, data: RegisterRequest) -> RegisterResponse:
-    return await service.register(conn, settings=ctx.settings, request=data)
+async def register(request: Request[Any, Any, Any], ctx: AppContext, conn: Conn,
+                   data: RegisterRequest) -> RegisterResponse:
+    source = credentials.client_address(ctx.settings, request.client.host if request.client else None,
+                                        request.headers.get("x-forwarded-for"))
+    return await service.register(conn, settings=ctx.settings, pool=ctx.pool, request=data, source=source)
 
 
 HANDLERS: list[Any] = [create_registration_token, list_registration_tokens, revoke_registration_token, register]

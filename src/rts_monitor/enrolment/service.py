@@ -15,9 +15,10 @@ from typing import Any
 from uuid import UUID
 
 import msgspec
+from psycopg_pool import AsyncConnectionPool
 
 from rts_monitor.audit import service as audit
-from rts_monitor.auth import agents
+from rts_monitor.auth import agents, limits
 from rts_monitor.auth.principal import Principal
 from rts_monitor.core.errors import NotFound, Unauthorized, ValidationFailed
 from rts_monitor.core.settings import Settings
@@ -180,17 +181,26 @@ async def _refuse_claim(conn: Conn, token_hash: str) -> Unauthorized:
     return Unauthorized(f"registration token {reason}", extra={"reason": reason})
 
 
-async def register(conn: Conn, *, settings: Settings, request: RegisterRequest) -> RegisterResponse:
-    """Spend the token and create the device, all or nothing."""
+async def register(conn: Conn, *, settings: Settings, pool: AsyncConnectionPool, request: RegisterRequest,
+                   source: str | None) -> RegisterResponse:
+    """Spend the token and create the device, all or nothing. Failed attempts are rate limited per
+    source address and per token prefix (auth/limits.py; recorded through ``pool``, outside the
+    request's transaction, which the refusal rolls back)."""
+    limited = {limits.address_key(source): settings.auth_failures_per_address,
+               limits.token_key(request.token): settings.auth_failures_per_token}
+    limits.check(limited)
     info = _system_info(request)
     if not request.token.startswith(agents.REGISTRATION_PREFIX):
+        await limits.failed(pool, settings, limited)
         raise Unauthorized("registration token unknown", extra={"reason": "unknown"})
     token_hash = agents.hash_token(request.token)
     agent_token, agent_token_hash = agents.new_token()
     async with conn.transaction():
         claim = await fetch_one(conn, Q.claim_registration_token, {"token_hash": token_hash})
         if claim is None:
-            raise await _refuse_claim(conn, token_hash)
+            refusal = await _refuse_claim(conn, token_hash)
+            await limits.failed(pool, settings, limited)
+            raise refusal
         device = await fetch_one(conn, Q.insert_agent_device, {
             "business_id": claim["business_id"], "location_id": claim["service_location_id"],
             "token_hash": agent_token_hash, "device_name": claim["device_name"] or request.hostname,

@@ -31,8 +31,11 @@ async def post_metrics(request: Request[Any, Any, Any]) -> MetricsAccepted:
     # the ``agent`` dependency uses, and ctx is read from app state. Litestar's dependency and
     # signature resolution cost ~10% of a one-sample request's CPU (py-spy, docs/ingest.md).
     ctx: AppContext = request.app.state.ctx
-    agent = await credentials.agent(ctx.pool, request.headers.get("authorization"),
-                                    path_agent_id=request.path_params.get("agent_id"))
+    agent = await credentials.agent(
+        ctx.pool, request.headers.get("authorization"), path_agent_id=request.path_params.get("agent_id"),
+        source=credentials.client_address(ctx.settings, request.client.host if request.client else None,
+                                          request.headers.get("x-forwarded-for")),
+        settings=ctx.settings)
     body = await request.body()
     return await service.ingest_metrics(ctx, agent_id=agent.agent_id, body=body)
 
