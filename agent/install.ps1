@@ -12,12 +12,18 @@ param(
     [Parameter(Mandatory = $true)][string]$Token,
     [string]$Server = "@@SERVER_URL@@",
     [string]$Source = "@@AGENT_SOURCE@@",
+    [string]$Sha256 = "@@AGENT_SHA256@@",
     [string]$Prefix = "$env:ProgramData\rts-agent",
     [string]$Services = ""
 )
 $ErrorActionPreference = "Stop"
 
-if ($Source.StartsWith("@@")) { $Source = "rts-agent" }
+if ($Sha256.StartsWith("@@")) { $Sha256 = "" }
+if ($Source.StartsWith("@@")) {
+    # never a bare name from a public index: the server's own wheel, checked against its hash
+    $package = Invoke-RestMethod "$Server/agent/package"
+    $Source = $package.url; $Sha256 = $package.sha256
+}
 if (-not ($Server -match '^https?://')) { throw "no server URL: pass -Server https://..." }
 if (-not $Token.StartsWith("AGT-")) { throw "the token must start with AGT-" }
 $principal = New-Object Security.Principal.WindowsPrincipal([Security.Principal.WindowsIdentity]::GetCurrent())
@@ -38,6 +44,14 @@ if (-not $python) { throw "Python 3.11+ is required (winget install Python.Pytho
 Write-Host "rts-agent install: server $Server, python $python, prefix $Prefix"
 $exe, $arg = $python.Split(" ", 2)
 if (-not (Test-Path "$Prefix\Scripts\python.exe")) { & $exe $arg -m venv $Prefix }
+if ($Sha256) {
+    $file = Join-Path $env:TEMP ([IO.Path]::GetFileName(($Source -split '\?')[0]))
+    if ($Source -match '^https?://') { Invoke-WebRequest -Uri $Source -OutFile $file } else { Copy-Item $Source $file }
+    if ((Get-FileHash $file -Algorithm SHA256).Hash.ToLower() -ne $Sha256.ToLower()) {
+        throw "$Source does not match the SHA-256 the server published ($Sha256): not installed"
+    }
+    $Source = $file
+}
 & "$Prefix\Scripts\python.exe" -m pip install --quiet --disable-pip-version-check --upgrade $Source
 if ($LASTEXITCODE -ne 0) { throw "pip could not install $Source" }
 

@@ -27,7 +27,7 @@ def test_install_script_served_by_the_api_registers_an_agent(
     wheel_url = httpx.get(server.url + "/agent/package", timeout=30).json()["url"]
     assert wheel_url == f"{server.url}/agent/rts_agent-{__version__}-py3-none-any.whl"
     assert f'SOURCE="${{RTS_AGENT_SOURCE:-{wheel_url}}}"' in script
-    assert "@@" not in script.split("case \"$SOURCE\"")[0]
+    assert not any(f"@@{p}@@" in script for p in ("SERVER_URL", "AGENT_SOURCE", "AGENT_SHA256"))
 
     state = tmp_path / "state"
     token = registration_token(server, world, "installed-by-script")
@@ -64,3 +64,36 @@ def test_windows_install_command_points_at_a_served_powershell_script(
     assert script.status_code == 200
     assert f'[string]$Server = "{server.url}"' in script.text
     assert "Register-ScheduledTask" in script.text and "@@SERVER_URL@@" not in script.text
+
+
+def test_the_script_installs_only_what_the_server_published(
+        api_factory: Callable[..., ApiServer], world: World, tmp_path: Path) -> None:
+    """The served script carries the wheel's SHA-256 and refuses a download that does not match;
+    run on its own it asks the server which wheel and hash (never a bare name from a public index);
+    the token can come from the environment, and never reaches a command line."""
+    server = api_factory()
+    package = httpx.get(server.url + "/agent/package", timeout=30).json()
+    script = httpx.get(server.url + "/install.sh", timeout=30).text
+    assert f'SHA256="${{RTS_AGENT_SHA256:-{package["sha256"]}}}"' in script
+    env = {**os.environ, "RTS_AGENT_PREFIX": str(tmp_path / "venv"), "RTS_AGENT_LINK": ""}
+
+    # a wheel that is not the published one: refused before pip runs, nothing registered
+    token = registration_token(server, world, "tampered")
+    out = subprocess.run(["bash", "-s", token, "--no-systemd"], input=script, capture_output=True, text=True,
+                         timeout=300, env={**env, "RTS_AGENT_STATE_DIR": str(tmp_path / "s1"),
+                                           "RTS_AGENT_SHA256": "0" * 64})
+    assert out.returncode != 0 and "does not match the SHA-256" in out.stderr, out.stderr[-2000:]
+    assert not (tmp_path / "s1" / "config.json").exists()
+    assert world.query("SELECT count(*) AS n FROM agent_devices WHERE device_name = 'tampered'") == [{"n": 0}]
+
+    # the checkout's own script (no server URL or source filled in), the token from the environment
+    raw = Path(__file__).resolve().parents[1] / "install.sh"
+    token = registration_token(server, world, "standalone")
+    out = subprocess.run(["bash", str(raw), "--server", server.url, "--no-systemd"], capture_output=True, text=True,
+                         timeout=300,
+                         env={**env, "RTS_AGENT_STATE_DIR": str(tmp_path / "s2"), "RTS_AGENT_TOKEN": token})
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert token not in out.stdout + out.stderr
+    config = json.loads((tmp_path / "s2" / "config.json").read_text())
+    assert world.query("SELECT device_name FROM agent_devices WHERE id = %s", config["agent_id"]) == [
+        {"device_name": "standalone"}]

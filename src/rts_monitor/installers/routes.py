@@ -34,17 +34,18 @@ def _template(name: str = "install.sh") -> str:
     raise NotFound("the agent installer is not part of this deployment")
 
 
-def render(public_url: str, agent_source: str, name: str = "install.sh") -> str:
+def render(public_url: str, agent_source: str, name: str = "install.sh", agent_sha256: str = "") -> str:
     for var, value in (("RTS_PUBLIC_URL", public_url), ("RTS_AGENT_PIP_SOURCE", agent_source)):
         if not _SAFE.match(value):
             raise Unavailable(f"{var} contains characters unsafe in a shell script", retry_after=3600)
-    return _template(name).replace("@@SERVER_URL@@", public_url).replace("@@AGENT_SOURCE@@", agent_source)
+    return (_template(name).replace("@@SERVER_URL@@", public_url).replace("@@AGENT_SOURCE@@", agent_source)
+            .replace("@@AGENT_SHA256@@", agent_sha256))
 
 
 @get("/install.sh", tags=["agent"], exclude_from_auth=True,
      summary="Linux agent installer (curl … | sudo bash -s AGT-…)")
 async def install_script(ctx: AppContext) -> Response[str]:
-    body = render(ctx.settings.effective_public_url, _pip_source(ctx))
+    body = render(ctx.settings.effective_public_url, _pip_source(ctx), agent_sha256=_served_sha256(ctx))
     return Response(body, media_type="text/x-shellscript; charset=utf-8")
 
 
@@ -53,6 +54,17 @@ async def install_script(ctx: AppContext) -> Response[str]:
 async def install_script_windows(ctx: AppContext) -> Response[str]:
     body = render(ctx.settings.effective_public_url, _pip_source(ctx), "install.ps1")
     return Response(body, media_type="text/plain; charset=utf-8")
+
+
+def _served_sha256(ctx: AppContext) -> str:
+    """The hash the script checks the download against: our own wheel's, unless the operator
+    pointed agents at another source (RTS_AGENT_PIP_SOURCE), whose hash we do not know."""
+    if ctx.settings.agent_pip_source:
+        return ""
+    try:
+        return agent_wheel.wheel().sha256
+    except agent_wheel.AgentSourcesMissing:
+        return ""
 
 
 def _pip_source(ctx: AppContext) -> str:
