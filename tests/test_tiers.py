@@ -140,7 +140,9 @@ async def check_history_exact(conn: psycopg.AsyncConnection[Any], devs: list[uui
     plan = planning.plan(start=start, end=end, now=end, interval=interval,
                          metric=",".join((*REF_METRICS, "network_rx_rate")), stats="avg,min,max")
     rows = await history.query(conn, plan=plan, edition=edition, devices=devs, fleet=len(devs) > 1)
-    avg_cols = ", ".join(f"avg({m}) AS {m}, min({m})::float8 AS {m}_min, max({m})::float8 AS {m}_max"
+    # min and max are stored values: the API gives each as its column's text (the shortest decimal of a
+    # real, history/service.py), and averages at real's precision (compared with rel=1e-6 below)
+    avg_cols = ", ".join(f"avg({m}) AS {m}, min({m})::text::float8 AS {m}_min, max({m})::text::float8 AS {m}_max"
                          for m in REF_METRICS)
     ref = await (await conn.execute(
         f"SELECT {BUCKET.format(w=plan.interval_sql)} AS timestamp, {avg_cols} "
@@ -160,7 +162,7 @@ async def check_history_exact(conn: psycopg.AsyncConnection[Any], devs: list[uui
         prev[dev] = c
     for g, r in zip(rows, ref, strict=True):
         for m in REF_METRICS:
-            assert _close(g[m], r[m]), (interval, g["timestamp"], m, g[m], r[m])
+            assert _close(g[m], r[m], rel=1e-6), (interval, g["timestamp"], m, g[m], r[m])
             assert g[f"{m}_min"] == r[f"{m}_min"] and g[f"{m}_max"] == r[f"{m}_max"], (interval, m)
         expected_rate = rates.get(g["timestamp"])
         assert _close(g["network_rx_rate"], expected_rate), (interval, g["timestamp"], g["network_rx_rate"],

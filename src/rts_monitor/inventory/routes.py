@@ -46,7 +46,8 @@ async def get_inventory(
                  "device's package manager orders versions (dpkg, rpm; dpkg's general rules otherwise).")
 async def software_search(
     conn: Conn, principal: Principal,
-    name: Annotated[str, Parameter(min_length=1, max_length=255)],
+    # optional here so a caller without credentials gets 401 before a missing name is a 422
+    name: Annotated[str | None, Parameter(min_length=1, max_length=255)] = None,
     version_lt: Annotated[str | None, Parameter(max_length=100)] = None,
     version_gte: Annotated[str | None, Parameter(max_length=100)] = None,
     business_id: UUID | None = None,

@@ -73,9 +73,9 @@ def _in_range(scheme: str, version: str | None, lt: str | None, gte: str | None)
     return not (gte is not None and (lower is None or not have >= lower))
 
 
-async def search(conn: Conn, *, principal: Principal, name: str, version_lt: str | None, version_gte: str | None,
-                 business_id: UUID | None) -> SoftwareSearch:
-    if not name.strip() or name.strip() == "*":
+async def search(conn: Conn, *, principal: Principal, name: str | None, version_lt: str | None,
+                 version_gte: str | None, business_id: UUID | None) -> SoftwareSearch:
+    if name is None or not name.strip() or name.strip() == "*":
         raise ValidationFailed("name: give a package name (``*`` matches any characters)", field="name")
     _check_bound("version_lt", version_lt)
     _check_bound("version_gte", version_gte)
