@@ -32,6 +32,7 @@ from rts_monitor.alerts.structs import (
 )
 from rts_monitor.auth.principal import Principal
 from rts_monitor.core.context import AppContext
+from rts_monitor.core.types import planned_time
 from rts_monitor.db import Conn
 from rts_monitor.devices.scope import visible_agent
 
@@ -44,6 +45,11 @@ SinceQ = Annotated[datetime | None, Parameter(description="triggered_at >= since
 UntilQ = Annotated[datetime | None, Parameter(description="triggered_at < until (ISO 8601)")]
 LimitQ = Annotated[int, Parameter(ge=1, le=1000)]
 OffsetQ = Annotated[int, Parameter(ge=0)]
+
+
+def _bound(value: datetime | None, name: str) -> datetime | None:
+    planned_time(value, name)
+    return value
 
 
 # --- rules -----------------------------------------------------------------------------------
@@ -105,7 +111,7 @@ async def list_alerts(conn: Conn, principal: Principal, business_id: UUID | None
                       limit: LimitQ = 100, offset: OffsetQ = 0) -> EpisodeList:
     found, total = await lifecycle.list_episodes(
         conn, principal=principal, business_id=business_id, agent_id=agent_id, rule_id=rule_id, status=status,
-        severity=severity, since=since, until=until, limit=limit, offset=offset)
+        severity=severity, since=_bound(since, "since"), until=_bound(until, "until"), limit=limit, offset=offset)
     return EpisodeList(alerts=found, total=total)
 
 
@@ -117,8 +123,8 @@ async def agent_alerts(conn: Conn, principal: Principal, agent_id: UUID, status:
     # another business's agent is a 404, not an empty list
     await visible_agent(conn, principal.business_scope, agent_id)
     found, total = await lifecycle.list_episodes(
-        conn, principal=principal, agent_id=agent_id, status=status, severity=severity, since=since,
-        until=until, limit=limit, offset=offset)
+        conn, principal=principal, agent_id=agent_id, status=status, severity=severity,
+        since=_bound(since, "since"), until=_bound(until, "until"), limit=limit, offset=offset)
     return EpisodeList(alerts=found, total=total)
 
 

@@ -1,4 +1,4 @@
-"""The shared input constraints (core/constraints.py) on their own: JSON shape limits, the NUL rule,
+"""The shared input constraints (core/types.py) on their own: JSON shape limits, the NUL rule,
 time windows. The endpoints that use them are tested in test_hostile.py."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rts_monitor.core import constraints as c
+from rts_monitor.core import types as c
 from rts_monitor.core.errors import BadRequest, PayloadTooLarge, ValidationFailed
 
 # JSON values whose strings are full of the characters the scan must not be fooled by.

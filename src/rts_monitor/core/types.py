@@ -211,6 +211,9 @@ def nesting_error(max_depth: int = MAX_JSON_DEPTH) -> BadRequest:
     return BadRequest(f"body: JSON nested deeper than {max_depth} levels", field="body")
 
 
-def json_size(value: object) -> int:
-    """Encoded size of a decoded JSON value (for the JSONB payload caps)."""
-    return len(msgspec.json.encode(value))
+def check_json_size(value: object, field: str, max_bytes: int) -> None:
+    """A free-form JSON value kept in a JSONB column (event data, command params) is at most
+    ``max_bytes`` once encoded: a 422 naming the field otherwise."""
+    size = len(msgspec.json.encode(value))
+    if size > max_bytes:
+        raise ValidationFailed(f"{field}: {size:,} bytes of JSON; at most {max_bytes:,}", field=field)
