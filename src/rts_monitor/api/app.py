@@ -10,6 +10,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from rts_monitor import __version__, wiring
 from rts_monitor.api import health, openapi
 from rts_monitor.api.dependencies import DEPENDENCIES
+from rts_monitor.api.edge import GuardedRequest
 from rts_monitor.api.errors import EXCEPTION_HANDLERS
 from rts_monitor.api.lifespan import make_lifespan
 from rts_monitor.core import logs
@@ -28,6 +29,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         dependencies=DEPENDENCIES,
         state=State({"settings": settings}),
         request_max_body_size=settings.max_body_bytes,
+        request_class=GuardedRequest,
         openapi_config=OpenAPIConfig(
             title="rts-monitor",
             version=__version__,
