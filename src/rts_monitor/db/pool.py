@@ -5,6 +5,7 @@ is noticed, answered fast and recovered from in one place (``db/availability.py`
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -52,6 +53,15 @@ async def _reset(conn: AsyncConnection) -> None:
     commit per batch); the next borrower expects a transaction that ends with the block."""
     if conn.autocommit:
         await conn.set_autocommit(False)
+    setattr(conn, _IDLE_SINCE, time.monotonic())
+
+
+# A connection that sat in the pool longer than this is tested (one empty statement) before it is
+# handed out: a database restarted while nobody asked leaves only broken connections behind, and
+# the first requests after it would each meet one. Busy connections are reused within
+# milliseconds and pay nothing.
+IDLE_CHECK_SECONDS = 2.0
+_IDLE_SINCE = "_rts_idle_since"
 
 
 class Pool(AsyncConnectionPool):
@@ -89,6 +99,26 @@ def ensure_available(pool: AsyncConnectionPool) -> None:
         known.check()
 
 
+async def _checkout(pool: AsyncConnectionPool, known: Availability | None, wait: float | None) -> Conn:
+    """A connection from the pool; one idle for a while is tested first (``IDLE_CHECK_SECONDS``).
+    A broken one goes back (the pool replaces it), the pool drops every other broken idle
+    connection at once (``check``), and the next one is taken."""
+    deadline = time.monotonic() + (pool.timeout if wait is None else wait)
+    conn: Conn = await pool.getconn(wait)
+    idle_since = getattr(conn, _IDLE_SINCE, None)
+    if idle_since is None or time.monotonic() - idle_since < IDLE_CHECK_SECONDS:
+        return conn
+    try:
+        await AsyncConnectionPool.check_connection(conn)
+    except psycopg.Error as exc:
+        await pool.putconn(conn)
+        if known is not None:
+            known.suspect(exc)
+        await pool.check()
+        return await pool.getconn(max(0.05, deadline - time.monotonic()))
+    return conn
+
+
 @asynccontextmanager
 async def connection(pool: AsyncConnectionPool, *, acquire_timeout: float | None = None,
                      translate_errors: bool = True) -> AsyncIterator[Conn]:
@@ -105,8 +135,12 @@ async def connection(pool: AsyncConnectionPool, *, acquire_timeout: float | None
     if known is not None:
         known.check()
     try:
-        async with pool.connection(timeout=acquire_timeout) as conn:
-            yield conn
+        conn = await _checkout(pool, known, acquire_timeout)
+        try:
+            async with conn:  # commit, or roll back on an exception
+                yield conn
+        finally:
+            await pool.putconn(conn)
     except psycopg.Error as exc:
         if known is not None:
             known.suspect(exc)

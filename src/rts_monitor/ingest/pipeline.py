@@ -150,6 +150,10 @@ class IngestPipeline:
     def pending_rows(self) -> int:
         return self._pending_rows
 
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
     def start(self) -> None:
         self._runner = asyncio.create_task(self._run(), name="ingest-flusher")
 
