@@ -38,6 +38,7 @@ from rts_monitor.devices.scope import visible_agent
 
 TAGS = ["alerts"]
 PORTAL: list[dict[str, list[str]]] = [{"portal": []}]
+CONFLICT = {"errors": [409]}  # api/openapi.py: the alert's state may not allow it
 StatusQ = Annotated[str | None, Parameter(description="Comma-separated: active, acknowledged, resolved, "
                                           "auto_resolved")]
 SeverityQ = Annotated[str | None, Parameter(description="Comma-separated: info, warning, critical")]
@@ -133,7 +134,7 @@ async def get_alert(conn: Conn, principal: Principal, alert_id: UUID) -> Episode
     return await lifecycle.get_episode(conn, principal=principal, alert_id=alert_id)
 
 
-@post("/api/alerts/{alert_id:uuid}/acknowledge", status_code=200, tags=TAGS, security=PORTAL,
+@post("/api/alerts/{alert_id:uuid}/acknowledge", status_code=200, tags=TAGS, security=PORTAL, opt=CONFLICT,
       summary="Acknowledge an active alert, with optional notes")
 async def acknowledge_alert(conn: Conn, principal: Principal, alert_id: UUID,
                             data: EpisodeAction | None = None) -> Episode:
@@ -141,7 +142,7 @@ async def acknowledge_alert(conn: Conn, principal: Principal, alert_id: UUID,
                                        notes=data.notes if data else None)
 
 
-@post("/api/alerts/{alert_id:uuid}/resolve", status_code=200, tags=TAGS, security=PORTAL,
+@post("/api/alerts/{alert_id:uuid}/resolve", status_code=200, tags=TAGS, security=PORTAL, opt=CONFLICT,
       summary="Resolve an active or acknowledged alert, with optional notes")
 async def resolve_alert(conn: Conn, principal: Principal, alert_id: UUID,
                         data: EpisodeAction | None = None) -> Episode:
