@@ -16,7 +16,8 @@ errors can happen from its signature, so no handler repeats ``responses=…``:
 * takes a body or query parameters: 400 (malformed) and 422 (a field breaks a rule, ``field``
   names it); a body also 413;
 * what a handler's service raises beyond that is declared on the route: ``opt={"errors": [409]}``
-  (a state that does not allow it now), ``[401]`` (register: the token is in the body).
+  (a state that does not allow it now), ``[401]`` (register: the token is in the body); and
+  ``opt={"media_types": ["text/csv"]}`` when the 200 can also be another media type.
 
 A handler's own ``responses`` win for the same status. ``ContractJson`` serves the document with
 ``finish`` applied: a response that is one of several shapes is ``anyOf`` them (``oneOf`` fails
@@ -62,6 +63,9 @@ DESCRIPTIONS = {
     503: "Unavailable for now (database unreachable, ingestion saturated, shutting down): retry after "
          "`Retry-After` seconds",
 }
+# Other media types an operation's 200 can be, beside the handler's own (``opt={"media_types": …}``,
+# e.g. a report as CSV); documented as text.
+EXTRA_MEDIA_TYPES: dict[tuple[str, str], set[str]] = {}
 RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying", "required": True,
                                "schema": {"type": "integer", "minimum": 1}}}
 
@@ -110,6 +114,9 @@ def document_errors(app: Litestar) -> None:
         if not isinstance(route, HTTPRoute):
             continue
         for handler in route.route_handlers:
+            for method in handler.http_methods:
+                for media_type in handler.opt.get("media_types", ()):
+                    EXTRA_MEDIA_TYPES.setdefault((method.lower(), route.path_format), set()).add(media_type)
             defaults: dict[int, Any] = {
                 status: ResponseSpec(data_container=ErrorBody, description=DESCRIPTIONS[status],
                                      generate_examples=False)
@@ -149,10 +156,14 @@ def finish(schema: dict[str, Any], strict: set[str]) -> None:
     for name, component in schema.get("components", {}).get("schemas", {}).items():
         if name in strict and "properties" in component:
             component["additionalProperties"] = False
-    for item in schema.get("paths", {}).values():
-        for operation in item.values():
+    for path, item in schema.get("paths", {}).items():
+        for method, operation in item.items():
             if not isinstance(operation, dict):
                 continue
+            ok = operation.get("responses", {}).get("200")
+            for media_type in sorted(EXTRA_MEDIA_TYPES.get((method, path), ())):
+                if ok is not None:
+                    ok.setdefault("content", {}).setdefault(media_type, {"schema": {"type": "string"}})
             for status, response in operation.get("responses", {}).items():
                 if status == "503":
                     response["headers"] = {**response.get("headers", {}), **RETRY_AFTER}
