@@ -86,7 +86,7 @@ async def test_the_document_names_every_status_and_content_type(client: Any) -> 
     content = {path: list(ops[("GET", path)]["responses"]["200"]["content"])
                for path in ("/install.sh", "/install.ps1", "/agent/{filename}")}
     assert content == {"/install.sh": ["text/x-shellscript"], "/install.ps1": ["text/plain"],
-                       "/agent/{filename}": ["application/octet-stream"]}
+                       "/agent/{filename}": ["application/octet-stream", "application/vnd.debian.binary-package"]}
     commands = ops[("GET", "/api/agents/{agent_id}/commands")]["responses"]["200"]["content"]["application/json"]
     assert "anyOf" in commands["schema"] and "oneOf" not in commands["schema"]  # {"commands": []} fits both
     assert schema["components"]["schemas"]["RuleCreate"]["additionalProperties"] is False
