@@ -17,6 +17,9 @@ async def test_health_reports_database_edition_and_version(client: httpx.AsyncCl
     assert body["database"]["edition"] == server_edition
     assert body["database"]["timescaledb"].startswith("2.") == (server_edition != "postgres")
     assert body["database"]["postgres"].startswith("17")
+    assert body["down"] == []
+    assert {name: dep["ok"] for name, dep in body["dependencies"].items()} == {
+        "database": True, "ingest": True, "command_listener": True}
 
 
 async def test_unknown_route_uses_the_error_shape(client: httpx.AsyncClient) -> None:

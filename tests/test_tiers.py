@@ -70,7 +70,9 @@ def _ref_tier_sql(width: str) -> str:
             "GROUP BY 1, 2")
 
 
-def _close(a: float | None, b: float | None, rel: float = 1e-9) -> bool:
+def _close(a: float | None, b: float | None, rel: float = 1e-6) -> bool:
+    """Equal as far as a REAL column goes: history answers real columns as the shortest decimal of
+    their float4 (7 significant digits), the reference is computed in float8 from the raw rows."""
     if a is None or b is None:
         return a is None and b is None
     return math.isclose(a, b, rel_tol=rel, abs_tol=1e-9)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 from e2e_support import (
     AGENT,
     AgentProc,
@@ -406,3 +407,27 @@ def test_cancelling_a_running_script_stops_it_over_the_socket_and_by_heartbeat(
         assert agent_events(agent, "command.cancel_requested")[-1]["via"] == "heartbeat"
     finally:
         agent.stop()
+
+
+def test_samples_the_database_refuses_are_quarantined_and_the_rest_flow(
+        world: World, install_agent: Callable[..., AgentProc], api_factory: Callable[..., ApiServer]) -> None:
+    """The server's database refuses some samples (a CHECK behind the API's back: every sample of
+    a second divisible by 3): each is answered 422 naming it, the agent quarantines exactly those
+    and its spool never stalls; every other sample is stored once."""
+    server = api_factory(db=world.db_url)
+    with psycopg.connect(world.db_url, autocommit=True) as conn:
+        conn.execute("ALTER TABLE agent_metrics ADD CONSTRAINT refuse_every_third_second "
+                     "CHECK (extract(epoch from date_trunc('second', collected_at))::bigint % 3 <> 0)")
+    agent = install_agent(server, world, RTS_AGENT_LOG_LEVEL="DEBUG", RTS_AGENT_BATCH_SIZE="5")
+    agent.start()
+    wait_for(lambda: agent.spool()["quarantined_total"] >= 3, 60, "refused samples to be quarantined")
+    wait_for(lambda: agent.spool()["depth"] <= 2, 60, "the spool to keep draining")
+    agent.stop()
+    produced = spooled_times(agent)
+    stored = metric_times(world, agent.agent_id)
+    refused = [t for t in produced if int(_epoch(t)) % 3 == 0]
+    spool = agent.spool()
+    assert refused and spool["quarantined_total"] == len(refused)
+    assert all(int(_epoch(t)) % 3 != 0 for t in stored)
+    assert sorted(set(stored) | set(spool_times(agent)) | set(refused)) == sorted(produced)
+    assert len(stored) == len(set(stored))

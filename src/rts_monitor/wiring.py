@@ -22,7 +22,7 @@ from rts_monitor.core.context import AppContext
 from rts_monitor.core.edition import DESCRIBE_SQL, DatabaseInfo
 from rts_monitor.core.scheduler import Job
 from rts_monitor.core.settings import Settings
-from rts_monitor.db import open_pool
+from rts_monitor.db import availability, open_pool
 from rts_monitor.devices.concern import CONCERN as DEVICES
 from rts_monitor.enrolment.concern import CONCERN as ENROLMENT
 from rts_monitor.events.concern import CONCERN as EVENTS
@@ -96,4 +96,7 @@ async def runtime(settings: Settings, *, components: bool = True, run_jobs: bool
                 if sched is not None:
                     sched.shutdown(wait=False)
     finally:
+        known = availability(ctx.pool)
+        if known is not None:
+            await known.close()
         await ctx.pool.close()

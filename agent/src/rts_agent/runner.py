@@ -53,6 +53,11 @@ _SAMPLE_FIELD = re.compile(r"^metrics\[(\d+)\]")
 _encoder = msgspec.json.Encoder()
 
 
+def _refused_unnamed(exc: TransportError, batch: list[Any]) -> bool:
+    """A 400/422 for a batch of several samples that names none of them (``metrics[i]…``)."""
+    return exc.status in (400, 422) and len(batch) > 1 and not _SAMPLE_FIELD.match(exc.field or "")
+
+
 class Runner:
     """One running agent. ``run()`` returns after ``stop()`` (or a signal)."""
 
@@ -171,9 +176,10 @@ class Runner:
     async def _send_loop(self) -> None:
         assert self.api is not None
         batch_size = max(1, self.config.send_batch_size)
+        one_by_one = 0  # samples still to send alone, to find the one a refusal did not name
         backoff = Backoff(base=min(1.0, self.config.retry_cap_seconds), cap=self.config.retry_cap_seconds)
         while not self._stop.is_set():
-            batch = self.spool.peek(batch_size)
+            batch = self.spool.peek(1 if one_by_one else batch_size)
             if not batch:
                 await self._report_drops()
                 await self._sleep(self.config.metrics_interval_seconds, self._wake_sender)
@@ -183,7 +189,15 @@ class Runner:
                 answer = await self.api.send_metrics([p.body for p in batch])
             except TransportError as exc:
                 self.spool.release()
+                if _refused_unnamed(exc, batch):
+                    # The server refused the batch without saying which sample: send its samples
+                    # one at a time, so the bad one is refused alone and quarantined.
+                    log.warning("metrics.batch_refused", extra={"error": str(exc)[:300], "samples": len(batch)})
+                    one_by_one = len(batch)
+                    continue
                 delay = self._send_failed(exc, batch, backoff)
+                if exc.status in (400, 422) and not delay:
+                    one_by_one = 0  # quarantined: back to whole batches
                 if exc.status == 413 and batch_size > 1:
                     batch_size = max(1, batch_size // 2)
                 if delay:
@@ -195,6 +209,7 @@ class Runner:
             self.spool.ack([p.seq for p in batch])
             self.spool.release()
             backoff.reset()
+            one_by_one = max(0, one_by_one - 1)
             batch_size = max(1, self.config.send_batch_size)
             self.info["last_send_ok_at"] = utc_stamp()
             self.info["last_send_error"] = None

@@ -32,11 +32,13 @@ from rts_monitor.alerts.structs import (
 )
 from rts_monitor.auth.principal import Principal
 from rts_monitor.core.context import AppContext
+from rts_monitor.core.types import planned_time
 from rts_monitor.db import Conn
 from rts_monitor.devices.scope import visible_agent
 
 TAGS = ["alerts"]
 PORTAL: list[dict[str, list[str]]] = [{"portal": []}]
+CONFLICT = {"errors": [409]}  # api/openapi.py: the alert's state may not allow it
 StatusQ = Annotated[str | None, Parameter(description="Comma-separated: active, acknowledged, resolved, "
                                           "auto_resolved")]
 SeverityQ = Annotated[str | None, Parameter(description="Comma-separated: info, warning, critical")]
@@ -44,6 +46,11 @@ SinceQ = Annotated[datetime | None, Parameter(description="triggered_at >= since
 UntilQ = Annotated[datetime | None, Parameter(description="triggered_at < until (ISO 8601)")]
 LimitQ = Annotated[int, Parameter(ge=1, le=1000)]
 OffsetQ = Annotated[int, Parameter(ge=0)]
+
+
+def _bound(value: datetime | None, name: str) -> datetime | None:
+    planned_time(value, name)
+    return value
 
 
 # --- rules -----------------------------------------------------------------------------------
@@ -105,7 +112,7 @@ async def list_alerts(conn: Conn, principal: Principal, business_id: UUID | None
                       limit: LimitQ = 100, offset: OffsetQ = 0) -> EpisodeList:
     found, total = await lifecycle.list_episodes(
         conn, principal=principal, business_id=business_id, agent_id=agent_id, rule_id=rule_id, status=status,
-        severity=severity, since=since, until=until, limit=limit, offset=offset)
+        severity=severity, since=_bound(since, "since"), until=_bound(until, "until"), limit=limit, offset=offset)
     return EpisodeList(alerts=found, total=total)
 
 
@@ -117,8 +124,8 @@ async def agent_alerts(conn: Conn, principal: Principal, agent_id: UUID, status:
     # another business's agent is a 404, not an empty list
     await visible_agent(conn, principal.business_scope, agent_id)
     found, total = await lifecycle.list_episodes(
-        conn, principal=principal, agent_id=agent_id, status=status, severity=severity, since=since,
-        until=until, limit=limit, offset=offset)
+        conn, principal=principal, agent_id=agent_id, status=status, severity=severity,
+        since=_bound(since, "since"), until=_bound(until, "until"), limit=limit, offset=offset)
     return EpisodeList(alerts=found, total=total)
 
 
@@ -127,7 +134,7 @@ async def get_alert(conn: Conn, principal: Principal, alert_id: UUID) -> Episode
     return await lifecycle.get_episode(conn, principal=principal, alert_id=alert_id)
 
 
-@post("/api/alerts/{alert_id:uuid}/acknowledge", status_code=200, tags=TAGS, security=PORTAL,
+@post("/api/alerts/{alert_id:uuid}/acknowledge", status_code=200, tags=TAGS, security=PORTAL, opt=CONFLICT,
       summary="Acknowledge an active alert, with optional notes")
 async def acknowledge_alert(conn: Conn, principal: Principal, alert_id: UUID,
                             data: EpisodeAction | None = None) -> Episode:
@@ -135,7 +142,7 @@ async def acknowledge_alert(conn: Conn, principal: Principal, alert_id: UUID,
                                        notes=data.notes if data else None)
 
 
-@post("/api/alerts/{alert_id:uuid}/resolve", status_code=200, tags=TAGS, security=PORTAL,
+@post("/api/alerts/{alert_id:uuid}/resolve", status_code=200, tags=TAGS, security=PORTAL, opt=CONFLICT,
       summary="Resolve an active or acknowledged alert, with optional notes")
 async def resolve_alert(conn: Conn, principal: Principal, alert_id: UUID,
                         data: EpisodeAction | None = None) -> Episode:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
 import msgspec
+
+from rts_monitor.core.types import EmailOrUserId, Note, Text50, Text100, Text255, Url, planned_time
 
 Severity = Literal["info", "warning", "critical"]
 Kind = Literal["metric", "agent_offline", "service_down"]
@@ -23,32 +25,37 @@ METRICS: tuple[str, ...] = (
 )
 PERCENT_METRICS = frozenset({"cpu_percent", "memory_percent", "disk_percent"})
 MAX_DURATION_MINUTES = 1440
+MAX_RECIPIENTS = 100
 
 
 class Conditions(msgspec.Struct, forbid_unknown_fields=True):
     """The API contract's conditions plus ``kind``, ``aggregation``, ``hysteresis`` and ``service_name``."""
 
     kind: Kind = "metric"
-    metric: str | None = None
+    metric: Text50 | None = None  # the generated column agent_alerts.metric is VARCHAR(50)
     operator: Operator | None = None
     threshold: float | None = None
     duration_minutes: int = 5
     aggregation: Aggregation = "avg"
     hysteresis: float | None = None
-    service_name: str | None = None
+    service_name: Text255 | None = None  # generated agent_alerts.service_name is VARCHAR(255)
+
+
+Recipients = Annotated[list[EmailOrUserId], msgspec.Meta(max_length=MAX_RECIPIENTS)]
+Channels = Annotated[list[Channel], msgspec.Meta(max_length=2)]
 
 
 class RuleCreate(msgspec.Struct, forbid_unknown_fields=True):
-    alert_name: str
+    alert_name: Text255
     severity: Severity
     conditions: Conditions
     business_id: UUID | None = None
     agent_device_id: UUID | None = None
-    alert_type: str | None = None
+    alert_type: Text100 | None = None
     notification_enabled: bool = True
-    notification_channels: list[Channel] = msgspec.field(default_factory=list)
-    notification_recipients: list[str] = msgspec.field(default_factory=list)
-    webhook_url: str | None = None
+    notification_channels: Channels = msgspec.field(default_factory=list)
+    notification_recipients: Recipients = msgspec.field(default_factory=list)
+    webhook_url: Url | None = None
     create_ticket: bool = False
     is_active: bool = True
 
@@ -56,14 +63,14 @@ class RuleCreate(msgspec.Struct, forbid_unknown_fields=True):
 class RuleUpdate(msgspec.Struct, forbid_unknown_fields=True):
     """Partial update: only the fields present change (UNSET = leave alone)."""
 
-    alert_name: str | msgspec.UnsetType = msgspec.UNSET
+    alert_name: Text255 | msgspec.UnsetType = msgspec.UNSET
     severity: Severity | msgspec.UnsetType = msgspec.UNSET
     conditions: Conditions | msgspec.UnsetType = msgspec.UNSET
-    alert_type: str | msgspec.UnsetType = msgspec.UNSET
+    alert_type: Text100 | msgspec.UnsetType = msgspec.UNSET
     notification_enabled: bool | msgspec.UnsetType = msgspec.UNSET
-    notification_channels: list[Channel] | msgspec.UnsetType = msgspec.UNSET
-    notification_recipients: list[str] | msgspec.UnsetType = msgspec.UNSET
-    webhook_url: str | msgspec.UnsetType | None = msgspec.UNSET
+    notification_channels: Channels | msgspec.UnsetType = msgspec.UNSET
+    notification_recipients: Recipients | msgspec.UnsetType = msgspec.UNSET
+    webhook_url: Url | msgspec.UnsetType | None = msgspec.UNSET
     create_ticket: bool | msgspec.UnsetType = msgspec.UNSET
     is_active: bool | msgspec.UnsetType = msgspec.UNSET
 
@@ -125,7 +132,7 @@ class EpisodeList(msgspec.Struct):
 
 
 class EpisodeAction(msgspec.Struct, forbid_unknown_fields=True):
-    notes: str | None = None
+    notes: Note | None = None
 
 
 class MaintenanceCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -134,13 +141,23 @@ class MaintenanceCreate(msgspec.Struct, forbid_unknown_fields=True):
     business_id: UUID | None = None
     service_location_id: UUID | None = None
     agent_device_id: UUID | None = None
-    reason: str | None = None
+    reason: Note | None = None
+
+    def __post_init__(self) -> None:
+        planned_time(self.starts_at, "starts_at")
+        planned_time(self.ends_at, "ends_at")
 
 
 class MaintenanceUpdate(msgspec.Struct, forbid_unknown_fields=True):
     starts_at: datetime | msgspec.UnsetType = msgspec.UNSET
     ends_at: datetime | msgspec.UnsetType = msgspec.UNSET
-    reason: str | msgspec.UnsetType | None = msgspec.UNSET
+    reason: Note | msgspec.UnsetType | None = msgspec.UNSET
+
+    def __post_init__(self) -> None:
+        for name in ("starts_at", "ends_at"):
+            value = getattr(self, name)
+            if isinstance(value, datetime):
+                planned_time(value, name)
 
 
 class Maintenance(msgspec.Struct):

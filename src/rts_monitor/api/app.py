@@ -5,11 +5,13 @@ from __future__ import annotations
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import RedocRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from rts_monitor import __version__, wiring
 from rts_monitor.api import health, openapi
 from rts_monitor.api.dependencies import DEPENDENCIES
+from rts_monitor.api.edge import AllowHeaders, GuardedRequest
 from rts_monitor.api.errors import EXCEPTION_HANDLERS
 from rts_monitor.api.lifespan import make_lifespan
 from rts_monitor.core import logs
@@ -21,6 +23,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
     if settings is None:
         settings = Settings.from_env()
         logs.setup(settings.log_level, settings.log_format)
+    contract = openapi.ContractJson()
+    allow_headers = AllowHeaders()
     app = Litestar(
         route_handlers=[*health.HANDLERS, *wiring.routes()],
         lifespan=[make_lifespan(settings)],
@@ -28,10 +32,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
         dependencies=DEPENDENCIES,
         state=State({"settings": settings}),
         request_max_body_size=settings.max_body_bytes,
+        request_class=GuardedRequest,
+        before_send=[allow_headers],
         openapi_config=OpenAPIConfig(
             title="rts-monitor",
             version=__version__,
             path="/schema",
+            render_plugins=[RedocRenderPlugin(path=["/", "/redoc"]), SwaggerRenderPlugin(), contract],
             components=Components(
                 security_schemes={
                     "portal": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT",
@@ -45,4 +52,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
         debug=False,
     )
     openapi.document_errors(app)  # every operation documents the error shape
+    contract.strict = openapi.strict_bodies(app)
+    allow_headers.learn(app)
     return app

@@ -23,7 +23,10 @@ def provide_ctx(request: Request[Any, Any, Any]) -> AppContext:
 
 
 async def provide_conn(request: Request[Any, Any, Any]) -> AsyncIterator[Conn]:
-    async with connection(provide_ctx(request).pool) as conn:
+    # Database errors leave as they are (translate_errors=False) and api/errors.py translates them
+    # the same way: an exception the handler raised comes back through this generator, and one
+    # replaced here would reach the exception handlers wrapped in Litestar's ExceptionGroup (a 500).
+    async with connection(provide_ctx(request).pool, translate_errors=False) as conn:
         yield conn
 
 

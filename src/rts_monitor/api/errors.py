@@ -103,6 +103,21 @@ def database_error_handler(request: Request[Any, Any, Any], exc: Exception) -> R
     return domain_error_handler(request, domain)
 
 
+def exception_group_handler(request: Request[Any, Any, Any], exc: ExceptionGroup[Exception]) -> Response[Any]:
+    """Litestar wraps what a dependency raised while cleaning up (after the handler failed) in an
+    ExceptionGroup: answer for the first exception inside it as if it had been raised alone."""
+    inner = exc.exceptions[0] if exc.exceptions else exc
+    while isinstance(inner, ExceptionGroup) and inner.exceptions:
+        inner = inner.exceptions[0]
+    if isinstance(inner, DomainError):
+        return domain_error_handler(request, inner)
+    if isinstance(inner, psycopg.Error):
+        return database_error_handler(request, inner)
+    if isinstance(inner, HTTPException):
+        return http_error_handler(request, inner)
+    return internal_error_handler(request, exc)
+
+
 def http_error_handler(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     status = exc.status_code
     body = {"status": status, "code": _HTTP_CODES.get(status, "error"), "message": str(exc.detail)}
@@ -118,6 +133,7 @@ EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
     DomainError: domain_error_handler,
     ValidationException: validation_handler,
     psycopg.Error: database_error_handler,
+    ExceptionGroup: exception_group_handler,
     HTTPException: http_error_handler,
     Exception: internal_error_handler,
 }

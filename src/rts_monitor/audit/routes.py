@@ -12,6 +12,7 @@ from litestar.params import Parameter
 from rts_monitor.audit import service
 from rts_monitor.audit.structs import AuditPage
 from rts_monitor.auth.principal import Principal
+from rts_monitor.core.types import INT64_MAX, planned_time
 from rts_monitor.db import Conn
 
 
@@ -24,9 +25,12 @@ async def audit_log(
     object_type: Annotated[str | None, Parameter(max_length=100)] = None,
     object_id: Annotated[str | None, Parameter(max_length=100)] = None,
     since: datetime | None = None, until: datetime | None = None,
-    before_id: Annotated[int | None, Parameter(description="next_before_id of the previous page", ge=1)] = None,
+    before_id: Annotated[int | None, Parameter(description="next_before_id of the previous page", ge=1,
+                                               le=INT64_MAX)] = None,
     limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
 ) -> AuditPage:
+    planned_time(since, "since")
+    planned_time(until, "until")
     return await service.list_entries(conn, principal=principal, business_id=business_id,
                                       actor_user_id=actor_user_id, action=action, object_type=object_type,
                                       object_id=object_id, since=since, until=until, before_id=before_id,

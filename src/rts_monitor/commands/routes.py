@@ -24,6 +24,7 @@ from rts_monitor.db import Conn
 TAGS = ["commands"]
 STATUSES = ("pending", "sent", "executing", "completed", "failed", "timeout", "rejected", "cancelled")
 AGENT_PATH = "/api/agents/{agent_id:uuid}/commands"
+CONFLICT = {"errors": [409]}  # api/openapi.py: the command's state may not allow it
 
 
 @post(AGENT_PATH, tags=TAGS, summary="Create a command for an agent (portal)", status_code=201,
@@ -73,6 +74,7 @@ async def command_detail(conn: Conn, principal: Principal, agent_id: UUID, comma
 
 
 @post([AGENT_PATH + "/{command_id:uuid}/result", AGENT_PATH + "/{command_id:uuid}"], tags=TAGS, status_code=200,
+      opt=CONFLICT,
       summary="Agent reports a command's progress or result", security=[{"agent": []}])
 async def command_result(ctx: AppContext, conn: Conn, agent: AgentPrincipal, agent_id: UUID, command_id: UUID,
                          data: s.CommandResult) -> s.ResultAck:
@@ -81,6 +83,7 @@ async def command_result(ctx: AppContext, conn: Conn, agent: AgentPrincipal, age
 
 
 @post(AGENT_PATH + "/{command_id:uuid}/approve", tags=TAGS, status_code=200, security=[{"portal": []}],
+      opt=CONFLICT,
       summary="Approve a command awaiting approval (admin/technician other than the requester)")
 async def approve(ctx: AppContext, conn: Conn, principal: Principal, agent_id: UUID, command_id: UUID,
                   data: s.Decision | None = None) -> s.Command:
@@ -89,6 +92,7 @@ async def approve(ctx: AppContext, conn: Conn, principal: Principal, agent_id: U
 
 
 @post(AGENT_PATH + "/{command_id:uuid}/reject", tags=TAGS, status_code=200, security=[{"portal": []}],
+      opt=CONFLICT,
       summary="Reject a command awaiting approval (admin/technician)")
 async def reject(conn: Conn, principal: Principal, agent_id: UUID, command_id: UUID,
                  data: s.Decision | None = None) -> s.Command:
@@ -96,6 +100,7 @@ async def reject(conn: Conn, principal: Principal, agent_id: UUID, command_id: U
 
 
 @post(AGENT_PATH + "/{command_id:uuid}/cancel", tags=TAGS, status_code=200, security=[{"portal": []}],
+      opt=CONFLICT,
       summary="Cancel a pending or sent command (requester or admin/technician)")
 async def cancel(conn: Conn, principal: Principal, agent_id: UUID, command_id: UUID,
                  data: s.Decision | None = None) -> s.Command:

@@ -14,7 +14,23 @@ from uuid import UUID
 
 import msgspec
 
+from rts_monitor.core.types import (
+    Int32,
+    Name50,
+    Name100,
+    NonNegativeInt32,
+    Note,
+    PositiveInt32,
+    check_json_size,
+    reported_time,
+)
+
 # --- typed params, one Struct per allow-listed command type -------------------------------------
+
+MAX_SCRIPT_CHARS = 65_536
+# A command's params as sent, before they are checked against their type: bounded on their own so
+# an unknown command_type cannot store (or echo) megabytes.
+MAX_PARAMS_BYTES = 128 * 1024
 
 # Service names: letters, digits and the punctuation systemd/Windows/launchd names use. No shell
 # metacharacters, so an agent that (wrongly) built a command line could still not be injected.
@@ -30,8 +46,9 @@ class RestartServiceParams(msgspec.Struct, forbid_unknown_fields=True):
 class RunScriptParams(msgspec.Struct, forbid_unknown_fields=True):
     """The interpreter is checked against ``RTS_COMMAND_SCRIPT_INTERPRETERS`` by the service."""
 
-    interpreter: Annotated[str, msgspec.Meta(min_length=1, max_length=50)]
-    script: Annotated[str, msgspec.Meta(min_length=1, max_length=65536)]
+    interpreter: Name50
+    # stored in the command's JSONB params and shipped to the agent in one message
+    script: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_SCRIPT_CHARS)]
     arguments: Annotated[list[Argument], msgspec.Meta(max_length=64)] = []
     working_directory: Annotated[str, msgspec.Meta(min_length=1, max_length=1024)] | None = None
 
@@ -63,15 +80,18 @@ PARAMS_BY_TYPE: dict[str, type[msgspec.Struct]] = {
 
 
 class CreateCommand(msgspec.Struct, forbid_unknown_fields=True):
-    command_type: str
+    command_type: Name100
     params: dict[str, Any] = {}
-    timeout_seconds: Annotated[int, msgspec.Meta(ge=1)] = 300
+    timeout_seconds: PositiveInt32 = 300
+
+    def __post_init__(self) -> None:
+        check_json_size(self.params, "params", MAX_PARAMS_BYTES)
 
 
 class Decision(msgspec.Struct, forbid_unknown_fields=True):
     """Optional body of approve/reject/cancel."""
 
-    reason: Annotated[str, msgspec.Meta(max_length=1000)] | None = None
+    reason: Annotated[str, msgspec.Meta(max_length=1000)] | None = None  # status_reason and the audit row
 
 
 class CommandEvent(msgspec.Struct):
@@ -148,14 +168,19 @@ class CommandResult(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Plan: POST /api/agents/:id/commands/:command_id/result. ``executing`` reports the start."""
 
     status: ResultStatus
-    exit_code: int | None = None
+    exit_code: Int32 | None = None
+    # Any length: the service keeps RTS_COMMAND_OUTPUT_MAX_BYTES of each and says it cut them.
     stdout: str | None = None
     stderr: str | None = None
-    error_message: Annotated[str, msgspec.Meta(max_length=4096)] | None = None
+    error_message: Note | None = None
     started_at: datetime | None = None
     completed_at: datetime | None = None
     stdout_truncated: bool = False
     stderr_truncated: bool = False
+
+    def __post_init__(self) -> None:
+        reported_time(self.started_at, "started_at")
+        reported_time(self.completed_at, "completed_at")
 
 
 class ResultAck(msgspec.Struct):
@@ -191,6 +216,8 @@ class WsCommandResult(CommandResult, tag_field="type", tag="command_result", kw_
 
 
 class WsEvent(msgspec.Struct, tag_field="type", tag="event"):
+    """``events.structs.EventIn`` with the tag (the same rules: the service builds an EventIn)."""
+
     event_type: Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,99}$")]
     timestamp: datetime | None = None
     data: dict[str, Any] = {}
@@ -202,8 +229,11 @@ class WsHeartbeat(msgspec.Struct, tag_field="type", tag="heartbeat"):
 
     timestamp: datetime | None = None
     status: Literal["online", "error", "offline"] = "online"
-    agent_version: Annotated[str, msgspec.Meta(min_length=1, max_length=50)] | None = None
-    config_version: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    agent_version: Name50 | None = None
+    config_version: NonNegativeInt32 | None = None
+
+    def __post_init__(self) -> None:
+        reported_time(self.timestamp, "timestamp")
 
 
 AgentMessage = WsCommandResult | WsEvent | WsHeartbeat

@@ -27,6 +27,7 @@ from rts_monitor.commands import service as commands
 from rts_monitor.commands import structs as s
 from rts_monitor.core.context import AppContext
 from rts_monitor.core.errors import DomainError, TooManyRequests, Unauthorized, error_field
+from rts_monitor.core.types import check_json_shape, nesting_error, scrub_json
 from rts_monitor.db import Conn, connection
 from rts_monitor.devices import service as devices
 from rts_monitor.devices.structs import HeartbeatRequest
@@ -98,14 +99,22 @@ async def agent_socket(socket: WebSocket[Any, Any, Any]) -> None:
 
 async def handle_message(ctx: AppContext, agent: AgentPrincipal, raw: str | bytes) -> msgspec.Struct:
     """One agent message → its ack, or an error message (the socket stays open either way)."""
+    data = raw.encode() if isinstance(raw, str) else raw
     try:
-        message = _decoder.decode(raw)
+        # the input rules of every HTTP body (core/types.py): shape limits first, then the NUL rule
+        check_json_shape(data)
+        message = _decoder.decode(scrub_json(data))
     except msgspec.DecodeError as exc:
         path, text = error_field("", str(exc))
         field = path.lstrip(".") or None
         # the same codes as HTTP (api/errors.py): a named field breaks a rule, else unreadable
         return s.WsError(code="validation_error" if field else "bad_request",
                          message=f"{field}: {text}" if field else text, field=field)
+    except RecursionError:
+        error = nesting_error()
+        return s.WsError(code=error.code, message=error.message, field=error.field)
+    except DomainError as exc:  # too deep or too large, or a time outside its window
+        return s.WsError(code=exc.code, message=exc.message, field=exc.field)
     try:
         async with connection(ctx.pool) as conn:
             return await _apply(ctx, conn, agent, message)

@@ -77,6 +77,17 @@ class Settings:
     )
     db_pool_min: int = field(default=2, metadata=_env("RTS_DB_POOL_MIN", "Pool minimum size."))
     db_pool_max: int = field(default=16, metadata=_env("RTS_DB_POOL_MAX", "Pool maximum size."))
+    db_acquire_timeout_seconds: float = field(
+        default=1.0,
+        metadata=_env("RTS_DB_ACQUIRE_TIMEOUT_SECONDS",
+                      "Longest a request waits for a pooled connection; then 503 + Retry-After (db/availability.py)."),
+    )
+    db_probe_interval_seconds: float = field(
+        default=0.25,
+        metadata=_env("RTS_DB_PROBE_INTERVAL_SECONDS",
+                      "While the database is unreachable (every request answered 503 at once), how often a "
+                      "connection is tried; the first that succeeds refills the pool and ends the outage."),
+    )
     local_db_port: int = field(
         default=0,
         metadata=_env(

@@ -1,6 +1,7 @@
 """Database access: the pool and its one connection boundary, named SQL queries, migrations."""
 
-from rts_monitor.db.pool import Conn, connection, open_pool, resolve_database_url
+from rts_monitor.db.pool import Conn, Pool, availability, connection, ensure_available, open_pool, resolve_database_url
 from rts_monitor.db.queries import Queries
 
-__all__ = ["Conn", "Queries", "connection", "open_pool", "resolve_database_url"]
+__all__ = ["Conn", "Pool", "Queries", "availability", "connection", "ensure_available", "open_pool",
+           "resolve_database_url"]

@@ -1,17 +1,19 @@
 """Wire contract of the fleet (the API contract's "Agent Operations" and "Portal/Admin Endpoints").
 
-Field names follow the API contract verbatim; additions extend it (never rename).
+Field names follow the API contract verbatim; additions extend it (never rename). Input fields
+are built from ``core/types.py`` (what the columns store).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Literal
 from uuid import UUID
 
 import msgspec
-from msgspec import UNSET, Meta, UnsetType
+from msgspec import UNSET, UnsetType
 
+from rts_monitor.core.types import Name50, Name255, NonNegativeInt32, reported_time
 from rts_monitor.inventory.structs import SoftwareInfo
 
 
@@ -21,8 +23,11 @@ class HeartbeatRequest(msgspec.Struct):
     timestamp: datetime | None = None
     # An agent reports itself online, in error, or offline when shutting down cleanly.
     status: Literal["online", "error", "offline"] = "online"
-    agent_version: Annotated[str, Meta(min_length=1, max_length=50)] | None = None
-    config_version: Annotated[int, Meta(ge=0)] | None = None
+    agent_version: Name50 | None = None
+    config_version: NonNegativeInt32 | None = None
+
+    def __post_init__(self) -> None:
+        reported_time(self.timestamp, "timestamp")
 
 
 class HeartbeatResponse(msgspec.Struct):
@@ -129,7 +134,7 @@ class AgentPatch(msgspec.Struct):
     """Only the fields present change. ``service_location_id: null`` unassigns the location;
     ``disabled`` true parks the agent (never marked offline), false returns it to presence."""
 
-    device_name: Annotated[str, Meta(min_length=1, max_length=255)] | UnsetType = UNSET
+    device_name: Name255 | UnsetType = UNSET
     service_location_id: UUID | UnsetType | None = UNSET
     monitoring_enabled: bool | UnsetType = UNSET
     alerts_enabled: bool | UnsetType = UNSET

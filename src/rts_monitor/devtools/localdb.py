@@ -801,6 +801,24 @@ def down(settings: Settings, edition: Edition | None = None) -> None:
         route.release()
 
 
+def stop_server(settings: Settings, *, mode: str = "fast") -> None:
+    """Stop this checkout's running server and keep everything else in place (mounts, data), so
+    ``start_server`` brings the same server back: an outage drill (tests/test_outage.py).
+    ``mode`` is pg_ctl's: ``fast`` (clients are disconnected, a clean shutdown) or ``immediate``
+    (as if the server crashed)."""
+    route = choose_route(layout(settings))
+    if not route.is_prepared() or not _server_running(route):
+        raise LocalDbError("this checkout's server is not running (rts-monitor db up)")
+    _run(route.pg("pg_ctl", "stop", "-m", mode, "-w", "-D", route.data_dir_for_server()), quiet=True)
+
+
+def start_server(settings: Settings) -> None:
+    """Start the server ``stop_server`` stopped; returns once it accepts connections."""
+    route = choose_route(layout(settings))
+    _run(route.pg("pg_ctl", "start", "-w", "-t", "120", "-D", route.data_dir_for_server(),
+                  "-l", route.data_dir_for_server() + "/../server.log"), quiet=True)
+
+
 def status(settings: Settings, edition: Edition | None = None) -> dict[str, object]:
     """The default edition's server (or ``edition``'s): provisioned, running, versions, DSN."""
     ed = edition or remembered_edition(settings)

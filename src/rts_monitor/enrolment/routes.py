@@ -56,7 +56,7 @@ async def revoke_registration_token(conn: Conn, principal: Principal, token_id: 
     await service.revoke_registration_token(conn, principal=principal, token_id=token_id)
 
 
-@post("/api/agents/register", status_code=HTTP_201_CREATED, tags=TAGS,
+@post("/api/agents/register", status_code=HTTP_201_CREATED, tags=TAGS, opt={"errors": [401]},
       summary="Exchange a registration token and system info for an agent credential")
 async def register(request: Request[Any, Any, Any], ctx: AppContext, conn: Conn,
                    data: RegisterRequest) -> RegisterResponse:

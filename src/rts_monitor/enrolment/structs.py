@@ -12,9 +12,12 @@ from uuid import UUID
 import msgspec
 from msgspec import Meta
 
-Name = Annotated[str, Meta(min_length=1, max_length=255)]
-Short = Annotated[str, Meta(max_length=50)]
-Gigabytes = Annotated[float, Meta(ge=0, le=1e9)]
+from rts_monitor.core.types import Name50, Name255, Numeric10_2, Text17, Text20, Text50, Text64, Text100, Text255
+
+# agent_devices columns: VARCHAR(255) names, VARCHAR(50) versions and types, NUMERIC(10,2) sizes.
+Name = Name255
+Short = Text50
+Gigabytes = Numeric10_2
 
 
 class RegistrationTokenCreate(msgspec.Struct):
@@ -65,11 +68,11 @@ class RegistrationTokenList(msgspec.Struct):
 class SystemInfo(msgspec.Struct, kw_only=True):
     """System facts an agent may send at top level or inside ``system_info`` (plan shows both)."""
 
-    os_version: Annotated[str, Meta(max_length=100)] | None = None
-    os_architecture: Annotated[str, Meta(max_length=20)] | None = None
-    ip_address: Annotated[str, Meta(max_length=64)] | None = None
-    mac_address: Annotated[str, Meta(max_length=17)] | None = None
-    cpu_model: Annotated[str, Meta(max_length=255)] | None = None
+    os_version: Text100 | None = None
+    os_architecture: Text20 | None = None
+    ip_address: Text64 | None = None  # INET: checked to be an address by the service
+    mac_address: Text17 | None = None
+    cpu_model: Text255 | None = None
     total_memory_gb: Gigabytes | None = None
     total_disk_gb: Gigabytes | None = None
     agent_version: Short | None = None
@@ -82,7 +85,7 @@ class RegisterRequest(SystemInfo, kw_only=True):
 
     token: Annotated[str, Meta(min_length=1, max_length=200)]
     hostname: Name
-    os_type: Annotated[str, Meta(min_length=1, max_length=50)]
+    os_type: Name50
     system_info: dict[str, Any] | None = None
 
 

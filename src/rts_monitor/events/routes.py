@@ -11,6 +11,7 @@ from litestar import get, post
 from litestar.params import Parameter
 
 from rts_monitor.auth.principal import AgentPrincipal, Principal
+from rts_monitor.core.types import planned_time
 from rts_monitor.db import Conn
 from rts_monitor.events import service
 from rts_monitor.events import structs as s
@@ -32,6 +33,7 @@ async def list_events(
     before: datetime | None = None,
     limit: int = Parameter(default=100, ge=1, le=1000),
 ) -> s.EventList:
+    planned_time(before, "before")
     return await service.list_for_device(conn, principal=principal, agent_id=agent_id, event_type=event_type,
                                          before=before, limit=limit)
 

@@ -9,6 +9,15 @@ from uuid import UUID
 
 import msgspec
 
+from rts_monitor.core.types import (
+    MAX_EVENT_DATA_BYTES,
+    Int32,
+    Name255,
+    NonNegativeInt32,
+    check_json_size,
+    reported_time,
+)
+
 EventType = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,99}$")]
 
 
@@ -18,13 +27,17 @@ class EventIn(msgspec.Struct):  # unknown fields ignored: agents are upgraded on
     data: dict[str, Any] = {}
     event_id: UUID | None = None
 
+    def __post_init__(self) -> None:
+        reported_time(self.timestamp, "timestamp")
+        check_json_size(self.data, "data", MAX_EVENT_DATA_BYTES)
+
 
 class ServiceEventData(msgspec.Struct):
     """``data`` of service_crashed / service_stopped / service_started (other keys are kept)."""
 
-    service_name: Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
-    pid: int | None = None
-    exit_code: int | None = None
+    service_name: Name255
+    pid: NonNegativeInt32 | None = None
+    exit_code: Int32 | None = None
 
 
 class EventAck(msgspec.Struct):

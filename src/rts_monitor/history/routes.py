@@ -11,6 +11,7 @@ from litestar import get
 from rts_monitor.auth.principal import Principal
 from rts_monitor.core.context import AppContext
 from rts_monitor.core.errors import ValidationFailed
+from rts_monitor.core.types import planned_time
 from rts_monitor.db import Conn
 from rts_monitor.history import planning, service
 from rts_monitor.history.structs import HistoryResponse
@@ -28,10 +29,12 @@ def _time(name: str, value: str | None) -> datetime | None:
     if value is None or value == "":
         return None
     try:
-        return datetime.fromisoformat(value.replace(" ", "+"))
+        parsed = datetime.fromisoformat(value.replace(" ", "+"))
     except ValueError:
         raise ValidationFailed(f"{name}: {value!r} is not an ISO 8601 time such as 2025-10-09T10:30:00Z",
                          field=name) from None
+    planned_time(parsed, name)
+    return parsed
 
 
 def _plan(start: str | None, end: str | None, interval: str | None, metric: str | None,

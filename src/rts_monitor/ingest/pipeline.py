@@ -42,19 +42,27 @@ from uuid import UUID
 
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg.types.numeric import Float4BinaryDumper
 from psycopg_pool import AsyncConnectionPool
 
 from rts_monitor.core.context import AfterIngest, AppContext
-from rts_monitor.core.errors import Unavailable
-from rts_monitor.db import Queries
+from rts_monitor.core.errors import Unavailable, ValidationFailed
+from rts_monitor.db import Queries, connection, ensure_available
+from rts_monitor.ingest import validate
 from rts_monitor.ingest.copy_format import stream
-from rts_monitor.ingest.validate import PreparedBatch
+from rts_monitor.ingest.validate import PreparedBatch, Row
 
 log = logging.getLogger(__name__)
 Q = Queries.beside(__file__)
 Mode = Literal["copy", "stage"]
-_RETRYABLE = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure, psycopg.OperationalError)
+# Retried at once: another transaction got in the way. Not the connection: see _write_with_retries.
+_RETRYABLE = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure)
 _ATTEMPTS = 3
+# The database refused a value: some request's data, never a reason to fail the others (_isolate).
+_REFUSED = (psycopg.DataError, psycopg.IntegrityError)
+# agent_metrics columns the database may name in an error, as the wire calls them.
+_WIRE_NAMES = {"load_average_1m": "load_average[0]", "load_average_5m": "load_average[1]",
+               "load_average_15m": "load_average[2]", "agent_device_id": "agent", "collected_at": "collected_at"}
 # Below this many rows a flush is one autocommit INSERT … SELECT FROM unnest (one round trip);
 # from it on, binary COPY (per-row cost ~2.5x lower, but four round trips per flush).
 COPY_MIN_ROWS = 256
@@ -83,6 +91,8 @@ class PipelineStats:
     fallbacks: int = 0
     rejected: int = 0
     failed_flushes: int = 0
+    isolations: int = 0  # flushes the database refused, split to find the request(s) at fault
+    refused: int = 0  # requests answered 422 because the database refused their data
     hook_failures: int = 0
     max_flush_rows: int = 0
     requests: int = 0
@@ -140,12 +150,17 @@ class IngestPipeline:
     def pending_rows(self) -> int:
         return self._pending_rows
 
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
     def start(self) -> None:
         self._runner = asyncio.create_task(self._run(), name="ingest-flusher")
 
     async def submit(self, batch: PreparedBatch) -> Outcome:
         """Queue a request's rows and wait until they are committed (or the flush failed)."""
         n = len(batch.times)
+        ensure_available(self._pool)  # a database known to be down: 503 now, not after a queued wait
         if self._closing:
             self.stats.rejected += 1
             raise Unavailable("the server is shutting down; retry shortly", retry_after=1)
@@ -225,23 +240,34 @@ class IngestPipeline:
         now = asyncio.get_running_loop().time()
         self.stats.requests += len(items)
         self.stats.wait_seconds += sum(now - it.enqueued for it in items)
+        refused: list[tuple[_Item, ValidationFailed]] = []
         try:
-            written = await self._write_with_retries(items)
+            try:
+                committed = [(items, await self._write_with_retries(items))]
+            except _REFUSED as exc:
+                committed, refused = await self._isolate(items, exc)
         except Exception as exc:
             self.stats.failed_flushes += 1
-            log.exception("ingest.flush_failed", extra={"rows": rows, "requests": len(items),
-                                                        "error": type(exc).__name__})
-            self._finish(items, exc=Unavailable("metrics could not be stored right now; retry", retry_after=2))
+            if isinstance(exc, Unavailable | psycopg.OperationalError):  # the database, not this code
+                log.warning("ingest.flush_failed", extra={"rows": rows, "requests": len(items),
+                                                          "error": type(exc).__name__, "detail": str(exc)[:200]})
+            else:
+                log.exception("ingest.flush_failed", extra={"rows": rows, "requests": len(items),
+                                                            "error": type(exc).__name__})
+            self._finish(items, exc=_unavailable(exc))
             return
         finally:
             self._slots.release()
-        self.stats.flushes += 1
+        for item, problem in refused:
+            self._finish([item], exc=problem)
+        for group, written in committed:
+            self.stats.flushes += 1
+            self.stats.rows_written += sum(r for r, _ in written.per_item)
+            self.stats.duplicates += sum(d for _, d in written.per_item)
+            alerts = await self._after_commit(written.ranges) if self._ctx.after_ingest and written.ranges else {}
+            self._finish(group, written=written, alerts=alerts)
         self.stats.flush_seconds += time.perf_counter() - started
-        self.stats.rows_written += sum(r for r, _ in written.per_item)
-        self.stats.duplicates += sum(d for _, d in written.per_item)
         self.stats.max_flush_rows = max(self.stats.max_flush_rows, rows)
-        alerts = await self._after_commit(written.ranges) if self._ctx.after_ingest and written.ranges else {}
-        self._finish(items, written=written, alerts=alerts)
         log.debug("ingest.flush", extra={"rows": rows, "requests": len(items),
                                          "ms": round((time.perf_counter() - started) * 1000, 2)})
 
@@ -258,12 +284,96 @@ class IngestPipeline:
             names = (alerts or {}).get(item.batch.device_id, [])
             item.future.set_result(Outcome(received, dups + item.batch.in_request_duplicates, list(names)))
 
+    async def _isolate(self, items: list[_Item], first: Exception
+                       ) -> tuple[list[tuple[list[_Item], _Written]], list[tuple[_Item, ValidationFailed]]]:
+        """The database refused a value of this flush: find whose, write everyone else's.
+
+        Halves are written on their own; a half that is refused again is split again, until each
+        refused request is alone (k bad requests among n cost about 2k·log2(n) writes, only on this
+        path). A refused request gets a 422 naming its sample (``_diagnose``); every other request
+        is committed and acknowledged as usual. A failure that is not a refusal (the connection)
+        fails the requests of that write only, with a 503.
+        """
+        self.stats.isolations += 1
+        log.warning("ingest.flush_refused", extra={"requests": len(items), "error": type(first).__name__,
+                                                   "detail": _primary(first)})
+        committed: list[tuple[list[_Item], _Written]] = []
+        refused: list[tuple[_Item, ValidationFailed]] = []
+
+        async def write(group: list[_Item], known: Exception | None) -> None:
+            if known is None:
+                try:
+                    committed.append((group, await self._write_with_retries(group)))
+                    return
+                except _REFUSED as exc:
+                    known = exc
+                except Exception as exc:
+                    self._finish(group, exc=_unavailable(exc))
+                    return
+            if len(group) == 1:
+                self.stats.refused += 1
+                refused.append((group[0], await self._diagnose(group[0].batch, known)))
+                return
+            middle = len(group) // 2
+            await write(group[:middle], None)
+            await write(group[middle:], None)
+
+        await write(list(items), first)
+        return committed, refused
+
+    async def _diagnose(self, batch: PreparedBatch, exc: Exception) -> ValidationFailed:
+        """Which sample (and, when the database says, which field) of a refused request.
+
+        The request is decoded again from its body and its rows are tried in a transaction that is
+        always rolled back: all of them, then the shortest prefix that is still refused (binary
+        search); its last row is the culprit. When every row is accepted, what was refused is the
+        side effects: the monitored services of the sample they come from.
+        """
+        reason = f"refused by the database: {_primary(exc)}"
+        constraint = getattr(getattr(exc, "diag", None), "constraint_name", None)
+        if constraint:
+            reason += f" (constraint {constraint})"
+        try:
+            samples = validate.sample_rows(batch.body, batch.device_id)
+            if samples and not await self._rows_refused([row for _, row in samples]):
+                index = validate.services_index(batch.body)
+                field = f"metrics[{index}].services" if index is not None else "metrics"
+                return ValidationFailed(f"{field}: {reason}", field=field)
+            lo, hi = 1, len(samples)  # the prefix of length hi is refused
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if await self._rows_refused([row for _, row in samples[:mid]]):
+                    hi = mid
+                else:
+                    lo = mid + 1
+            index, _ = samples[hi - 1] if samples else (None, None)
+        except Exception as probe_error:  # cannot tell which: name the request
+            log.warning("ingest.diagnose_failed", extra={"error": repr(probe_error)})
+            index = None
+        if index is None:
+            return ValidationFailed(f"metrics: {reason}", field="metrics")
+        column = getattr(getattr(exc, "diag", None), "column_name", None)
+        field = f"metrics[{index}]" + (f".{_WIRE_NAMES.get(column, column)}" if column else "")
+        return ValidationFailed(f"{field}: {reason}", field=field)
+
+    async def _rows_refused(self, rows: list[Row]) -> bool:
+        async with connection(self._pool, translate_errors=False) as conn:
+            try:
+                async with conn.transaction(force_rollback=True):
+                    await _float4_cursor(conn).execute(Q.probe_rows, _row_params(rows))
+            except _REFUSED:
+                return True
+        return False
+
     async def _write_with_retries(self, items: list[_Item]) -> _Written:
+        """One write of ``items``; retried only when a concurrent transaction got in the way. A dead
+        or unreachable server is not retried here (it would only stack waits on it): the requests
+        are answered 503 with Retry-After and the agents send them again."""
         # Lock order (device, first timestamp) keeps concurrent flushes from deadlocking.
         items.sort(key=lambda it: (it.batch.device_id, it.batch.times[0] if it.batch.times else 0))
         for attempt in range(1, _ATTEMPTS + 1):
             try:
-                async with self._pool.connection() as conn:
+                async with connection(self._pool, translate_errors=False) as conn:
                     if self.mode == "copy" and _small(items, self.copy_min_rows):
                         return await self._write_small(conn, items)
                     if self.mode == "copy":
@@ -302,12 +412,12 @@ class IngestPipeline:
 
     async def _write_small(self, conn: psycopg.AsyncConnection[Any], items: list[_Item]) -> _Written:
         """One autocommit statement: rows by unnest + ON CONFLICT, and every side effect."""
-        columns = list(zip(*(row for it in items for row in it.batch.rows or ()), strict=True))
         params = _side_effect_params(items, {})
-        params.update(zip(_SMALL_COLUMNS, (list(c) for c in columns), strict=True))
+        params.update(_row_params([row for it in items for row in it.batch.rows or ()]))
         await conn.set_autocommit(True)
         try:
-            cur = await conn.execute(Q.insert_small_flush, params)
+            cur = _float4_cursor(conn)
+            await cur.execute(Q.insert_small_flush, params)
             new: dict[UUID, set[datetime]] = {}
             for r in await cur.fetchall():
                 new.setdefault(r["agent_device_id"], set()).add(r["collected_at"])
@@ -384,6 +494,34 @@ def _attribute(items: list[_Item], new: dict[UUID, set[datetime]]) -> _Written:
                 _extend(written.ranges, it.batch.device_id, t, t, 1)
         written.per_item.append((received, len(it.batch.times) - received))
     return written
+
+
+def _row_params(rows: list[Row]) -> dict[str, list[Any]]:
+    """The rows as one array per column (the unnest statements' parameters)."""
+    columns = zip(*rows, strict=True) if rows else ([] for _ in _SMALL_COLUMNS)
+    return dict(zip(_SMALL_COLUMNS, (list(c) for c in columns), strict=True))
+
+
+def _float4_cursor(conn: psycopg.AsyncConnection[Any]) -> psycopg.AsyncCursor[Any]:
+    """A cursor that sends Python floats as float4 (binary), rounded on this side as binary COPY
+    does: a magnitude below float4's range becomes 0 instead of failing the whole statement in
+    the server's float8 -> real cast (core/types.py: the REAL rule). The statements' float
+    parameters are all REAL columns."""
+    cur = conn.cursor()
+    cur.adapters.register_dumper(float, Float4BinaryDumper)
+    return cur
+
+
+def _unavailable(exc: BaseException) -> Unavailable:
+    if isinstance(exc, Unavailable):
+        return exc
+    return Unavailable("metrics could not be stored right now; retry", retry_after=2)
+
+
+def _primary(exc: BaseException) -> str:
+    diag = getattr(exc, "diag", None)
+    text = (getattr(diag, "message_primary", None) or str(exc)).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
 def _small(items: list[_Item], copy_min_rows: int) -> bool:

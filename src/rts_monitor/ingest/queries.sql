@@ -101,3 +101,14 @@ old AS (
      -- an old replay never overwrites a newer observation
      WHERE s.status IS NULL OR s.last_checked IS NULL OR s.last_checked < EXCLUDED.last_checked
 )
+
+-- name: probe_rows
+-- Diagnosis only, in a transaction that is always rolled back (pipeline._diagnose): does the
+-- database refuse these rows of one request? The same insert as insert_small_flush, without its
+-- side effects.
+INSERT INTO agent_metrics
+SELECT * FROM unnest(%(m_device)b::uuid[], %(m_at)b::timestamptz[], %(m_cpu)b::real[], %(m_mem_gb)b::real[],
+                     %(m_mem)b::real[], %(m_disk_gb)b::real[], %(m_disk)b::real[], %(m_la1)b::real[],
+                     %(m_la5)b::real[], %(m_la15)b::real[], %(m_uptime)b::bigint[], %(m_rx)b::bigint[],
+                     %(m_tx)b::bigint[])
+ON CONFLICT DO NOTHING

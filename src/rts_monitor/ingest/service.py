@@ -33,6 +33,7 @@ async def ingest_metrics(ctx: AppContext, *, agent_id: UUID, body: bytes) -> Met
         validate.decode(body), device_id=agent_id, now=datetime.now(UTC),
         max_future=timedelta(seconds=s.ingest_max_future_seconds), max_age=timedelta(days=s.ingest_max_age_days),
     )
+    prepared.body = body
     outcome = await pipeline.submit(prepared)
     return MetricsAccepted(received=outcome.received, duplicates=outcome.duplicates,
                            alerts_triggered=outcome.alerts)

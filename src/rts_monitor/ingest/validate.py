@@ -1,7 +1,11 @@
 """Turn a request body into COPY-ready rows, or a 4xx that names the offending field.
 
 Everything about a batch is checked before any of it is queued, so a bad sample means nothing
-of that batch is written.
+of that batch is written. The body is decoded straight into the typed structs (no generic JSON
+first): unknown fields are skipped without being built, so the size of what is allocated is
+bounded by the contract (``MAX_SAMPLES_PER_REQUEST``, ``MAX_SERVICES_PER_SAMPLE``) and no
+generic depth/size scan (``core.types.check_json_shape``) is paid on the hottest path; nesting a
+decoder would recurse into (an unknown field, a services list) is caught as the same 400.
 """
 
 from __future__ import annotations
@@ -16,9 +20,11 @@ from uuid import UUID
 import msgspec
 
 from rts_monitor.core.errors import BadRequest, ValidationFailed
+from rts_monitor.core.types import nesting_error, scrub
 from rts_monitor.ingest.copy_format import encode_rows
 from rts_monitor.ingest.structs import (
     MAX_SAMPLES_PER_REQUEST,
+    MAX_SERVICES_PER_SAMPLE,
     NO_SERVICES,
     MetricsBatch,
     ServiceList,
@@ -53,7 +59,7 @@ _RULES = {
     "uptime_seconds": "must be a non-negative integer",
     "network_rx_bytes": "must be a non-negative 64-bit integer",
     "network_tx_bytes": "must be a non-negative 64-bit integer",
-    "services": "must be an array of {name, status, pid}",
+    "services": f"must be an array of {{name, status, pid}} (at most {MAX_SERVICES_PER_SAMPLE})",
     "name": "must be a string of 1 to 255 characters",
     "status": "must be a string of at most 50 characters",
     "pid": "must be an integer between 0 and 2147483647",
@@ -78,6 +84,9 @@ class PreparedBatch:
     in_request_duplicates: int
     services_at: datetime | None
     services: list[ServiceSample]
+    # The request body, kept only by reference (the handler holds it anyway until it answers): if
+    # the database refuses this batch, the pipeline decodes it again to name the sample.
+    body: bytes = b""
 
 
 def decode(body: bytes) -> MetricsBatch:
@@ -92,6 +101,8 @@ def decode(body: bytes) -> MetricsBatch:
         raise _validation_error(str(exc)) from None
     except msgspec.DecodeError as exc:
         raise BadRequest(f"body is not a valid metrics document: {exc}") from None
+    except RecursionError:  # nesting in an unknown field: skipped, but still walked
+        raise nesting_error() from None
 
 
 def _validation_error(detail: str, prefix: str = "") -> ValidationFailed:
@@ -116,10 +127,15 @@ def _validation_error(detail: str, prefix: str = "") -> ValidationFailed:
 
 
 def _services(raw: msgspec.Raw, index: int) -> list[ServiceSample] | None:
+    field = f"metrics[{index}].services"
     try:
         services: list[ServiceSample] | None = _SERVICES.decode(raw)
     except msgspec.ValidationError as exc:
-        raise _validation_error(str(exc), prefix=f"metrics[{index}].services") from None
+        raise _validation_error(str(exc), prefix=field) from None
+    except msgspec.DecodeError as exc:  # the first pass only found where the list ends (e.g. bad UTF-8)
+        raise BadRequest(f"{field}: not valid JSON: {exc}", field=field) from None
+    except RecursionError:
+        raise BadRequest(f"{field}: JSON nested too deeply", field=field) from None
     return services
 
 
@@ -164,6 +180,29 @@ def prepare(batch: MetricsBatch, *, device_id: UUID, now: datetime, max_future: 
                          services_at, services)
 
 
+def sample_rows(body: bytes, device_id: UUID) -> list[tuple[int, Row]]:
+    """(index in the request, row) of every sample, in request order, unchecked: for naming the
+    sample of a batch the database refused (the batch passed ``decode`` and ``prepare`` before)."""
+    if not body:
+        return []
+    out = []
+    for i, s in enumerate(decode(body).metrics):
+        la = s.load_average or _NO_LOAD
+        out.append((i, (device_id, s.collected_at, s.cpu_percent, s.memory_used_gb, s.memory_percent,
+                        s.disk_used_gb, s.disk_percent, la[0], la[1], la[2], s.uptime_seconds,
+                        s.network_rx_bytes, s.network_tx_bytes)))
+    return out
+
+
+def services_index(body: bytes) -> int | None:
+    """Index of the sample whose services list is stored (the newest with one), as ``prepare`` picks it."""
+    newest: tuple[datetime, int] | None = None
+    for i, s in enumerate(decode(body).metrics if body else ()):
+        if s.services != NO_SERVICES and (newest is None or s.collected_at >= newest[0]):
+            newest = (s.collected_at, i)
+    return None if newest is None else newest[1]
+
+
 def _timestamp_error(i: int, t: datetime, now: datetime, max_future: timedelta,
                      max_age: timedelta) -> ValidationFailed:
     if t > now:
@@ -178,7 +217,9 @@ def _timestamp_error(i: int, t: datetime, now: datetime, max_future: timedelta,
 
 
 def _unique_services(services: list[ServiceSample], index: int) -> list[ServiceSample]:
-    """The upsert touches each (device, name) once per statement: a repeated name is a 422."""
+    """The list that is stored, with the NUL rule applied (core/types.py); the upsert touches each
+    (device, name) once per statement, so a repeated name is a 422."""
+    services = [_scrubbed(svc) for svc in services]
     seen: set[str] = set()
     for j, svc in enumerate(services):
         if svc.name in seen:
@@ -186,6 +227,15 @@ def _unique_services(services: list[ServiceSample], index: int) -> list[ServiceS
                                    field=f"metrics[{index}].services[{j}].name")
         seen.add(svc.name)
     return services
+
+
+def _scrubbed(svc: ServiceSample) -> ServiceSample:
+    texts = (svc.name, svc.status, svc.display_name, svc.type)
+    if not any(t and "\x00" in t for t in texts):
+        return svc
+    return msgspec.structs.replace(svc, name=scrub(svc.name), status=svc.status and scrub(svc.status),
+                                   display_name=svc.display_name and scrub(svc.display_name),
+                                   type=svc.type and scrub(svc.type))
 
 
 def _dedupe_sorted(rows: list[Row]) -> list[Row]:

@@ -42,18 +42,25 @@ def render(public_url: str, agent_source: str, name: str = "install.sh", agent_s
             .replace("@@AGENT_SHA256@@", agent_sha256))
 
 
-@get("/install.sh", tags=["agent"], exclude_from_auth=True,
+# Litestar appends "; charset=utf-8" to text/* media types itself (naming it here sent it twice);
+# the decorator's media_type is also what the OpenAPI document says the 200 is.
+SHELL_SCRIPT = "text/x-shellscript"
+POWERSHELL_SCRIPT = "text/plain"
+WHEEL = "application/octet-stream"
+
+
+@get("/install.sh", tags=["agent"], exclude_from_auth=True, media_type=SHELL_SCRIPT,
      summary="Linux agent installer (curl … | sudo bash -s AGT-…)")
 async def install_script(ctx: AppContext) -> Response[str]:
     body = render(ctx.settings.effective_public_url, _pip_source(ctx), agent_sha256=_served_sha256(ctx))
-    return Response(body, media_type="text/x-shellscript; charset=utf-8")
+    return Response(body, media_type=SHELL_SCRIPT)
 
 
-@get("/install.ps1", tags=["agent"], exclude_from_auth=True,
+@get("/install.ps1", tags=["agent"], exclude_from_auth=True, media_type=POWERSHELL_SCRIPT,
      summary="Windows agent installer (PowerShell; untested on Windows)")
 async def install_script_windows(ctx: AppContext) -> Response[str]:
     body = render(ctx.settings.effective_public_url, _pip_source(ctx), "install.ps1")
-    return Response(body, media_type="text/plain; charset=utf-8")
+    return Response(body, media_type=POWERSHELL_SCRIPT)
 
 
 def _served_sha256(ctx: AppContext) -> str:
@@ -111,7 +118,8 @@ async def agent_package_info(ctx: AppContext) -> AgentPackage:
                         deb=PackageFile(pkg.filename, f"{base}/agent/{pkg.filename}", pkg.sha256, len(pkg.data)))
 
 
-@get("/agent/{filename:str}", tags=["agent"], exclude_from_auth=True,
+@get("/agent/{filename:str}", tags=["agent"], exclude_from_auth=True, media_type=WHEEL,
+     opt={"media_types": ["application/vnd.debian.binary-package"]},  # the .deb (api/openapi.py)
      summary="Download the agent wheel (pip install <url>)")
 async def agent_wheel_file(filename: str) -> Response[bytes]:
     whl = _served()
@@ -119,7 +127,7 @@ async def agent_wheel_file(filename: str) -> Response[bytes]:
     served = {whl.filename: whl.data, pkg.filename: pkg.data}
     if filename not in served:
         raise NotFound(f"this server serves {whl.filename} and {pkg.filename}")
-    media = "application/vnd.debian.binary-package" if filename.endswith(".deb") else "application/octet-stream"
+    media = "application/vnd.debian.binary-package" if filename.endswith(".deb") else WHEEL
     return Response(served[filename], media_type=media,
                     headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 

@@ -15,23 +15,31 @@ from uuid import UUID
 
 import msgspec
 
+from rts_monitor.core.types import AwareTime, Name255, Text50, Text100, Text255, reported_time
+
 MAX_ITEMS = 50_000
 
 
 class SoftwareItem(msgspec.Struct, frozen=True):
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
-    version: Annotated[str, msgspec.Meta(max_length=100)] | None = None
-    vendor: Annotated[str, msgspec.Meta(max_length=255)] | None = None
+    """Columns of agent_software_inventory. ``install_date`` is any calendar date: a DATE column
+    and Python both hold years 1-9999, and package databases carry odd ones."""
+
+    name: Name255
+    version: Text100 | None = None
+    vendor: Text255 | None = None
     install_date: date | None = None
-    software_type: Annotated[str, msgspec.Meta(max_length=100)] | None = None
+    software_type: Text100 | None = None
     is_security_software: bool | None = None
 
 
 class InventoryReport(msgspec.Struct, frozen=True):
     software: Annotated[list[SoftwareItem], msgspec.Meta(min_length=1, max_length=MAX_ITEMS)]
-    collected_at: Annotated[datetime, msgspec.Meta(tz=True)] | None = None
+    collected_at: AwareTime | None = None
     # Where the list came from on the agent (dpkg, rpm, windows-registry): logged only.
-    source: Annotated[str, msgspec.Meta(max_length=50)] | None = None
+    source: Text50 | None = None
+
+    def __post_init__(self) -> None:
+        reported_time(self.collected_at, "collected_at")
 
 
 class InventoryAccepted(msgspec.Struct):

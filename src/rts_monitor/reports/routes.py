@@ -10,12 +10,14 @@ from litestar import Response, get
 from litestar.params import Parameter, QueryParameter
 
 from rts_monitor.auth.principal import Principal
+from rts_monitor.core.types import planned_time
 from rts_monitor.db import Conn
 from rts_monitor.reports import service
 from rts_monitor.reports.structs import AvailabilityReport
 
 
 @get("/api/reports/availability", tags=["reports"], security=[{"portal": []}],
+     opt={"media_types": ["text/csv"]},  # api/openapi.py: format=csv answers the same report as CSV
      summary="Availability (uptime %, outages, MTTR) per device, location and business, and alert statistics",
      description=service.METHOD)
 async def availability(
@@ -25,11 +27,14 @@ async def availability(
     end: Annotated[datetime | None, QueryParameter(name="to", description="default: now")] = None,
     format: Annotated[Literal["json", "csv"], Parameter(description="json (default) or csv")] = "json",
 ) -> Response[Any]:
+    planned_time(start, "from")
+    planned_time(end, "to")
     report = await service.availability(conn, principal=principal, start=start, end=end, business_id=business_id,
                                         location_id=location_id, agent_id=agent_id)
     if format == "csv":
         name = f"availability-{report.period_start:%Y%m%d}-{report.period_end:%Y%m%d}.csv"
-        return Response(service.as_csv(report), media_type="text/csv; charset=utf-8",
+        # Litestar appends "; charset=utf-8" to text/* itself (naming it here sent it twice)
+        return Response(service.as_csv(report), media_type="text/csv",
                         headers={"Content-Disposition": f'attachment; filename="{name}"'})
     return Response[AvailabilityReport](report)
 

@@ -39,12 +39,14 @@ async def get_rollout(conn: Conn, principal: Principal, rollout_id: UUID) -> Rol
 
 
 @post(BASE + "/{rollout_id:uuid}/approve", status_code=200, tags=TAGS, security=PORTAL,
+      opt={"errors": [409]},  # api/openapi.py: the rollout's state may not allow it
       summary="Approve a rollout (an admin or technician other than its requester)")
 async def approve_rollout(conn: Conn, principal: Principal, rollout_id: UUID, data: Decision | None = None) -> Rollout:
     return await service.approve(conn, principal=principal, rollout_id=rollout_id, reason=data.reason if data else None)
 
 
 @post(BASE + "/{rollout_id:uuid}/pause", status_code=200, tags=TAGS, security=PORTAL,
+      opt={"errors": [409]},  # api/openapi.py: the rollout's state may not allow it
       summary="Pause: no further commands (those sent finish)")
 async def pause_rollout(conn: Conn, principal: Principal, rollout_id: UUID, data: Decision | None = None) -> Rollout:
     return await service.act(conn, principal=principal, rollout_id=rollout_id, action="pause",
@@ -52,6 +54,7 @@ async def pause_rollout(conn: Conn, principal: Principal, rollout_id: UUID, data
 
 
 @post(BASE + "/{rollout_id:uuid}/resume", status_code=200, tags=TAGS, security=PORTAL,
+      opt={"errors": [409]},  # api/openapi.py: the rollout's state may not allow it
       summary="Resume a paused rollout, or a halted one once its failures were looked at")
 async def resume_rollout(conn: Conn, principal: Principal, rollout_id: UUID, data: Decision | None = None) -> Rollout:
     return await service.act(conn, principal=principal, rollout_id=rollout_id, action="resume",
@@ -59,6 +62,7 @@ async def resume_rollout(conn: Conn, principal: Principal, rollout_id: UUID, dat
 
 
 @post(BASE + "/{rollout_id:uuid}/abort", status_code=200, tags=TAGS, security=PORTAL,
+      opt={"errors": [409]},  # api/openapi.py: the rollout's state may not allow it
       summary="Abort: skip the devices not yet updated, cancel their undelivered commands")
 async def abort_rollout(conn: Conn, principal: Principal, rollout_id: UUID, data: Decision | None = None) -> Rollout:
     return await service.act(conn, principal=principal, rollout_id=rollout_id, action="abort",

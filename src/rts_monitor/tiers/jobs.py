@@ -11,6 +11,7 @@ from psycopg import AsyncConnection
 
 from rts_monitor.core.context import AppContext
 from rts_monitor.core.scheduler import Job
+from rts_monitor.db import connection
 from rts_monitor.tiers import maintenance, service
 
 log = logging.getLogger(__name__)
@@ -20,7 +21,7 @@ MAX_SPAN_PER_RUN = timedelta(days=1)
 async def _run(ctx: AppContext, name: str, seconds: int, work: object) -> None:
     if ctx.edition == "tsl":
         return
-    async with ctx.pool.connection() as conn:
+    async with connection(ctx.pool) as conn:
         await conn.set_autocommit(True)  # each step commits its own transaction
         assert isinstance(conn, AsyncConnection)
         await service.run_tracked(conn, name=name, interval_seconds=seconds, work=work)
@@ -30,7 +31,7 @@ async def refresh_job(ctx: AppContext) -> None:
     """Advance the watermarks and re-aggregate buckets touched by late rows (apache, postgres); on
     the timescale license only drain the ingest ranges (the refresh policies do the rest)."""
     if ctx.edition == "tsl":
-        async with ctx.pool.connection() as conn:
+        async with connection(ctx.pool) as conn:
             await conn.execute(service.Q.discard_ranges)
         return
 

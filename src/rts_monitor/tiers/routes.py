@@ -28,6 +28,7 @@ async def show_tiers(ctx: AppContext, conn: Conn, principal: Principal) -> Tiers
 
 
 @put("/api/admin/tiers/{name:str}/retention", summary="Set a level's retention (null: keep forever)",
+     opt={"errors": [409]},  # api/openapi.py: refused on this edition, or data not yet materialised
      tags=_TAGS, security=_SEC)
 async def put_retention(ctx: AppContext, conn: Conn, principal: Principal, name: str, data: RetentionBody) -> TiersView:
     require_role(principal, Role.admin)
@@ -38,6 +39,7 @@ async def put_retention(ctx: AppContext, conn: Conn, principal: Principal, name:
 
 
 @put("/api/admin/tiers/compression", summary="Compress raw chunks older than compress_after (timescale license)",
+     opt={"errors": [409]},  # api/openapi.py: refused on this edition, or data not yet materialised
      tags=_TAGS, security=_SEC)
 async def put_compression(ctx: AppContext, conn: Conn, principal: Principal, data: CompressionBody) -> TiersView:
     require_role(principal, Role.admin)

@@ -51,6 +51,7 @@ APACHE_UNAVAILABLE = UNAVAILABLE["apache"]
 _DURATION = re.compile(
     r"^\s*(\d+)\s*(s|secs?|seconds?|m|mins?|minutes?|h|hours?|d|days?|w|weeks?|y|years?)\s*$", re.IGNORECASE
 )
+MAX_DURATION = timedelta(days=100 * 365)
 _UNIT = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
@@ -70,9 +71,13 @@ def parse_duration(text: str | None, *, field: str, allow_none: bool = True) -> 
     if not m or int(m[1]) <= 0:
         raise ValidationFailed(f"{field}: {text!r} is not a positive duration such as '30 days' or '12h'", field=field)
     unit = m[2][0].lower()
-    if unit == "y":  # a year of retention is 365 days (interval arithmetic stays exact)
-        return timedelta(days=365 * int(m[1]))
-    return timedelta(**{_UNIT[unit]: int(m[1])})
+    try:  # a year of retention is 365 days (interval arithmetic stays exact)
+        value = timedelta(days=365 * int(m[1])) if unit == "y" else timedelta(**{_UNIT[unit]: int(m[1])})
+    except OverflowError:
+        value = MAX_DURATION + MAX_DURATION
+    if value > MAX_DURATION:
+        raise ValidationFailed(f"{field}: {text!r} is longer than {MAX_DURATION.days // 365} years", field=field)
+    return value
 
 
 def _pretty_bytes(n: int | None) -> str:

@@ -7,6 +7,8 @@ from typing import Any
 
 import msgspec
 
+from rts_monitor.core.types import Text50, planned_time
+
 
 class TiersView(msgspec.Struct):
     edition: str
@@ -16,17 +18,21 @@ class TiersView(msgspec.Struct):
 
 
 class RetentionBody(msgspec.Struct, forbid_unknown_fields=True):
-    retention: str | None  # "30 days", "12h", or null to keep forever
+    retention: Text50 | None  # "30 days", "12h", or null to keep forever
 
 
 class CompressionBody(msgspec.Struct, forbid_unknown_fields=True):
-    compress_after: str | None
+    compress_after: Text50 | None
 
 
 class ChunkIntervalBody(msgspec.Struct, forbid_unknown_fields=True):
-    chunk_interval: str
+    chunk_interval: Text50
 
 
 class RefreshBody(msgspec.Struct, forbid_unknown_fields=True):
     start: datetime | None = None
     end: datetime | None = None
+
+    def __post_init__(self) -> None:
+        planned_time(self.start, "start")
+        planned_time(self.end, "end")
