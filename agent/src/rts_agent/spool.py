@@ -79,6 +79,7 @@ class Stats:
     dropped_total: int
     dropped_unreported: int
     quarantined_total: int
+    pending_results: int = 0
 
 
 class Spool:
@@ -92,6 +93,9 @@ class Spool:
         self._db = sqlite3.connect(path, isolation_level=None, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
+        # SQLite's default page cache is 2 MiB per connection; the agent reads a batch at a time
+        # (the OS page cache has the rest), so a backlog need not grow its resident memory.
+        self._db.execute("PRAGMA cache_size=-256")
         self._db.executescript(_SCHEMA)
 
     def close(self) -> None:
@@ -257,6 +261,17 @@ class Spool:
         rows = self._db.execute("SELECT command_id, body FROM results ORDER BY created").fetchall()
         return [(str(c), bytes(b)) for c, b in rows]
 
+    def result_ids(self) -> list[str]:
+        """Results awaiting delivery, oldest first (ids only: bodies are read one at a time)."""
+        return [str(r[0]) for r in self._db.execute("SELECT command_id FROM results ORDER BY created")]
+
+    def get_result(self, command_id: str) -> bytes | None:
+        row = self._db.execute("SELECT body FROM results WHERE command_id = ?", (command_id,)).fetchone()
+        return bytes(row[0]) if row else None
+
+    def count_results(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM results").fetchone()[0])
+
     def has_result(self, command_id: str) -> bool:
         return self._db.execute("SELECT 1 FROM results WHERE command_id = ?", (command_id,)).fetchone() is not None
 
@@ -306,6 +321,7 @@ def _read_stats(path: Path) -> Stats:
             "SELECT count(*), min(collected_at), max(collected_at) FROM samples"
         ).fetchone()
         counters = dict(db.execute("SELECT name, value FROM counters").fetchall())
+        results = int(db.execute("SELECT count(*) FROM results").fetchone()[0])
     finally:
         db.close()
     return Stats(
@@ -313,5 +329,5 @@ def _read_stats(path: Path) -> Stats:
         spooled_total=int(counters.get(SPOOLED_TOTAL, 0)), sent_total=int(counters.get(SENT_TOTAL, 0)),
         dropped_total=int(counters.get(DROPPED_TOTAL, 0)),
         dropped_unreported=int(counters.get(DROPPED_UNREPORTED, 0)),
-        quarantined_total=int(counters.get(QUARANTINED_TOTAL, 0)),
+        quarantined_total=int(counters.get(QUARANTINED_TOTAL, 0)), pending_results=results,
     )
