@@ -17,13 +17,15 @@ them (``rts-agent run``) side by side, each with its own state directory on the 
   go below without dropping a dependency.
 
 Each process is read from ``/proc/<pid>`` at the edge of ``--windows`` fixed windows of
-``--window`` seconds: CPU time (utime + stime + the children's, so a spawned ``systemctl`` or
-``dpkg-query`` counts), RSS (VmRSS, and VmHWM at the end), bytes the process caused to be written
-to storage (``/proc/<pid>/io`` ``write_bytes``, children included) and context switches (summed
-over threads: a proxy for wake-ups). CPU time, not wall clock, because the machine is shared: the
-table shows the median window and the spread (min-max). The 300 s agent is reported over the
-whole phase, which holds whole intervals only when the phase is a multiple of 300 s (the default
-5 x 60 s is exactly one); per-window medians would hide its one sample.
+``--window`` seconds: CPU time (its threads' time on CPU from ``schedstat``, in ns, plus the
+reaped children's utime + stime, so a spawned ``systemctl`` or ``dpkg-query`` counts; the coarse
+clock-tick sum is kept beside it as a cross-check), RSS (VmRSS, and VmHWM at the end), bytes the
+process caused to be written to storage (``/proc/<pid>/io`` ``write_bytes``, children included)
+and context switches (summed over threads: a proxy for wake-ups). CPU time, not wall clock,
+because the machine is shared: the table shows the median window and the spread (min-max). The
+300 s agent is reported over the whole phase, which holds whole intervals only when the phase is
+a multiple of 300 s (the default 5 x 60 s is exactly one); per-window medians would hide its one
+sample.
 
 Then, with the CPU windows over (strace slows what it traces): ``strace -f -c`` attached to each
 agent for one window counts fsync/fdatasync, writes and renames. Then start-up: an agent started
@@ -95,7 +97,8 @@ FLOORS: dict[str, str] = {
 @dataclass
 class Reading:
     at: float
-    cpu_s: float
+    cpu_s: float  # threads' time on CPU (schedstat, ns) + reaped children's utime + stime
+    ticks_s: float  # utime + stime + cutime + cstime (clock ticks): the coarse cross-check
     rss_kib: int
     hwm_kib: int
     write_bytes: int
@@ -104,7 +107,12 @@ class Reading:
 
 def read_proc(pid: int) -> Reading:
     stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    cpu = sum(int(x) for x in stat[11:15]) / TICK  # utime stime cutime cstime
+    ticks = sum(int(x) for x in stat[11:15]) / TICK  # utime stime cutime cstime
+    children = sum(int(x) for x in stat[13:15]) / TICK
+    on_cpu_ns = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            on_cpu_ns += int((task / "schedstat").read_text().split()[0])
     status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
                   if ":" in line)
     io = dict(line.split(": ", 1) for line in Path(f"/proc/{pid}/io").read_text().splitlines())
@@ -114,7 +122,8 @@ def read_proc(pid: int) -> Reading:
             for line in (task / "status").read_text().splitlines():
                 if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
                     switches += int(line.split()[1])
-    return Reading(time.monotonic(), cpu, int(status["VmRSS"].split()[0]), int(status["VmHWM"].split()[0]),
+    cpu = on_cpu_ns / 1e9 + children if on_cpu_ns else ticks
+    return Reading(time.monotonic(), cpu, ticks, int(status["VmRSS"].split()[0]), int(status["VmHWM"].split()[0]),
                    int(io["write_bytes"]), switches)
 
 
@@ -220,6 +229,7 @@ def summarize(proc: Proc, whole_phase: bool) -> dict[str, Any]:
         "cpu_s_per_min": round(cpu, 4), "cpu_pct_of_core": round(cpu / 60 * 100, 3),
         "cpu_s_per_min_windows": [round(x, 4) for x in per_min],
         "cpu_s_per_min_whole_phase": round(total_cpu * 60 / span, 4),
+        "cpu_s_per_min_ticks_whole_phase": round((r[-1].ticks_s - r[0].ticks_s) * 60 / span, 4),
         "rss_mib": round(statistics.median(x.rss_kib for x in r) / 1024, 1),
         "peak_rss_mib": round(r[-1].hwm_kib / 1024, 1),
         "write_bytes_per_hour": round((r[-1].write_bytes - r[0].write_bytes) * 3600 / span),
