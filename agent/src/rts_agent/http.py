@@ -124,7 +124,7 @@ class Client:
 
                 self._tls = ssl.create_default_context()
             tls = self._tls
-        reader, writer = await asyncio.open_connection(target.host, target.port, ssl=tls,
+        reader, writer = await asyncio.open_connection(target.host, target.port, ssl=tls, limit=_MAX_HEAD,
                                                        server_hostname=target.host if tls else None)
         return _Conn(reader, writer)
 
@@ -160,8 +160,11 @@ class Client:
                 if conn is None:
                     conn = await self._open(target)
                 try:
-                    conn.writer.write(data)
-                    await conn.writer.drain()
+                    try:
+                        conn.writer.write(data)
+                        await conn.writer.drain()
+                    except ConnectionError:
+                        raise _NothingReceived from None
                     status, version, answer_headers = await _read_head(conn.reader)
                     answer, reusable = await _read_body(conn.reader, method, status, version, answer_headers)
                 except _NothingReceived:

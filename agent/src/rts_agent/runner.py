@@ -525,10 +525,13 @@ class Runner:
 
     async def _results_loop(self) -> None:
         """Retries what ``_execute`` and the socket's (re)connection could not deliver, every
-        ``RESULT_RETRY_SECONDS`` while any result is spooled; no timer while none is."""
+        ``RESULT_RETRY_SECONDS`` while any result is spooled; no timer while none is (a spooled
+        result wakes the loop, which then waits its retry delay: ``_execute`` delivers first)."""
         while not self._stop.is_set():
-            pending = self.spool.count_results()
-            await self._sleep(RESULT_RETRY_SECONDS if pending else None, self._wake_results)
+            if not self.spool.count_results():
+                await self._sleep(None, self._wake_results)
+                continue
+            await self._sleep(RESULT_RETRY_SECONDS)
             if self._stop.is_set():
                 return
             await self._deliver_results()
