@@ -28,6 +28,7 @@ import contextlib
 import hashlib
 import os
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -85,13 +86,40 @@ class _Target:
 class _Conn:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
+        self._watch: asyncio.Task[None] | None = None
 
     @property
     def usable(self) -> bool:
         return not self.reader.at_eof() and not self.writer.is_closing()
 
     def close(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
         self.writer.close()
+
+    def park(self, closed_by_peer: Callable[[_Conn], None]) -> None:
+        """Idle in the pool: when the server closes it (its keep-alive timeout), close our side at
+        once. Left half-closed (CLOSE-WAIT) until the next request or the process's exit, the
+        server's side would sit in TIME_WAIT on its listening port long after we are gone."""
+        self._watch = asyncio.ensure_future(self._until_closed(closed_by_peer))
+
+    async def _until_closed(self, closed_by_peer: Callable[[_Conn], None]) -> None:
+        try:
+            await self.reader.read(1)  # b"" at the end; any byte on an idle connection is an error too
+        except asyncio.CancelledError:
+            return  # taken from the pool again
+        except OSError:
+            pass
+        self._watch = None
+        closed_by_peer(self)
+
+    async def unpark(self) -> None:
+        """Taken from the pool: stop watching before anyone else reads (one reader at a time)."""
+        if self._watch is not None:
+            watch, self._watch = self._watch, None
+            watch.cancel()
+            await asyncio.wait([watch])
 
 
 class Client:
@@ -115,6 +143,7 @@ class Client:
             for conn in conns:
                 conn.close()
         self._idle.clear()
+        await asyncio.sleep(0)  # let the transports close (FIN now, from our side)
 
     async def _open(self, target: _Target) -> _Conn:
         tls = None
@@ -128,10 +157,11 @@ class Client:
                                                        server_hostname=target.host if tls else None)
         return _Conn(reader, writer)
 
-    def _reuse(self, target: _Target) -> _Conn | None:
+    async def _reuse(self, target: _Target) -> _Conn | None:
         conns = self._idle.get(target.origin)
         while conns:
             conn = conns.pop()
+            await conn.unpark()
             if conn.usable:
                 return conn
             conn.close()
@@ -141,8 +171,15 @@ class Client:
         conns = self._idle.setdefault(target.origin, [])
         if len(conns) < self._limit and conn.usable:
             conns.append(conn)
+            conn.park(self._closed_by_peer)
         else:
             conn.close()
+
+    def _closed_by_peer(self, conn: _Conn) -> None:
+        for conns in self._idle.values():
+            if conn in conns:
+                conns.remove(conn)
+        conn.close()
 
     async def request(self, method: str, url: str, *, body: bytes | None = None,
                       headers: dict[str, str] | None = None, time_limit: float = 30) -> Response:
@@ -155,7 +192,7 @@ class Client:
         data = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + (body or b"")
         async with asyncio.timeout(time_limit), self._slots:
             while True:
-                conn = self._reuse(target)
+                conn = await self._reuse(target)
                 reused = conn is not None
                 if conn is None:
                     conn = await self._open(target)
@@ -298,7 +335,10 @@ class WebSocket:
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
-        await self.close()
+        # Leaving on an error or a cancellation (the agent stopping): say goodbye and hang up at
+        # once, without waiting for the server's answer (and, hanging up first, the wait in
+        # TIME_WAIT is ours, not the server's listening port's).
+        await self.close(wait=exc_type is None)
 
     def __aiter__(self) -> WebSocket:
         return self
@@ -375,14 +415,17 @@ class WebSocket:
         self._abort()
         return None
 
-    async def close(self, code: int = 1000) -> None:
-        """Say goodbye (close frame), wait a moment for the server's, then drop the connection."""
+    async def close(self, code: int = 1000, *, wait: bool = True) -> None:
+        """Say goodbye (close frame), wait a moment for the server's (unless ``wait`` is false),
+        then drop the connection."""
         if self.closed:
             return
         try:
             if not self._close_sent:
                 self._close_sent = True
                 await self._send(CLOSE, struct.pack("!H", code))
+            if not wait:
+                return
             async with asyncio.timeout(self._close_timeout):
                 while True:
                     _, opcode, _ = await self._read_frame()
