@@ -109,7 +109,8 @@ class Spool:
         self._db.execute("PRAGMA cache_size=-256")
         self._migrate()
         self._db.executescript(_SCHEMA)
-        self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        if int(self._db.execute("PRAGMA user_version").fetchone()[0]) != SCHEMA_VERSION:
+            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")  # a new spool (a write: not on every start)
 
     def _migrate(self) -> None:
         """A spool written by an older agent: same rows, same order, lighter table."""
