@@ -3,7 +3,7 @@
 One command (a database server must be reachable, as for every benchmark: ``rts-monitor db up``):
 
     .venv/bin/python benchmarks/agent_footprint.py [--quick] [--window 60] [--windows 5]
-        [--agent-src DIR] [--label NAME] [--out FILE]
+        [--agent-src DIR] [--label NAME] [--baseline-src DIR] [--baseline-label NAME] [--out FILE]
 
 It creates a database (``rts_bench_footprint_<pid>``, migrated, dropped at the end), starts a real
 ``rts-monitor serve``, registers real agents with one-time tokens (``rts-agent install``) and runs
@@ -35,8 +35,12 @@ with 5 monitored services through every path this machine can run (``systemctl``
 when ``dbus-daemon`` is installed, against a stand-in systemd on a private bus, because this
 machine has no systemd), the inventory (``dpkg-query``) and the spool write of one sample.
 
-``--agent-src`` runs another checkout's agent (its ``src`` directory, put first on PYTHONPATH),
-which is how the "before" figures were taken. Prints a table; writes JSON to
+``--agent-src`` runs another checkout's agent (its ``src`` directory, put first on PYTHONPATH);
+``--baseline-src`` runs a second agent build beside it, in the same windows against the same
+server, start-ups taking turns: on a shared machine whose load changes by the minute (CPU time
+grows with contention too), only figures taken side by side compare. The "before" figures in
+``agent/README.md`` were taken that way, with the code before the footprint work
+(``git archive bf0d8e3 agent/src``). Prints a table; writes JSON to
 ``benchmarks/results/agent_footprint.json`` (``--out``).
 """
 
@@ -278,34 +282,41 @@ def strace_counts(procs: list[Proc], seconds: float, tmp: Path) -> dict[str, dic
     return result
 
 
-def measure_startup(world: World, starts: int) -> dict[str, Any]:
-    """exec -> first sample in the server's database, ``starts`` times (one registered agent)."""
-    state = world.install("startup")
-    ready, first = [], []
+def measure_startup(world: World, starts: int, variants: dict[str, dict[str, str]]) -> dict[str, Any]:
+    """exec -> first sample in the server's database, ``starts`` times per variant (one registered
+    agent each), the variants taking turns so that a change in the machine's load hits them alike."""
+    states = {label: world.install(f"startup-{i}") for i, label in enumerate(variants)}
+    ready: dict[str, list[float]] = {label: [] for label in variants}
+    first: dict[str, list[float]] = {label: [] for label in variants}
     with psycopg.connect(world.db_url, autocommit=True) as conn:
         for i in range(starts):
-            before = world.samples(conn, json.loads((state / "config.json").read_text())["agent_id"])
-            pid_file = state / "agent.pid"
-            pid_file.unlink(missing_ok=True)
-            t0 = time.monotonic()
-            proc = world.start("startup", state, {"RTS_AGENT_METRICS_INTERVAL": "300"})
-            assert proc.agent_id is not None
-            t_ready = None
-            deadline = t0 + 60
-            while time.monotonic() < deadline:
-                if t_ready is None and pid_file.exists():
-                    t_ready = time.monotonic() - t0
-                if world.samples(conn, proc.agent_id) > before:
-                    break
-                time.sleep(0.01)
-            else:
-                raise RuntimeError("no first sample within 60 s")
-            first.append(time.monotonic() - t0)
-            ready.append(t_ready if t_ready is not None else first[-1])
-            say(f"start {i + 1}/{starts}: ready {ready[-1]:.2f} s, first sample delivered {first[-1]:.2f} s")
-            stop(proc)
-    return {"ready_s": round(statistics.median(ready), 3), "first_sample_s": round(statistics.median(first), 3),
-            "first_sample_runs_s": [round(x, 3) for x in first], "ready_runs_s": [round(x, 3) for x in ready]}
+            for label, env in variants.items():
+                state = states[label]
+                before = world.samples(conn, json.loads((state / "config.json").read_text())["agent_id"])
+                pid_file = state / "agent.pid"
+                pid_file.unlink(missing_ok=True)
+                t0 = time.monotonic()
+                proc = world.start("startup", state, {**env, "RTS_AGENT_METRICS_INTERVAL": "300"})
+                assert proc.agent_id is not None
+                t_ready = None
+                deadline = t0 + 60
+                while time.monotonic() < deadline:
+                    if t_ready is None and pid_file.exists():
+                        t_ready = time.monotonic() - t0
+                    if world.samples(conn, proc.agent_id) > before:
+                        break
+                    time.sleep(0.01)
+                else:
+                    raise RuntimeError("no first sample within 60 s")
+                first[label].append(time.monotonic() - t0)
+                ready[label].append(t_ready if t_ready is not None else first[label][-1])
+                say(f"start {i + 1}/{starts} ({label}): ready {ready[label][-1]:.2f} s, "
+                    f"first sample delivered {first[label][-1]:.2f} s")
+                stop(proc)
+    return {label: {"ready_s": round(statistics.median(ready[label]), 3),
+                    "first_sample_s": round(statistics.median(first[label]), 3),
+                    "first_sample_runs_s": [round(x, 3) for x in first[label]],
+                    "ready_runs_s": [round(x, 3) for x in ready[label]]} for label in variants}
 
 
 # In-process costs, run in a child with the agent's PYTHONPATH so --agent-src measures that checkout.
@@ -430,15 +441,24 @@ def main() -> int:
     parser.add_argument("--starts", type=int, default=5)
     parser.add_argument("--calls", type=int, default=200, help="calls per cheap collector (fewer for slow ones)")
     parser.add_argument("--agent-src", type=Path, help="run the agent from this src directory (PYTHONPATH)")
-    parser.add_argument("--label", default="current")
+    parser.add_argument("--label", default="now")
+    parser.add_argument("--baseline-src", type=Path,
+                        help="also run this src directory's agent, side by side in the same windows")
+    parser.add_argument("--baseline-label", default="before")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     if args.quick:
         args.window, args.windows, args.starts, args.calls = 30.0, 3, 3, 60
     agent_env = {**os.environ, "RTS_AGENT_LOG_FORMAT": "json"}
     agent_env.pop("RTS_AGENT_STATE_DIR", None)
-    if args.agent_src:
-        agent_env["PYTHONPATH"] = str(args.agent_src.resolve()) + os.pathsep + agent_env.get("PYTHONPATH", "")
+
+    def source(src: Path | None) -> dict[str, str]:
+        return {"PYTHONPATH": str(src.resolve()) + os.pathsep + agent_env.get("PYTHONPATH", "")} if src else {}
+
+    # label -> what its agents' environment adds (the agent's source on PYTHONPATH)
+    variants = {args.label: source(args.agent_src)}
+    if args.baseline_src:
+        variants[args.baseline_label] = source(args.baseline_src)
     server_url = resolve_database_url(Settings.from_env())
     name = f"rts_bench_footprint_{os.getpid()}"
     secret = "bench-" + secrets.token_urlsafe(24)
@@ -452,11 +472,15 @@ def main() -> int:
             tmp = Path(tmp_name)  # on the repository's disk: /tmp may be a tmpfs, which writes nothing
             server, base = start_api(url, tmp, {"RTS_JWT_SECRET": secret})
             world = World(url, base, secret, tmp, agent_env)
-            version = subprocess.run([sys.executable, "-c", "import rts_agent; print(rts_agent.__version__, "
-                                      "rts_agent.__file__)"], env=agent_env, capture_output=True, text=True).stdout
-            say(f"agent {version.strip()}")
-            for agent_name, env in AGENTS.items():
-                procs.append(world.start(agent_name, world.install(agent_name), env))
+            versions = {label: subprocess.run(
+                [sys.executable, "-c", "import rts_agent; print(rts_agent.__version__, rts_agent.__file__)"],
+                env={**agent_env, **extra}, capture_output=True, text=True).stdout.strip()
+                for label, extra in variants.items()}
+            say("agents: " + "; ".join(f"{label}: {v}" for label, v in versions.items()))
+            for label, extra in variants.items():
+                for agent_name, env in AGENTS.items():
+                    name = f"{label}: {agent_name}" if len(variants) > 1 else agent_name
+                    procs.append(world.start(name, world.install(name), {**extra, **env}))
             for floor_name, code in FLOORS.items():
                 procs.append(spawn(floor_name, [sys.executable, "-c", code], agent_env, tmp / "floor.log"))
             agents = [p for p in procs if p.agent_id]
@@ -471,15 +495,17 @@ def main() -> int:
                     raise RuntimeError(f"{proc.name} exited with {proc.popen.returncode}")
             say(f"measuring {args.windows} windows of {args.window:.0f} s")
             measure_windows(procs, args.window, args.windows)
-            steady = {p.name: summarize(p, whole_phase=p.name == "300 s") for p in procs}
+            steady = {p.name: summarize(p, whole_phase=p.name.endswith("300 s")) for p in procs}
             say(f"strace: fsync and write calls over {args.window:.0f} s")
             syscalls = strace_counts(agents, args.window, tmp)
             for proc in procs:
                 stop(proc)
             say(f"start-up: {args.starts} starts")
-            startup = measure_startup(world, args.starts)
-            say("collectors: CPU per call, in process")
-            collectors = measure_collectors(agent_env, args.calls, tmp)
+            startup = measure_startup(world, args.starts, variants)
+            collectors = {}
+            for label, extra in variants.items():
+                say(f"collectors ({label}): CPU per call, in process")
+                collectors[label] = measure_collectors({**agent_env, **extra}, args.calls, tmp)
             apiprocess.stop(server)
             server = None
     finally:
@@ -491,8 +517,8 @@ def main() -> int:
     report(steady, syscalls, startup, collectors)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
-        "when": datetime.now(UTC).isoformat(timespec="seconds"), "label": args.label,
-        "agent": version.strip(), "window_s": args.window, "windows": args.windows, "starts": args.starts,
+        "when": datetime.now(UTC).isoformat(timespec="seconds"), "agents": versions,
+        "window_s": args.window, "windows": args.windows, "starts": args.starts,
         "machine": f"{os.cpu_count()} cores shared with other work; CPU is the process's own CPU time",
         "steady": steady, "syscalls": syscalls, "startup": startup, "collectors": collectors,
     }, indent=2))
@@ -513,16 +539,19 @@ def report(steady: dict[str, Any], syscalls: dict[str, Any], startup: dict[str, 
               f"{s['peak_rss_mib']:>6.1f} {s['write_bytes_per_hour']:>10} {fs!s:>8} "
               f"{s['context_switches_per_min']:>9.0f}")
     print("* over the whole phase (whole intervals), not the median window")
-    print(f"\nan https server adds the TLS context (the system's CA store): "
-          f"+{collectors.get('tls_context_rss_mib', '?')} MiB resident (the agents above talk plain http)")
-    print(f"\nstart-up: ready {startup['ready_s']:.2f} s, first sample in the server's database "
-          f"{startup['first_sample_s']:.2f} s (median of {len(startup['first_sample_runs_s'])})")
-    print(f"\n{'collector (per call)':<52} {'CPU ms':>8} {'wall ms':>8}  note")
-    for name, c in collectors.items():
-        if not isinstance(c, dict):
-            continue
-        note = c.get("error") or c.get("path") or ""
-        print(f"{name:<52} {c['cpu_ms']:>8.3f} {c['wall_ms']:>8.3f}  {str(note)[:70]}")
+    labels = list(collectors)
+    for label in labels:
+        tls = collectors[label].get("tls_context_rss_mib", "?")
+        print(f"\n{label}: start-up: ready {startup[label]['ready_s']:.2f} s, first sample in the server's database "
+              f"{startup[label]['first_sample_s']:.2f} s (median of {len(startup[label]['first_sample_runs_s'])}); "
+              f"an https server adds the TLS context (CA store): +{tls} MiB resident")
+    print(f"\n{'collector (CPU ms per call)':<52} " + " ".join(f"{label:>10}" for label in labels) + "  note")
+    names = list(dict.fromkeys(n for label in labels for n, c in collectors[label].items() if isinstance(c, dict)))
+    for name in names:
+        cells = [collectors[label].get(name) for label in labels]
+        values = " ".join(f"{c['cpu_ms']:>10.3f}" if c else f"{'-':>10}" for c in cells)
+        note = next((str(c.get("error") or c.get("path") or "") for c in cells if c), "")
+        print(f"{name:<52} {values}  {note[:60]}")
 
 
 if __name__ == "__main__":
