@@ -35,6 +35,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 _MAX_HEAD = 64 * 1024
+# An idle connection is kept this long, then closed by us: shorter than servers' keep-alive
+# timeouts (uvicorn's is 5 s), so the side that hangs up first, and waits in TIME_WAIT, is ours
+# and not the server's listening port. It still serves bursts (catch-up batches, a result and its
+# next request).
+IDLE_KEEP_SECONDS = 2.0
 _MAX_FRAME = 16 * 1024 * 1024
 _WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 section 1.3
 TEXT, BINARY, CLOSE, PING, PONG, CONTINUATION = 0x1, 0x2, 0x8, 0x9, 0xA, 0x0
@@ -99,17 +104,19 @@ class _Conn:
         self.writer.close()
 
     def park(self, closed_by_peer: Callable[[_Conn], None]) -> None:
-        """Idle in the pool: when the server closes it (its keep-alive timeout), close our side at
-        once. Left half-closed (CLOSE-WAIT) until the next request or the process's exit, the
-        server's side would sit in TIME_WAIT on its listening port long after we are gone."""
+        """Idle in the pool for at most ``IDLE_KEEP_SECONDS``, then closed; closed at once if the
+        server closes it first. Left half-closed (CLOSE-WAIT) until the next request or the
+        process's exit, the server's side would sit in TIME_WAIT on its listening port after we
+        are gone."""
         self._watch = asyncio.ensure_future(self._until_closed(closed_by_peer))
 
     async def _until_closed(self, closed_by_peer: Callable[[_Conn], None]) -> None:
         try:
-            await self.reader.read(1)  # b"" at the end; any byte on an idle connection is an error too
+            async with asyncio.timeout(IDLE_KEEP_SECONDS):
+                await self.reader.read(1)  # b"" at the end; any byte on an idle connection is an error too
         except asyncio.CancelledError:
             return  # taken from the pool again
-        except OSError:
+        except (OSError, TimeoutError):
             pass
         self._watch = None
         closed_by_peer(self)
