@@ -122,7 +122,7 @@ def _agent_root() -> Iterator[Path]:
             partial = root.with_name(root.name + ".partial")
             shutil.rmtree(partial, ignore_errors=True)
             subprocess.run(["debootstrap", "--variant=minbase",
-                            "--include=python3,python3-venv,python3-psutil,python3-aiohttp,python3-msgspec",
+                            "--include=python3,python3-venv,python3-psutil,python3-msgspec,python3-jeepney",
                             "trixie", str(partial), DEBIAN_MIRROR], check=True, capture_output=True, timeout=900)
             partial.rename(root)
             (root / ".rts-ready").touch()
