@@ -50,7 +50,7 @@ async def test_the_served_wheel_is_the_agent_with_valid_metadata_and_record(api:
     assert sources <= names
     info_dir = f"rts_agent-{version}.dist-info"
     metadata = whl.read(f"{info_dir}/METADATA").decode()
-    assert f"Version: {version}" in metadata and "Requires-Dist: aiohttp" in metadata
+    assert f"Version: {version}" in metadata and "Requires-Dist: psutil" in metadata
     assert "rts-agent = rts_agent.cli:main" in whl.read(f"{info_dir}/entry_points.txt").decode()
     for line in whl.read(f"{info_dir}/RECORD").decode().splitlines():  # every file's hash and size
         path, digest, size = line.split(",")
@@ -122,7 +122,7 @@ def _agent_root() -> Iterator[Path]:
             partial = root.with_name(root.name + ".partial")
             shutil.rmtree(partial, ignore_errors=True)
             subprocess.run(["debootstrap", "--variant=minbase",
-                            "--include=python3,python3-venv,python3-psutil,python3-aiohttp,python3-msgspec",
+                            "--include=python3,python3-venv,python3-psutil,python3-msgspec,python3-jeepney",
                             "trixie", str(partial), DEBIAN_MIRROR], check=True, capture_output=True, timeout=900)
             partial.rename(root)
             (root / ".rts-ready").touch()

@@ -1,10 +1,12 @@
-"""Collectors on this machine (psutil), parsers of systemctl/dpkg/rpm output, failure isolation."""
+"""Collectors on this machine (psutil), parsers of dpkg/rpm output, failure isolation, the package
+database's signature (services: ``test_services``)."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 from datetime import datetime
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -83,46 +85,9 @@ def test_a_failing_collector_is_reported_and_the_others_still_run() -> None:
     assert s.cpu_percent is not None and s.memory_percent is not None and s.disk_percent is not None
 
 
-def test_services_without_a_working_service_manager_fail_alone(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(collect.shutil, "which", lambda _name: None)
-    s = Collector(services=["nginx"]).sample()
-    assert s.errors is not None and "systemctl not found" in s.errors["services"]
-    assert s.memory_percent is not None
-
-
 def test_service_names_that_could_be_options_or_injection_are_ignored() -> None:
     c = Collector(services=["nginx", "--all", "a;rm -rf /", "ok@1.service"])
     assert c.services == ["nginx", "ok@1.service"]
-
-
-SYSTEMCTL_JSON = """[
- {"unit":"nginx.service","load":"loaded","active":"active","sub":"running","description":"nginx"},
- {"unit":"postgresql.service","load":"loaded","active":"failed","sub":"failed","description":"pg"},
- {"unit":"nope.service","load":"not-found","active":"inactive","sub":"dead","description":"nope"}
-]"""
-
-SYSTEMCTL_SHOW = """Id=nginx.service
-ActiveState=active
-MainPID=1234
-
-Id=postgresql.service
-ActiveState=inactive
-MainPID=0
-
-Id=redis.service
-ActiveState=activating
-MainPID=77
-"""
-
-
-def test_parse_systemctl_json_and_show() -> None:
-    assert collect.parse_systemctl_json(SYSTEMCTL_JSON) == {
-        "nginx.service": "running", "postgresql.service": "error", "nope.service": "not_found"}
-    assert collect.parse_systemctl_show(SYSTEMCTL_SHOW) == [
-        ("nginx.service", "running", 1234), ("postgresql.service", "stopped", None),
-        ("redis.service", "starting", 77)]
-    with pytest.raises(ValueError):
-        collect.parse_systemctl_json("UNIT LOAD ACTIVE SUB\nnginx.service loaded active running")
 
 
 def test_parse_dpkg_keeps_installed_packages_only() -> None:
@@ -155,3 +120,17 @@ def test_system_info_for_registration() -> None:
     info = collect.system_info()
     assert info["os_type"] == "linux" and info["hostname"]
     assert isinstance(info["total_memory_gb"], float) and info["total_memory_gb"] > 0
+
+
+def test_the_package_database_signature_changes_with_the_database(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    status = tmp_path / "status"
+    status.write_text("Package: a\n")
+    monkeypatch.setattr(collect, "PACKAGE_DATABASES", (str(tmp_path / "rpmdb.sqlite"), str(status)))
+    first = collect.package_db_signature()
+    assert first is not None and str(status) in first and "rpmdb" not in first
+    assert collect.package_db_signature() == first  # a stat, not a read: same answer until it changes
+    status.write_text("Package: a\nPackage: b\n")
+    assert collect.package_db_signature() != first
+    monkeypatch.setattr(collect, "PACKAGE_DATABASES", (str(tmp_path / "none"),))
+    assert collect.package_db_signature() is None  # nothing to watch: the inventory falls back to a timer

@@ -145,3 +145,47 @@ def test_sigkill_mid_write_loses_nothing_that_was_acknowledged_by_put(tmp_path: 
     assert ns[: confirmed + 1] == list(range(confirmed + 1))
     assert len(ns) in (confirmed + 1, confirmed + 2)
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+OLD_SCHEMA = """
+CREATE TABLE samples (seq INTEGER PRIMARY KEY AUTOINCREMENT, collected_at TEXT NOT NULL UNIQUE,
+                      body BLOB NOT NULL, bytes INTEGER NOT NULL);
+CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE state (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE results (command_id TEXT PRIMARY KEY, body BLOB NOT NULL, created REAL NOT NULL);
+"""
+
+
+def test_a_spool_from_an_older_agent_keeps_every_sample_in_order(tmp_path: Path) -> None:
+    """The first schema (AUTOINCREMENT, UNIQUE collected_at) becomes the lighter one, rows kept."""
+    path = tmp_path / "s.db"
+    db = sqlite3.connect(path)
+    db.executescript(OLD_SCHEMA)
+    for i in (3, 5, 9):  # gaps, as acknowledged samples leave them
+        db.execute("INSERT INTO samples (seq, collected_at, body, bytes) VALUES (?, ?, ?, 1)", (i, stamp(i), b"x"))
+    db.execute("INSERT INTO counters VALUES ('bytes', 3), ('spooled_total', 10), ('sent_total', 7)")
+    db.execute("INSERT INTO results VALUES ('c1', x'7b7d', 1.0)")
+    db.commit()
+    db.close()
+    with Spool(path, max_bytes=10_000) as sp:
+        assert [(p.seq, p.collected_at) for p in sp.peek(10)] == [(3, stamp(3)), (5, stamp(5)), (9, stamp(9))]
+        stats = sp.stats()
+        assert (stats.depth, stats.bytes, stats.spooled_total, stats.sent_total) == (3, 3, 10, 7)
+        assert sp.pending_results() == [("c1", b"{}")]
+        sp.put(stamp(10), b"y")
+        assert sp.peek(10)[-1].seq == 10  # above every row present
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+    indexes = db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'samples'")
+    assert indexes.fetchone()[0] == 0
+    assert "AUTOINCREMENT" not in db.execute("SELECT sql FROM sqlite_master WHERE name = 'samples'").fetchone()[0]
+    db.close()
+    with Spool(path, max_bytes=10_000) as sp:  # opening again changes nothing
+        assert len(sp.peek(10)) == 4
+
+
+def test_an_ack_is_not_fsynced_but_a_put_is(tmp_path: Path) -> None:
+    with Spool(tmp_path / "s.db", max_bytes=10_000) as sp:
+        sp.put(stamp(1), b"x")
+        sp.ack([p.seq for p in sp.peek(1)])
+        assert sp._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # back to FULL for the next put

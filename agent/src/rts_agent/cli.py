@@ -7,23 +7,18 @@ found no running agent.
 from __future__ import annotations
 
 import argparse
-import asyncio
+import contextlib
 import json
 import logging
 import os
-import shutil
-import sqlite3
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import msgspec
 
 from rts_agent import __version__
-from rts_agent.collect import system_info
 from rts_agent.config import (
     CONFIG_NAME,
     PID_NAME,
@@ -36,8 +31,9 @@ from rts_agent.config import (
     load,
     save,
 )
-from rts_agent.spool import open_readonly_stats
-from rts_agent.transport import TransportError, register
+
+# Each command imports what only it needs: ``run`` must not carry ``install``'s or ``status``'s
+# modules in its resident memory for as long as it runs.
 
 UNIT_NAME = "rts-agent.service"
 UNIT_TEMPLATE = """[Unit]
@@ -96,9 +92,14 @@ class _JsonFormatter(logging.Formatter):
 # -- install ----------------------------------------------------------------------------------
 
 async def _register(server: str, token: str) -> dict[str, Any]:
+    import asyncio
+
+    from rts_agent.collect import system_info
+    from rts_agent.transport import new_client, register
+
     info = await asyncio.to_thread(system_info)
-    async with aiohttp.ClientSession() as session:
-        return await register(session, server, token, info)
+    async with new_client() as client:
+        return await register(client, server, token, info)
 
 
 def config_from_answer(server: str, answer: dict[str, Any], services: list[str]) -> AgentConfig:
@@ -128,6 +129,8 @@ def write_unit(unit_dir: Path, state_dir: Path, exe: str) -> Path:
 
 
 def _agent_executable() -> str:
+    import shutil
+
     found = shutil.which("rts-agent")
     if found:
         return str(Path(found).resolve())
@@ -146,6 +149,12 @@ def _token(args: argparse.Namespace) -> str:
 
 
 def cmd_install(args: argparse.Namespace) -> int:
+    import asyncio
+    import shutil
+    import subprocess
+
+    from rts_agent.transport import TransportError
+
     state_dir: Path = args.state_dir
     if (state_dir / CONFIG_NAME).exists() and not args.force:
         print(f"error: already installed ({state_dir / CONFIG_NAME}); use --force to register again",
@@ -184,6 +193,8 @@ def cmd_install(args: argparse.Namespace) -> int:
 # -- run / status -----------------------------------------------------------------------------
 
 def cmd_run(args: argparse.Namespace) -> int:
+    import asyncio
+
     from rts_agent.runner import Runner
 
     try:
@@ -253,6 +264,10 @@ def _alive(pid: int) -> bool:
 
 def read_status(state_dir: Path) -> dict[str, Any]:
     """What ``status`` prints: the runner's last status file plus live checks."""
+    import sqlite3
+
+    from rts_agent.spool import open_readonly_stats
+
     out: dict[str, Any] = {"state_dir": str(state_dir), "installed": (state_dir / CONFIG_NAME).exists(),
                            "installed_version": __version__}
     pid_path = state_dir / PID_NAME
@@ -260,7 +275,8 @@ def read_status(state_dir: Path) -> dict[str, Any]:
     out["running"] = bool(pid and _alive(pid))
     out["pid"] = pid if out["running"] else None
     status_path = state_dir / STATUS_NAME
-    if status_path.exists():
+    # Not written yet, or emptied by a power cut (it is not fsync'd): no last status then.
+    with contextlib.suppress(OSError, ValueError):
         out["last_status"] = json.loads(status_path.read_text())
     try:
         stats = open_readonly_stats(state_dir / SPOOL_NAME)
@@ -272,7 +288,7 @@ def read_status(state_dir: Path) -> dict[str, Any]:
                         "spooled_total": stats.spooled_total,
                         "newest": stats.newest, "sent_total": stats.sent_total,
                         "dropped_total": stats.dropped_total, "dropped_unreported": stats.dropped_unreported,
-                        "quarantined_total": stats.quarantined_total}
+                        "quarantined_total": stats.quarantined_total, "pending_results": stats.pending_results}
     return out
 
 

@@ -2,9 +2,9 @@
 
 Each collector is a small function filling part of one ``Sample``. ``Collector.sample()`` runs
 them all and records any failure in ``Sample.errors`` (collector name -> message) instead of
-raising, so a broken ``systemctl`` never costs the CPU figure. The field names are the API contract's
-metric payload; ``disks`` adds the per-filesystem detail whose fullest entry fills
-``disk_used_gb``/``disk_percent``.
+raising, so a broken service manager never costs the CPU figure (services are read by
+``rts_agent.services``). The field names are the API contract's metric payload; ``disks`` adds
+the per-filesystem detail whose fullest entry fills ``disk_used_gb``/``disk_percent``.
 
 Windows: CPU, memory, disks (fixed drives), uptime, network and services (``psutil.win_service_*``)
 use psutil's Windows APIs; load averages are psutil's emulation (zeros for the first 5 seconds).
@@ -14,13 +14,8 @@ Uninstall keys and is untested too.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
-import re
-import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -29,6 +24,8 @@ from typing import Any
 
 import msgspec
 import psutil
+
+from rts_agent.services import SERVICE_NAME, Service, ServiceQueryFailed, ServiceReader, run
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +37,6 @@ _SKIP_FSTYPES = {
     "ramfs", "hugetlbfs", "nsfs", "iso9660", "udf", "nfs", "nfs4", "cifs", "smbfs", "fuse.sshfs",
     "binfmt_misc", "efivarfs", "rpc_pipefs", "fuse.lxcfs", "fuse.portal", "zram",
 }
-SERVICE_NAME = re.compile(r"^[A-Za-z0-9@_:][A-Za-z0-9@._:\-]{0,254}$")  # never starts like an option
-
-
-class Service(msgspec.Struct, omit_defaults=True):
-    name: str
-    status: str
-    pid: int | None = None
 
 
 class Disk(msgspec.Struct):
@@ -99,11 +89,17 @@ class Collector:
             "uptime": self._uptime,
             "network": self._network,
         }
+        self._service_reader: ServiceReader | None = None
         if self.services:
+            self._service_reader = ServiceReader()
             self._collectors["services"] = self._services
         self._collectors.update(extra or {})
         self._last_errors: dict[str, str] = {}
         self._primed_at = self.prime()
+
+    def close(self) -> None:
+        if self._service_reader is not None:
+            self._service_reader.close()
 
     @staticmethod
     def prime() -> float:
@@ -175,7 +171,8 @@ class Collector:
         s.network_rx_bytes, s.network_tx_bytes = rx, tx
 
     def _services(self, s: Sample) -> None:
-        s.services = service_states(self.services)
+        assert self._service_reader is not None
+        s.services = self._service_reader.read(self.services)
 
 
 def fixed_disks() -> list[Disk]:
@@ -203,99 +200,6 @@ def fixed_disks() -> list[Disk]:
     return out
 
 
-# -- services -------------------------------------------------------------------------------
-
-_SYSTEMD_STATUS = {"active": "running", "reloading": "running", "inactive": "stopped",
-                   "activating": "starting", "deactivating": "stopping", "failed": "error"}
-
-
-class ServiceQueryFailed(RuntimeError):
-    """The platform's service manager could not be asked."""
-
-
-def service_states(names: list[str]) -> list[Service]:
-    if not names:
-        return []
-    if sys.platform == "win32":
-        return _windows_services(names)
-    if shutil.which("systemctl") is None:
-        raise ServiceQueryFailed("systemctl not found")
-    units = [n if "." in n else n + ".service" for n in names]
-    try:
-        states = parse_systemctl_json(_run(["systemctl", "list-units", "--all", "--no-pager",
-                                            "--output=json", "--", *units]))
-        pids = {}  # the JSON listing has no PIDs; ask for them (cheap, one call)
-        for name, status, pid in parse_systemctl_show(
-                _run(["systemctl", "show", "--no-pager", "-p", "Id", "-p", "ActiveState",
-                      "-p", "MainPID", "--", *units])):
-            pids[name] = pid
-            states.setdefault(name, status)
-    except (ServiceQueryFailed, ValueError):
-        # systemd older than 246 has no --output=json: ``systemctl show`` works everywhere.
-        states, pids = {}, {}
-        for name, status, pid in parse_systemctl_show(
-                _run(["systemctl", "show", "--no-pager", "-p", "Id", "-p", "ActiveState",
-                      "-p", "MainPID", "--", *units])):
-            states[name], pids[name] = status, pid
-    out = []
-    for name, unit in zip(names, units, strict=True):
-        out.append(Service(name=name, status=states.get(unit, "not_found"), pid=pids.get(unit)))
-    return out
-
-
-def _run(argv: list[str], timeout: float = 10) -> str:
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise ServiceQueryFailed(f"{argv[0]}: {exc}") from exc
-    if proc.returncode != 0 and not proc.stdout.strip():
-        raise ServiceQueryFailed(f"{' '.join(argv[:2])} exited {proc.returncode}: {proc.stderr.strip()[:300]}")
-    return proc.stdout
-
-
-def parse_systemctl_json(text: str) -> dict[str, str]:
-    """``systemctl list-units --output=json`` -> {unit: status}. ValueError if not JSON."""
-    data = json.loads(text)
-    if not isinstance(data, list):
-        raise ValueError("systemctl JSON output is not a list")
-    out = {}
-    for item in data:
-        unit = str(item.get("unit", ""))
-        if item.get("load") == "not-found":
-            out[unit] = "not_found"
-        else:
-            out[unit] = _SYSTEMD_STATUS.get(str(item.get("active")), str(item.get("active")))
-    return out
-
-
-def parse_systemctl_show(text: str) -> list[tuple[str, str, int | None]]:
-    """``systemctl show -p Id -p ActiveState -p MainPID a b`` (blank-line separated blocks)."""
-    out = []
-    for block in re.split(r"\n\s*\n", text.strip()):
-        props = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
-        if "Id" not in props:
-            continue
-        pid = int(props.get("MainPID", "0") or 0)
-        state = props.get("ActiveState", "unknown")
-        status = "not_found" if props.get("LoadState") == "not-found" else _SYSTEMD_STATUS.get(state, state)
-        out.append((props["Id"], status, pid or None))
-    return out
-
-
-def _windows_services(names: list[str]) -> list[Service]:  # pragma: no cover - needs Windows
-    out = []
-    for name in names:
-        try:
-            info = getattr(psutil, "win_service_get")(name).as_dict()  # noqa: B009 - Windows only
-        except psutil.NoSuchProcess:
-            out.append(Service(name=name, status="not_found"))
-            continue
-        status = {"running": "running", "stopped": "stopped", "start_pending": "starting",
-                  "stop_pending": "stopping", "paused": "stopped"}.get(info["status"], info["status"])
-        out.append(Service(name=name, status=status, pid=info.get("pid")))
-    return out
-
-
 # -- software inventory ---------------------------------------------------------------------
 
 class Software(msgspec.Struct, omit_defaults=True):
@@ -310,15 +214,17 @@ class Software(msgspec.Struct, omit_defaults=True):
 
 def inventory() -> tuple[str, list[Software]]:
     """(source, packages) from dpkg, rpm or the Windows registry; sorted, names unique."""
+    import shutil
+
     if sys.platform == "win32":  # pragma: no cover - needs Windows
         return "windows-registry", _dedupe(_windows_software())
     if shutil.which("dpkg-query"):
         fmt = "${binary:Package}\t${Version}\t${Maintainer}\t${db:Status-Abbrev}\t${Section}\n"
-        text = _run(["dpkg-query", "-W", "-f=" + fmt], 60)
+        text = run(["dpkg-query", "-W", "-f=" + fmt], 60)
         return "dpkg", _dedupe(parse_dpkg(text))
     if shutil.which("rpm"):
         fmt = "%{NAME}.%{ARCH}\t%{VERSION}-%{RELEASE}\t%{VENDOR}\t%{INSTALLTIME}\t%{GROUP}\n"
-        text = _run(["rpm", "-qa", "--qf", fmt], 60)
+        text = run(["rpm", "-qa", "--qf", fmt], 60)
         return "rpm", _dedupe(parse_rpm(text))
     raise ServiceQueryFailed("no package manager found (dpkg-query, rpm)")
 
@@ -367,7 +273,35 @@ def _dedupe(items: list[Software]) -> list[Software]:
 
 def inventory_digest(items: list[Software]) -> str:
     """Stable fingerprint: inventory is sent only when this changes."""
+    import hashlib
+
     return hashlib.sha256(msgspec.json.encode(items)).hexdigest()
+
+
+# Files that change whenever a package is installed, upgraded or removed: dpkg rewrites its status
+# file; rpm keeps a SQLite database (with its WAL) or, before rpm 4.16, Berkeley DB ``Packages``,
+# in /var/lib/rpm or, since Fedora 36, /usr/lib/sysimage/rpm.
+PACKAGE_DATABASES = (
+    "/var/lib/dpkg/status",
+    "/var/lib/rpm/rpmdb.sqlite", "/var/lib/rpm/rpmdb.sqlite-wal", "/var/lib/rpm/Packages",
+    "/usr/lib/sysimage/rpm/rpmdb.sqlite", "/usr/lib/sysimage/rpm/rpmdb.sqlite-wal",
+    "/usr/lib/sysimage/rpm/Packages",
+)
+
+
+def package_db_signature() -> str | None:
+    """Modification time and size of the package databases present: the inventory is read again
+    only when this changes. ``None`` where there is none to watch (Windows: the registry)."""
+    if sys.platform == "win32":  # pragma: no cover - needs Windows
+        return None
+    parts = []
+    for path in PACKAGE_DATABASES:
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        parts.append(f"{path}:{st.st_mtime_ns}:{st.st_size}")
+    return ";".join(parts) or None
 
 
 def _windows_software() -> list[Software]:  # pragma: no cover - needs Windows

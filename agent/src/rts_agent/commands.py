@@ -12,10 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
 import signal
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -23,7 +21,8 @@ from typing import Any
 
 import msgspec
 
-from rts_agent.collect import SERVICE_NAME, utc_stamp
+from rts_agent.collect import utc_stamp
+from rts_agent.services import SERVICE_NAME
 
 DEFAULT_TIMEOUT = 300.0
 MAX_TIMEOUT = 3600.0
@@ -228,6 +227,8 @@ def _service_argv(action: str, name: str) -> list[str]:
         verb = {"restart": "Restart-Service", "start": "Start-Service", "stop": "Stop-Service",
                 "status": "Get-Service"}[action]
         return ["powershell", "-NoProfile", "-NonInteractive", "-Command", verb, "-Name", name]
+    import shutil
+
     if shutil.which("systemctl") is None:
         raise Rejected("systemctl is not available on this machine")
     return ["systemctl", action, "--no-pager", "--", name]
@@ -255,6 +256,8 @@ async def _run_script(ex: Executor, cmd: Command) -> CommandResult:
         raise Rejected(f"params.interpreter: one of {', '.join(sorted(INTERPRETERS))}")
     if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
         raise Rejected("params.arguments: a list of strings")
+    import tempfile
+
     fd, path = tempfile.mkstemp(prefix="rts-script-", suffix=_SUFFIX.get(interpreter, ".sh"))
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:  # mkstemp: 0600, ours alone

@@ -10,7 +10,6 @@ which is how tests and the demo run agents with second-scale intervals.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -100,16 +99,23 @@ def ensure_state_dir(state_dir: Path) -> Path:
     return state_dir
 
 
-def write_private(path: Path, data: bytes) -> None:
-    """Atomically replace ``path`` with ``data``, mode 0600 from the first byte on disk."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".tmp")
+def write_private(path: Path, data: bytes, *, durable: bool = True) -> None:
+    """Atomically replace ``path`` with ``data``, mode 0600 from the first byte on disk.
+
+    ``durable=False`` skips the fsync: for a view rewritten from memory anyway (the status
+    file). A process crash still leaves the old or the new file whole; a power cut may leave an
+    empty one, which its reader must take as "no file".
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # one writer per process at a time
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o600)
     try:
         if os.name != "nt":
-            os.fchmod(fd, 0o600)
+            os.fchmod(fd, 0o600)  # an older leftover of the same name kept its mode
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

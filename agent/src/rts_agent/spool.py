@@ -3,7 +3,13 @@
 SQLite in WAL mode with ``synchronous=FULL``: once ``put`` returns, the sample survives a crash,
 ``kill -9`` or power loss. The sender reads the oldest samples (``peek``), posts them, and deletes
 only what the server acknowledged (``ack``); a crash between post and ack re-sends the batch,
-which is harmless because the server deduplicates on (agent, collected_at).
+which is harmless because the server deduplicates on (agent, collected_at). For the same reason
+an ``ack`` is not fsync'd on its own (``synchronous=NORMAL`` for that transaction): a power cut
+can only undo it, re-sending its batch; the next ``put``'s fsync takes it to disk anyway.
+
+What one sample costs the disk is kept small: a row in one table (the rowid orders the FIFO; no
+AUTOINCREMENT bookkeeping, no index) and one counters row, i.e. two pages per ``put`` and two per
+``ack`` in the WAL.
 
 The spool is bounded by the payload bytes it holds (``max_bytes``). When a new sample does not
 fit, the oldest samples are dropped, counted, and their time range remembered until the runner
@@ -18,13 +24,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS samples (
-    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
-    collected_at TEXT    NOT NULL UNIQUE,
+# The rowid ``seq`` is the FIFO order: a new row always gets one more than the highest present.
+_SAMPLES = """
+CREATE TABLE IF NOT EXISTS {name} (
+    seq          INTEGER PRIMARY KEY,
+    collected_at TEXT    NOT NULL,
     body         BLOB    NOT NULL,
     bytes        INTEGER NOT NULL
 );
+"""
+_SCHEMA = _SAMPLES.format(name="samples") + """
 CREATE TABLE IF NOT EXISTS counters (
     name  TEXT PRIMARY KEY,
     value INTEGER NOT NULL
@@ -39,6 +48,8 @@ CREATE TABLE IF NOT EXISTS results (
     created    REAL NOT NULL
 );
 """
+# 0: samples with AUTOINCREMENT and a UNIQUE index on collected_at (two more pages per put).
+SCHEMA_VERSION = 1
 
 # Counters kept in the database so they survive restarts.
 BYTES = "bytes"  # payload bytes currently held
@@ -79,6 +90,7 @@ class Stats:
     dropped_total: int
     dropped_unreported: int
     quarantined_total: int
+    pending_results: int = 0
 
 
 class Spool:
@@ -92,7 +104,28 @@ class Spool:
         self._db = sqlite3.connect(path, isolation_level=None, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
+        # SQLite's default page cache is 2 MiB per connection; the agent reads a batch at a time
+        # (the OS page cache has the rest), so a backlog need not grow its resident memory.
+        self._db.execute("PRAGMA cache_size=-256")
+        self._migrate()
         self._db.executescript(_SCHEMA)
+        if int(self._db.execute("PRAGMA user_version").fetchone()[0]) != SCHEMA_VERSION:
+            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")  # a new spool (a write: not on every start)
+
+    def _migrate(self) -> None:
+        """A spool written by an older agent: same rows, same order, lighter table."""
+        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        present = self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'samples'").fetchone()
+        if present is None or version >= 1:
+            return
+        with self._tx():
+            self._db.execute(_SAMPLES.format(name="samples_v1"))
+            self._db.execute("INSERT INTO samples_v1 (seq, collected_at, body, bytes) "
+                             "SELECT seq, collected_at, body, bytes FROM samples ORDER BY seq")
+            self._db.execute("DROP TABLE samples")
+            self._db.execute("ALTER TABLE samples_v1 RENAME TO samples")
+            self._db.execute("DELETE FROM sqlite_sequence WHERE name = 'samples'")
+            self._db.execute("PRAGMA user_version=1")
 
     def close(self) -> None:
         self._db.close()
@@ -133,18 +166,17 @@ class Spool:
     def put(self, collected_at: str, body: bytes) -> int:
         """Store one sample durably; returns how many old samples were dropped to make room.
 
-        A sample with a ``collected_at`` already spooled is ignored (a clock that did not move).
+        A sample with the ``collected_at`` of the newest one is ignored (a clock that did not move);
+        any other repeat (a clock set back) the server deduplicates on (agent, collected_at).
         """
         size = len(body)
         dropped = 0
         with self._tx():
-            cur = self._db.execute(
-                "INSERT INTO samples (collected_at, body, bytes) VALUES (?, ?, ?) "
-                "ON CONFLICT (collected_at) DO NOTHING",
-                (collected_at, body, size),
-            )
-            if cur.rowcount == 0:
+            newest = self._db.execute("SELECT collected_at FROM samples ORDER BY seq DESC LIMIT 1").fetchone()
+            if newest is not None and newest[0] == collected_at:
                 return 0
+            self._db.execute("INSERT INTO samples (collected_at, body, bytes) VALUES (?, ?, ?)",
+                             (collected_at, body, size))
             self._add(BYTES, size)
             self._add(SPOOLED_TOTAL, 1)
             excess = self._counter(BYTES) - self.max_bytes
@@ -197,17 +229,24 @@ class Spool:
         return [Pending(int(s), str(c), bytes(b)) for s, c, b in rows]
 
     def ack(self, seqs: list[int]) -> int:
-        """Delete samples the server acknowledged; returns how many were still present."""
+        """Delete samples the server acknowledged; returns how many were still present.
+
+        Not fsync'd on its own: undone by a power cut, it only means a re-send (module docstring).
+        """
         if not seqs:
             return 0
-        with self._tx():
-            marks = ",".join("?" * len(seqs))
-            row = self._db.execute(
-                f"SELECT count(*), coalesce(sum(bytes), 0) FROM samples WHERE seq IN ({marks})", seqs
-            ).fetchone()
-            self._db.execute(f"DELETE FROM samples WHERE seq IN ({marks})", seqs)
-            self._add(BYTES, -int(row[1]))
-            self._add(SENT_TOTAL, int(row[0]))
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            with self._tx():
+                marks = ",".join("?" * len(seqs))
+                row = self._db.execute(
+                    f"SELECT count(*), coalesce(sum(bytes), 0) FROM samples WHERE seq IN ({marks})", seqs
+                ).fetchone()
+                self._db.execute(f"DELETE FROM samples WHERE seq IN ({marks})", seqs)
+                self._add(BYTES, -int(row[1]))
+                self._add(SENT_TOTAL, int(row[0]))
+        finally:
+            self._db.execute("PRAGMA synchronous=FULL")
         return int(row[0])
 
     def quarantine(self, seq: int) -> None:
@@ -256,6 +295,17 @@ class Spool:
     def pending_results(self) -> list[tuple[str, bytes]]:
         rows = self._db.execute("SELECT command_id, body FROM results ORDER BY created").fetchall()
         return [(str(c), bytes(b)) for c, b in rows]
+
+    def result_ids(self) -> list[str]:
+        """Results awaiting delivery, oldest first (ids only: bodies are read one at a time)."""
+        return [str(r[0]) for r in self._db.execute("SELECT command_id FROM results ORDER BY created")]
+
+    def get_result(self, command_id: str) -> bytes | None:
+        row = self._db.execute("SELECT body FROM results WHERE command_id = ?", (command_id,)).fetchone()
+        return bytes(row[0]) if row else None
+
+    def count_results(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM results").fetchone()[0])
 
     def has_result(self, command_id: str) -> bool:
         return self._db.execute("SELECT 1 FROM results WHERE command_id = ?", (command_id,)).fetchone() is not None
@@ -306,6 +356,7 @@ def _read_stats(path: Path) -> Stats:
             "SELECT count(*), min(collected_at), max(collected_at) FROM samples"
         ).fetchone()
         counters = dict(db.execute("SELECT name, value FROM counters").fetchall())
+        results = int(db.execute("SELECT count(*) FROM results").fetchone()[0])
     finally:
         db.close()
     return Stats(
@@ -313,5 +364,5 @@ def _read_stats(path: Path) -> Stats:
         spooled_total=int(counters.get(SPOOLED_TOTAL, 0)), sent_total=int(counters.get(SENT_TOTAL, 0)),
         dropped_total=int(counters.get(DROPPED_TOTAL, 0)),
         dropped_unreported=int(counters.get(DROPPED_UNREPORTED, 0)),
-        quarantined_total=int(counters.get(QUARANTINED_TOTAL, 0)),
+        quarantined_total=int(counters.get(QUARANTINED_TOTAL, 0)), pending_results=results,
     )

@@ -12,10 +12,10 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import msgspec
 
 from rts_agent import __version__
+from rts_agent.http import Client
 
 USER_AGENT = f"rts-agent/{__version__}"
 
@@ -55,7 +55,7 @@ class Backoff:
 
 
 def _retry_after(headers: Any) -> float | None:
-    raw = headers.get("Retry-After") if headers is not None else None
+    raw = headers.get("retry-after") if headers is not None else None
     try:
         return float(raw) if raw is not None else None
     except ValueError:
@@ -65,20 +65,19 @@ def _retry_after(headers: Any) -> float | None:
 class Api:
     """One agent's authenticated client (``Authorization: Bearer <agent_token>``)."""
 
-    def __init__(self, session: aiohttp.ClientSession, api_url: str, agent_id: str, token: str) -> None:
-        self.session = session
+    def __init__(self, client: Client, api_url: str, agent_id: str, token: str) -> None:
+        self.client = client
         self.api_url = api_url.rstrip("/")
         self.agent_id = agent_id
         self.token = token
 
     @property
     def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}", "User-Agent": USER_AGENT,
-                "Content-Type": "application/json"}
+        return {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}
 
     async def request(self, method: str, path: str, body: bytes | None = None,
                       time_limit: float = 30) -> Any:
-        return await request(self.session, method, f"{self.api_url}/agents/{self.agent_id}{path}",
+        return await request(self.client, method, f"{self.api_url}/agents/{self.agent_id}{path}",
                              body=body, headers=self.headers, time_limit=time_limit)
 
     async def heartbeat(self, body: dict[str, Any]) -> Any:
@@ -101,32 +100,34 @@ class Api:
         return await self.request("POST", f"/commands/{command_id}/result", body)
 
 
-async def request(session: aiohttp.ClientSession, method: str, url: str, *, body: bytes | None = None,
+def new_client() -> Client:
+    return Client(user_agent=USER_AGENT, limit=8)
+
+
+async def request(client: Client, method: str, url: str, *, body: bytes | None = None,
                   headers: dict[str, str] | None = None, time_limit: float = 30) -> Any:
-    hdrs = {"User-Agent": USER_AGENT, "Content-Type": "application/json", **(headers or {})}
+    hdrs = {"Content-Type": "application/json", **(headers or {})}
     try:
-        async with session.request(method, url, data=body, headers=hdrs,
-                                   timeout=aiohttp.ClientTimeout(total=time_limit)) as resp:
-            raw = await resp.read()
-            try:
-                data = msgspec.json.decode(raw) if raw else None
-            except msgspec.DecodeError:
-                data = raw.decode(errors="replace")[:500]
-            if resp.status >= 400:
-                message = data.get("message") if isinstance(data, dict) else str(data)
-                field = data.get("field") if isinstance(data, dict) else None
-                raise TransportError(f"{method} {url}: {resp.status} {message}", status=resp.status,
-                                     retry_after=_retry_after(resp.headers), field=field, body=data)
-            return data
-    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        resp = await client.request(method, url, body=body, headers=hdrs, time_limit=time_limit)
+    except (OSError, TimeoutError, ValueError) as exc:
         raise TransportError(f"{method} {url}: {type(exc).__name__}: {exc}") from exc
+    try:
+        data = msgspec.json.decode(resp.body) if resp.body else None
+    except msgspec.DecodeError:
+        data = resp.body.decode(errors="replace")[:500]
+    if resp.status >= 400:
+        message = data.get("message") if isinstance(data, dict) else str(data)
+        field = data.get("field") if isinstance(data, dict) else None
+        raise TransportError(f"{method} {url}: {resp.status} {message}", status=resp.status,
+                             retry_after=_retry_after(resp.headers), field=field, body=data)
+    return data
 
 
-async def register(session: aiohttp.ClientSession, server_url: str, token: str,
+async def register(client: Client, server_url: str, token: str,
                    info: dict[str, object]) -> dict[str, Any]:
     """``POST /api/agents/register`` with a one-time ``AGT-…`` token; returns the answer."""
     body = {"token": token, "agent_version": __version__, "system_info": dict(info), **info}
-    answer = await request(session, "POST", server_url.rstrip("/") + "/api/agents/register",
+    answer = await request(client, "POST", server_url.rstrip("/") + "/api/agents/register",
                            body=msgspec.json.encode(body))
     if not isinstance(answer, dict) or "agent_id" not in answer or "agent_token" not in answer:
         raise TransportError(f"unexpected register answer: {answer!r}"[:300])
