@@ -85,6 +85,9 @@ def start_server(db_url: str, log_dir: Path, *, env: dict[str, str] | None = Non
         "RTS_STATE_DIR": str(state_dir),
         "RTS_LOG_FORMAT": "json",
         "RTS_LOG_LEVEL": "INFO",
+        # Every test client is 127.0.0.1 and many tests fail credentials on purpose: one shared
+        # address limit would turn later tests' valid requests into 429s. test_security sets its own.
+        "RTS_AUTH_FAILURES_PER_ADDRESS": "1000000",
     })
     full_env.update(env or {})
     log_path = log_dir / f"server-{port}.log"

@@ -8,8 +8,9 @@ errors can happen from its signature, so no handler repeats ``responses=…``:
 
 * every operation: 500, and 503 with ``Retry-After`` (the database unreachable, ingestion
   saturated, the server shutting down: db/availability.py);
-* needs ``principal`` or ``agent``, or declares ``security``: 401 (no/expired/tampered token)
-  and 403 (role, other agent);
+* needs ``principal`` or ``agent``, or declares ``security``: 401 (no/expired/tampered token),
+  403 (role, other agent) and 429 with ``Retry-After`` (too many failed credentials from this
+  address or with this token: auth/limits.py);
 * has path parameters: 404 (also what another business's object looks like) and 400;
 * a query parameter or body field naming an object (``business_id``, ``agent_device_id``, …): 404
   when it is unknown;
@@ -22,7 +23,7 @@ errors can happen from its signature, so no handler repeats ``responses=…``:
 A handler's own ``responses`` win for the same status. ``ContractJson`` serves the document with
 ``finish`` applied: a response that is one of several shapes is ``anyOf`` them (``oneOf`` fails
 when a value fits both, like ``{"commands": []}``), a body that refuses unknown fields says
-``additionalProperties: false``, and every 503 documents its ``Retry-After`` header.
+``additionalProperties: false``, and every 429 and 503 documents its ``Retry-After`` header.
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ DESCRIPTIONS = {
     409: "The object's state does not allow this now (e.g. already resolved, not awaiting approval)",
     413: "Request body too large (bytes, or more than 500,000 JSON values)",
     422: "A field breaks a rule; `field` is its path, e.g. `metrics[3].cpu_percent`",
+    429: "Too many failed credential checks from this address or with this token: retry after "
+         "`Retry-After` seconds",
     500: "Internal error",
     503: "Unavailable for now (database unreachable, ingestion saturated, shutting down): retry after "
          "`Retry-After` seconds",
@@ -77,7 +80,9 @@ def error_statuses(handler: HTTPRouteHandler) -> list[int]:
     query = params - _NOT_QUERY - path_params
     statuses = {500, 503}
     if params & set(AUTH_DEPENDENCIES) or handler.security:  # declared security: authenticates itself
-        statuses |= {401, 403}
+        statuses |= {401, 403, 429}
+    if 401 in handler.opt.get("errors", ()):  # authenticates from its body (register)
+        statuses.add(429)
     if path_params:
         statuses |= {400, 404}  # a malformed path parameter is a 400 (Litestar documents one too)
     if any(name.endswith("_id") for name in query | _body_fields(handler)):
@@ -165,7 +170,7 @@ def finish(schema: dict[str, Any], strict: set[str]) -> None:
                 if ok is not None:
                     ok.setdefault("content", {}).setdefault(media_type, {"schema": {"type": "string"}})
             for status, response in operation.get("responses", {}).items():
-                if status == "503":
+                if status in ("429", "503"):
                     response["headers"] = {**response.get("headers", {}), **RETRY_AFTER}
                 for content in response.get("content", {}).values():
                     body = content.get("schema", {})
