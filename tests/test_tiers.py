@@ -12,6 +12,7 @@ import dataclasses
 import itertools
 import math
 import os
+import struct
 import subprocess
 import sys
 import time
@@ -68,6 +69,11 @@ def _ref_tier_sql(width: str) -> str:
     return (f"SELECT {BUCKET.format(w=width)} AS bucket, agent_device_id, "
             f"count(*) AS samples, {aggs} FROM agent_metrics WHERE agent_device_id = ANY(%(devs)s) "
             "GROUP BY 1, 2")
+
+
+def _f4(v: float | None) -> float | None:
+    """The float4 a value stands for (history answers a min or max as its shortest decimal)."""
+    return None if v is None else struct.unpack("f", struct.pack("f", v))[0]
 
 
 def _close(a: float | None, b: float | None, rel: float = 1e-9) -> bool:
@@ -160,8 +166,11 @@ async def check_history_exact(conn: psycopg.AsyncConnection[Any], devs: list[uui
         prev[dev] = c
     for g, r in zip(rows, ref, strict=True):
         for m in REF_METRICS:
-            assert _close(g[m], r[m]), (interval, g["timestamp"], m, g[m], r[m])
-            assert g[f"{m}_min"] == r[f"{m}_min"] and g[f"{m}_max"] == r[f"{m}_max"], (interval, m)
+            # history answers a real column as the shortest decimal of its float4 (history/service.py),
+            # the reference is float8
+            assert _close(g[m], r[m], rel=1e-6), (interval, g["timestamp"], m, g[m], r[m])
+            assert _f4(g[f"{m}_min"]) == _f4(r[f"{m}_min"]) and _f4(g[f"{m}_max"]) == _f4(r[f"{m}_max"]), (
+                interval, m)
         expected_rate = rates.get(g["timestamp"])
         assert _close(g["network_rx_rate"], expected_rate), (interval, g["timestamp"], g["network_rx_rate"],
                                                               expected_rate)
