@@ -44,6 +44,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import msgspec
@@ -157,6 +158,8 @@ def ensure_wrk() -> str:
 @contextlib.contextmanager
 def bench_database(server_url: str) -> Iterator[str]:
     name = f"rts_bench_ingest_{os.getpid()}"
+    pid = _find_postmaster(server_url)
+    _POSTMASTER[:] = [pid] if pid else []
     with psycopg.connect(with_dbname(server_url, "postgres"), autocommit=True) as c:
         c.execute(f'CREATE DATABASE "{name}"')
     try:
@@ -168,11 +171,11 @@ def bench_database(server_url: str) -> Iterator[str]:
             c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def make_agents(url: str) -> list[tuple[uuid.UUID, str]]:
+def make_agents(url: str, count: int = DEVICES) -> list[tuple[uuid.UUID, str]]:
     out = []
     with psycopg.connect(url, autocommit=True) as c:
         biz = c.execute("INSERT INTO businesses (business_name) VALUES ('bench') RETURNING id").fetchone()[0]  # type: ignore[index]
-        for i in range(DEVICES):
+        for i in range(count):
             token, token_hash = agent_tokens.new_token()
             row = c.execute(
                 "INSERT INTO agent_devices (business_id, agent_token_hash, device_name, os_type, agent_version, "
@@ -351,11 +354,32 @@ def children_cpu() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def postgres_cpu() -> float:
-    """CPU seconds of every PostgreSQL process on the machine (the bench server's backends,
-    walwriter, checkpointer...): where the database's share of the 2 cores goes."""
+_POSTMASTER: list[int] = []  # the bench server's postmaster, once bench_database has found it
+
+
+def _find_postmaster(url: str) -> int | None:
+    """The pid of the server listening on ``url``'s port (other servers on the machine excluded)."""
     import psutil
 
+    port = urlsplit(url).port or 5432
+    with contextlib.suppress(psutil.Error):
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port and conn.pid:
+                return int(conn.pid)
+    return None
+
+
+def postgres_cpu() -> float:
+    """CPU seconds of the bench server's PostgreSQL processes (backends, walwriter, checkpointer,
+    background workers...): where the database's share of the cores goes. Other servers on the
+    machine (other checkouts' test databases) are not counted once ``bench_database`` found the
+    postmaster; before that, or if it cannot be found, every ``postgres`` process is."""
+    import psutil
+
+    if _POSTMASTER:
+        with contextlib.suppress(psutil.Error):
+            root = psutil.Process(_POSTMASTER[0])
+            return _cpu_seconds([root, *root.children()])
     return _cpu_seconds([p for p in psutil.process_iter(["name"]) if (p.info["name"] or "").startswith("postgres")])
 
 
@@ -384,11 +408,21 @@ def run_wrk(wrk: str, base_url: str, agents_lua: Path, tmp: Path, *, samples: in
 
 def api_phase(wrk: str, url: str, workers: int, args: argparse.Namespace, agents_lua: Path, tmp: Path, *,
               samples: int, conns: int, threads: int, epoch: int,
-              extra_env: dict[str, str] | None = None) -> dict[str, float]:
-    """One load phase against a fresh ``rts-monitor serve``; adds rows found and pipeline stats."""
+              extra_env: dict[str, str] | None = None,
+              warmup: tuple[float, Path] | None = None) -> dict[str, float]:
+    """One load phase against a fresh ``rts-monitor serve``; adds rows found and pipeline stats.
+
+    ``warmup`` (seconds, agents' Lua file): the same load first from other agents, so the measured
+    run sees a running server (pool connections open, their backends' caches and page tables
+    warm), as the COPY ceiling's client has its connection open before its clock starts; the
+    measured agents' tokens are still looked up (not cached by the warm-up).
+    """
     truncate(url)
     proc, base_url = start_server(url, workers, args.flush_rows, tmp, extra_env)
     try:
+        if warmup is not None:
+            run_wrk(wrk, base_url, warmup[1], tmp, samples=samples, conns=conns, threads=threads,
+                    seconds=warmup[0], base_epoch=epoch, server=proc)
         out = run_wrk(wrk, base_url, agents_lua, tmp, samples=samples, conns=conns, threads=threads,
                       seconds=args.seconds, base_epoch=epoch, server=proc)
     finally:

@@ -3,8 +3,9 @@
 Each simulated device registers with a one-time token like a real agent, then heartbeats and
 posts one sample per interval (plus an initial backfill so history charts are not empty). The
 series are deterministic per device (seeded) and shaped like real machines: a working-hours
-CPU curve with noise and spikes, memory that drifts, disks that fill slowly, cumulative network
-counters, a mix of Linux and Windows servers and workstations. A few devices are "troubled" so
+CPU curve with noise and spikes, memory that drifts, disks that fill slowly, load averages damped
+like the kernel's, cumulative network counters, every value at the precision the real agent
+sends; a mix of Linux and Windows servers and workstations. A few devices are "troubled" so
 the default alert rules open alerts within minutes: a pegged CPU, a nearly full disk, a memory
 leak, a web server whose nginx keeps stopping.
 """
@@ -69,6 +70,7 @@ class SimDevice:
     rx: int = 0
     tx: int = 0
     boot: float = 0.0
+    load: tuple[float, float, float] | None = None  # the kernel's 1, 5 and 15 minute averages
     rng: random.Random = field(default_factory=random.Random)
 
     def __post_init__(self) -> None:
@@ -118,7 +120,13 @@ class SimDevice:
         rate = p["net_mbps"] * 125_000 * (0.3 + workday) * r.uniform(0.7, 1.3)
         self.rx += int(rate * step)
         self.tx += int(rate * step * r.uniform(0.2, 0.6))
-        load = cpu / 100 * p["cores"] * r.uniform(0.8, 1.2)
+        # Load averages as the kernel keeps them: exponentially damped averages of the runnable
+        # count over 1, 5 and 15 minutes, so the 5 and 15 minute figures move slowly.
+        runnable = cpu / 100 * p["cores"] * r.uniform(0.8, 1.2)
+        prev = self.load or (runnable, runnable, runnable)
+        self.load = la1, la5, la15 = tuple(
+            v * math.exp(-step / period) + runnable * (1 - math.exp(-step / period))
+            for v, period in zip(prev, (60.0, 300.0, 900.0), strict=True))
         services = []
         for name in p["services"]:
             status = "running"
@@ -128,10 +136,12 @@ class SimDevice:
                              "pid": None if status != "running" else 1000 + zlib.crc32(name.encode()) % 30000})
         return {
             "collected_at": datetime.fromtimestamp(ts, tz=UTC).isoformat().replace("+00:00", "Z"),
-            "cpu_percent": round(cpu, 2), "memory_percent": round(mem, 2),
-            "memory_used_gb": round(p["memory_gb"] * mem / 100, 2),
-            "disk_percent": round(disk, 2), "disk_used_gb": round(p["disk_gb"] * disk / 100, 2),
-            "load_average": [round(load, 2), round(load * 0.9, 2), round(load * 0.8, 2)],
+            # at the precision the real agent sends (agent/src/rts_agent/collect.py): psutil gives
+            # percentages with one decimal, the agent rounds gigabytes to 3 and load averages to 2
+            "cpu_percent": round(cpu, 1), "memory_percent": round(mem, 1),
+            "memory_used_gb": round(p["memory_gb"] * mem / 100, 3),
+            "disk_percent": round(disk, 1), "disk_used_gb": round(p["disk_gb"] * disk / 100, 3),
+            "load_average": [round(la1, 2), round(la5, 2), round(la15, 2)],
             "uptime_seconds": int(ts - self.boot), "network_rx_bytes": self.rx, "network_tx_bytes": self.tx,
             "services": services,
         }
