@@ -13,16 +13,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from psycopg import AsyncConnection
-
 from rts_monitor.alerts import lifecycle
 from rts_monitor.alerts.structs import Episode
 from rts_monitor.auth.principal import Principal
 from rts_monitor.commands import service as commands
 from rts_monitor.commands.structs import Command
-from rts_monitor.core.context import AppContext
 from rts_monitor.core.errors import ValidationFailed
-from rts_monitor.db import Queries
+from rts_monitor.core.settings import Settings
+from rts_monitor.db import Conn, Queries
 from rts_monitor.db.rows import Row, fetch_all, fetch_one
 from rts_monitor.devices import service as devices
 from rts_monitor.devices.scope import visible_agent
@@ -44,29 +42,27 @@ class DevicePage:
     timeline: list[Row]
 
 
-async def load(ctx: AppContext, *, principal: Principal, agent_id: UUID) -> DevicePage:
-    agent = await devices.get_agent(ctx, principal=principal, agent_id=agent_id)
+async def load(conn: Conn, *, settings: Settings, principal: Principal, agent_id: UUID) -> DevicePage:
+    agent = await devices.get_agent(conn, principal=principal, agent_id=agent_id)
     now = datetime.now(UTC)
-    async with ctx.pool.connection() as conn:
-        extras = await fetch_one(conn, Q.device_extras, {"agent_id": agent_id}) or {}
-        open_alerts, _ = await lifecycle.list_episodes(conn, principal=principal, agent_id=agent_id,
-                                                       status="active,acknowledged", limit=100)
-        recent, _ = await lifecycle.list_episodes(conn, principal=principal, agent_id=agent_id,
-                                                  status="resolved,auto_resolved",
-                                                  since=now - timedelta(days=RECENT_ALERTS_DAYS), limit=20)
-        timeline = await _timeline(conn, agent_id, now - timedelta(days=1), now)
-    listed = await commands.list_commands(ctx, principal=principal, agent_id=agent_id, statuses=None,
+    extras = await fetch_one(conn, Q.device_extras, {"agent_id": agent_id}) or {}
+    open_alerts, _ = await lifecycle.list_episodes(conn, principal=principal, agent_id=agent_id,
+                                                   status="active,acknowledged", limit=100)
+    recent, _ = await lifecycle.list_episodes(conn, principal=principal, agent_id=agent_id,
+                                              status="resolved,auto_resolved",
+                                              since=now - timedelta(days=RECENT_ALERTS_DAYS), limit=20)
+    timeline = await _timeline(conn, agent_id, now - timedelta(days=1), now)
+    listed = await commands.list_commands(conn, principal=principal, agent_id=agent_id, statuses=None,
                                           awaiting_approval=False, limit=10)
-    s = ctx.settings
     return DevicePage(
         agent=agent,
-        metrics_interval_seconds=extras.get("metrics_interval_seconds") or s.metrics_interval_seconds,
-        heartbeat_interval_seconds=extras.get("heartbeat_interval_seconds") or s.heartbeat_interval_seconds,
+        metrics_interval_seconds=extras.get("metrics_interval_seconds") or settings.metrics_interval_seconds,
+        heartbeat_interval_seconds=extras.get("heartbeat_interval_seconds") or settings.heartbeat_interval_seconds,
         open_alerts=open_alerts, recent_alerts=recent, commands=listed.commands, timeline=timeline,
     )
 
 
-async def _timeline(conn: AsyncConnection[Any], agent_id: UUID, start: datetime, end: datetime) -> list[Row]:
+async def _timeline(conn: Conn, agent_id: UUID, start: datetime, end: datetime) -> list[Row]:
     return await fetch_all(conn, Q.status_timeline, {"agent_id": agent_id, "start": start, "end": end,
                                                      "limit": TIMELINE_LIMIT})
 
@@ -83,7 +79,7 @@ def _time(name: str, value: str | None) -> datetime | None:
     return parsed
 
 
-async def timeline(ctx: AppContext, *, principal: Principal, agent_id: UUID, start: str | None,
+async def timeline(conn: Conn, *, principal: Principal, agent_id: UUID, start: str | None,
                    end: str | None) -> dict[str, Any]:
     """Status changes of one device within [start, end) (default: the last 24 hours), with the
     status it had at start; for the device page's online/offline bar."""
@@ -93,8 +89,7 @@ async def timeline(ctx: AppContext, *, principal: Principal, agent_id: UUID, sta
         raise ValidationFailed("end: must be after start", field="end")
     if hi - lo > timedelta(days=400):
         raise ValidationFailed("start: at most 400 days before end", field="start")
-    async with ctx.pool.connection() as conn:
-        await visible_agent(conn, principal.business_scope, agent_id)
-        rows = await _timeline(conn, agent_id, lo, hi)
-        now = await fetch_one(conn, Q.device_status, {"agent_id": agent_id})
+    await visible_agent(conn, principal.business_scope, agent_id)
+    rows = await _timeline(conn, agent_id, lo, hi)
+    now = await fetch_one(conn, Q.device_status, {"agent_id": agent_id})
     return {"start": lo, "end": hi, "transitions": rows, "truncated": len(rows) >= TIMELINE_LIMIT, "current": now}

@@ -7,7 +7,7 @@ import logging
 
 from rts_monitor.core.context import AppContext
 from rts_monitor.core.scheduler import Job
-from rts_monitor.db import Queries
+from rts_monitor.db import Queries, connection
 from rts_monitor.db.rows import fetch_one
 
 log = logging.getLogger(__name__)
@@ -15,7 +15,7 @@ Q = Queries.beside(__file__)
 
 
 async def cleanup(ctx: AppContext) -> None:
-    async with ctx.pool.connection() as conn:
+    async with connection(ctx.pool) as conn:
         row = await fetch_one(conn, Q.cleanup, {
             "idle_seconds": ctx.settings.console_session_idle_minutes * 60,
             "window_seconds": ctx.settings.console_sign_in_window_minutes * 60,

@@ -37,7 +37,7 @@ import psycopg
 
 from rts_monitor.auth.principal import Principal
 from rts_monitor.core.context import AppContext
-from rts_monitor.db import Queries, resolve_database_url
+from rts_monitor.db import Queries, connection, resolve_database_url
 from rts_monitor.db.rows import fetch_all
 
 log = logging.getLogger(__name__)
@@ -193,7 +193,7 @@ class LiveHub:
         while self._pending:
             ids, self._pending = list(self._pending), set()
             try:
-                async with self.ctx.pool.connection() as conn:
+                async with connection(self.ctx.pool) as conn:
                     rows = await fetch_all(conn, Q.live_latest, {
                         "ids": ids, "lookback_hours": self.ctx.settings.latest_metrics_lookback_hours})
             except Exception as exc:

@@ -19,6 +19,7 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 from uuid import UUID
 
+import psycopg
 from litestar import MediaType, Request, Response, Router, get, post
 from litestar.datastructures import Cookie
 from litestar.di import Provide
@@ -31,8 +32,9 @@ from litestar.response.sse import ServerSentEventMessage
 from rts_monitor.auth.principal import require_staff
 from rts_monitor.console import device, fleet, live, pages, sessions, signin
 from rts_monitor.core.context import AppContext
-from rts_monitor.core.errors import ApiError, NotFound, Unauthorized, ValidationFailed
+from rts_monitor.core.errors import DomainError, NotFound, TooManyRequests, Unauthorized, ValidationFailed
 from rts_monitor.core.settings import Settings
+from rts_monitor.db import Conn, connection
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +120,7 @@ async def provide_viewer(request: Request[Any, Any, Any]) -> sessions.Session:
     token = request.cookies.get(sessions.COOKIE)
     session = None
     if token:
-        async with ctx.pool.connection() as conn:
+        async with connection(ctx.pool) as conn:
             session = await sessions.resolve(conn, settings=ctx.settings, token=token)
     if session is None:
         here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -143,24 +145,34 @@ def on_sign_in_required(request: Request[Any, Any, Any], exc: SignInRequired) ->
     return Redirect("/console/login?" + urlencode(query), status_code=303, headers=security_headers(_settings(request)))
 
 
+def _app_answer(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """What the API answers for this exception (api/errors.py: the one mapping to a status and
+    the body ``{status, code, message, field?}``), found through the app's handlers."""
+    handlers = request.app.exception_handlers
+    for cls in type(exc).__mro__:
+        handler = handlers.get(cls)
+        if handler is not None:
+            response: Response[Any] = handler(request, exc)
+            return response
+    raise exc
+
+
 def on_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    if isinstance(exc, ApiError):
-        status, code, message = exc.status, exc.code, exc.message
-        extra: dict[str, Any] = {"field": exc.field} if exc.field else {}
-        headers = exc.headers
-    elif isinstance(exc, HTTPException):
-        status, code, message, extra, headers = exc.status_code, "error", str(exc.detail), {}, exc.headers or {}
-        if isinstance(exc, ValidationException):
-            status, code = 400, "bad_request"
-    else:
-        log.exception("console.request.failed", extra={"path": request.url.path, "method": request.method})
-        status, code, message, extra, headers = 500, "internal_error", "Something went wrong on our side.", {}, {}
+    """The API's answer for scripts; a page with the same status and message for people. An
+    unexpected error's trace goes to the log (the app's handler logs it), never to the page."""
+    answer = _app_answer(request, exc)
     if _from_script(request):
-        return _json_error(status, code, message, extra, headers)
-    titles = {404: "Not found", 403: "Not allowed", 429: "Too many attempts", 500: "Something went wrong"}
+        return answer
+    body = answer.content if isinstance(answer.content, dict) else {}
+    status = answer.status_code or 500
+    message = str(body.get("message") or "Something went wrong on our side.")
+    if status >= 500 and body.get("code") == "internal_error":
+        message = "Something went wrong on our side. It has been logged; please try again."
+    titles = {404: "Not found", 403: "Not allowed", 429: "Too many attempts", 503: "Unavailable",
+              500: "Something went wrong"}
+    headers = {k: v for k, v in answer.headers.items() if k.lower() == "retry-after"}
     return _html(request, "error.html", status=status, headers=headers, title=titles.get(status, "Cannot show this"),
-                 status_code=status, message=message, field=extra.get("field"),
-                 **_page_context(request, None, ""))
+                 status_code=status, message=message, field=body.get("field"), **_page_context(request, None, ""))
 
 
 # ---------------------------------------------------------------- sign-in and out
@@ -193,7 +205,7 @@ def _session_cookie(request: Request[Any, Any, Any], token: str) -> Cookie:
 
 async def _signed_in(request: Request[Any, Any, Any], principal: Any, source: str, next_path: str) -> Response[Any]:
     ctx = _ctx(request)
-    async with ctx.pool.connection() as conn:
+    async with connection(ctx.pool) as conn:
         token, _ = await sessions.start(conn, settings=ctx.settings, principal=principal, source=source,
                                         address=request.client.host if request.client else None,
                                         user_agent=request.headers.get("user-agent"))
@@ -210,7 +222,7 @@ async def login_form(request: Request[Any, Any, Any], next: str | None = None, e
     ctx = _ctx(request)
     token = request.cookies.get(sessions.COOKIE)
     if token:
-        async with ctx.pool.connection() as conn:
+        async with connection(ctx.pool) as conn:
             if await sessions.resolve(conn, settings=ctx.settings, token=token) is not None:
                 return Redirect(sessions.safe_next(next), status_code=303)
     notice = ("Your session has ended. Sign in to continue where you were." if expired
@@ -231,7 +243,7 @@ async def login_submit(
         sessions.check_csrf(expected=expected or "", method="POST",
                             supplied=data.get("form_token") if expected else None,
                             origin=request.headers.get("origin"), host=request.headers.get("host"))
-    except ApiError:
+    except DomainError:
         return _login_page(request, status=403, error="The sign-in form had expired. Please try again.",
                            email=email, next_path=next_path)
     if not email or not data.get("password"):
@@ -239,12 +251,12 @@ async def login_submit(
                            next_path=next_path)
     address = request.client.host if request.client else "unknown"
     try:
-        async with ctx.pool.connection() as conn:
+        async with connection(ctx.pool) as conn:
             principal = await signin.password(conn, settings=ctx.settings, email=email,
                                               secret=data.get("password", ""), address=address)
-    except signin.TooManyAttempts as exc:
+    except TooManyRequests as exc:
         return _login_page(request, status=429, error=exc.message, email=email, next_path=next_path,
-                           headers=exc.headers)
+                           headers={"Retry-After": str(max(1, round(exc.retry_after)))})
     except Unauthorized as exc:
         return _login_page(request, status=401, error=exc.message, email=email, next_path=next_path)
     return await _signed_in(request, principal, "password", next_path)
@@ -267,7 +279,7 @@ async def handoff(request: Request[Any, Any, Any], token: str | None = None, nex
 @post("/logout", include_in_schema=False)
 async def logout(request: Request[Any, Any, Any], viewer: sessions.Session) -> Response[Any]:
     ctx = _ctx(request)
-    async with ctx.pool.connection() as conn:
+    async with connection(ctx.pool) as conn:
         await sessions.end(conn, token=request.cookies.get(sessions.COOKIE, ""))
     response: Response[Any] = Redirect("/console/login?signed_out=1", status_code=303)
     response.delete_cookie(sessions.COOKIE, path="/")
@@ -284,11 +296,11 @@ async def session_state(viewer: sessions.Session) -> dict[str, Any]:
 
 
 @get("/", include_in_schema=False)
-async def fleet_page(request: Request[Any, Any, Any], ctx: AppContext, viewer: sessions.Session) -> Response[Any]:
+async def fleet_page(request: Request[Any, Any, Any], ctx: AppContext, conn: Conn,
+                     viewer: sessions.Session) -> Response[Any]:
     query = fleet.parse(dict(request.query_params))
-    async with ctx.pool.connection() as conn:
-        result = await fleet.page(conn, principal=viewer.principal, query=query,
-                                  lookback_hours=ctx.settings.latest_metrics_lookback_hours)
+    result = await fleet.page(conn, principal=viewer.principal, query=query,
+                              lookback_hours=ctx.settings.latest_metrics_lookback_hours)
     template = "fleet_results.html" if request.headers.get(FRAGMENT_HEADER) == "fleet" else "fleet.html"
     return _html(request, template, fleet=result, healths=fleet.HEALTHS, sorts=fleet.SORTS,
                  page_sizes=fleet.PAGE_SIZES, default_per=fleet.DEFAULT_PAGE_SIZE, urlencode=urlencode,
@@ -299,21 +311,20 @@ async def fleet_page(request: Request[Any, Any, Any], ctx: AppContext, viewer: s
 
 
 @get("/agents/{agent_id:str}", include_in_schema=False)
-async def device_page(request: Request[Any, Any, Any], ctx: AppContext, viewer: sessions.Session,
+async def device_page(request: Request[Any, Any, Any], ctx: AppContext, conn: Conn, viewer: sessions.Session,
                       agent_id: str) -> Response[Any]:
     try:
         parsed = UUID(agent_id)
     except ValueError:
         raise NotFound("agent not found") from None
-    data = await device.load(ctx, principal=viewer.principal, agent_id=parsed)
+    data = await device.load(conn, settings=ctx.settings, principal=viewer.principal, agent_id=parsed)
     return _html(request, "device.html", d=data, a=data.agent, **_page_context(request, viewer, "fleet"))
 
 
 @get("/admin", include_in_schema=False)
-async def admin_page(request: Request[Any, Any, Any], ctx: AppContext, viewer: sessions.Session) -> Response[Any]:
+async def admin_page(request: Request[Any, Any, Any], conn: Conn, viewer: sessions.Session) -> Response[Any]:
     require_staff(viewer.principal)
-    async with ctx.pool.connection() as conn:
-        businesses = await fleet.admin_businesses(conn)
+    businesses = await fleet.admin_businesses(conn)
     return _html(request, "admin.html", businesses=businesses, healths=fleet.HEALTHS,
                  **_page_context(request, viewer, "admin"))
 
@@ -322,26 +333,22 @@ async def admin_page(request: Request[Any, Any, Any], ctx: AppContext, viewer: s
 
 
 @get("/data/counts", include_in_schema=False)
-async def fleet_counts(request: Request[Any, Any, Any], ctx: AppContext, viewer: sessions.Session) -> dict[str, int]:
-    query = fleet.parse(dict(request.query_params))
-    async with ctx.pool.connection() as conn:
-        return await fleet.counts(conn, principal=viewer.principal, query=query)
+async def fleet_counts(request: Request[Any, Any, Any], conn: Conn, viewer: sessions.Session) -> dict[str, int]:
+    return await fleet.counts(conn, principal=viewer.principal, query=fleet.parse(dict(request.query_params)))
 
 
 @get("/data/ids", include_in_schema=False)
-async def fleet_ids(request: Request[Any, Any, Any], ctx: AppContext, viewer: sessions.Session) -> dict[str, Any]:
+async def fleet_ids(request: Request[Any, Any, Any], conn: Conn, viewer: sessions.Session) -> dict[str, Any]:
     """Every agent matching the fleet filters (for "select all matching"), at most MAX_IDS."""
     require_staff(viewer.principal)
-    query = fleet.parse(dict(request.query_params))
-    async with ctx.pool.connection() as conn:
-        ids = await fleet.matching_ids(conn, principal=viewer.principal, query=query)
+    ids = await fleet.matching_ids(conn, principal=viewer.principal, query=fleet.parse(dict(request.query_params)))
     return {"ids": [str(i) for i in ids], "limit": fleet.MAX_IDS}
 
 
 @get("/data/agents/{agent_id:uuid}/timeline", include_in_schema=False)
-async def timeline(ctx: AppContext, viewer: sessions.Session, agent_id: UUID, start: str | None = None,
+async def timeline(conn: Conn, viewer: sessions.Session, agent_id: UUID, start: str | None = None,
                    end: str | None = None) -> dict[str, Any]:
-    return await device.timeline(ctx, principal=viewer.principal, agent_id=agent_id, start=start, end=end)
+    return await device.timeline(conn, principal=viewer.principal, agent_id=agent_id, start=start, end=end)
 
 
 def _parse_ids(raw: str | None) -> list[UUID]:
@@ -361,16 +368,17 @@ def _parse_ids(raw: str | None) -> list[UUID]:
 async def live_events(request: Request[Any, Any, Any], ctx: AppContext, viewer: sessions.Session,
                       agents: str | None = None, fleet_page: str | None = None) -> ServerSentEvent:
     """Server-Sent Events for one open page: changes of the agents it shows (``agents``, ids the
-    caller may see; others are ignored) and, for the fleet page, that counts may have changed."""
+    caller may see; others are ignored) and, for the fleet page, that counts may have changed.
+    No request-long ``conn``: a stream lasts minutes; it borrows a connection only when it asks."""
     wanted = _parse_ids(agents)
-    async with ctx.pool.connection() as conn:
+    async with connection(ctx.pool) as conn:
         visible = await fleet.visible(conn, principal=viewer.principal, ids=wanted) if wanted else []
     hub = live.get(ctx)
     sub = hub.subscribe(viewer.principal, visible, fleet=fleet_page == "1")
     token = request.cookies.get(sessions.COOKIE, "")
 
     async def still_valid() -> bool:
-        async with ctx.pool.connection() as conn:
+        async with connection(ctx.pool) as conn:
             return await sessions.alive(conn, settings=ctx.settings, token=token)
 
     async def messages() -> AsyncIterator[ServerSentEventMessage]:
@@ -413,9 +421,9 @@ ROUTER = Router(
                     fleet_counts, fleet_ids, timeline, live_events, static_asset, not_found, data_not_found],
     dependencies={"viewer": Provide(provide_viewer)},
     # Every kind the app maps (api/errors.py) is named here too: handlers are looked up by the
-    # exception's class hierarchy across layers, so the app's ApiError would beat our Exception.
-    exception_handlers={SignInRequired: on_sign_in_required, ApiError: on_error, ValidationException: on_error,
-                        HTTPException: on_error, Exception: on_error},
+    # exception's class hierarchy across layers, so the app's DomainError would beat our Exception.
+    exception_handlers={SignInRequired: on_sign_in_required, DomainError: on_error, ValidationException: on_error,
+                        HTTPException: on_error, psycopg.Error: on_error, Exception: on_error},
     include_in_schema=False,
 )
 

@@ -26,7 +26,7 @@ from psycopg import AsyncConnection
 
 from rts_monitor.auth import portal
 from rts_monitor.auth.principal import Principal, Role
-from rts_monitor.core.errors import ApiError, Unauthorized
+from rts_monitor.core.errors import TooManyRequests, Unauthorized
 from rts_monitor.core.settings import Settings
 from rts_monitor.db import Queries
 from rts_monitor.db.rows import execute, fetch_all, fetch_one
@@ -44,14 +44,10 @@ _dummy: dict[str, bytes] = {}
 _last_cost = 10
 
 
-class TooManyAttempts(ApiError):
-    status = 429
-    code = "too_many_requests"
-
-    def __init__(self, retry_after_seconds: int) -> None:
-        minutes = max(1, -(-retry_after_seconds // 60))
-        super().__init__(f"Too many failed sign-ins. Try again in {minutes} minute{'s' if minutes > 1 else ''}.",
-                         headers={"Retry-After": str(max(1, retry_after_seconds))})
+def too_many(retry_after_seconds: int) -> TooManyRequests:
+    minutes = max(1, -(-retry_after_seconds // 60))
+    return TooManyRequests(f"Too many failed sign-ins. Try again in {minutes} minute{'s' if minutes > 1 else ''}.",
+                           retry_after=max(1, retry_after_seconds))
 
 
 def handoff(settings: Settings, token: str) -> Principal:
@@ -85,7 +81,7 @@ def _check(password: bytes, stored: str | None) -> bool:
 async def password(conn: AsyncConnection[Any], *, settings: Settings, email: str, secret: str,
                    address: str) -> Principal:
     """The principal of a portal user whose e-mail and password match; Unauthorized (one message
-    for every reason) or TooManyAttempts otherwise."""
+    for every reason) or TooManyRequests otherwise."""
     email = email.strip()[:MAX_EMAIL]
     account = _account_key(email)
     window = settings.console_sign_in_window_minutes * 60
@@ -97,7 +93,7 @@ async def password(conn: AsyncConnection[Any], *, settings: Settings, email: str
         oldest: datetime = counts["oldest_failure"] or datetime.now(UTC)
         wait = oldest + timedelta(seconds=window) - datetime.now(UTC)
         log.warning("console.sign_in.limited", extra={"address": address})
-        raise TooManyAttempts(max(1, int(wait.total_seconds())))
+        raise too_many(max(1, int(wait.total_seconds())))
     candidates = await fetch_all(conn, Q.sign_in_candidates, {"email": email}) if email else []
     pw = secret.encode()[:MAX_PASSWORD]
     found: Principal | None = None

@@ -5,25 +5,27 @@ delete (soft, token revoked). MSP staff only. Every requested id gets its own re
 what happened (``updated``, ``unchanged``, ``deleted``), or an error shaped like the API's error
 body (an id that does not exist, was deleted or belongs to no visible business is ``not_found``).
 The whole request is one transaction: set-based statements over the locked rows, so 10,000
-agents cost a few statements, not 10,000 round trips.
+agents cost a few statements, not 10,000 round trips. Each agent that changed gets its audit entry
+(``agent.update`` or ``agent.deleted``, as PATCH and DELETE write them) in the same transaction,
+sent in one pipeline.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
 import msgspec
 from msgspec import Meta
-from psycopg import AsyncConnection
 
+from rts_monitor.audit import service as audit
 from rts_monitor.auth import agents
 from rts_monitor.auth.principal import Principal, require_staff
 from rts_monitor.core.errors import ValidationFailed
 from rts_monitor.core.settings import Settings
-from rts_monitor.db import Queries
-from rts_monitor.db.rows import fetch_all
+from rts_monitor.db import Conn, Queries
+from rts_monitor.db.rows import Row, fetch_all
 
 log = logging.getLogger(__name__)
 Q = Queries.beside(__file__, "bulk.sql")
@@ -62,6 +64,26 @@ class BulkResponse(msgspec.Struct):
     results: list[BulkResult]
 
 
+async def _audit(conn: Conn, principal: Principal, body: BulkRequest, rows: list[Row]) -> None:
+    detail = {"bulk": True, "agents": len(rows)}
+    async with conn.pipeline():
+        for row in rows:
+            if body.action == "delete":
+                await audit.record(conn, principal=principal, action="agent.deleted", object_type="agent",
+                                   object_id=row["id"], business_id=row["business_id"], detail=detail)
+                continue
+            if body.action == "set_intervals":
+                before = {k: row[k] for k in ("metrics_interval_seconds", "heartbeat_interval_seconds")}
+                after = {"metrics_interval_seconds": body.metrics_interval_seconds,
+                         "heartbeat_interval_seconds": body.heartbeat_interval_seconds}
+            else:
+                before = {"monitoring_enabled": row["monitoring_enabled"]}
+                after = {"monitoring_enabled": body.action == "resume_monitoring"}
+            await audit.record(conn, principal=principal, action="agent.update", object_type="agent",
+                               object_id=row["id"], business_id=row["business_id"], before=before, after=after,
+                               detail=detail)
+
+
 def _check_intervals(settings: Settings, body: BulkRequest) -> None:
     """Intervals between 10 s and the server's default: presence marks an agent offline after
     RTS_OFFLINE_AFTER_INTERVALS of the server's heartbeat interval, and alert rules count a window
@@ -82,7 +104,7 @@ def _check_intervals(settings: Settings, body: BulkRequest) -> None:
                                    "(the server's default), or null for the default", field=name)
 
 
-async def run(conn: AsyncConnection[Any], *, settings: Settings, principal: Principal,
+async def run(conn: Conn, *, settings: Settings, principal: Principal,
               body: BulkRequest) -> BulkResponse:
     require_staff(principal)
     _check_intervals(settings, body)
@@ -100,7 +122,8 @@ async def run(conn: AsyncConnection[Any], *, settings: Settings, principal: Prin
                 "heartbeat": body.heartbeat_interval_seconds})
         else:
             rows = await fetch_all(conn, Q.soft_delete, {"ids": targets})
-    changed = {r["id"] for r in rows}
+        changed = {r["id"] for r in rows}
+        await _audit(conn, principal, body, [found[a] for a in targets if a in changed])
     if body.action == "delete":
         for row in found.values():
             if row["agent_token_hash"]:

@@ -1,7 +1,7 @@
 -- name: lock_visible
 -- The agents of a bulk request the caller may act on, locked in id order (two bulk requests
 -- over overlapping sets cannot deadlock). Others are reported "not found" per device.
-SELECT id, agent_token_hash, monitoring_enabled, metrics_interval_seconds, heartbeat_interval_seconds
+SELECT id, business_id, agent_token_hash, monitoring_enabled, metrics_interval_seconds, heartbeat_interval_seconds
   FROM agent_devices
  WHERE id = ANY(%(ids)s::uuid[]) AND soft_delete = false
    AND (%(scope)s::uuid IS NULL OR business_id = %(scope)s::uuid)
