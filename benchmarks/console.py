@@ -35,7 +35,7 @@ import os
 import statistics
 import tempfile
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -47,10 +47,11 @@ from support import create_db, drop_db, pct, say, start_api
 
 from rts_monitor.auth import agents as agent_tokens
 from rts_monitor.auth import portal
+from rts_monitor.core.edition import DESCRIBE_SQL, DatabaseInfo
 from rts_monitor.core.settings import Settings
 from rts_monitor.db import migrations, resolve_database_url
 from rts_monitor.devtools import apiprocess
-from rts_monitor.tiers import maintenance
+from rts_monitor.tiers import service as tiers
 
 RESULTS = Path(__file__).parent / "results" / "console.json"
 # The launch that works on these machines (the same as tests/fix_browser.py).
@@ -125,8 +126,13 @@ def build(url: str, agents: int) -> tuple[str, str]:
 
 
 async def _refresh(url: str) -> None:
+    """The rollup tiers over all the loaded data, the way this database's edition keeps them."""
     async with await psycopg.AsyncConnection.connect(url, autocommit=True, row_factory=dict_row) as conn:
-        await maintenance.refresh(conn, now=datetime.now(UTC))
+        row = await (await conn.execute(DESCRIBE_SQL)).fetchone()
+        assert row is not None
+        edition = DatabaseInfo.from_row(row).edition
+        await tiers.refresh(conn, edition=edition, start=datetime.now(UTC) - timedelta(days=32),
+                            end=datetime.now(UTC))
 
 
 async def sign_in(browser: Browser, base: str, next_path: str | None = None) -> tuple[Any, Page]:
