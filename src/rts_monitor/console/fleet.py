@@ -127,6 +127,12 @@ def _order(query: FleetQuery) -> str:
     return f"{GROUP_ORDER}, {key}" if query.grouped else key
 
 
+def orders() -> list[str]:
+    """Every ORDER BY the page query can be given (tests parse the query with each)."""
+    return [_order(FleetQuery(sort=sign + key, grouped=grouped))
+            for key in SORTS for sign in ("", "-") for grouped in (True, False)]
+
+
 @dataclass
 class FleetPage:
     query: FleetQuery

@@ -105,7 +105,7 @@ old AS (
     -- flush (a chunk per 200 devices keeps each payload far below NOTIFY's 8,000-byte limit),
     -- delivered at commit to every API process. In the flush's own statement: no extra round
     -- trip or connection (measured: as an after-ingest hook it made every flush's
-    -- hook wait 13-84 ms longer, docs/console.md). Referenced by both final SELECTs, so it runs.
+    -- hook wait 14-78 ms longer, docs/console.md). Referenced by both final SELECTs, so it runs.
     SELECT pg_notify('rts_console_samples', string_agg(id::text, ','))
       FROM (SELECT id, (row_number() OVER ()) / 200 AS chunk FROM dev) d
      GROUP BY chunk
