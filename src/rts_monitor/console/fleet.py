@@ -9,6 +9,7 @@ in a filter is a 404, and the latest values come from the same bounded per-agent
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -197,7 +198,7 @@ async def page(conn: AsyncConnection[Any], *, principal: Principal, query: Fleet
     total = sum(groups.values())
     pages = max(1, math.ceil(total / query.per_page))
     if query.page > pages:  # past the end (e.g. a filter shrank the list): the last page
-        query = FleetQuery(**{**query.__dict__, "page": pages})
+        query = dataclasses.replace(query, page=pages)
     sql = Q.fleet_page.format(order=_order(query))  # {order}: whitelisted text, see SORTS
     rows = await fetch_all(conn, sql, {**params, "limit": query.per_page,
                                        "offset": (query.page - 1) * query.per_page,

@@ -2,7 +2,8 @@
 says otherwise, and none does for data), the built assets' names, and number/time formatting.
 
 The same formatting rules exist once more in the browser (frontend/src/format.ts) for values
-that arrive live; ``tests/test_console_format.py`` checks both give the same text.
+that arrive live; ``tests/test_console.py::test_numbers_read_the_same_in_the_page_as_from_the_server``
+checks both give the same text.
 """
 
 from __future__ import annotations
@@ -149,6 +150,8 @@ def _env() -> jinja2.Environment:
     env.filters.update(number=number, percent=percent, gigabytes=gigabytes, bytes=bytes_, duration=duration,
                        utc=utc, iso=iso, ago=ago)
     env.globals.update(asset=asset, nav=NAV)
+    for name in env.list_templates():  # compiled now, at start-up, not by the first visitor
+        env.get_template(name)
     return env
 
 
