@@ -75,7 +75,9 @@ def test_the_docker_build_context_makes_a_server_wheel_that_serves_the_agent(tmp
     and carry the migrations, the installers and the agent's sources."""
     context = tmp_path / "context"
     context.mkdir()
-    copied = re.findall(r"^COPY (\S+(?: \S+)*) \S+$", (ROOT / "docker" / "Dockerfile").read_text(), re.M)
+    # COPY --from=<stage> lines copy a build stage's output (the console's assets, which the
+    # node stage's COPY of frontend/ brings in here already built by ./dev), not the context.
+    copied = re.findall(r"^COPY (?!--from=)(\S+(?: \S+)*) \S+$", (ROOT / "docker" / "Dockerfile").read_text(), re.M)
     for sources in copied:
         for name in sources.split():
             src = ROOT / name
@@ -90,6 +92,7 @@ def test_the_docker_build_context_makes_a_server_wheel_that_serves_the_agent(tmp
                      "rts_monitor/agent_src/packaging/debian/postinst"):
         assert required in names, required
     assert any(n.startswith("rts_monitor/sql/migrations/") for n in names)
+    assert "rts_monitor/console/static/manifest.json" in names  # the console's built assets
     # Installed from that wheel, the packaged sources give the same agent wheel as the checkout.
     unpacked = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(unpacked)

@@ -82,6 +82,10 @@ def _instances(file: str, sql: str) -> list[str]:
 
         return [sql.format(sort=expr, sort_type=kind, cmp=cmp, dir=direction)
                 for expr, kind in SORTS.values() for cmp, direction in ((">", "ASC"), ("<", "DESC"))]
+    if file == "console/queries.sql":
+        from rts_monitor.console.fleet import orders
+
+        return [sql.format(order=order) for order in orders()]
     raise AssertionError(f"{file}: templated query without known values; add them to _instances")
 
 

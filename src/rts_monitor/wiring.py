@@ -16,6 +16,7 @@ from rts_monitor.alerts.concern import CONCERN as ALERTS
 from rts_monitor.audit.concern import CONCERN as AUDIT
 from rts_monitor.auth.concern import CONCERN as AUTH
 from rts_monitor.commands.concern import CONCERN as COMMANDS
+from rts_monitor.console.concern import CONCERN as CONSOLE
 from rts_monitor.core import scheduler
 from rts_monitor.core.concern import Concern, SubParsers
 from rts_monitor.core.context import AppContext
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 # Components are entered in this order and closed in reverse.
 CONCERNS: tuple[Concern, ...] = (
     AUTH, ENROLMENT, DEVICES, INGEST, INVENTORY, INSTALLERS, COMMANDS, EVENTS, HISTORY, TIERS, ALERTS, AUDIT, REPORTS,
-    ROLLOUTS,
+    ROLLOUTS, CONSOLE,
 )
 
 

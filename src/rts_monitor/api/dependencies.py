@@ -1,7 +1,8 @@
 """What handlers ask for by parameter name: ``ctx``, ``conn`` (a pooled connection for the request,
 committed before the response is sent, rolled back if the handler raises), ``principal`` (portal
-JWT), ``agent`` (agent token). The one place that knows Litestar's dependency injection; the checks
-themselves are ``auth.credentials``, the connection boundary ``db.connection``."""
+JWT, or the console's session cookie), ``agent`` (agent token). The one place that knows Litestar's
+dependency injection; the checks themselves are ``auth.credentials`` and ``console.sessions``, the
+connection boundary ``db.connection``."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from litestar.di import Provide
 
 from rts_monitor.auth import credentials
 from rts_monitor.auth.principal import AgentPrincipal, Principal
+from rts_monitor.console import sessions
 from rts_monitor.core.context import AppContext
+from rts_monitor.core.errors import Unauthorized
 from rts_monitor.db import Conn, connection
 
 
@@ -31,7 +34,21 @@ async def provide_conn(request: Request[Any, Any, Any]) -> AsyncIterator[Conn]:
 
 
 async def provide_principal(request: Request[Any, Any, Any]) -> Principal:
-    return credentials.portal_user(provide_ctx(request).settings, request.headers.get("authorization"))
+    ctx = provide_ctx(request)
+    authorization = request.headers.get("authorization")
+    cookie = request.cookies.get(sessions.COOKIE)
+    if authorization is None and cookie:
+        # The console's pages call the API with their session cookie (the same principal the
+        # portal's JWT would give); state-changing calls must carry the session's CSRF token.
+        async with connection(ctx.pool) as conn:
+            session = await sessions.resolve(conn, settings=ctx.settings, token=cookie)
+        if session is None:
+            raise Unauthorized("console session ended: sign in again")
+        sessions.check_csrf(expected=session.csrf_token, method=request.method,
+                            supplied=request.headers.get(sessions.CSRF_HEADER),
+                            origin=request.headers.get("origin"), host=request.headers.get("host"))
+        return session.principal
+    return credentials.portal_user(ctx.settings, authorization)
 
 
 def client_address(request: Request[Any, Any, Any]) -> str | None:

@@ -410,6 +410,39 @@ class Settings:
                       "<public URL>/agent/rts_agent-<version>-py3-none-any.whl (GET /agent/package)."),
     )
 
+    # --- the operator console at /console/ (docs/console.md) ---
+    console_session_idle_minutes: int = field(
+        default=30,
+        metadata=_env("RTS_CONSOLE_SESSION_IDLE_MINUTES",
+                      "A console session unused for this long ends (sign in again, then back to the page)."),
+    )
+    console_session_absolute_hours: int = field(
+        default=12,
+        metadata=_env("RTS_CONSOLE_SESSION_ABSOLUTE_HOURS",
+                      "A console session ends this long after sign-in, used or not."),
+    )
+    console_sign_in_window_minutes: int = field(
+        default=15,
+        metadata=_env("RTS_CONSOLE_SIGN_IN_WINDOW_MINUTES", "Window over which failed password sign-ins are counted."),
+    )
+    console_sign_in_max_per_account: int = field(
+        default=5,
+        metadata=_env("RTS_CONSOLE_SIGN_IN_MAX_PER_ACCOUNT",
+                      "Failed password sign-ins for one e-mail within the window before further tries get 429."),
+    )
+    console_sign_in_max_per_address: int = field(
+        default=30,
+        metadata=_env("RTS_CONSOLE_SIGN_IN_MAX_PER_ADDRESS",
+                      "Failed password sign-ins from one client address within the window before further tries "
+                      "get 429."),
+    )
+    console_frame_ancestors: str = field(
+        default="'self'",
+        metadata=_env("RTS_CONSOLE_FRAME_ANCESTORS",
+                      "CSP frame-ancestors of console pages: who may embed them in a frame (e.g. "
+                      "`'self' https://portal.example.com`); `'none'` forbids embedding."),
+    )
+
     def __post_init__(self) -> None:
         if self.env not in ENVIRONMENTS:
             raise ConfigurationError(f"RTS_ENV={self.env!r}: must be one of {', '.join(ENVIRONMENTS)}")

@@ -38,7 +38,8 @@ SELECT upd.new_status AS status, upd.config_version, upd.config_version <> upd.c
   FROM upd
 
 -- name: agent_config_row
-SELECT config_version, monitoring_enabled, alerts_enabled, auto_remediation_enabled
+SELECT config_version, monitoring_enabled, alerts_enabled, auto_remediation_enabled, metrics_interval_seconds,
+       heartbeat_interval_seconds
   FROM agent_devices WHERE id = %(agent_id)s AND soft_delete = false
 
 -- name: mark_config_delivered

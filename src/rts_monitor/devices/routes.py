@@ -12,7 +12,7 @@ from litestar.status_codes import HTTP_204_NO_CONTENT
 from rts_monitor.auth.principal import AgentPrincipal, Principal
 from rts_monitor.core.context import AppContext
 from rts_monitor.db import Conn
-from rts_monitor.devices import service
+from rts_monitor.devices import bulk, service
 from rts_monitor.devices.structs import (
     AdminFleet,
     AgentDetail,
@@ -96,5 +96,12 @@ async def admin_agents(
                                      statuses=service.parse_statuses(status), limit=limit)
 
 
+@post("/api/agents/bulk", status_code=200, tags=FLEET_TAGS, security=PORTAL,
+      summary="One action on many agents (pause/resume monitoring, set intervals, delete), a result per agent "
+              "(admin, technician)")
+async def bulk_agents(ctx: AppContext, conn: Conn, principal: Principal, data: bulk.BulkRequest) -> bulk.BulkResponse:
+    return await bulk.run(conn, settings=ctx.settings, principal=principal, body=data)
+
+
 HANDLERS: list[Any] = [heartbeat, agent_config, list_agents, get_agent, patch_agent, delete_agent,
-                       revoke_agent_token, admin_agents]
+                       revoke_agent_token, admin_agents, bulk_agents]

@@ -21,6 +21,7 @@ import importlib.util
 import json
 import logging
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -116,6 +117,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if agent_proc is not None:
             procs.append(agent_proc)
         devices = build_fleet(args.fleet, [(str(b), [str(x) for x in locs]) for b, locs in world["businesses"]])
+        world["password"] = _console_password(url, world, demo_dir)
         _print_guide(settings, base, admin, world, agent_id, args, demo_dir)
         return asyncio.run(_run_fleet(base, admin, url, devices, args, demo_dir, server, agent_proc, agent_id))
     finally:
@@ -192,6 +194,24 @@ def _create_world(url: str, count: int) -> dict[str, Any]:
         "2 admins, 1 customer")
     return {"businesses": businesses, "admin_id": admin_id, "approver_id": approver_id,
             "customer_id": customer_id}
+
+
+def _console_password(url: str, world: dict[str, Any], demo_dir: Path) -> str:
+    """A password for the demo users' e-mail sign-in to the console (bcrypt, as the portal stores
+    it), generated once and kept in the demo directory."""
+    import bcrypt
+
+    path = demo_dir / "console_password"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(12))
+    password = path.read_text().strip()
+    hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(10)).decode()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("UPDATE users SET password_hash = %s WHERE id = ANY(%s)",
+                     (hashed, [world["admin_id"], world["customer_id"]]))
+    return password
 
 
 def _user(conn: psycopg.Connection[dict[str, Any]], email: str, role: str, business_id: UUID | None) -> UUID:
@@ -385,6 +405,10 @@ def _print_guide(settings: Settings, base: str, admin: str, world: dict[str, Any
         "=" * 78,
         " rts-monitor demo is running",
         "=" * 78,
+        f" Console        {base}/console/   one-click sign-in (12 h):",
+        f"   MSP admin    {base}/console/auth?token={admin}",
+        f"   customer     {base}/console/auth?token={customer}",
+        f"   or e-mail + password: demo-admin@msp.example / owner@acme-dental.example, password {world['password']}",
         f" API            {base}/api        health: {base}/health",
         f" API docs       {base}/schema (OpenAPI: {base}/schema/openapi.json)",
         f" admin token    (12 h, also in {token_file})",

@@ -69,8 +69,9 @@ def websocket_url(settings: Settings) -> str:
 def agent_config(settings: Settings, row: dict[str, Any]) -> AgentConfig:
     """The config an agent runs with; ``row`` carries the device's version and flags."""
     return AgentConfig(
-        heartbeat_interval_seconds=settings.heartbeat_interval_seconds,
-        metrics_interval_seconds=settings.metrics_interval_seconds,
+        # Per-agent intervals (set by POST /api/agents/bulk) override the server's defaults.
+        heartbeat_interval_seconds=row.get("heartbeat_interval_seconds") or settings.heartbeat_interval_seconds,
+        metrics_interval_seconds=row.get("metrics_interval_seconds") or settings.metrics_interval_seconds,
         api_url=settings.effective_public_url + "/api",
         websocket_url=websocket_url(settings),
         config_version=int(row["config_version"]),

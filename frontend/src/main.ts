@@ -1,0 +1,38 @@
+// The console's one script (an ES module, so no inline code anywhere: the CSP forbids it).
+// Each page says which it is in <body data-page>; shared behaviour is set up here.
+
+import { initDevice } from "./device";
+import { initFleet } from "./fleet";
+import * as fmt from "./format";
+import "./registry";
+
+function shortcuts(): void {
+  const dialog = document.getElementById("shortcuts") as HTMLDialogElement | null;
+  let pendingG = false;
+  document.addEventListener("keydown", (e) => {
+    const t = e.target as HTMLElement;
+    if (t instanceof HTMLInputElement || t instanceof HTMLSelectElement || t instanceof HTMLTextAreaElement) return;
+    if (e.metaKey || e.ctrlKey || e.altKey) return;
+    if (e.key === "?" && dialog && !dialog.open) {
+      e.preventDefault();
+      dialog.showModal();
+    } else if (e.key === "g") {
+      pendingG = true;
+      window.setTimeout(() => (pendingG = false), 1000);
+    } else if (pendingG && e.key === "f") {
+      location.assign("/console/");
+    }
+  });
+}
+
+function start(): void {
+  fmt.refreshTimes();
+  shortcuts();
+  const page = document.body.dataset.page;
+  if (page === "fleet") initFleet();
+  else if (page === "device") initDevice();
+  if (page !== "fleet" && page !== "login") window.setInterval(() => fmt.refreshTimes(), 30_000);
+}
+
+if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+else start();
