@@ -626,7 +626,7 @@ class Runner:
         """Install the requested version; the restart comes once the result is in the spool."""
         from rts_agent import update  # only this command needs pip's machinery
 
-        done = await update.install(self.executor, cmd)
+        done = await update.install(self.executor, cmd, server_url=self.config.server_url)
         if done is None:
             return f"already running {update.DIST} {__version__}; nothing to do"
         log.warning("agent.updated", extra={"command_id": cmd.command_id, "outcome": done})
