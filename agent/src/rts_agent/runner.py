@@ -323,12 +323,16 @@ class Runner:
     async def _heartbeat_loop(self) -> None:
         assert self.api is not None
         while not self._stop.is_set():
+            rotated = False
             try:
                 answer = await self.api.heartbeat({"timestamp": utc_stamp(), "status": "online",
                                                    "agent_version": __version__})
                 self.info["last_heartbeat_at"] = utc_stamp()
                 if not isinstance(answer, dict):
                     answer = {}
+                token = answer.get("agent_token")
+                if isinstance(token, str) and token and token != self.api.token:
+                    rotated = await self._adopt_token(token)
                 if answer.get("pending_commands"):
                     self._wake_poll.set()
                 for command_id in answer.get("cancel_commands") or []:
@@ -337,7 +341,30 @@ class Runner:
                     await self._refresh_config()
             except TransportError as exc:
                 log.warning("heartbeat.failed", extra={"error": str(exc)[:300]})
+            if rotated:
+                continue  # a heartbeat with the new token at once: that is the acknowledgement
             await self._sleep(self.config.heartbeat_interval_seconds)
+
+    async def _adopt_token(self, token: str) -> bool:
+        """The server rotated this agent's token: save it (atomically, fsync'd) before using it,
+        so a crash from here on restarts with the token the server now expects; then every
+        request, and a fresh socket, use it. The old token works for a grace period, so requests
+        already on their way are not lost. If the save fails the old token is kept: the server
+        issues another new one at the next heartbeat made with the old."""
+        assert self.api is not None
+        try:
+            saved = load_raw(self.state_dir)
+            save(msgspec.structs.replace(saved, agent_token=token), self.state_dir)
+        except (OSError, msgspec.DecodeError) as exc:
+            log.error("agent.token_not_saved", extra={"error": f"{type(exc).__name__}: {exc}"[:300]})
+            return False
+        self.config = msgspec.structs.replace(self.config, agent_token=token)
+        self.api.token = token
+        log.warning("agent.token_rotated", extra={"agent_id": self.config.agent_id})
+        ws = self._ws
+        if ws is not None and not ws.closed:
+            await ws.close(wait=False)  # the socket loop reconnects with the new token
+        return True
 
     async def _refresh_config(self) -> None:
         """The server changed this agent's config: fetch it (which acknowledges it) and apply
@@ -370,8 +397,8 @@ class Runner:
     async def _socket_loop(self) -> None:
         assert self.api is not None
         backoff = Backoff(base=min(1.0, self.config.retry_cap_seconds), cap=self.config.retry_cap_seconds)
-        url = f"{self.config.ws_url}?token={self.config.agent_token}"
         while not self._stop.is_set():
+            url = f"{self.config.ws_url}?token={self.config.agent_token}"  # the token may have been rotated
             try:
                 async with await self.api.client.ws_connect(
                     url, heartbeat=30, close_timeout=10,
