@@ -27,13 +27,17 @@ def test_a_running_agent_switches_tokens_without_losing_a_sample(
     def works(token: str) -> bool:
         return httpx.get(commands, headers={"Authorization": f"Bearer {token}"}, timeout=30).status_code == 200
 
-    agent.start()
+    # Heartbeats a minute apart: the new token arriving within seconds shows the socket's push
+    # (``rotate_token``) made the agent heartbeat at once.
+    agent.start(RTS_AGENT_HEARTBEAT_INTERVAL="60")
+    wait_for(lambda: agent.last_status().get("websocket") == "connected", 30, "the agent's socket")
+    time.sleep(1)  # past the first heartbeat, made at start
     wait_for(lambda: len(metric_times(world, agent.agent_id)) >= 4, 30, "metrics before the rotation")
     resp = httpx.post(f"{server.url}/api/agents/{agent.agent_id}/rotate-token", headers=portal(server, world),
                       timeout=30)
     assert resp.status_code == 202, resp.text
 
-    new = wait_for(lambda: (t := agent.config["agent_token"]) != old and t, 20, "the new token saved")
+    new = wait_for(lambda: (t := agent.config["agent_token"]) != old and t, 15, "the new token saved")
     assert new.startswith("rtsa_")
     assert stat.S_IMODE(os.stat(agent.state_dir / "config.json").st_mode) == 0o600
     wait_for(lambda: world.query("SELECT agent_token_acked_at FROM agent_devices WHERE id = %s",
@@ -59,9 +63,11 @@ def test_a_running_agent_switches_tokens_without_losing_a_sample(
     assert len(stored) + len(spooled) == agent.spool()["spooled_total"]
     log = agent.log_path.read_text()
     assert '"agent.token_rotated"' in log and "credential_rejected" not in log and " 401 " not in log
+    assert log.count('"socket.connected"') >= 2  # it reconnected with the new token
 
-    # A restart runs on the saved token.
+    # A restart runs on the saved token, and its socket too.
     before = len(metric_times(world, agent.agent_id))
     agent.start()
+    wait_for(lambda: agent.last_status().get("websocket") == "connected", 30, "the socket with the new token")
     wait_for(lambda: len(metric_times(world, agent.agent_id)) >= before + 4, 30, "metrics after a restart")
     assert agent.config["agent_token"] == new

@@ -4,7 +4,8 @@
 * send      drain the spool oldest first in batches; delete only what the server acknowledged;
             back off with jitter while the server is away; pause between full batches so hours
             of backlog reach the server as a steady trickle, not a flood
-* heartbeat every ``heartbeat_interval``; ``pending_commands`` > 0 wakes the poller
+* heartbeat every ``heartbeat_interval`` (at once on a ``rotate_token`` push); ``pending_commands`` > 0
+            wakes the poller; a new ``agent_token`` in the answer is saved, then used
 * socket    WebSocket ``/ws?token=`` for commands, reconnecting with backoff + jitter
 * poll      ``GET …/commands`` whenever the socket is down (and when a heartbeat says so)
 * results   command results are spooled, then delivered (socket or POST) until acknowledged
@@ -101,6 +102,7 @@ class Runner:
         self._wake_poll = asyncio.Event()
         self._wake_results = asyncio.Event()
         self._wake_inventory = asyncio.Event()
+        self._wake_heartbeat = asyncio.Event()
         self._status_changed = asyncio.Event()
         self._status_written: dict[str, Any] | None = None
         self._packages_seen: tuple[str | None, float] = (None, 0.0)  # (signature, since when)
@@ -343,7 +345,7 @@ class Runner:
                 log.warning("heartbeat.failed", extra={"error": str(exc)[:300]})
             if rotated:
                 continue  # a heartbeat with the new token at once: that is the acknowledgement
-            await self._sleep(self.config.heartbeat_interval_seconds)
+            await self._sleep(self.config.heartbeat_interval_seconds, self._wake_heartbeat)
 
     async def _adopt_token(self, token: str) -> bool:
         """The server rotated this agent's token: save it (atomically, fsync'd) before using it,
@@ -437,6 +439,8 @@ class Runner:
             self._spawn(self._execute(msg, via="ws"))
         elif kind == "cancel_command":
             self._request_cancel(str(msg.get("command_id")), via="ws")
+        elif kind == "rotate_token":
+            self._wake_heartbeat.set()  # the new token comes in the heartbeat's answer
         elif kind == "command_result_ack":
             command_id = str(msg.get("command_id"))
             self.spool.delete_result(command_id)

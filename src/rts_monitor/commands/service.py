@@ -141,6 +141,11 @@ async def notify_cancel(conn: Conn, agent_id: UUID, command_id: UUID) -> None:
     await _notify(conn, agent_id, command_id, cancel=True)
 
 
+async def notify_token_rotation(conn: Conn, agent_id: UUID) -> None:
+    """NOTIFY (on commit) that the agent should heartbeat now to fetch its new token."""
+    await _notify(conn, agent_id, None, rotate_token=True)
+
+
 async def _notify(conn: Conn, agent_id: UUID, command_id: UUID | None, **extra: Any) -> None:
     note = {"agent_id": str(agent_id), "command_id": str(command_id) if command_id else None, **extra}
     await conn.execute(Q.notify, {"channel": CHANNEL, "payload": json.dumps(note)})

@@ -215,6 +215,12 @@ class WsCancel(msgspec.Struct, tag_field="type", tag="cancel_command"):
     command_id: UUID
 
 
+class WsRotateToken(msgspec.Struct, tag_field="type", tag="rotate_token"):
+    """Pushed when the agent's token is due for rotation: heartbeat now, the answer carries the new
+    token (auth/rotation.py). The token itself never travels this way: a push has no answer to
+    confirm it arrived."""
+
+
 # What agents send ignores fields this server does not know (a newer agent's additions), as the
 # HTTP bodies do; portal-facing bodies refuse unknown fields (a typo there is a person's mistake).
 class WsCommandResult(CommandResult, tag_field="type", tag="command_result", kw_only=True):

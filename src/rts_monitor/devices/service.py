@@ -19,6 +19,7 @@ import msgspec
 from rts_monitor.audit import service as audit
 from rts_monitor.auth import agents, rotation
 from rts_monitor.auth.principal import AgentPrincipal, Principal, require_staff
+from rts_monitor.commands import service as commands
 from rts_monitor.core.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed
 from rts_monitor.core.settings import Settings
 from rts_monitor.db import Conn, Queries
@@ -271,6 +272,7 @@ async def rotate_agent_token(conn: Conn, *, settings: Settings, principal: Princ
             raise Conflict("this agent's token is revoked: enrol it again instead")
         answer = await rotation.request(conn, settings=settings, principal=principal, agent_id=agent_id,
                                         business_id=agent["business_id"])
+        await commands.notify_token_rotation(conn, agent_id)  # a connected agent heartbeats at once
     log.info("devices.token_rotation_requested", extra={"agent_id": str(agent_id), "by": str(principal.user_id)})
     return answer
 
