@@ -280,7 +280,7 @@ class Settings:
                       "its flush commits; a slower hook finishes in the background."),
     )
     command_sensitive_types: str = field(
-        default="run_script,update_agent",
+        default="run_script,update_agent,stop_service",
         metadata=_env("RTS_COMMAND_SENSITIVE_TYPES",
                       "Comma-separated command types that need approval by another admin/technician."),
     )
