@@ -48,6 +48,7 @@ from rts_agent.config import (
     AgentConfig,
     load_raw,
     overridden_fields,
+    portal_services,
     save,
     write_private,
 )
@@ -103,6 +104,7 @@ class Runner:
         self._wake_results = asyncio.Event()
         self._wake_inventory = asyncio.Event()
         self._wake_heartbeat = asyncio.Event()
+        self._wake_watch = asyncio.Event()
         self._status_changed = asyncio.Event()
         self._status_written: dict[str, Any] | None = None
         self._packages_seen: tuple[str | None, float] = (None, 0.0)  # (signature, since when)
@@ -379,6 +381,11 @@ class Runner:
         changes: dict[str, Any] = {
             name: float(answer[name]) for name in ("heartbeat_interval_seconds", "metrics_interval_seconds")
             if isinstance(answer.get(name), int | float) and answer[name] > 0}
+        services = answer.get("monitored_services")
+        if isinstance(services, list) and not load_raw(self.state_dir).services_pinned:
+            names = portal_services(services)
+            if names != self.config.monitored_services:
+                changes["monitored_services"] = names
         if isinstance(answer.get("monitoring_enabled"), bool):
             changes["monitoring_enabled"] = answer["monitoring_enabled"]
             if answer["monitoring_enabled"] != self.config.monitoring_enabled:
@@ -392,6 +399,9 @@ class Runner:
         live = {k: v for k, v in changes.items() if k not in self._pinned}
         if live:
             self.config = msgspec.structs.replace(self.config, **live)
+            if "monitored_services" in live:
+                self.collector.watch(self.config.monitored_services)
+                self._wake_watch.set()
         log.info("config.updated", extra={"changes": changes, "applied_now": sorted(live),
                                           "version": answer.get("config_version")})
 
