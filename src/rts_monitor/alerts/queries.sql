@@ -443,9 +443,13 @@ SELECT coalesce(bool_or(agent_device_id IS NULL), false) AS business_wide,
 
 -- name: rule_followup_channels
 -- Included where episodes enqueue follow-up work: one row per outbox channel of rule ``r``
--- (a ticket if the rule creates them, plus its enabled webhook/email channels).
+-- (a ticket if the rule, or else its business's ticket policy, says so, plus its enabled
+-- webhook/email channels).
 CROSS JOIN LATERAL (
-    SELECT 'ticket' WHERE r.create_ticket
+    -- the rule's own choice, else its business's policy (no policy row: every severity)
+    SELECT 'ticket' WHERE coalesce(r.create_ticket, r.severity = ANY(coalesce(
+        (SELECT tp.ticket_severities FROM business_ticket_policy tp WHERE tp.business_id = r.business_id),
+        ARRAY['info', 'warning', 'critical']::varchar[])))
     UNION ALL
     SELECT c FROM jsonb_array_elements_text(
            CASE WHEN r.notification_enabled AND jsonb_typeof(r.notification_channels) = 'array'
@@ -459,3 +463,16 @@ CROSS JOIN LATERAL (
 SELECT id FROM users
  WHERE id = ANY(%(ids)s::uuid[]) AND coalesce(is_active, true) AND NOT coalesce(soft_delete, false)
    AND (business_id = %(business_id)s OR role IN ('admin', 'technician'))
+
+-- name: ticket_policy
+SELECT b.id AS business_id,
+       coalesce(tp.ticket_severities, ARRAY['info', 'warning', 'critical']::varchar[]) AS ticket_severities,
+       tp.updated_at
+  FROM businesses b LEFT JOIN business_ticket_policy tp ON tp.business_id = b.id
+ WHERE b.id = %(business_id)s AND b.soft_delete IS NOT TRUE
+   AND (%(scope)s::uuid IS NULL OR b.id = %(scope)s::uuid)
+
+-- name: set_ticket_policy
+INSERT INTO business_ticket_policy (business_id, ticket_severities)
+VALUES (%(business_id)s, %(ticket_severities)s::varchar[])
+ON CONFLICT (business_id) DO UPDATE SET ticket_severities = EXCLUDED.ticket_severities, updated_at = now()

@@ -56,7 +56,8 @@ class RuleCreate(msgspec.Struct, forbid_unknown_fields=True):
     notification_channels: Channels = msgspec.field(default_factory=list)
     notification_recipients: Recipients = msgspec.field(default_factory=list)
     webhook_url: Url | None = None
-    create_ticket: bool = False
+    # None: the business's ticket policy decides by severity; true/false: this rule decides.
+    create_ticket: bool | None = None
     is_active: bool = True
 
 
@@ -71,7 +72,7 @@ class RuleUpdate(msgspec.Struct, forbid_unknown_fields=True):
     notification_channels: Channels | msgspec.UnsetType = msgspec.UNSET
     notification_recipients: Recipients | msgspec.UnsetType = msgspec.UNSET
     webhook_url: Url | msgspec.UnsetType | None = msgspec.UNSET
-    create_ticket: bool | msgspec.UnsetType = msgspec.UNSET
+    create_ticket: bool | msgspec.UnsetType | None = msgspec.UNSET
     is_active: bool | msgspec.UnsetType = msgspec.UNSET
 
 
@@ -87,7 +88,7 @@ class Rule(msgspec.Struct):
     notification_channels: list[str]
     notification_recipients: list[str]
     webhook_url: str | None
-    create_ticket: bool
+    create_ticket: bool | None
     is_active: bool
     last_triggered: datetime | None
     trigger_count: int
@@ -191,3 +192,15 @@ class Delivery(msgspec.Struct):
 
 class DeliveryList(msgspec.Struct):
     deliveries: list[Delivery]
+
+
+class TicketPolicyIn(msgspec.Struct, forbid_unknown_fields=True):
+    """Which severities open a ticket for this business's alerts (a rule may override)."""
+
+    ticket_severities: Annotated[list[Severity], msgspec.Meta(max_length=3)]
+
+
+class TicketPolicy(msgspec.Struct):
+    business_id: UUID
+    ticket_severities: list[str]
+    updated_at: datetime | None
