@@ -108,6 +108,7 @@ case $name in *.*) unit=$name ;; *) unit=$name.service ;; esac
 echo "$action $unit" >> "$piddir/systemctl.log"
 case $action in
   start|restart)
+    if [ -f "$piddir/$unit.broken" ]; then echo "Job for $unit failed" >&2; exit 1; fi
     if [ -f "$piddir/$unit.pid" ]; then kill "$(cat "$piddir/$unit.pid")" 2>/dev/null; fi
     setsid sleep 3600 </dev/null >/dev/null 2>&1 &
     echo $! > "$piddir/$unit.pid"

@@ -154,3 +154,66 @@ def test_a_crash_reaches_the_server_in_seconds_and_a_recovery_resolves_it(
 def _spooled_events(path: Path) -> int:
     with sqlite3.connect(path) as db:
         return int(db.execute("SELECT count(*) FROM events").fetchone()[0])
+
+
+def remediation_commands(world: World, agent_id: str) -> list[dict[str, Any]]:
+    return world.query("SELECT c.id, c.status, c.requested_by, c.exit_code FROM service_remediations r "
+                       "JOIN agent_commands c ON c.id = r.command_id WHERE r.agent_device_id = %s "
+                       "ORDER BY r.requested_at", agent_id)
+
+
+def test_auto_remediation_restarts_a_crashed_service_and_escalates_when_it_stays_down(
+        api_factory: Callable[..., ApiServer], world: World, install_agent: Callable[..., AgentProc],
+        stand_in: StandIn) -> None:
+    stand_in.start()
+    server = api_factory(env={"RTS_REMEDIATION_GRACE_SECONDS": "4", "RTS_REMEDIATION_MAX_PER_HOUR": "2",
+                              "RTS_REMEDIATION_CHECK_SECONDS": "1", "RTS_ALERT_EVALUATE_SECONDS": "1"})
+    choose_web(server, world, auto_restart=True)
+    rule_id = service_rule(server, world)
+    agent = running_agent(server, world, install_agent, stand_in)
+    resp = httpx.patch(f"{server.url}/api/agents/{agent.agent_id}", headers=portal(server, world), timeout=30,
+                       json={"auto_remediation_enabled": True})
+    assert resp.status_code == 200, resp.text
+
+    # 1. A crash: the server restarts the service itself, and nobody is alerted. (Before the first
+    # sample the chosen service was unknown, hence down: that early episode is not this one.)
+    wait_for(lambda: not open_episodes(world, rule_id), 15, "the first sample's state to resolve the start-up")
+    crashed_at = world.query("SELECT now() AS t")[0]["t"]
+    first_pid = stand_in.pid()
+    stand_in.crash()
+    (restart,) = wait_for(lambda: [c for c in remediation_commands(world, agent.agent_id)
+                                   if c["status"] == "completed"], 20, "the restart to complete")
+    assert restart["requested_by"] is None and restart["exit_code"] == 0
+    assert "restart web.service" in stand_in.calls()
+    wait_for(lambda: events(world, agent.agent_id, "service_recovered"), 10, "service_recovered")
+    assert stand_in.pid() != first_pid
+    history = world.query("SELECT event, actor_type, via FROM agent_command_events WHERE command_id = %s "
+                          "ORDER BY at", restart["id"])
+    assert history[0] == {"event": "created", "actor_type": "system", "via": "remediation"}
+    assert "approved" not in [h["event"] for h in history]  # never waited for anyone
+    (audit,) = world.query("SELECT actor_type, actor_user_id, detail FROM audit_log WHERE action = "
+                           "'command.remediate' AND object_id = %s", str(restart["id"]))
+    assert audit["actor_type"] == "system" and audit["actor_user_id"] is None
+    assert audit["detail"]["service_name"] == "web" and audit["detail"]["trigger"] == "event"
+    time.sleep(5)  # past the grace period: the restart worked, so no episode
+    assert world.query("SELECT id FROM agent_alert_history WHERE agent_alert_id = %s AND triggered_at > %s",
+                       rule_id, crashed_at) == []
+
+    # 2. A restart that fails: tried until the per-hour cap (2), then the alert opens as usual,
+    # with its ticket (new business: tickets on) and the attempts on the episode.
+    (stand_in.piddir / "web.service.broken").touch()
+    stand_in.crash()
+    (episode,) = wait_for(lambda: open_episodes(world, rule_id), 20, "the escalation")
+    attempts = remediation_commands(world, agent.agent_id)
+    assert len(attempts) == 2 and attempts[1]["status"] in ("failed", "sent", "executing", "pending")
+    wait_for(lambda: remediation_commands(world, agent.agent_id)[1]["status"] == "failed", 20, "the failed restart")
+    time.sleep(3)  # the job keeps running: the cap holds
+    assert len(remediation_commands(world, agent.agent_id)) == 2
+    detail = wait_for(lambda: (r := httpx.get(f"{server.url}/api/alerts/{episode['id']}",
+                                              headers=portal(server, world), timeout=30).json())
+                      and r["remediation_attempts"] and r, 15, "the attempts on the episode")
+    assert [(a["service_name"], a["status"], a["trigger"]) for a in detail["remediation_attempts"]] == [
+        ("web", "failed", "event")]
+    assert detail["remediation_attempts"][0]["exit_code"] == 1
+    assert world.query("SELECT channel FROM alert_outbox WHERE alert_history_id = %s AND event = 'opened'",
+                       episode["id"]) == [{"channel": "ticket"}]

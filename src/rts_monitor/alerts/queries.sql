@@ -115,14 +115,22 @@ sagg AS (
            any_value(p.severity) AS severity, any_value(p.in_maintenance) AS in_maintenance,
            any_value(p.win) AS win,
            count(s.id) AS down_any,
-           count(s.id) FILTER (WHERE coalesce(s.last_state_change, s.last_checked) <= now() - p.win) AS down_long,
+           count(s.id) FILTER (WHERE coalesce(s.last_state_change, s.last_checked) <= now() - p.win
+                                 AND (NOT coalesce(rm.remedied, false) OR coalesce(s.last_state_change, s.last_checked)
+                                                      <= now() - %(remediation_grace)s::interval)) AS down_long,
            string_agg(s.service_name, ', ' ORDER BY s.service_name)
-               FILTER (WHERE coalesce(s.last_state_change, s.last_checked) <= now() - p.win) AS names,
+               FILTER (WHERE coalesce(s.last_state_change, s.last_checked) <= now() - p.win
+                         AND (NOT coalesce(rm.remedied, false) OR coalesce(s.last_state_change, s.last_checked)
+                                              <= now() - %(remediation_grace)s::interval)) AS names,
            min(coalesce(s.last_state_change, s.last_checked)) AS since
       FROM pairs p
       LEFT JOIN agent_monitored_services s ON s.agent_device_id = p.device_id AND s.should_be_running
            AND coalesce(s.status, 'unknown') <> 'running'
            AND (p.service_name IS NULL OR s.service_name = p.service_name)
+      -- A service auto-remediation restarts escalates only once it stayed down for the grace
+      -- period (docs/services.md): the restart gets its chance first.
+      LEFT JOIN LATERAL (SELECT coalesce(s.auto_restart, false) AND coalesce(dv.auto_remediation_enabled, false) AS remedied
+                           FROM agent_devices dv WHERE dv.id = p.device_id) rm ON true
      WHERE p.kind = 'service_down'
      GROUP BY p.id, p.device_id
 ),

@@ -9,6 +9,7 @@ from uuid import UUID
 import msgspec
 
 from rts_monitor.core.types import EmailOrUserId, Note, Text50, Text100, Text255, Url, planned_time
+from rts_monitor.services.structs import RemediationAttempt
 
 Severity = Literal["info", "warning", "critical"]
 Kind = Literal["metric", "agent_offline", "service_down"]
@@ -125,6 +126,8 @@ class Episode(msgspec.Struct):
     acknowledged_at: datetime | None
     resolved_by: UUID | None
     resolution_notes: str | None
+    # One episode's detail (GET /api/alerts/{id}) lists the restarts auto-remediation tried.
+    remediation_attempts: list[RemediationAttempt] | None = None
 
 
 class EpisodeList(msgspec.Struct):

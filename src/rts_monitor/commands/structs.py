@@ -136,7 +136,7 @@ class Command(msgspec.Struct):
     params: dict[str, Any]
     status: str
     timeout_seconds: int
-    requested_by: UUID
+    requested_by: UUID | None  # None: issued by the server itself (auto-remediation)
     approval_required: bool
     approved_by: UUID | None
     approved_at: datetime | None

@@ -328,6 +328,24 @@ class Settings:
         metadata=_env("RTS_WS_PING_TIMEOUT_SECONDS", "A WebSocket without a pong within this is closed."),
     )
 
+    # --- auto-remediation of monitored services (see docs/services.md) ---
+    remediation_max_per_hour: int = field(
+        default=3,
+        metadata=_env("RTS_REMEDIATION_MAX_PER_HOUR",
+                      "Most restart_service commands the server issues on its own per service per hour."),
+    )
+    remediation_grace_seconds: float = field(
+        default=120.0,
+        metadata=_env("RTS_REMEDIATION_GRACE_SECONDS",
+                      "How long a service that auto-remediation is restarting may stay down before its "
+                      "service_down alert (and ticket) opens as usual."),
+    )
+    remediation_check_seconds: float = field(
+        default=10.0,
+        metadata=_env("RTS_REMEDIATION_CHECK_SECONDS",
+                      "How often down services with auto_restart are looked for (crash events act at once)."),
+    )
+
     # --- alerting (see docs/alerts.md) ---
     alert_evaluate_seconds: float = field(
         default=60.0, metadata=_env("RTS_ALERT_EVALUATE_SECONDS", "How often every alert rule is evaluated."),

@@ -29,6 +29,7 @@ from rts_monitor.db import Conn, Queries
 from rts_monitor.db.rows import fetch_all, fetch_one
 from rts_monitor.devices.scope import visible_agent
 from rts_monitor.events import structs as s
+from rts_monitor.services import remediation
 
 Q = Queries.beside(__file__)
 log = logging.getLogger(__name__)
@@ -71,6 +72,9 @@ async def record(conn: Conn, *, settings: Settings, agent_id: UUID, event: s.Eve
     log.info("agent.event", extra={"agent_id": str(agent_id), "event_type": event.event_type, "via": via,
                                    "event_row": row["id"]})
     if service is not None:
+        if SERVICE_STATUS[event.event_type] == "stopped":
+            await remediation.remediate(conn, settings=settings, trigger="event", agent_id=agent_id,
+                                        service_name=service.service_name)
         await evaluator.evaluate(conn, settings, devices=[agent_id], kinds=("service_down",))
     return s.EventAck(id=row["id"], event_type=event.event_type, duplicate=False, event_id=event.event_id)
 

@@ -87,3 +87,57 @@ SELECT s.service_name, s.should_be_running, s.auto_restart, s.status, s.pid, s.l
   FROM agent_monitored_services s
  WHERE s.agent_device_id = %(agent_id)s AND s.configured
  ORDER BY s.service_name
+
+-- name: remediation_due
+-- Down services that auto-remediation should restart now: auto_restart on a device with
+-- auto_remediation_enabled that is online; no attempt open (pending/sent/executing) nor started
+-- in the last %(spacing)s; fewer than %(max_per_hour)s attempts in the last hour. A service a
+-- concurrent transaction holds (a crash event being recorded) is skipped, not waited for.
+SELECT s.agent_device_id, s.service_name, d.business_id, s.status,
+       (SELECT count(*) FROM service_remediations r
+         WHERE r.agent_device_id = s.agent_device_id AND r.service_name = s.service_name
+           AND r.requested_at > now() - interval '1 hour') AS attempts_last_hour
+  FROM agent_monitored_services s
+  JOIN agent_devices d ON d.id = s.agent_device_id
+ WHERE s.auto_restart AND coalesce(s.should_be_running, true) AND d.auto_remediation_enabled
+   AND d.soft_delete = false AND d.status = 'online'
+   -- not_found: there is nothing to restart; starting: it is on its way back
+   AND s.status IS NOT NULL AND s.status NOT IN ('running', 'starting', 'not_found')
+   AND (%(agent_id)s::uuid IS NULL OR s.agent_device_id = %(agent_id)s::uuid)
+   AND (%(service_name)s::text IS NULL OR s.service_name = %(service_name)s::text)
+   AND NOT EXISTS (
+        SELECT 1 FROM service_remediations r JOIN agent_commands c ON c.id = r.command_id
+         WHERE r.agent_device_id = s.agent_device_id AND r.service_name = s.service_name
+           AND (c.status IN ('pending', 'sent', 'executing') OR r.requested_at > now() - %(spacing)s::interval))
+   AND (SELECT count(*) FROM service_remediations r
+         WHERE r.agent_device_id = s.agent_device_id AND r.service_name = s.service_name
+           AND r.requested_at > now() - interval '1 hour') < %(max_per_hour)s
+ ORDER BY s.agent_device_id, s.service_name
+   FOR UPDATE OF s SKIP LOCKED
+
+-- name: insert_remediation
+INSERT INTO service_remediations (agent_device_id, service_name, command_id, trigger)
+VALUES (%(agent_id)s, %(service_name)s, %(command_id)s, %(trigger)s)
+
+-- name: link_remediations
+-- Attempts join the open service_down episode of their service (the episode shows them,
+-- docs/services.md): those made since the service went down (the episode's condition_since),
+-- before the episode opened or while it is open; an earlier outage's attempts stay out.
+UPDATE service_remediations r
+   SET alert_history_id = h.id
+  FROM agent_alert_history h
+  JOIN agent_alerts a ON a.id = h.agent_alert_id
+ WHERE r.alert_history_id IS NULL
+   AND r.requested_at > now() - interval '1 hour'
+   AND h.agent_device_id = r.agent_device_id AND h.resolved_at IS NULL
+   AND r.requested_at >= coalesce(h.condition_since, h.triggered_at - interval '1 hour')
+   AND a.conditions->>'kind' = 'service_down'
+   AND (a.conditions->>'service_name' IS NULL OR a.conditions->>'service_name' = r.service_name)
+   AND (%(agent_id)s::uuid IS NULL OR r.agent_device_id = %(agent_id)s::uuid)
+
+-- name: episode_remediations
+SELECT r.service_name, r.command_id, r.trigger, r.requested_at, c.status, c.exit_code, c.completed_at,
+       c.error_message
+  FROM service_remediations r JOIN agent_commands c ON c.id = r.command_id
+ WHERE r.alert_history_id = %(alert_id)s
+ ORDER BY r.requested_at

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated
+from uuid import UUID
 
 import msgspec
 
@@ -64,3 +65,16 @@ class DeviceServices(msgspec.Struct):
 class BusinessServices(msgspec.Struct):
     business_id: str
     services: list[DefaultChoice]
+
+
+class RemediationAttempt(msgspec.Struct):
+    """One restart the server issued for a down service, with its command's outcome."""
+
+    service_name: str
+    command_id: UUID
+    trigger: str  # 'event' (a crash event) or 'check' (the periodic job)
+    requested_at: datetime
+    status: str
+    exit_code: int | None
+    completed_at: datetime | None
+    error_message: str | None
