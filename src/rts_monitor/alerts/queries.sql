@@ -452,7 +452,7 @@ SELECT coalesce(bool_or(agent_device_id IS NULL), false) AS business_wide,
 -- name: rule_followup_channels
 -- Included where episodes enqueue follow-up work: one row per outbox channel of rule ``r``
 -- (a ticket if the rule, or else its business's ticket policy, says so, plus its enabled
--- webhook/email channels).
+-- webhook/email/sms channels).
 CROSS JOIN LATERAL (
     -- the rule's own choice, else its business's policy (no policy row: every severity)
     SELECT 'ticket' WHERE coalesce(r.create_ticket, r.severity = ANY(coalesce(
@@ -462,7 +462,7 @@ CROSS JOIN LATERAL (
     SELECT c FROM jsonb_array_elements_text(
            CASE WHEN r.notification_enabled AND jsonb_typeof(r.notification_channels) = 'array'
                 THEN r.notification_channels ELSE '[]'::jsonb END) c
-     WHERE c IN ('webhook', 'email')
+     WHERE c IN ('webhook', 'email', 'sms')
 ) ch(channel)
 
 -- name: usable_recipients

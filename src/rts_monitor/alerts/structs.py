@@ -15,7 +15,7 @@ Severity = Literal["info", "warning", "critical"]
 Kind = Literal["metric", "agent_offline", "service_down"]
 Aggregation = Literal["avg", "min", "max"]
 Operator = Literal[">", ">=", "<", "<="]
-Channel = Literal["email", "webhook"]
+Channel = Literal["email", "webhook", "sms"]
 EpisodeStatus = Literal["active", "acknowledged", "resolved", "auto_resolved"]
 
 # Every stored metric column of agent_metrics a metric rule may watch.
@@ -43,7 +43,7 @@ class Conditions(msgspec.Struct, forbid_unknown_fields=True):
 
 
 Recipients = Annotated[list[EmailOrUserId], msgspec.Meta(max_length=MAX_RECIPIENTS)]
-Channels = Annotated[list[Channel], msgspec.Meta(max_length=2)]
+Channels = Annotated[list[Channel], msgspec.Meta(max_length=3)]
 
 
 class RuleCreate(msgspec.Struct, forbid_unknown_fields=True):

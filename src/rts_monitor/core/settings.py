@@ -432,6 +432,26 @@ class Settings:
     smtp_timeout_seconds: float = field(
         default=10.0, metadata=_env("RTS_SMTP_TIMEOUT_SECONDS", "Timeout of one SMTP delivery."),
     )
+    # SMS (docs/alerts.md, "SMS"): the provider's Messages REST API (Twilio's shape).
+    sms_provider: str = field(
+        default="twilio", metadata=_env("RTS_SMS_PROVIDER", "SMS provider; 'twilio' (Twilio's Messages API)."),
+    )
+    sms_api_url: str = field(
+        default="https://api.twilio.com",
+        metadata=_env("RTS_SMS_API_URL", "Base URL of the provider's API (a test gateway, a regional endpoint)."),
+    )
+    sms_account_sid: str = field(default="", metadata=_env("RTS_SMS_ACCOUNT_SID", "Provider account SID."))
+    sms_auth_token: str = field(default="", metadata=_env("RTS_SMS_AUTH_TOKEN", "Provider auth token."))
+    sms_from: str = field(default="", metadata=_env("RTS_SMS_FROM", "Sender number (E.164) texts come from."))
+    sms_timeout_seconds: float = field(
+        default=10.0, metadata=_env("RTS_SMS_TIMEOUT_SECONDS", "Timeout of one request to the SMS provider."),
+    )
+    sms_digest_threshold: int = field(
+        default=5,
+        metadata=_env("RTS_SMS_DIGEST_THRESHOLD",
+                      "More alert episodes than this opening within a minute for one number: one digest "
+                      "text instead of one each."),
+    )
     agent_pip_source: str = field(
         default="",
         metadata=_env("RTS_AGENT_PIP_SOURCE",
