@@ -217,3 +217,29 @@ def test_auto_remediation_restarts_a_crashed_service_and_escalates_when_it_stays
     assert detail["remediation_attempts"][0]["exit_code"] == 1
     assert world.query("SELECT channel FROM alert_outbox WHERE alert_history_id = %s AND event = 'opened'",
                        episode["id"]) == [{"channel": "ticket"}]
+
+
+def test_the_portal_list_reaches_a_running_agent_unless_pinned(
+        api_factory: Callable[..., ApiServer], world: World, install_agent: Callable[..., AgentProc],
+        stand_in: StandIn) -> None:
+    server = api_factory()
+    env = {"DBUS_SYSTEM_BUS_ADDRESS": stand_in.address, "RTS_AGENT_METRICS_INTERVAL": "3600",
+           "RTS_AGENT_HEARTBEAT_INTERVAL": "1", "RTS_AGENT_SERVICE_CHECK_INTERVAL": "0.5"}
+    free = install_agent(server, world, name="free", **env)
+    pinned = install_agent(server, world, name="pinned", extra_args=["--no-systemd", "--services", "cron"], **env)
+    assert free.config["monitored_services"] == [] and pinned.config["monitored_services"] == ["cron"]
+    free.start()
+    pinned.start()
+    for agent in (free, pinned):
+        wait_for(lambda a=agent: a.last_status().get("last_heartbeat_at"), 30, "a heartbeat")
+    choose_web(server, world)  # every Linux device of the business: both get config_updated
+    wait_for(lambda: free.config["monitored_services"] == ["web"], 20, "the free agent to take the list")
+    wait_for(lambda: world.query("SELECT 1 FROM agent_devices WHERE id = %s AND config_version_delivered = "
+                                 "config_version AND config_version > 1", pinned.agent_id), 20,
+             "the pinned agent to fetch its config")
+    assert pinned.config["monitored_services"] == ["cron"]  # its --services pin wins
+    # The free agent watches web at once (not there yet, then started): no sample needed.
+    time.sleep(1.5)
+    stand_in.start()
+    wait_for(lambda: events(world, free.agent_id, "service_recovered"), 20, "the free agent to see web start")
+    assert events(world, pinned.agent_id, "service_recovered") == []

@@ -45,8 +45,13 @@ class AgentConfig(msgspec.Struct, kw_only=True):
     spool_max_bytes: int = 64 * 1024 * 1024
     monitored_services: list[str] = msgspec.field(default_factory=list)
     # ``install --services`` pins the list: the portal's choice (config monitored_services) then
-    # does not replace it, as RTS_AGENT_SERVICES does at run time.
-    services_pinned: bool = False
+    # does not replace it, as RTS_AGENT_SERVICES does at run time. None: a config written before
+    # the portal could choose, whose non-empty list can only have come from --services.
+    services_pinned: bool | None = None
+
+    @property
+    def services_pin(self) -> bool:
+        return self.services_pinned if self.services_pinned is not None else bool(self.monitored_services)
     # The cheap check of monitored services between samples (service_crashed in real time).
     service_check_seconds: float = 5.0
     output_cap_bytes: int = 64 * 1024

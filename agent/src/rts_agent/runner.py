@@ -383,7 +383,7 @@ class Runner:
             name: float(answer[name]) for name in ("heartbeat_interval_seconds", "metrics_interval_seconds")
             if isinstance(answer.get(name), int | float) and answer[name] > 0}
         services = answer.get("monitored_services")
-        if isinstance(services, list) and not load_raw(self.state_dir).services_pinned:
+        if isinstance(services, list) and not load_raw(self.state_dir).services_pin:
             names = portal_services(services)
             if names != self.config.monitored_services:
                 changes["monitored_services"] = names
