@@ -121,8 +121,9 @@ def test_a_crash_reaches_the_server_in_seconds_and_a_recovery_resolves_it(
 
     started = time.monotonic()
     stand_in.crash()
-    (crash,) = wait_for(lambda: events(world, agent.agent_id, "service_crashed"), 10, "service_crashed")
-    assert time.monotonic() - started < 5
+    (crash,) = wait_for(lambda: events(world, agent.agent_id, "service_crashed"), 15, "service_crashed")
+    # Samples are hourly here: seconds means the watch loop (0.5 s checks; slack for a busy machine).
+    assert time.monotonic() - started < 10
     assert crash["via"] == "ws" and crash["data"]["service_name"] == "web" and crash["data"]["pid"] == first_pid
     assert service_row(world, agent.agent_id) == {"status": "stopped", "pid": None}
     assert open_episodes(world, rule_id), "the service_down rule saw the crash at once"
