@@ -33,6 +33,7 @@ from rts_agent.config import (
     ensure_state_dir,
     insecure_allowed,
     load,
+    portal_services,
     save,
 )
 
@@ -120,8 +121,11 @@ def config_from_answer(server: str, answer: dict[str, Any], services: list[str])
         websocket_url=pick("websocket_url"),
         heartbeat_interval_seconds=float(pick("heartbeat_interval_seconds", 300)),
         metrics_interval_seconds=float(pick("metrics_interval_seconds", 300)),
-        monitored_services=services,
+        # The portal's list (docs/services.md) unless --services pinned one.
+        monitored_services=services or portal_services(nested.get("monitored_services")),
+        services_pinned=bool(services),
     )
+
 
 
 def write_unit(unit_dir: Path, state_dir: Path, exe: str) -> Path:

@@ -44,6 +44,16 @@ class AgentConfig(msgspec.Struct, kw_only=True):
     catchup_pause_seconds: float = 0.25
     spool_max_bytes: int = 64 * 1024 * 1024
     monitored_services: list[str] = msgspec.field(default_factory=list)
+    # ``install --services`` pins the list: the portal's choice (config monitored_services) then
+    # does not replace it, as RTS_AGENT_SERVICES does at run time. None: a config written before
+    # the portal could choose, whose non-empty list can only have come from --services.
+    services_pinned: bool | None = None
+
+    @property
+    def services_pin(self) -> bool:
+        return self.services_pinned if self.services_pinned is not None else bool(self.monitored_services)
+    # The cheap check of monitored services between samples (service_crashed in real time).
+    service_check_seconds: float = 5.0
     output_cap_bytes: int = 64 * 1024
     # Longest wait between reconnect/resend attempts (exponential backoff with jitter up to it).
     retry_cap_seconds: float = 60.0
@@ -81,6 +91,7 @@ _OVERRIDES: dict[str, tuple[str, type]] = {
     "RTS_AGENT_SPOOL_MAX_BYTES": ("spool_max_bytes", int),
     "RTS_AGENT_OUTPUT_CAP_BYTES": ("output_cap_bytes", int),
     "RTS_AGENT_RETRY_CAP": ("retry_cap_seconds", float),
+    "RTS_AGENT_SERVICE_CHECK_INTERVAL": ("service_check_seconds", float),
 }
 
 
@@ -218,3 +229,10 @@ def apply_overrides(config: AgentConfig, environ: Any) -> AgentConfig:
     if services is not None:
         changes["monitored_services"] = [s.strip() for s in services.split(",") if s.strip()]
     return msgspec.structs.replace(config, **changes) if changes else config
+
+
+def portal_services(entries: Any) -> list[str]:
+    """Service names from the server's config ``monitored_services`` ([{service_name, …}])."""
+    if not isinstance(entries, list):
+        return []
+    return [e["service_name"] for e in entries if isinstance(e, dict) and isinstance(e.get("service_name"), str)]

@@ -48,6 +48,7 @@ from rts_agent.config import (
     AgentConfig,
     load_raw,
     overridden_fields,
+    portal_services,
     save,
     write_private,
 )
@@ -103,6 +104,7 @@ class Runner:
         self._wake_results = asyncio.Event()
         self._wake_inventory = asyncio.Event()
         self._wake_heartbeat = asyncio.Event()
+        self._wake_watch = asyncio.Event()
         self._status_changed = asyncio.Event()
         self._status_written: dict[str, Any] | None = None
         self._packages_seen: tuple[str | None, float] = (None, 0.0)  # (signature, since when)
@@ -112,6 +114,7 @@ class Runner:
         self._running: dict[str, asyncio.Event] = {}  # commands in flight; set the event to stop one
         self._cancelled: OrderedDict[str, None] = OrderedDict()  # cancel requests (also before a start)
         self._result_sent_at: dict[str, float] = {}
+        self._event_sent_at: dict[str, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.api: Api | None = None
         self.started_at = utc_stamp()
@@ -138,7 +141,7 @@ class Runner:
             self.api = Api(client, self.config.api_url, self.config.agent_id, self.config.agent_token)
             loops: list[Callable[[], Awaitable[None]]] = [
                 self._collect_loop, self._send_loop, self._heartbeat_loop, self._socket_loop,
-                self._poll_loop, self._results_loop, self._inventory_loop, self._status_loop,
+                self._poll_loop, self._results_loop, self._inventory_loop, self._status_loop, self._watch_loop,
             ]
             tasks = [asyncio.create_task(self._guard(fn), name=fn.__name__) for fn in loops]
             await self._stop.wait()
@@ -379,6 +382,11 @@ class Runner:
         changes: dict[str, Any] = {
             name: float(answer[name]) for name in ("heartbeat_interval_seconds", "metrics_interval_seconds")
             if isinstance(answer.get(name), int | float) and answer[name] > 0}
+        services = answer.get("monitored_services")
+        if isinstance(services, list) and not load_raw(self.state_dir).services_pin:
+            names = portal_services(services)
+            if names != self.config.monitored_services:
+                changes["monitored_services"] = names
         if isinstance(answer.get("monitoring_enabled"), bool):
             changes["monitoring_enabled"] = answer["monitoring_enabled"]
             if answer["monitoring_enabled"] != self.config.monitoring_enabled:
@@ -392,6 +400,9 @@ class Runner:
         live = {k: v for k, v in changes.items() if k not in self._pinned}
         if live:
             self.config = msgspec.structs.replace(self.config, **live)
+            if "monitored_services" in live:
+                self.collector.watch(self.config.monitored_services)
+                self._wake_watch.set()
         log.info("config.updated", extra={"changes": changes, "applied_now": sorted(live),
                                           "version": answer.get("config_version")})
 
@@ -413,6 +424,8 @@ class Runner:
                     self._result_sent_at.clear()  # re-deliver anything unacknowledged
                     await self._deliver_results()
                     await self._report_drops()
+                    self._event_sent_at.clear()
+                    await self._deliver_events()
                     async for data in ws:
                         await self._on_message(data)
             except HandshakeRejected as exc:
@@ -446,6 +459,10 @@ class Runner:
             self.spool.delete_result(command_id)
             self._result_sent_at.pop(command_id, None)
             self.info["pending_results"] = self.spool.count_results()
+        elif kind == "event_ack" and msg.get("event_id"):
+            event_id = str(msg["event_id"])
+            self.spool.delete_event(event_id)
+            self._event_sent_at.pop(event_id, None)
         elif kind == "error":
             log.warning("socket.server_error", extra={"message": msg})
 
@@ -581,6 +598,75 @@ class Runner:
             if self._stop.is_set():
                 return
             await self._deliver_results()
+
+    # -- service watch ----------------------------------------------------------------------
+    async def _watch_loop(self) -> None:
+        """The cheap check between samples: every ``service_check_seconds`` the monitored
+        services' states (one D-Bus call for all of them); a running service that stops is a
+        ``service_crashed`` event, a crashed one running again ``service_recovered``. Events are
+        spooled first and delivered over the socket (or POST), so a crash while the server is
+        away reaches it later, once. No services to watch: no timer."""
+        known: dict[str, tuple[str, int | None]] = {}
+        while not self._stop.is_set():
+            if not self.collector.services or not self.config.monitoring_enabled:
+                known.clear()
+                await self._sleep(None if not self.collector.services else self.config.service_check_seconds,
+                                  self._wake_watch)
+                continue
+            try:
+                states = await asyncio.to_thread(self.collector.read_services)
+            except Exception as exc:  # the service manager could not be asked: try again next tick
+                log.info("services.watch_failed", extra={"error": f"{type(exc).__name__}: {exc}"[:300]})
+                states = []
+            for svc in states:
+                before = known.get(svc.name)
+                known[svc.name] = (svc.status, svc.pid)
+                if before is None or (before[0] == "running") == (svc.status == "running"):
+                    continue  # first look, or no change across running / not running
+                if svc.status == "running":
+                    self._spool_event("service_recovered", {"service_name": svc.name, "pid": svc.pid,
+                                                            "status": svc.status})
+                else:
+                    self._spool_event("service_crashed", {"service_name": svc.name, "pid": before[1],
+                                                          "status": svc.status})
+            for name in set(known) - set(self.collector.services):
+                del known[name]
+            await self._deliver_events()
+            await self._sleep(self.config.service_check_seconds, self._wake_watch)
+
+    def _spool_event(self, event_type: str, data: dict[str, Any]) -> None:
+        event_id = str(uuid.uuid4())
+        log.warning(f"services.{event_type}", extra={"service": data["service_name"], "status": data["status"]})
+        self.spool.put_event(event_id, _encoder.encode({"event_type": event_type, "timestamp": utc_stamp(),
+                                                        "data": {k: v for k, v in data.items() if v is not None},
+                                                        "event_id": event_id}))
+
+    async def _deliver_events(self) -> None:
+        """Spooled events, oldest first; a POST answer deletes at once, a socket send waits for
+        its ``event_ack`` (re-sent after 15 s without one; ``event_id`` makes a repeat harmless)."""
+        assert self.api is not None
+        now = time.monotonic()
+        for event_id, body in self.spool.pending_events():
+            sent = self._event_sent_at.get(event_id)
+            if sent is not None and now - sent < 15:
+                continue
+            ws = self._ws
+            if ws is not None and not ws.closed:
+                try:
+                    await ws.send_str((b'{"type":"event",' + body[1:]).decode())
+                    self._event_sent_at[event_id] = now
+                    continue
+                except OSError:
+                    pass
+            try:
+                await self.api.request("POST", "/events", body)
+            except TransportError as exc:
+                if exc.status is not None and not exc.retryable:  # refused for good: never accepted
+                    log.error("event.refused", extra={"event_id": event_id, "error": str(exc)[:300]})
+                    self.spool.delete_event(event_id)
+                    continue
+                return  # the server is away: everything stays spooled, in order
+            self.spool.delete_event(event_id)
 
     # -- inventory --------------------------------------------------------------------------
     def _watch_packages(self) -> None:

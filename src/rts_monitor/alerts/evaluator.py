@@ -68,6 +68,7 @@ def _params(settings: Settings, devices: Sequence[UUID] | None, kinds: Sequence[
         "max_gap": timedelta(seconds=settings.alert_max_sample_gap_seconds),
         "max_window": timedelta(minutes=MAX_DURATION_MINUTES),
         "hyst_pct": settings.alert_resolve_hysteresis_percent,
+        "remediation_grace": timedelta(seconds=settings.remediation_grace_seconds),
     }
 
 

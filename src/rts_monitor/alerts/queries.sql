@@ -115,14 +115,22 @@ sagg AS (
            any_value(p.severity) AS severity, any_value(p.in_maintenance) AS in_maintenance,
            any_value(p.win) AS win,
            count(s.id) AS down_any,
-           count(s.id) FILTER (WHERE coalesce(s.last_state_change, s.last_checked) <= now() - p.win) AS down_long,
+           count(s.id) FILTER (WHERE coalesce(s.last_state_change, s.last_checked) <= now() - p.win
+                                 AND (NOT coalesce(rm.remedied, false) OR coalesce(s.last_state_change, s.last_checked)
+                                                      <= now() - %(remediation_grace)s::interval)) AS down_long,
            string_agg(s.service_name, ', ' ORDER BY s.service_name)
-               FILTER (WHERE coalesce(s.last_state_change, s.last_checked) <= now() - p.win) AS names,
+               FILTER (WHERE coalesce(s.last_state_change, s.last_checked) <= now() - p.win
+                         AND (NOT coalesce(rm.remedied, false) OR coalesce(s.last_state_change, s.last_checked)
+                                              <= now() - %(remediation_grace)s::interval)) AS names,
            min(coalesce(s.last_state_change, s.last_checked)) AS since
       FROM pairs p
       LEFT JOIN agent_monitored_services s ON s.agent_device_id = p.device_id AND s.should_be_running
            AND coalesce(s.status, 'unknown') <> 'running'
            AND (p.service_name IS NULL OR s.service_name = p.service_name)
+      -- A service auto-remediation restarts escalates only once it stayed down for the grace
+      -- period (docs/services.md): the restart gets its chance first.
+      LEFT JOIN LATERAL (SELECT coalesce(s.auto_restart, false) AND coalesce(dv.auto_remediation_enabled, false) AS remedied
+                           FROM agent_devices dv WHERE dv.id = p.device_id) rm ON true
      WHERE p.kind = 'service_down'
      GROUP BY p.id, p.device_id
 ),
@@ -443,14 +451,18 @@ SELECT coalesce(bool_or(agent_device_id IS NULL), false) AS business_wide,
 
 -- name: rule_followup_channels
 -- Included where episodes enqueue follow-up work: one row per outbox channel of rule ``r``
--- (a ticket if the rule creates them, plus its enabled webhook/email channels).
+-- (a ticket if the rule, or else its business's ticket policy, says so, plus its enabled
+-- webhook/email/sms channels).
 CROSS JOIN LATERAL (
-    SELECT 'ticket' WHERE r.create_ticket
+    -- the rule's own choice, else its business's policy (no policy row: every severity)
+    SELECT 'ticket' WHERE coalesce(r.create_ticket, r.severity = ANY(coalesce(
+        (SELECT tp.ticket_severities FROM business_ticket_policy tp WHERE tp.business_id = r.business_id),
+        ARRAY['info', 'warning', 'critical']::varchar[])))
     UNION ALL
     SELECT c FROM jsonb_array_elements_text(
            CASE WHEN r.notification_enabled AND jsonb_typeof(r.notification_channels) = 'array'
                 THEN r.notification_channels ELSE '[]'::jsonb END) c
-     WHERE c IN ('webhook', 'email')
+     WHERE c IN ('webhook', 'email', 'sms')
 ) ch(channel)
 
 -- name: usable_recipients
@@ -459,3 +471,16 @@ CROSS JOIN LATERAL (
 SELECT id FROM users
  WHERE id = ANY(%(ids)s::uuid[]) AND coalesce(is_active, true) AND NOT coalesce(soft_delete, false)
    AND (business_id = %(business_id)s OR role IN ('admin', 'technician'))
+
+-- name: ticket_policy
+SELECT b.id AS business_id,
+       coalesce(tp.ticket_severities, ARRAY['info', 'warning', 'critical']::varchar[]) AS ticket_severities,
+       tp.updated_at
+  FROM businesses b LEFT JOIN business_ticket_policy tp ON tp.business_id = b.id
+ WHERE b.id = %(business_id)s AND b.soft_delete IS NOT TRUE
+   AND (%(scope)s::uuid IS NULL OR b.id = %(scope)s::uuid)
+
+-- name: set_ticket_policy
+INSERT INTO business_ticket_policy (business_id, ticket_severities)
+VALUES (%(business_id)s, %(ticket_severities)s::varchar[])
+ON CONFLICT (business_id) DO UPDATE SET ticket_severities = EXCLUDED.ticket_severities, updated_at = now()

@@ -32,6 +32,7 @@ from rts_monitor.core.settings import Settings
 from rts_monitor.db import Queries
 from rts_monitor.devices.scope import visible_agent
 from rts_monitor.notifications import outbound
+from rts_monitor.notifications.sms import E164
 
 Q = Queries.beside(__file__)
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
@@ -85,13 +86,20 @@ def _validate_rule(settings: Settings, name: str, channels: list[str], recipient
     if not name.strip() or len(name) > 255:
         raise ValidationFailed("alert_name: must be 1-255 characters", field="alert_name")
     for i, r in enumerate(recipients):
-        if not (_EMAIL.match(r) or _is_uuid(r)):
-            raise ValidationFailed(f"notification_recipients[{i}]: not an e-mail address or user id",
+        if r[:1] == "+" or r.replace(" ", "").replace("-", "").isdigit():
+            if not E164.match(r):  # meant as a phone number: say what a valid one looks like
+                raise ValidationFailed(f"notification_recipients[{i}]: not an E.164 phone number "
+                                       "(+, country code, number: +14155550123)", field=f"notification_recipients[{i}]")
+        elif not (_EMAIL.match(r) or _is_uuid(r)):
+            raise ValidationFailed(f"notification_recipients[{i}]: not an e-mail address, phone number or user id",
                                    field=f"notification_recipients[{i}]")
     if webhook_url is not None:
         outbound.check_url(settings, webhook_url, field="webhook_url")
     if "webhook" in channels and not webhook_url:
         raise ValidationFailed("webhook_url: required when notification_channels has 'webhook'", field="webhook_url")
+    if "sms" in channels and not any(E164.match(r) or _is_uuid(r) for r in recipients):
+        raise ValidationFailed("notification_recipients: 'sms' needs an E.164 phone number or a user id",
+                               field="notification_recipients")
     if "email" in channels and not recipients:
         raise ValidationFailed("notification_recipients: required when notification_channels has 'email'",
                                field="notification_recipients")

@@ -181,11 +181,12 @@ async def create(conn: Conn, *, settings: Settings, principal: Principal, agent_
     return command
 
 
-async def issue(conn: Conn, *, settings: Settings, agent_id: UUID, body: s.CreateCommand, requested_by: UUID,
+async def issue(conn: Conn, *, settings: Settings, agent_id: UUID, body: s.CreateCommand, requested_by: UUID | None,
                 approved_by: UUID | None, via: str, detail: dict[str, Any]) -> UUID:
     """A command the server issues on a decision already taken elsewhere (a rollout that one person
     requested and another approved): deliverable at once, its history naming that decision
-    (``via`` and ``detail``) and both people, so nobody approves it per device."""
+    (``via`` and ``detail``) and both people, so nobody approves it per device. ``requested_by``
+    None: the server decided on its own (auto-remediation), the actor is ``system``."""
     params = validate_params(settings, body)
     row = await fetch_one(conn, Q.insert_command, {
         "agent_id": agent_id, "command_type": body.command_type, "params": Jsonb(params),

@@ -43,6 +43,19 @@ class RestartServiceParams(msgspec.Struct, forbid_unknown_fields=True):
     service_name: ServiceName
 
 
+# The other service verbs the agent runs (systemctl/Get-Service): the same one field, the same rule.
+class StartServiceParams(RestartServiceParams, forbid_unknown_fields=True):
+    pass
+
+
+class StopServiceParams(RestartServiceParams, forbid_unknown_fields=True):
+    pass
+
+
+class ServiceStatusParams(RestartServiceParams, forbid_unknown_fields=True):
+    pass
+
+
 class RunScriptParams(msgspec.Struct, forbid_unknown_fields=True):
     """The interpreter is checked against ``RTS_COMMAND_SCRIPT_INTERPRETERS`` by the service."""
 
@@ -77,6 +90,9 @@ class CollectInventoryParams(msgspec.Struct, forbid_unknown_fields=True):
 
 PARAMS_BY_TYPE: dict[str, type[msgspec.Struct]] = {
     "restart_service": RestartServiceParams,
+    "start_service": StartServiceParams,
+    "stop_service": StopServiceParams,
+    "service_status": ServiceStatusParams,
     "run_script": RunScriptParams,
     "update_agent": UpdateAgentParams,
     "collect_inventory": CollectInventoryParams,
@@ -120,7 +136,7 @@ class Command(msgspec.Struct):
     params: dict[str, Any]
     status: str
     timeout_seconds: int
-    requested_by: UUID
+    requested_by: UUID | None  # None: issued by the server itself (auto-remediation)
     approval_required: bool
     approved_by: UUID | None
     approved_at: datetime | None

@@ -42,6 +42,7 @@ from rts_monitor.devices.structs import (
 from rts_monitor.enrolment.service import agent_config
 from rts_monitor.enrolment.structs import AgentConfig
 from rts_monitor.inventory import service as inventory
+from rts_monitor.services import service as monitored
 
 log = logging.getLogger(__name__)
 Q = Queries.beside(__file__)
@@ -86,7 +87,7 @@ async def get_config(conn: Conn, *, settings: Settings, agent: AgentPrincipal) -
     if row is None:
         raise Unauthorized("agent token unknown or revoked")
     await conn.execute(Q.mark_config_delivered, {"agent_id": agent.agent_id, "config_version": row["config_version"]})
-    return agent_config(settings, row)
+    return agent_config(settings, row, await monitored.config_services(conn, agent.agent_id))
 
 
 async def mark_offline(conn: Conn, *, threshold_seconds: float) -> list[UUID]:
