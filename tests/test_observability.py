@@ -23,7 +23,7 @@ from rts_monitor import cli, wiring
 from rts_monitor.core.settings import Settings
 from rts_monitor.devtools import localdb
 from tests import factories
-from tests.fix_api import ApiServer
+from tests.fix_api import ApiServer, free_port
 
 TOKEN = "metrics-test-token"
 INGEST_ROUTE = "/api/agents/{agent_id}/metrics"
@@ -111,10 +111,20 @@ async def test_metrics_after_a_known_workload(api_factory: Callable[..., ApiServ
 
 
 async def test_metrics_are_not_public_by_default(api_factory: Callable[..., ApiServer]) -> None:
+    bind = free_port()
     server = api_factory()
+    separate = api_factory(env={"RTS_METRICS_BIND": f"127.0.0.1:{bind}"})
     async with server.client() as http:
         assert (await http.get("/metrics")).status_code == 404
         assert (await http.get("/metrics", headers={"Authorization": "Bearer anything"})).status_code == 404
+    async with separate.client() as http:
+        assert (await http.get("/health/ready")).status_code == 200
+        # the separate listener needs no token; the API port still has no /metrics
+        assert (await http.get("/metrics")).status_code == 404
+        scraped = await http.get(f"http://127.0.0.1:{bind}/metrics")
+    assert scraped.status_code == 200
+    s = _samples(scraped.text)
+    assert _value(s, "rts_http_requests_total", route="/health/ready", method="GET", status="200") == 1
 
 
 async def test_dashboard_queries_name_metrics_the_app_exposes(api_factory: Callable[..., ApiServer]) -> None:
