@@ -4,6 +4,7 @@ the development commands (``devtools``: db up|down|status, demo)."""
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import sys
 from collections.abc import Callable
@@ -67,8 +68,14 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         if not settings.jwt_secret and not settings.jwt_public_key:
             os.environ["RTS_JWT_SECRET"] = settings.effective_jwt_secret()
         os.environ["RTS_WEBHOOK_SECRET"] = settings.effective_webhook_secret()
+    # uvicorn's supervisor kills a worker that does not answer its ping within 5 s, also while it
+    # starts: on a loaded host (measured: load 10 on 2 cores) a starting worker missed it every
+    # time and was restarted forever. Given where the installed uvicorn has the setting.
+    patience = ({"timeout_worker_healthcheck": 30}
+                if "timeout_worker_healthcheck" in inspect.signature(uvicorn.Config).parameters else {})
     uvicorn.run(
         "rts_monitor.api.app:create_app",
+        **patience,  # type: ignore[arg-type]
         factory=True,
         host=settings.host,
         port=settings.port,
