@@ -57,12 +57,23 @@ async def _scrape(http: httpx.AsyncClient) -> str:
 
 async def test_metrics_after_a_known_workload(api_factory: Callable[..., ApiServer], conn: Any) -> None:
     # two workers: the counts of both are merged (multi-process mode), whichever one is scraped
-    server = api_factory(env={"RTS_METRICS_TOKEN": TOKEN}, workers=2)
+    server = api_factory(env={"RTS_METRICS_TOKEN": TOKEN, "RTS_METRICS_SAMPLE_SECONDS": "0.2"}, workers=2)
     biz = await factories.business(conn)
     agent = await factories.agent(conn, biz)
     base = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
     path = f"/api/agents/{agent.id}/metrics"
-    async with server.client() as http:
+    # a connection per request, so the kernel spreads them over both workers
+    async with server.client(limits=httpx.Limits(max_keepalive_connections=0)) as http:
+        # /health answered as soon as one worker was up: wait until both sample their pool
+        pool_max = 0.0
+        for _ in range(150):
+            pool_max = _value(_samples(await _scrape(http)), "rts_db_pool_max_connections")
+            if pool_max == 2 * server.settings.db_pool_max:
+                break
+            await asyncio.sleep(0.2)
+        assert pool_max == 2 * server.settings.db_pool_max
+        scrapes = _value(_samples(await _scrape(http)), "rts_http_requests_total", route="/metrics", method="GET",
+                         status="200")
         accepted = []
         for i in range(4):  # 4 requests x 3 new samples
             resp = await http.post(path, json=_body(base + timedelta(minutes=i), 3), headers=agent.headers)
@@ -103,6 +114,11 @@ async def test_metrics_after_a_known_workload(api_factory: Callable[..., ApiServ
         assert _value(s, "rts_ingest_flush_duration_seconds_count") == flushes
         assert _value(s, "rts_ingest_backpressure_total", cause="queue_full") == 0
         assert _value(s, "rts_http_requests_total", route="/metrics", method="GET", status="401") == 2
+        assert _value(s, "rts_http_requests_total", route="/metrics", method="GET", status="200") >= scrapes + 1
+        # gauges: summed over the two live workers, or their minimum
+        assert _value(s, "rts_db_pool_max_connections") == 2 * server.settings.db_pool_max
+        assert _value(s, "rts_db_up") == 1 and _value(s, "rts_ready") == 1
+        assert _value(s, "rts_ingest_queue_rows") == 0
     # bounded labels: no id of anything ever becomes a label value
     for (_, labels) in _samples(texts[-1]):
         for key, value in labels:

@@ -138,7 +138,8 @@ class Instruments:
             self.alert_cycles.labels(outcome)
         for channel in ("ticket", "webhook", "email"):
             self.outbox_backlog.labels(channel)
-        self.ready = Gauge("rts_ready", "1 while this process answers /health/ready with 200 (all workers: min).",
+        self.ready = Gauge("rts_ready", "1 while this process would answer /health/ready with 200 (all workers: "
+                           "min); set by each readiness check and every sample.",
                            multiprocess_mode="livemin")
 
 

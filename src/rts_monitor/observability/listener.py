@@ -26,15 +26,16 @@ def parse_bind(bind: str) -> tuple[str, int]:
 def start(bind: str) -> Any:
     """Serve the metrics on ``bind`` from a daemon thread; returns the server (``shutdown()``)."""
     host, port = parse_bind(bind)
-    instruments = metrics.instruments()
-    del instruments  # built, so an idle process still exposes every metric
     registry: Any
     if metrics.multiproc_dir() is not None:
+        # only the workers' files: instruments built here, in the supervising process, would add
+        # a process whose gauges stay 0 (and win every `livemin`, e.g. rts_db_up)
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     else:
         from prometheus_client import REGISTRY
 
+        metrics.instruments()  # built now, so an idle process still exposes every metric
         registry = REGISTRY
     server, _thread = start_http_server(port, addr=host, registry=registry)
     log.info("metrics.listening", extra={"bind": f"{host}:{port}"})

@@ -40,7 +40,10 @@ def sample_process(ctx: AppContext) -> None:
     m.db_connection_errors.inc(stats.get("connections_errors", 0))
     m.db_pool_timeouts.inc(stats.get("requests_errors", 0))
     known = availability(ctx.pool)
-    m.db_up.set(0 if known is not None and not known.up else 1)
+    db_up = known is None or known.up
+    m.db_up.set(1 if db_up else 0)
+    # /health/ready sets it after each full check; between probes: the part known without I/O
+    m.ready.set(1 if db_up and not ctx.shutting_down else 0)
     pipeline = ctx.services.get("ingest")
     m.ingest_queue_rows.set(pipeline.pending_rows if isinstance(pipeline, IngestPipeline) else 0)
     commands = ctx.services.get(hub.SERVICE_NAME)
