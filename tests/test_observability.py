@@ -143,8 +143,10 @@ async def test_metrics_are_not_public_by_default(api_factory: Callable[..., ApiS
     assert _value(s, "rts_http_requests_total", route="/health/ready", method="GET", status="200") == 1
 
 
-async def test_dashboard_queries_name_metrics_the_app_exposes(api_factory: Callable[..., ApiServer]) -> None:
-    server = api_factory(env={"RTS_METRICS_TOKEN": TOKEN, "RTS_METRICS_SAMPLE_SECONDS": "0.2"})
+async def test_dashboard_queries_name_metrics_the_app_exposes(api_factory: Callable[..., ApiServer],
+                                                               conn: Any) -> None:
+    server = api_factory(env={"RTS_METRICS_TOKEN": TOKEN, "RTS_METRICS_SAMPLE_SECONDS": "0.2",
+                              "RTS_PRESENCE_JOB_SECONDS": "1"})
     dashboard = json.loads(DASHBOARD.read_text())
     exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", ())]
     assert len(exprs) >= 15
@@ -159,6 +161,20 @@ async def test_dashboard_queries_name_metrics_the_app_exposes(api_factory: Calla
         assert names, expr
         for name in names:
             assert name in exposed, f"{name} (in {expr!r}) is not exposed by /metrics"
+    # the scheduler registered every job and records runs (doctor reads these), and counts them
+    rows = {r["name"]: r for r in await (await conn.execute("SELECT * FROM rts_job_runs")).fetchall()}
+    assert set(rows) == {job.name for job in wiring.jobs()}
+    for _ in range(100):
+        row = await (await conn.execute("SELECT * FROM rts_job_runs WHERE name = 'devices.presence'")).fetchone()
+        if row["runs"] >= 2:
+            break
+        await asyncio.sleep(0.1)
+    assert row["runs"] >= 2 and row["last_success_at"] is not None and row["failures"] == 0
+    async with server.client() as http:
+        s = _samples(await _scrape(http))
+    assert _value(s, "rts_job_runs_total", job="devices.presence", outcome="success") >= 2
+    assert _value(s, "rts_job_duration_seconds_count", job="devices.presence") >= 2
+    assert _value(s, "rts_job_last_success_timestamp_seconds", job="devices.presence") > time.time() - 60
 
 
 async def test_request_id_in_header_5xx_body_and_log_line(api_factory: Callable[..., ApiServer], conn: Any) -> None:
@@ -276,11 +292,12 @@ _GOOD = {
 async def _jobs_ran(conn: Any, *, ago_seconds: float = 5, failures: int = 0) -> None:
     for job in wiring.jobs():
         await conn.execute(
-            """INSERT INTO rts_job_runs (name, interval_seconds, last_started_at, last_success_at, runs,
+            """INSERT INTO rts_job_runs (name, interval_seconds, registered_at, last_started_at, last_success_at, runs,
                                          consecutive_failures, failures, last_error)
-               VALUES (%s, 60, now() - make_interval(secs => %s), now() - make_interval(secs => %s), 10, %s, %s,
-                       CASE WHEN %s > 0 THEN 'RuntimeError: boom' END)
+               VALUES (%s, 60, now() - interval '1 day', now() - make_interval(secs => %s),
+                       now() - make_interval(secs => %s), 10, %s, %s, CASE WHEN %s > 0 THEN 'RuntimeError: boom' END)
                ON CONFLICT (name) DO UPDATE SET last_started_at = excluded.last_started_at,
+                   registered_at = excluded.registered_at,
                    last_success_at = excluded.last_success_at, consecutive_failures = excluded.consecutive_failures,
                    failures = excluded.failures, last_error = excluded.last_error""",
             (job.name, ago_seconds, ago_seconds, failures, failures, failures))
@@ -309,6 +326,11 @@ async def test_doctor_passes_a_good_deployment(conn: Any, db_url: str, monkeypat
     assert {("database", "migrations"), ("database", "clock skew"), ("database", "TimeZone"),
             ("database", "edition"), ("config", "secrets")} <= checks
     assert {("jobs", job.name) for job in wiring.jobs()} <= checks
+    # a scheduler that just started: its jobs waiting for their first tick are fine
+    await conn.execute("UPDATE rts_job_runs SET registered_at = now(), interval_seconds = 3600")
+    code, rows = await asyncio.to_thread(_doctor, monkeypatch, capsys, db_url, _GOOD)
+    assert code == 0, [r for r in rows if r["status"] == "fail"]
+    assert all("first run due" in r["found"] for r in rows if r["area"] == "jobs")
 
 
 async def test_doctor_fails_a_broken_deployment(conn: Any, db_url: str, monkeypatch: pytest.MonkeyPatch,
@@ -316,6 +338,7 @@ async def test_doctor_fails_a_broken_deployment(conn: Any, db_url: str, monkeypa
     await _jobs_ran(conn, ago_seconds=3600)  # every job stopped running an hour ago
     await conn.execute("UPDATE rts_job_runs SET consecutive_failures = 5, last_error = 'RuntimeError: boom' "
                        "WHERE name = 'alerts.evaluate'")
+    await conn.execute("DELETE FROM rts_job_runs WHERE name = 'console.cleanup'")  # no scheduler ever ran it
     biz = await factories.business(conn)
     await conn.execute(
         "INSERT INTO agent_alerts (business_id, alert_name, alert_type, severity, conditions, notification_channels, "
@@ -329,4 +352,6 @@ async def test_doctor_fails_a_broken_deployment(conn: Any, db_url: str, monkeypa
     assert "RTS_WEBHOOK_SECRET" in failing and "set RTS_WEBHOOK_SECRET" in failing["RTS_WEBHOOK_SECRET"]["fix"]
     assert "RTS_SMTP_HOST" in failing  # an e-mail rule and no SMTP server
     assert "alerts.evaluate" in failing and "5 times in a row" in failing["alerts.evaluate"]["found"]
+    assert failing["console.cleanup"]["found"] == "no scheduler has ever run it"
+    assert re.match(r"last ran 36\d\d s ago \(every 60 s\)", failing["devices.presence"]["found"])
     assert sum(r["area"] == "jobs" and r["status"] == "fail" for r in rows) == len(wiring.jobs())

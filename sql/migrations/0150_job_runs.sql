@@ -5,6 +5,8 @@
 CREATE TABLE rts_job_runs (
     name                 text PRIMARY KEY,
     interval_seconds     double precision NOT NULL,
+    -- when a scheduler last started with this job: before its first tick, "not run yet" is fine
+    registered_at        timestamptz NOT NULL DEFAULT now(),
     last_started_at      timestamptz,
     last_success_at      timestamptz,
     last_failure_at      timestamptz,

@@ -62,7 +62,7 @@ class Instruments:
             "(the answers' `duplicates`).")
         self.ingest_rejected = Counter(
             "rts_ingest_requests_rejected_total", "Ingest requests refused, by reason (malformed, invalid, "
-            "too_large, refused, unavailable).", ["reason"])
+            "refused, unavailable); bodies over RTS_MAX_BODY_BYTES never reach ingest: HTTP status 413.", ["reason"])
         self.ingest_backpressure = Counter(
             "rts_ingest_backpressure_total", "Ingest requests answered 503 because the queue was full "
             "(RTS_INGEST_QUEUE_ROWS) or the process was shutting down.", ["cause"])
@@ -127,7 +127,7 @@ class Instruments:
             ["tier"], multiprocess_mode="mostrecent")
         # Every known label value exists from the start (at 0): a series that appears only after
         # its first event makes rate() and alerting rules blind until then.
-        for reason in ("malformed", "invalid", "too_large", "refused", "unavailable"):
+        for reason in ("malformed", "invalid", "refused", "unavailable"):
             self.ingest_rejected.labels(reason)
         for cause in ("queue_full", "shutting_down"):
             self.ingest_backpressure.labels(cause)

@@ -12,6 +12,7 @@ process), which ``rts-monitor doctor`` reads to find a job that stopped running 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
@@ -28,6 +29,7 @@ from rts_monitor.core.errors import Unavailable
 log = logging.getLogger(__name__)
 
 JobFunc = Callable[[AppContext], Awaitable[None]]
+_TASKS: set[asyncio.Task[None]] = set()
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,24 @@ ON CONFLICT (name) DO UPDATE SET
 """
 
 
+_REGISTER = """
+INSERT INTO rts_job_runs (name, interval_seconds, registered_at)
+SELECT * FROM unnest(%(names)s::text[], %(intervals)s::float8[]), now()
+ON CONFLICT (name) DO UPDATE SET interval_seconds = excluded.interval_seconds, registered_at = now()
+"""
+
+
+async def _register(ctx: AppContext, jobs: Sequence[Job]) -> None:
+    """Say that a scheduler runs these jobs from now on (doctor: not run yet is fine until the first
+    tick is due); best effort, the jobs run either way."""
+    try:
+        async with ctx.pool.connection() as conn:
+            await conn.execute(_REGISTER, {"names": [j.name for j in jobs],
+                                           "intervals": [float(j.seconds(ctx)) for j in jobs]})
+    except Exception as exc:
+        log.warning("scheduler.register_failed", extra={"error": f"{type(exc).__name__}: {exc}"[:200]})
+
+
 async def _record(conn: psycopg.AsyncConnection[object], ctx: AppContext, spec: Job, outcome: str,
                   error: str | None, seconds: float) -> None:
     """Count the run and keep its record; a skipped run (database unavailable) is only counted."""
@@ -148,5 +168,8 @@ def start(ctx: AppContext, jobs: Sequence[Job]) -> AsyncIOScheduler:
             max_instances=1, coalesce=True, misfire_grace_time=30,
         )
     sched.start()
+    task = asyncio.get_running_loop().create_task(_register(ctx, jobs), name="scheduler-register")
+    _TASKS.add(task)
+    task.add_done_callback(_TASKS.discard)
     log.info("scheduler.started", extra={"jobs": [s.name for s in jobs]})
     return sched

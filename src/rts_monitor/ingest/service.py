@@ -7,7 +7,7 @@ from uuid import UUID
 
 from rts_monitor.core import metrics
 from rts_monitor.core.context import AppContext
-from rts_monitor.core.errors import BadRequest, DomainError, PayloadTooLarge, Unavailable, ValidationFailed
+from rts_monitor.core.errors import BadRequest, DomainError, Unavailable, ValidationFailed
 from rts_monitor.ingest import validate
 from rts_monitor.ingest.pipeline import IngestPipeline
 from rts_monitor.ingest.structs import MetricsAccepted
@@ -57,8 +57,6 @@ def _reason(exc: DomainError) -> str:
     """The ``reason`` label of a refused ingest request: a small fixed set."""
     if isinstance(exc, Unavailable):
         return "unavailable"
-    if isinstance(exc, PayloadTooLarge):
-        return "too_large"
     if isinstance(exc, ValidationFailed):
         return "invalid"
     if isinstance(exc, BadRequest):

@@ -168,14 +168,24 @@ def jobs(conn: psycopg.Connection[dict[str, Any]], specs: Sequence[Job]) -> list
     runs = {r["name"]: r for r in conn.execute(Q.job_runs)}
     for spec in specs:
         row = runs.get(spec.name)
-        if row is None or row["last_started_at"] is None:
-            out.append(Finding("jobs", spec.name, "fail", "never ran",
+        if row is None:
+            out.append(Finding("jobs", spec.name, "fail", "no scheduler has ever run it",
                                "run a scheduler: `rts-monitor scheduler`, or an API with RTS_SCHEDULER_ENABLED"))
             continue
         interval = float(row["interval_seconds"])
+        late = LATE_INTERVALS * interval + 60
+        if row["waiting"]:  # not run since the last scheduler start
+            since = float(row["since_registered_seconds"])
+            if since <= late:
+                out.append(Finding("jobs", spec.name, "ok", f"scheduled {since:.0f} s ago, first run due "
+                                                            f"within {interval:g} s"))
+            else:
+                out.append(Finding("jobs", spec.name, "fail", f"not run since a scheduler started {since:.0f} s "
+                                                              f"ago (every {interval:g} s)",
+                                   "is the scheduler still running? see its job.failed and job.skipped lines"))
+            continue
         since_start = float(row["since_start_seconds"])
         since_success = None if row["since_success_seconds"] is None else float(row["since_success_seconds"])
-        late = LATE_INTERVALS * interval + 60
         if row["consecutive_failures"] >= FAILING_IN_A_ROW:
             out.append(Finding("jobs", spec.name, "fail",
                                f"failed {row['consecutive_failures']} times in a row: {row['last_error']}"[:200],

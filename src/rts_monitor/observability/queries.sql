@@ -7,6 +7,8 @@ SELECT channel, count(*) AS pending, extract(epoch FROM now() - min(created_at))
 -- Every scheduled job's record (core/scheduler.py), with its age as the database's clock says.
 SELECT name, interval_seconds, last_started_at, last_success_at, last_failure_at, last_error,
        runs, failures, consecutive_failures,
+       last_started_at IS NULL OR last_started_at < registered_at AS waiting,
+       extract(epoch FROM now() - registered_at) AS since_registered_seconds,
        extract(epoch FROM now() - last_success_at) AS since_success_seconds,
        extract(epoch FROM now() - last_started_at) AS since_start_seconds
   FROM rts_job_runs ORDER BY name
