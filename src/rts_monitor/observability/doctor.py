@@ -212,20 +212,26 @@ def run(settings: Settings, specs: Sequence[Job]) -> list[Finding]:
         findings.extend(configuration(settings, None))
         findings.append(Finding("database", "DATABASE_URL", "fail", str(exc), "set DATABASE_URL"))
         return findings
+    channels: dict[str, int] | None = None
+    checks: list[Finding] = []
     try:
         with psycopg.connect(url, row_factory=dict_row, connect_timeout=5, autocommit=True,
                              application_name="rts-monitor:doctor") as conn:
-            found, _edition_found = database(conn, now=time.time())
-            channels_row = conn.execute(Q.channels_in_use).fetchone()
-            channels = {k: int(v or 0) for k, v in (channels_row or {}).items()}
-            findings.extend(configuration(settings, channels))
-            findings.append(Finding("database", "connection", "ok", _safe_dsn(url)))
-            findings.extend(found)
-            findings.extend(jobs(conn, specs))
-    except psycopg.Error as exc:
-        findings.extend(configuration(settings, None))
-        findings.append(Finding("database", "connection", "fail", f"{type(exc).__name__}: {exc}".strip()[:200],
-                                "check DATABASE_URL and that the server runs and accepts this host"))
+            checks.append(Finding("database", "connection", "ok", _safe_dsn(url)))
+            try:
+                found, _ = database(conn, now=time.time())
+                checks.extend(found)
+                row = conn.execute(Q.channels_in_use).fetchone()
+                channels = {k: int(v or 0) for k, v in (row or {}).items()}
+                checks.extend(jobs(conn, specs))
+            except psycopg.Error as exc:  # a schema this code does not expect (pending migrations)
+                checks.append(Finding("database", "schema", "fail", f"{type(exc).__name__}: {exc}".strip()[:200],
+                                      "rts-monitor db migrate, then run doctor again"))
+    except psycopg.OperationalError as exc:
+        checks.append(Finding("database", "connection", "fail", f"{type(exc).__name__}: {exc}".strip()[:200],
+                              "check DATABASE_URL and that the server runs and accepts this host"))
+    findings.extend(configuration(settings, channels))
+    findings.extend(checks)
     return findings
 
 
