@@ -28,8 +28,8 @@ Q = Queries.beside(__file__)
 CHANNELS = ("ticket", "webhook", "email")
 
 
-def sample_process(ctx: AppContext) -> None:
-    """This process's own state: no I/O."""
+def sample_process(ctx: AppContext) -> bool:
+    """This process's own state: no I/O. True when the pool has an idle connection to spare."""
     m = metrics.instruments()
     stats = ctx.pool.pop_stats()
     size = stats.get("pool_size", 0)
@@ -50,6 +50,7 @@ def sample_process(ctx: AppContext) -> None:
     m.ws_connected.labels("agent").set(commands.connected if isinstance(commands, hub.CommandHub) else 0)
     streams = ctx.services.get(live.SERVICE_NAME)
     m.ws_connected.labels("console_sse").set(len(streams.subscribers) if isinstance(streams, live.LiveHub) else 0)
+    return stats.get("pool_available", 0) > 0 and db_up
 
 
 async def sample_database(ctx: AppContext) -> None:
@@ -67,7 +68,10 @@ async def sample_database(ctx: AppContext) -> None:
 
 
 async def sample(ctx: AppContext) -> None:
-    sample_process(ctx)
+    if not sample_process(ctx):
+        # the database facts wait for a calmer moment: sampling never takes a connection a
+        # request is waiting for, nor opens one (or queues) while the pool is busy or the database down
+        return
     try:
         await sample_database(ctx)
     except Exception as exc:  # the database being down is what rts_db_up says; keep sampling
