@@ -343,7 +343,7 @@ async def test_doctor_fails_a_broken_deployment(conn: Any, db_url: str, monkeypa
     await conn.execute(
         "INSERT INTO agent_alerts (business_id, alert_name, alert_type, severity, conditions, notification_channels, "
         "notification_recipients, is_active) VALUES (%s, 'cpu', 'metric', 'warning', %s, %s, %s, true)",
-        (biz, json.dumps({"metric": "cpu_percent", "operator": ">", "threshold": 90}), json.dumps(["email"]),
+        (biz, json.dumps({"metric": "cpu_percent", "operator": ">", "threshold": 90}), json.dumps(["email", "sms"]),
          json.dumps(["ops@example.com"])))
     env = {k: v for k, v in _GOOD.items() if k != "RTS_WEBHOOK_SECRET"}
     code, rows = await asyncio.to_thread(_doctor, monkeypatch, capsys, db_url, env)
@@ -351,6 +351,7 @@ async def test_doctor_fails_a_broken_deployment(conn: Any, db_url: str, monkeypa
     failing = {r["check"]: r for r in rows if r["status"] == "fail"}
     assert "RTS_WEBHOOK_SECRET" in failing and "set RTS_WEBHOOK_SECRET" in failing["RTS_WEBHOOK_SECRET"]["fix"]
     assert "RTS_SMTP_HOST" in failing  # an e-mail rule and no SMTP server
+    assert "RTS_SMS_FROM" in failing["RTS_SMS_*"]["found"]  # and it texts, without SMS credentials
     assert "alerts.evaluate" in failing and "5 times in a row" in failing["alerts.evaluate"]["found"]
     assert failing["console.cleanup"]["found"] == "no scheduler has ever run it"
     assert re.match(r"last ran 36\d\d s ago \(every 60 s\)", failing["devices.presence"]["found"])

@@ -117,7 +117,8 @@ class Instruments:
         self.alerts_resolved = Counter("rts_alerts_resolved_total", "Alert episodes resolved.")
         # --- read from the database by the sampler (the same answer in every worker) ---
         self.outbox_backlog = Gauge(
-            "rts_outbox_backlog", "Notification outbox rows pending delivery, by channel (ticket, webhook, email).",
+            "rts_outbox_backlog", "Notification outbox rows pending delivery, by channel (ticket, webhook, email, "
+            "sms).",
             ["channel"], multiprocess_mode="mostrecent")
         self.outbox_oldest = Gauge(
             "rts_outbox_oldest_pending_age_seconds", "Age of the oldest pending outbox row (0: none).",
@@ -136,7 +137,7 @@ class Instruments:
             self.ws_pushes.labels(kind)
         for outcome in ("success", "failure"):
             self.alert_cycles.labels(outcome)
-        for channel in ("ticket", "webhook", "email"):
+        for channel in ("ticket", "webhook", "email", "sms"):
             self.outbox_backlog.labels(channel)
         self.ready = Gauge("rts_ready", "1 while this process would answer /health/ready with 200 (all workers: "
                            "min); set by each readiness check and every sample.",

@@ -81,6 +81,16 @@ def configuration(settings: Settings, channels: dict[str, int] | None) -> list[F
                 add(Finding("config", "RTS_SMTP_HOST", "fail",
                             f"{channels['email']} active alert rule(s) notify by e-mail and no SMTP server is set",
                             "set RTS_SMTP_HOST (and RTS_SMTP_FROM, credentials) for the process running jobs"))
+        if channels.get("sms"):
+            missing = [name for name, value in (("RTS_SMS_ACCOUNT_SID", settings.sms_account_sid),
+                                                ("RTS_SMS_AUTH_TOKEN", settings.sms_auth_token),
+                                                ("RTS_SMS_FROM", settings.sms_from)) if not value]
+            if missing:
+                add(Finding("config", "RTS_SMS_*", "fail",
+                            f"{channels['sms']} active alert rule(s) text by SMS; not set: {', '.join(missing)}",
+                            f"set {', '.join(missing)} for the process running jobs"))
+            else:
+                add(Finding("config", "RTS_SMS_*", "ok", f"{settings.sms_provider} from {settings.sms_from}"))
         if channels.get("webhook") and settings.production and not settings.webhook_secret:
             add(Finding("config", "RTS_WEBHOOK_SECRET", "fail", "webhook rules exist, no signing key",
                         "set RTS_WEBHOOK_SECRET"))

@@ -28,5 +28,6 @@ SELECT current_setting('server_version') AS postgres,
 -- name: channels_in_use
 -- Which notification channels enabled alert rules deliver to (doctor checks their settings).
 SELECT count(*) FILTER (WHERE notification_channels ? 'email') AS email,
-       count(*) FILTER (WHERE notification_channels ? 'webhook' OR webhook_url IS NOT NULL) AS webhook
+       count(*) FILTER (WHERE notification_channels ? 'webhook' OR webhook_url IS NOT NULL) AS webhook,
+       count(*) FILTER (WHERE notification_channels ? 'sms') AS sms
   FROM agent_alerts WHERE is_active AND NOT soft_delete

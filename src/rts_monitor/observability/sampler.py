@@ -25,7 +25,7 @@ from rts_monitor.tiers.definitions import TIERS
 
 log = logging.getLogger(__name__)
 Q = Queries.beside(__file__)
-CHANNELS = ("ticket", "webhook", "email")
+CHANNELS = ("ticket", "webhook", "email", "sms")
 
 
 def sample_process(ctx: AppContext) -> bool:
