@@ -1,15 +1,16 @@
-"""``rts-monitor``: db url|migrate, serve, scheduler, config; each concern's commands (``wiring``);
+"""``rts-monitor``: db url|migrate, serve, scheduler, doctor, config; each concern's commands (``wiring``);
 the development commands (``devtools``: db up|down|status, demo)."""
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import sys
 from collections.abc import Callable
 
 from rts_monitor import wiring
-from rts_monitor.core import logs
+from rts_monitor.core import logs, metrics
 from rts_monitor.core.settings import ROLES, Settings, describe, variables_for
 from rts_monitor.devtools import cli as devtools_cli
 
@@ -48,6 +49,12 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         workers=args.workers or settings.workers,
     )
     settings.require_runnable()  # before any worker starts: one clear message, not one per worker
+    # Before any worker exists: every worker writes its metrics there, /metrics merges them.
+    metrics.prepare_multiproc_dir(settings.state_dir)
+    if settings.metrics_bind:
+        from rts_monitor.observability import listener
+
+        listener.start(settings.metrics_bind)
     url = resolve_database_url(settings)
     if not args.no_migrate:
         migrations.migrate(url)
@@ -61,8 +68,14 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         if not settings.jwt_secret and not settings.jwt_public_key:
             os.environ["RTS_JWT_SECRET"] = settings.effective_jwt_secret()
         os.environ["RTS_WEBHOOK_SECRET"] = settings.effective_webhook_secret()
+    # uvicorn's supervisor kills a worker that does not answer its ping within 5 s, also while it
+    # starts: on a loaded host (measured: load 10 on 2 cores) a starting worker missed it every
+    # time and was restarted forever. Given where the installed uvicorn has the setting.
+    patience = ({"timeout_worker_healthcheck": 30}
+                if "timeout_worker_healthcheck" in inspect.signature(uvicorn.Config).parameters else {})
     uvicorn.run(
         "rts_monitor.api.app:create_app",
+        **patience,  # type: ignore[arg-type]
         factory=True,
         host=settings.host,
         port=settings.port,
@@ -85,6 +98,10 @@ def _scheduler(_: argparse.Namespace, settings: Settings) -> int:
     import signal
 
     async def run() -> None:
+        if settings.metrics_bind:
+            from rts_monitor.observability import listener
+
+            listener.start(settings.metrics_bind)
         async with wiring.runtime(settings, components=False, run_jobs=True):
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
@@ -95,6 +112,22 @@ def _scheduler(_: argparse.Namespace, settings: Settings) -> int:
     logs.setup(settings.log_level, settings.log_format)
     asyncio.run(run())
     return 0
+
+
+def _doctor(args: argparse.Namespace, settings: Settings) -> int:
+    """Configuration, database and jobs checked; a table of what to fix; 1 when something fails."""
+    from rts_monitor.core.tables import print_table
+    from rts_monitor.observability import doctor
+
+    findings = doctor.run(settings, wiring.jobs())
+    shown = [f for f in findings if args.all or f.status != "ok"] or findings
+    print_table(doctor.rows(shown), as_json=args.json)
+    failed = sum(f.status == "fail" for f in findings)
+    warned = sum(f.status == "warn" for f in findings)
+    if not args.json:
+        print(f"\n{len(findings)} checks: {failed} failing, {warned} to look at"
+              + ("" if args.all else " (--all lists the passing ones too)"))
+    return doctor.exit_code(findings)
 
 
 def _config(args: argparse.Namespace, __: Settings) -> int:
@@ -126,6 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_serve)
 
     sub.add_parser("scheduler", help="run only the scheduled jobs (no HTTP)").set_defaults(func=_scheduler)
+    p = sub.add_parser("doctor", help="check configuration, database and jobs; exit 1 if something fails")
+    p.add_argument("--all", action="store_true", help="list the passing checks too")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_doctor)
     p = sub.add_parser("config", help="list environment variables and defaults")
     p.add_argument("--role", choices=ROLES, help="only the variables a production process of this role needs")
     p.add_argument("--runs-jobs", action="store_true", help="with --role api: the API also runs the jobs")

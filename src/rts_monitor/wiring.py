@@ -31,6 +31,7 @@ from rts_monitor.history.concern import CONCERN as HISTORY
 from rts_monitor.ingest.concern import CONCERN as INGEST
 from rts_monitor.installers.concern import CONCERN as INSTALLERS
 from rts_monitor.inventory.concern import CONCERN as INVENTORY
+from rts_monitor.observability.concern import CONCERN as OBSERVABILITY
 from rts_monitor.reports.concern import CONCERN as REPORTS
 from rts_monitor.rollouts.concern import CONCERN as ROLLOUTS
 from rts_monitor.services.concern import CONCERN as SERVICES
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 # Components are entered in this order and closed in reverse.
 CONCERNS: tuple[Concern, ...] = (
     AUTH, ENROLMENT, DEVICES, INGEST, INVENTORY, INSTALLERS, COMMANDS, EVENTS, HISTORY, TIERS, ALERTS, AUDIT, REPORTS,
-    ROLLOUTS, SERVICES, CONSOLE,
+    ROLLOUTS, SERVICES, CONSOLE, OBSERVABILITY,
 )
 
 

@@ -24,6 +24,7 @@ from uuid import UUID
 from psycopg import AsyncConnection
 
 from rts_monitor.alerts.structs import MAX_DURATION_MINUTES
+from rts_monitor.core import metrics
 from rts_monitor.core.settings import Settings
 from rts_monitor.db import Queries
 from rts_monitor.notifications import outbox
@@ -108,7 +109,14 @@ async def run_cycle(conn: AsyncConnection[Any], settings: Settings, *, scope: st
         error = f"{type(exc).__name__}: {exc}"
         raise
     finally:
-        ms = round((time.perf_counter() - started) * 1000, 1)
+        seconds = time.perf_counter() - started
+        ms = round(seconds * 1000, 1)
+        m = metrics.instruments()
+        m.alert_cycles.labels("failure" if error else "success").inc()
+        m.alert_cycle_duration.observe(seconds)
+        m.alert_pairs.inc(result.pairs)
+        m.alerts_opened.inc(len(result.opened))
+        m.alerts_resolved.inc(len(result.resolved))
         await _run_finish(conn, run_id, result, ms, error)
         log.info("alerts.cycle", extra={"scope": scope, "pairs": result.pairs, "opened": len(result.opened),
                                         "resolved": len(result.resolved), "ms": ms, "error": error})

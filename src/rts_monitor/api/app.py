@@ -9,7 +9,7 @@ from litestar.openapi.plugins import RedocRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from rts_monitor import __version__, wiring
-from rts_monitor.api import health, openapi
+from rts_monitor.api import health, observe, openapi
 from rts_monitor.api.dependencies import DEPENDENCIES
 from rts_monitor.api.edge import AllowHeaders, GuardedRequest
 from rts_monitor.api.errors import EXCEPTION_HANDLERS
@@ -54,4 +54,5 @@ def create_app(settings: Settings | None = None) -> Litestar:
     openapi.document_errors(app)  # every operation documents the error shape
     contract.strict = openapi.strict_bodies(app)
     allow_headers.learn(app)
+    observe.install(app, access_log=settings.access_log)  # outermost: request ids, access log, HTTP metrics
     return app

@@ -15,6 +15,7 @@ from litestar.di import Provide
 from rts_monitor.auth import credentials
 from rts_monitor.auth.principal import AgentPrincipal, Principal
 from rts_monitor.console import sessions
+from rts_monitor.core import logs
 from rts_monitor.core.context import AppContext
 from rts_monitor.core.errors import Unauthorized
 from rts_monitor.db import Conn, connection
@@ -47,6 +48,7 @@ async def provide_principal(request: Request[Any, Any, Any]) -> Principal:
         sessions.check_csrf(expected=session.csrf_token, method=request.method,
                             supplied=request.headers.get(sessions.CSRF_HEADER),
                             origin=request.headers.get("origin"), host=request.headers.get("host"))
+        logs.annotate(user_id=str(session.principal.user_id))
         return session.principal
     return credentials.portal_user(ctx.settings, authorization)
 

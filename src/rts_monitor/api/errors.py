@@ -4,7 +4,9 @@ Domain errors (``core/errors.py``) carry no status; this table gives it. One ans
 mistake on every endpoint (docs/CONVENTIONS.md): a body or parameter that cannot be parsed at all
 is 400; a well-formed request whose field breaks a rule is 422 naming the field; a database that
 cannot be reached is 503 with Retry-After. Database errors that escape a service are translated
-by the same function the connection boundary uses (``db/errors.py``).
+by the same function the connection boundary uses (``db/errors.py``). A 5xx body also carries the
+request's ``request_id`` (api/observe.py), the one its log lines carry, so a user's report of a
+failure leads to its traceback.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import psycopg
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
+from rts_monitor.core import logs
 from rts_monitor.core.errors import (
     BadRequest,
     Conflict,
@@ -68,6 +71,10 @@ def error_body(exc: DomainError) -> dict[str, Any]:
 
 
 def _respond(body: dict[str, Any], headers: dict[str, str] | None = None) -> Response[Any]:
+    if int(body["status"]) >= 500:
+        rid = logs.request_id()
+        if rid is not None:
+            body["request_id"] = rid
     return Response(content=body, status_code=int(body["status"]), headers=headers, media_type=MediaType.JSON)
 
 

@@ -4,6 +4,14 @@ Answered at once whatever the database does: while it is known to be down (``db/
 nothing waits on the pool, and otherwise one ``SELECT 1`` gets the pool's acquisition timeout.
 503 (with Retry-After) means this instance cannot serve requests that need the database;
 ``down`` names every dependency that is not working, ``dependencies`` says how each one is.
+
+For load balancers and orchestrators (docs/operations.md):
+
+* ``GET /health/live``: 200 while the process's event loop answers; nothing else is checked (a
+  database outage must not get every replica restarted).
+* ``GET /health/ready``: 200 when this process should get traffic: not shutting down (SIGTERM
+  flips it first, api/lifespan.py), the database reachable, its schema at least at the newest
+  migration this code knows, the pool not exhausted. Else 503 with the failing ``checks``.
 """
 
 from __future__ import annotations
@@ -13,11 +21,15 @@ from typing import Any
 
 import msgspec
 from litestar import Response, get
+from litestar.openapi.datastructures import ResponseSpec
 
 from rts_monitor import __version__
 from rts_monitor.commands import hub
+from rts_monitor.core import metrics
 from rts_monitor.core.context import AppContext
+from rts_monitor.core.edition import Edition
 from rts_monitor.db import availability, connection
+from rts_monitor.db.migrations import plan
 from rts_monitor.ingest.pipeline import IngestPipeline
 
 
@@ -98,4 +110,74 @@ async def health(ctx: AppContext) -> Response[Health]:
     return Response(body, status_code=200 if db.ok else 503, headers=headers)
 
 
-HANDLERS: list[Any] = [health]
+class Check(msgspec.Struct):
+    ok: bool
+    detail: str | None = None
+
+
+class Readiness(msgspec.Struct):
+    ready: bool
+    checks: dict[str, Check]
+
+
+class Liveness(msgspec.Struct):
+    live: bool
+
+
+@get("/health/live", summary="Liveness: the process answers", tags=["health"], exclude_from_auth=True)
+async def live() -> Liveness:
+    return Liveness(True)
+
+
+_EXPECTED: dict[str, int] = {}
+
+
+def expected_version(edition: Edition) -> int:
+    """The newest versioned migration this code ships for the edition (read once per process)."""
+    if edition not in _EXPECTED:
+        _EXPECTED[edition] = max((f.version or 0 for f in plan(edition)), default=0)
+    return _EXPECTED[edition]
+
+
+async def readiness(ctx: AppContext) -> Readiness:
+    checks: dict[str, Check] = {"shutdown": Check(not ctx.shutting_down,
+                                                  "shutting down" if ctx.shutting_down else None)}
+    stats = ctx.pool.get_stats()
+    exhausted = (stats.get("pool_available", 0) == 0 and stats.get("pool_size", 0) >= ctx.pool.max_size
+                 and stats.get("requests_waiting", 0) > 0)
+    checks["pool"] = Check(not exhausted, f"{stats.get('requests_waiting', 0)} requests waiting for a connection"
+                           if exhausted else None)
+    expected = expected_version(ctx.edition)
+    known = availability(ctx.pool)
+    if known is not None and not known.up:
+        checks["database"] = Check(False, known.last_error)
+        checks["migrations"] = Check(False, "database unreachable")
+    elif not exhausted:
+        try:
+            async with connection(ctx.pool) as conn:
+                row = await (await conn.execute(
+                    "SELECT max(version) AS v FROM rts_migrations WHERE kind = 'versioned'")).fetchone()
+            checks["database"] = Check(True)
+            applied = int(row["v"] or 0) if row else 0
+            # newer is fine: a rolling upgrade migrates before the old processes are replaced
+            checks["migrations"] = Check(applied >= expected, None if applied >= expected
+                                         else f"schema at {applied:04d}, this code needs {expected:04d}")
+        except Exception as exc:  # readiness must answer whatever the database does
+            checks["database"] = Check(False, f"{type(exc).__name__}: {exc}"[:200])
+            checks["migrations"] = Check(False, "database unreachable")
+    ready = all(c.ok for c in checks.values())
+    metrics.instruments().ready.set(1 if ready else 0)
+    return Readiness(ready, checks)
+
+
+@get("/health/ready", summary="Readiness: send traffic to this process (200) or not (503)", tags=["health"],
+     exclude_from_auth=True,
+     responses={503: ResponseSpec(Readiness, description="Not ready: `checks` says which check failed",
+                                  generate_examples=False)})
+async def ready(ctx: AppContext) -> Response[Readiness]:
+    body = await readiness(ctx)
+    return Response(body, status_code=200 if body.ready else 503,
+                    headers=None if body.ready else {"Retry-After": "1"})
+
+
+HANDLERS: list[Any] = [health, live, ready]

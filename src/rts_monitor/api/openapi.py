@@ -43,12 +43,14 @@ _NOT_QUERY = {"ctx", "principal", "agent", "data", "request", "state", "headers"
 
 
 class ErrorBody(msgspec.Struct, omit_defaults=True):
-    """Every error response: ``{status, code, message, field?}`` (see ``api/errors.py``)."""
+    """Every error response: ``{status, code, message, field?, request_id?}`` (see ``api/errors.py``)."""
 
     status: int
     code: str
     message: str
     field: str | None = None
+    # 5xx answers: the request's X-Request-ID, which every log line of the request carries
+    request_id: str | None = None
 
 
 DESCRIPTIONS = {

@@ -13,6 +13,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from rts_monitor.auth import agents, limits, portal
 from rts_monitor.auth.principal import AgentPrincipal, Principal
+from rts_monitor.core import logs
 from rts_monitor.core.errors import Unauthorized
 from rts_monitor.core.settings import Settings
 
@@ -32,7 +33,9 @@ def portal_user(settings: Settings, authorization: str | None) -> Principal:
     token = bearer_token(authorization)
     if token.startswith((agents.TOKEN_PREFIX, agents.REGISTRATION_PREFIX)):
         raise Unauthorized("portal endpoints need a portal user token")
-    return portal.verify(settings, token)
+    principal = portal.verify(settings, token)
+    logs.annotate(user_id=str(principal.user_id))  # in this request's later log lines
+    return principal
 
 
 async def agent(pool: AsyncConnectionPool, authorization: str | None, *,
@@ -55,6 +58,7 @@ async def agent(pool: AsyncConnectionPool, authorization: str | None, *,
     if path_agent_id is not None:
         agents.require_own_path(
             principal, path_agent_id if isinstance(path_agent_id, UUID) else UUID(str(path_agent_id)))
+    logs.annotate(agent_id=str(principal.agent_id))  # in this request's later log lines
     return principal
 
 

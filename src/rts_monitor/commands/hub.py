@@ -17,6 +17,7 @@ import contextlib
 import itertools
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 from uuid import UUID
@@ -27,6 +28,7 @@ import psycopg
 from rts_monitor.auth import agents
 from rts_monitor.commands import service
 from rts_monitor.commands import structs as s
+from rts_monitor.core import metrics
 from rts_monitor.core.context import AppContext
 from rts_monitor.db import connection, resolve_database_url
 from rts_monitor.db.rows import fetch_all
@@ -108,6 +110,7 @@ class CommandHub:
             for i, cmd in enumerate(commands):
                 try:
                     await conn.send(s.WsCommand(cmd.command_id, cmd.command_type, cmd.params, cmd.timeout_seconds))
+                    metrics.instruments().ws_pushes.labels("agent").inc()
                 except Exception as exc:
                     async with connection(self.ctx.pool) as db:
                         await service.unsend(db, settings=self.ctx.settings, agent_id=agent_id,
@@ -175,6 +178,9 @@ class CommandHub:
         except (ValueError, KeyError, TypeError):
             log.warning("commands.notify.bad_payload", extra={"payload": payload[:200]})
             return
+        sent_at = note.get("sent_at")
+        if isinstance(sent_at, int | float):
+            metrics.instruments().notify_lag.observe(max(0.0, time.time() - sent_at))
         if agent_id not in self._conns:
             return
         if note.get("rotate_token"):
@@ -191,6 +197,7 @@ class CommandHub:
             return
         try:
             await conn.send(s.WsCancel(command_id))
+            metrics.instruments().ws_pushes.labels("agent").inc()
             log.info("commands.cancel_pushed", extra={"agent_id": str(agent_id), "command_id": str(command_id)})
         except Exception as exc:
             log.info("commands.cancel_push_failed", extra={"agent_id": str(agent_id), "error": repr(exc)})

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 from uuid import UUID
 
@@ -147,7 +148,10 @@ async def notify_token_rotation(conn: Conn, agent_id: UUID) -> None:
 
 
 async def _notify(conn: Conn, agent_id: UUID, command_id: UUID | None, **extra: Any) -> None:
-    note = {"agent_id": str(agent_id), "command_id": str(command_id) if command_id else None, **extra}
+    # sent_at: the listener's rts_notify_lag_seconds (NOTIFY is delivered at commit, so the lag
+    # includes the rest of this transaction)
+    note = {"agent_id": str(agent_id), "command_id": str(command_id) if command_id else None,
+            "sent_at": time.time(), **extra}
     await conn.execute(Q.notify, {"channel": CHANNEL, "payload": json.dumps(note)})
 
 

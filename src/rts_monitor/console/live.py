@@ -36,6 +36,7 @@ from uuid import UUID
 import psycopg
 
 from rts_monitor.auth.principal import Principal
+from rts_monitor.core import metrics
 from rts_monitor.core.context import AppContext
 from rts_monitor.db import Queries, connection, resolve_database_url
 from rts_monitor.db.rows import fetch_all
@@ -266,6 +267,7 @@ async def stream(hub: LiveHub, sub: Subscriber, *, until: datetime,
                 batch = [{"kind": "resync", "reason": "too many changes at once"}]
             if sub.closed:
                 return
+            metrics.instruments().ws_pushes.labels("console_sse").inc()
             yield "changes", json.dumps(batch, default=str)
     finally:
         hub.unsubscribe(sub)

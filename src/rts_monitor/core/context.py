@@ -32,6 +32,8 @@ class AppContext:
     after_ingest: tuple[AfterIngest, ...] = ()
     # Long-lived services of each concern (ingest pipeline, command hub, ...), by name.
     services: dict[str, Any] = field(default_factory=dict)
+    # Set on SIGTERM before anything stops: /health/ready answers 503 from then on (api/lifespan.py).
+    shutting_down: bool = False
 
     @property
     def edition(self) -> Edition:

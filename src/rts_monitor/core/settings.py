@@ -493,11 +493,48 @@ class Settings:
                       "`'self' https://portal.example.com`); `'none'` forbids embedding."),
     )
 
+    # --- operability: metrics, readiness, logs (docs/operations.md) ---
+    metrics_token: str = field(
+        default="",
+        metadata=_env("RTS_METRICS_TOKEN",
+                      "Bearer token Prometheus sends to GET /metrics on the API port. Empty (and no "
+                      "RTS_METRICS_BIND): /metrics answers 404; the metrics are never public by default."),
+    )
+    metrics_bind: str = field(
+        default="",
+        metadata=_env("RTS_METRICS_BIND",
+                      "HOST:PORT of a separate listener serving the metrics without a token (a private "
+                      "interface or a port the load balancer does not forward), opened by `serve` for all "
+                      "its workers and by `scheduler`. Empty: none."),
+    )
+    metrics_sample_seconds: float = field(
+        default=5.0,
+        metadata=_env("RTS_METRICS_SAMPLE_SECONDS",
+                      "How often each process samples its pool, queue and socket gauges and reads the "
+                      "outbox backlog and tier lag from the database."),
+    )
+    shutdown_grace_seconds: float = field(
+        default=3.0,
+        metadata=_env("RTS_SHUTDOWN_GRACE_SECONDS",
+                      "On SIGTERM, how long /health/ready answers 503 while requests are still served, so "
+                      "a load balancer stops sending new ones before the listener closes; then in-flight "
+                      "requests get 30 s and the ingest queue 60 s to drain."),
+    )
+    access_log: str = field(
+        default="all",
+        metadata=_env("RTS_ACCESS_LOG",
+                      "`all`: one `http.request` log line per answered request (route, status, duration_ms, "
+                      "request_id); `errors`: only answers >= 400 and those slower than 1 s (the line is ~15% "
+                      "of the CPU of a one-sample ingest request); `off`."),
+    )
+
     def __post_init__(self) -> None:
         if self.env not in ENVIRONMENTS:
             raise ConfigurationError(f"RTS_ENV={self.env!r}: must be one of {', '.join(ENVIRONMENTS)}")
         drills = [name for name, on in (("RTS_ALERT_FAULT_INJECT", self.alert_fault_inject),
                                          ("RTS_ALERT_CYCLE_PAD_MS", self.alert_cycle_pad_ms)) if on]
+        if self.access_log not in ("all", "errors", "off"):
+            raise ConfigurationError(f"RTS_ACCESS_LOG={self.access_log!r}: must be all, errors or off")
         if drills and self.env != "test":
             raise ConfigurationError(f"{', '.join(drills)}: test drills, honoured only with RTS_ENV=test")
 

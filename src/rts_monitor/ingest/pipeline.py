@@ -45,6 +45,7 @@ from psycopg import errors as pg_errors
 from psycopg.types.numeric import Float4BinaryDumper
 from psycopg_pool import AsyncConnectionPool
 
+from rts_monitor.core import metrics
 from rts_monitor.core.context import AfterIngest, AppContext
 from rts_monitor.core.errors import Unavailable, ValidationFailed
 from rts_monitor.db import Queries, connection, ensure_available
@@ -137,6 +138,7 @@ class IngestPipeline:
         self._closing = False
         self._runner: asyncio.Task[None] | None = None
         self._flushes: set[asyncio.Task[None]] = set()
+        self._metrics = metrics.instruments()
 
     @classmethod
     def from_settings(cls, ctx: AppContext) -> IngestPipeline:
@@ -163,9 +165,11 @@ class IngestPipeline:
         ensure_available(self._pool)  # a database known to be down: 503 now, not after a queued wait
         if self._closing:
             self.stats.rejected += 1
+            self._metrics.ingest_backpressure.labels("shutting_down").inc()
             raise Unavailable("the server is shutting down; retry shortly", retry_after=1)
         if self._pending_rows and self._pending_rows + n > self.queue_rows:
             self.stats.rejected += 1
+            self._metrics.ingest_backpressure.labels("queue_full").inc()
             raise Unavailable(f"ingestion is saturated ({self._pending_rows} rows waiting); retry shortly",
                               retry_after=1)
         loop = asyncio.get_running_loop()
@@ -248,6 +252,9 @@ class IngestPipeline:
                 committed, refused = await self._isolate(items, exc)
         except Exception as exc:
             self.stats.failed_flushes += 1
+            self._metrics.ingest_flush_failures.inc()
+            self._metrics.ingest_flush_rows.observe(rows)
+            self._metrics.ingest_flush_duration.observe(time.perf_counter() - started)
             if isinstance(exc, Unavailable | psycopg.OperationalError):  # the database, not this code
                 log.warning("ingest.flush_failed", extra={"rows": rows, "requests": len(items),
                                                           "error": type(exc).__name__, "detail": str(exc)[:200]})
@@ -266,7 +273,10 @@ class IngestPipeline:
             self.stats.duplicates += sum(d for _, d in written.per_item)
             alerts = await self._after_commit(written.ranges) if self._ctx.after_ingest and written.ranges else {}
             self._finish(group, written=written, alerts=alerts)
-        self.stats.flush_seconds += time.perf_counter() - started
+        elapsed = time.perf_counter() - started
+        self.stats.flush_seconds += elapsed
+        self._metrics.ingest_flush_rows.observe(rows)
+        self._metrics.ingest_flush_duration.observe(elapsed)
         self.stats.max_flush_rows = max(self.stats.max_flush_rows, rows)
         log.debug("ingest.flush", extra={"rows": rows, "requests": len(items),
                                          "ms": round((time.perf_counter() - started) * 1000, 2)})

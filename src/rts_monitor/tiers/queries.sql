@@ -226,3 +226,17 @@ SELECT rts_partitions_maintain(%(ahead)s::interval) AS made
 -- name: set_dropped
 UPDATE rts_tier_levels SET dropped_before = greatest(dropped_before, %(horizon)s), updated_at = now()
  WHERE name = %(name)s
+
+-- name: tier_watermarks
+-- Each tier's materialised-up-to time as the project keeps it (apache, postgres editions), and now.
+SELECT name, watermark, now() AS now FROM rts_tier_levels WHERE position > 0 ORDER BY position
+
+-- name: cagg_watermarks
+-- edition: tsl
+-- Each continuous aggregate's watermark (no sizes: read every few seconds by the metrics sampler).
+SELECT a.view_name AS name, now() AS now,
+-- include: cagg_watermark
+  FROM timescaledb_information.continuous_aggregates a
+  JOIN _timescaledb_catalog.hypertable h
+    ON h.schema_name = a.materialization_hypertable_schema AND h.table_name = a.materialization_hypertable_name
+ WHERE a.view_name IN (SELECT name FROM rts_tier_levels WHERE position > 0)

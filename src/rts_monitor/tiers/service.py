@@ -286,3 +286,12 @@ async def run_tracked(conn: AsyncConnection[Any], *, name: str, interval_seconds
     await conn.execute(Q.job_finished, {"name": name, "status": "success", "error": None,
                                         "ms": int((time.monotonic() - started) * 1000), "rows": rows})
     return result
+
+
+async def refresh_lags(conn: AsyncConnection[Any], *, edition: Edition) -> dict[str, float]:
+    """Seconds between now and each tier's watermark (tiers with nothing materialised are left out):
+    the ``rts_tier_refresh_lag_seconds`` gauge."""
+    query = Q.cagg_watermarks if edition == "tsl" else Q.tier_watermarks
+    rows = await (await conn.execute(query)).fetchall()
+    return {r["name"]: max(0.0, (r["now"] - r["watermark"]).total_seconds()) for r in rows
+            if r["watermark"] is not None}

@@ -1,0 +1,33 @@
+-- name: outbox_backlog
+-- Pending notification work by channel, and how long the oldest has waited (rts_outbox_backlog).
+SELECT channel, count(*) AS pending, extract(epoch FROM now() - min(created_at)) AS oldest_seconds
+  FROM alert_outbox WHERE status = 'pending' GROUP BY channel
+
+-- name: job_runs
+-- Every scheduled job's record (core/scheduler.py), with its age as the database's clock says.
+SELECT name, interval_seconds, last_started_at, last_success_at, last_failure_at, last_error,
+       runs, failures, consecutive_failures,
+       last_started_at IS NULL OR last_started_at < registered_at AS waiting,
+       extract(epoch FROM now() - registered_at) AS since_registered_seconds,
+       extract(epoch FROM now() - last_success_at) AS since_success_seconds,
+       extract(epoch FROM now() - last_started_at) AS since_start_seconds
+  FROM rts_job_runs ORDER BY name
+
+-- name: database_facts
+-- What doctor checks of the server: versions, the extension, time zone, clock, workers.
+SELECT current_setting('server_version') AS postgres,
+       current_setting('server_version_num')::int AS postgres_num,
+       (SELECT extversion FROM pg_extension WHERE extname = 'timescaledb') AS timescaledb,
+       (SELECT default_version FROM pg_available_extensions WHERE name = 'timescaledb') AS timescaledb_available,
+       current_setting('TimeZone') AS timezone,
+       extract(epoch FROM clock_timestamp()) AS server_epoch,
+       current_setting('timescaledb.max_background_workers', true) AS max_background_workers,
+       current_setting('max_worker_processes') AS max_worker_processes,
+       current_setting('timescaledb.license', true) AS license
+
+-- name: channels_in_use
+-- Which notification channels enabled alert rules deliver to (doctor checks their settings).
+SELECT count(*) FILTER (WHERE notification_channels ? 'email') AS email,
+       count(*) FILTER (WHERE notification_channels ? 'webhook' OR webhook_url IS NOT NULL) AS webhook,
+       count(*) FILTER (WHERE notification_channels ? 'sms') AS sms
+  FROM agent_alerts WHERE is_active AND NOT soft_delete
