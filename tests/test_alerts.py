@@ -25,7 +25,9 @@ async def add_rule(conn: Any, business_id: UUID, conditions: dict[str, Any], *, 
                    device_id: UUID | None = None, severity: str = "warning", **extra: Any) -> UUID:
     """A rule row straight in SQL (the API path is tested separately)."""
     cols = {"alert_name": name, "alert_type": name, "severity": severity, "business_id": business_id,
-            "agent_device_id": device_id, "conditions": Jsonb(conditions), **extra}
+            "agent_device_id": device_id, "conditions": Jsonb(conditions),
+            # no ticket unless a test asks: the business policy (tickets on) is tested on its own
+            "create_ticket": False, **extra}
     names = ", ".join(cols)
     marks = ", ".join(f"%({k})s" for k in cols)
     cur = await conn.execute(f"INSERT INTO agent_alerts ({names}) VALUES ({marks}) RETURNING id", cols)
@@ -885,3 +887,93 @@ async def test_maintenance_windows_over_http_and_customer_rules_setting(api_fact
         assert (await c.get("/api/alerts/maintenance", headers=h)).json()["windows"] == []
         assert (await c.delete(f"/api/alerts/maintenance/{window['id']}", headers=h)).status_code == 204
         assert (await c.get(f"/api/alerts/maintenance/{window['id']}", headers=h)).status_code == 404
+
+
+async def test_ticket_policy_by_severity_and_rule_overrides(api: ApiServer, client: Any, api_conn: Any,
+                                                            settings: Settings) -> None:
+    """A new business follows the API contract (every alert opens a ticket); its policy narrows
+    that by severity; a rule's create_ticket true/false wins over the policy, null follows it."""
+    t = await factories.tenant(api_conn)
+    h = staff(api)
+    path = f"/api/businesses/{t.business_id}/ticket-policy"
+    assert (await client.get(path, headers=h)).json()["ticket_severities"] == ["info", "warning", "critical"]
+
+    async def rule(name: str, severity: str, **extra: Any) -> str:
+        resp = await client.post("/api/alerts/rules", headers=h, json={
+            "alert_name": name, "severity": severity, "business_id": str(t.business_id),
+            "conditions": {"kind": "service_down", "duration_minutes": 0, "service_name": name}, **extra})
+        assert resp.status_code == 201, resp.text
+        return str(resp.json()["id"])
+
+    async def tickets_after_crash(name: str) -> list[str]:
+        await api_conn.execute(
+            "INSERT INTO agent_monitored_services (agent_device_id, service_name, status, should_be_running) "
+            "VALUES (%s, %s, 'stopped', true)", (t.agent.id, name))
+        await evaluator.evaluate(api_conn, settings, devices=[t.agent.id], kinds=("service_down",))
+        cur = await api_conn.execute(
+            "SELECT o.channel FROM alert_outbox o JOIN agent_alert_history h ON h.id = o.alert_history_id "
+            "JOIN agent_alerts r ON r.id = h.agent_alert_id WHERE r.alert_name = %s AND r.business_id = %s",
+            (name, t.business_id))
+        return [r["channel"] for r in await cur.fetchall()]
+
+    await rule("svc-a", "info")
+    assert await tickets_after_crash("svc-a") == ["ticket"]  # the default: tickets on
+    resp = await client.put(path, headers=h, json={"ticket_severities": ["critical", "warning"]})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["ticket_severities"] == ["warning", "critical"]
+    await rule("svc-b", "info")
+    await rule("svc-c", "warning")
+    await rule("svc-d", "info", create_ticket=True)
+    await rule("svc-e", "critical", create_ticket=False)
+    assert await tickets_after_crash("svc-b") == []
+    assert await tickets_after_crash("svc-c") == ["ticket"]
+    assert await tickets_after_crash("svc-d") == ["ticket"]
+    assert await tickets_after_crash("svc-e") == []
+
+    customer = api.headers(api.token("customer", user_id=t.customer_id, business_id=t.business_id))
+    assert (await client.get(path, headers=customer)).status_code == 200
+    assert (await client.put(path, headers=customer, json={"ticket_severities": []})).status_code == 403
+    other = await factories.tenant(api_conn)
+    assert (await client.get(f"/api/businesses/{other.business_id}/ticket-policy", headers=customer)).status_code == 404
+    bad = await client.put(path, headers=h, json={"ticket_severities": ["urgent"]})
+    assert bad.status_code == 422 and bad.json()["field"] == "ticket_severities[0]", bad.text
+    cur = await api_conn.execute("SELECT count(*) AS n FROM audit_log WHERE action = 'ticket_policy.set' "
+                                 "AND business_id = %s", (t.business_id,))
+    assert (await cur.fetchone())["n"] == 1
+
+
+async def test_crash_event_path_waits_the_remediation_grace_and_leaves_metrics_to_cycles(
+        conn: psycopg.AsyncConnection[Any], settings: Settings) -> None:
+    """The crash-event evaluation (devices + service_down, events/service.py) judges service_down
+    as a cycle does, remediation grace included; it judges no metric rule, so it must not mark the
+    device's samples as judged: the next incremental cycle still opens the metric episode."""
+    settings = settings.with_(remediation_grace_seconds=300)
+    t = await factories.tenant(conn)
+    svc = await add_rule(conn, t.business_id, {"kind": "service_down", "duration_minutes": 0,
+                                               "service_name": "nginx"}, name="nginx_down")
+    cpu = await add_rule(conn, t.business_id, CPU90, name="cpu_high")
+    await conn.execute("UPDATE agent_devices SET auto_remediation_enabled = true WHERE id = %s", (t.agent.id,))
+    await conn.execute(
+        "INSERT INTO agent_monitored_services (agent_device_id, service_name, status, should_be_running, "
+        "auto_restart, last_state_change) VALUES (%s, 'nginx', 'stopped', true, true, now() - interval '1 minute')",
+        (t.agent.id,))
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=14)
+    await add_samples(conn, t.agent.id, start, [95.0] * 14)
+    await conn.execute("UPDATE agent_devices SET last_metrics_received = now() WHERE id = %s", (t.agent.id,))
+    crash = {"devices": [t.agent.id], "kinds": ("service_down",)}
+    assert (await evaluator.evaluate(conn, settings, **crash)).opened == []  # restart gets its grace first
+    await conn.execute("UPDATE agent_monitored_services SET last_state_change = now() - interval '6 minutes' "
+                       "WHERE agent_device_id = %s", (t.agent.id,))
+    r = await evaluator.evaluate(conn, settings, **crash)
+    assert [(o.rule_id, o.device_id) for o in r.opened] == [(svc, t.agent.id)]
+    r = await evaluator.evaluate(conn, settings, incremental=True)
+    assert [(o.rule_id, o.device_id) for o in r.opened] == [(cpu, t.agent.id)]
+    # without auto-remediation the grace does not apply
+    await conn.execute("UPDATE agent_devices SET auto_remediation_enabled = false WHERE id = %s", (t.agent.id,))
+    await conn.execute("INSERT INTO agent_monitored_services (agent_device_id, service_name, status, "
+                       "should_be_running, auto_restart, last_state_change) "
+                       "VALUES (%s, 'redis', 'stopped', true, true, now())", (t.agent.id,))
+    redis = await add_rule(conn, t.business_id, {"kind": "service_down", "duration_minutes": 0,
+                                                 "service_name": "redis"}, name="redis_down")
+    r = await evaluator.evaluate(conn, settings, **crash)
+    assert [(o.rule_id, o.device_id) for o in r.opened] == [(redis, t.agent.id)]

@@ -28,7 +28,7 @@ STAFF = Principal(user_id=uuid4(), role=Role.admin, business_id=None)
 
 async def run_backtest(conn: Any, settings: Settings, edition: Any, *, business_id: UUID | None = None,
                        device_id: UUID | None = None, conditions: dict[str, Any], since: datetime,
-                       until: datetime | None = None, create_ticket: bool = False,
+                       until: datetime | None = None, create_ticket: bool | None = False,
                        principal: Principal = STAFF, tiers: bool = True) -> BacktestResult:
     body = {"rule": {"alert_name": "bt", "severity": "warning", "business_id": business_id,
                      "agent_device_id": device_id, "conditions": conditions, "create_ticket": create_ticket},
@@ -61,6 +61,20 @@ async def test_backtest_finds_the_episodes_the_evaluator_opens(conn: psycopg.Asy
     assert len(got) == 2 and all(g[4] for g in got)
     assert got[0][3] == 95.0 and got[1][3] == 97.0
     assert result.totals.episodes == 2 and result.totals.tickets == 2
+    # create_ticket null: the business's ticket policy decides by severity, as for the live
+    # evaluator's outbox (rule_creates_ticket): a new business (no policy) tickets every severity.
+    by_policy = await run_backtest(conn, settings, server_edition, business_id=t.business_id, conditions=CPU90,
+                                   since=start - timedelta(minutes=5), create_ticket=None)
+    assert by_policy.totals.tickets == 2 and all(e.ticket for e in by_policy.devices[0].episodes)
+    await conn.execute("INSERT INTO business_ticket_policy (business_id, ticket_severities) VALUES (%s, '{critical}')",
+                       (t.business_id,))
+    by_policy = await run_backtest(conn, settings, server_edition, business_id=t.business_id, conditions=CPU90,
+                                   since=start - timedelta(minutes=5), create_ticket=None)
+    assert by_policy.totals.tickets == 0 and not any(e.ticket for e in by_policy.devices[0].episodes)
+    forced = await run_backtest(conn, settings, server_edition, business_id=t.business_id, conditions=CPU90,
+                                since=start - timedelta(minutes=5), create_ticket=True)
+    assert forced.totals.tickets == 2
+    await conn.execute("DELETE FROM business_ticket_policy WHERE business_id = %s", (t.business_id,))
     assert result.chart.threshold == 90 and result.chart.clear_threshold == 85.5
     # The live evaluator, on the same history as it arrives, opens exactly these.
     await conn.execute("DELETE FROM agent_metrics")

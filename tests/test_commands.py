@@ -93,6 +93,9 @@ SCRIPT = {"command_type": "run_script",
     ({"command_type": "restart_service", "params": {"service_name": 7}}, "params.service_name"),
     ({"command_type": "restart_service", "params": {"service_name": "nginx; rm -rf /"}}, "params.service_name"),
     ({"command_type": "restart_service", "params": {"service_name": "nginx", "action": "x"}}, "params.action"),
+    ({"command_type": "start_service", "params": {}}, "params.service_name"),
+    ({"command_type": "stop_service", "params": {"service_name": "a|b"}}, "params.service_name"),
+    ({"command_type": "service_status", "params": {"service_name": "nginx", "force": True}}, "params.force"),
     ({"command_type": "run_script", "params": {"interpreter": "perl", "script": "1"}}, "params.interpreter"),
     ({"command_type": "run_script", "params": {"interpreter": "bash"}}, "params.script"),
     ({"command_type": "run_script", "params": {"interpreter": "bash", "script": "x", "arguments": [1]}},
@@ -142,7 +145,9 @@ async def test_valid_types_are_created_with_typed_params(client: httpx.AsyncClie
     served = (await client.get("/agent/package")).json()
     upd = await create(client, world, world.tech_a, {"command_type": "update_agent",
                                                       "params": {"target_version": served["version"]}})
-    assert upd["params"] == {"target_version": served["version"], "source": served["url"]}
+    # ...with the hash it publishes, so the agent installs exactly those bytes.
+    assert upd["params"] == {"target_version": served["version"], "source": served["url"],
+                             "sha256": served["sha256"]}
     resp = await client.post(world.cmd_path, headers=world.h(world.tech_a), json={
         "command_type": "update_agent", "params": {"target_version": "1.2.3"}})
     assert resp.status_code == 422 and resp.json()["field"] == "params.target_version", resp.text
@@ -150,8 +155,24 @@ async def test_valid_types_are_created_with_typed_params(client: httpx.AsyncClie
     upd = await create(client, world, world.tech_a, {"command_type": "update_agent", "params": {
         "target_version": "1.2.3", "source": "https://example.com/rts_agent-1.2.3-py3-none-any.whl"}})
     assert upd["params"]["source"] == "https://example.com/rts_agent-1.2.3-py3-none-any.whl"
+    assert "sha256" not in upd["params"]  # nothing published for another source, none invented
+    resp = await client.post(world.cmd_path, headers=world.h(world.tech_a), json={
+        "command_type": "update_agent", "params": {"target_version": "1.2.3", "source": "/tmp/a.whl",
+                                                   "sha256": "not-a-hash"}})
+    assert resp.status_code == 422 and resp.json()["field"] == "params.sha256", resp.text
     assert [e["event"] for e in restart["history"]] == ["created"]
     assert restart["history"][0]["actor_user_id"] == str(world.tech_a_id)
+
+
+async def test_service_verbs_are_accepted_and_stop_needs_approval(client: httpx.AsyncClient, world: World) -> None:
+    """start_service and service_status go straight to the agent; stop_service takes a service down
+    on purpose, so it is sensitive by default (RTS_COMMAND_SENSITIVE_TYPES)."""
+    for verb, approval in (("start_service", False), ("service_status", False), ("stop_service", True)):
+        cmd = await create(client, world, world.tech_a, {"command_type": verb, "params": {"service_name": "nginx"}})
+        assert cmd["command_type"] == verb and cmd["params"] == {"service_name": "nginx"}
+        assert cmd["approval_required"] is approval, verb
+    delivered = {c["command_type"] for c in await poll(client, world.agent)}
+    assert {"start_service", "service_status"} <= delivered and "stop_service" not in delivered
 
 
 # --- approval ----------------------------------------------------------------------------------------

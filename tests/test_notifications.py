@@ -269,3 +269,145 @@ async def _sent(conn: Any, device: UUID) -> Any:
     cur = await conn.execute("SELECT * FROM agent_alert_history WHERE agent_device_id = %s AND notification_sent",
                              (device,))
     return await cur.fetchone()
+
+
+# --- SMS --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Gateway:
+    """A local stand-in for Twilio's Messages API: records every request; answers 201 with a sid,
+    or the statuses scripted per number (in order, then 201)."""
+
+    script: dict[str, list[int]] = field(default_factory=dict)
+    texts: list[dict[str, Any]] = field(default_factory=list)
+    url: str = ""
+
+    async def handle(self, request: web.Request) -> web.Response:
+        form = dict(await request.post())
+        self.texts.append({"path": request.path, "auth": request.headers.get("Authorization"), **form})
+        planned = self.script.get(str(form.get("To")), [])
+        status = planned.pop(0) if planned else 201
+        if status == 201:
+            return web.json_response({"sid": f"SM{len(self.texts):032d}", "status": "queued"}, status=201)
+        return web.json_response({"code": 21211 if status < 500 else 0,
+                                  "message": "The 'To' number is not a valid phone number." if status < 500
+                                  else "Service unavailable"}, status=status)
+
+    def to(self, number: str) -> list[dict[str, Any]]:
+        return [t for t in self.texts if t["To"] == number]
+
+
+@pytest.fixture
+async def gateway() -> AsyncIterator[Gateway]:
+    gw = Gateway()
+    app = web.Application()
+    app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", gw.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    gw.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    yield gw
+    await runner.cleanup()
+
+
+def sms_settings(settings: Settings, gw: Gateway, **extra: Any) -> Settings:
+    return settings.with_(sms_api_url=gw.url, sms_account_sid="AC123", sms_auth_token="tok",
+                          sms_from="+15005550006", notify_backoff_seconds=0.2, **extra)
+
+
+async def test_sms_once_per_episode_and_number_with_retries_on_5xx(
+        conn: psycopg.AsyncConnection[Any], settings: Settings, pool: AsyncConnectionPool, gateway: Gateway) -> None:
+    import base64
+
+    settings = sms_settings(settings, gateway)
+    # The portal's users table may carry a phone; a user id recipient is texted there.
+    await conn.execute("ALTER TABLE users ADD COLUMN phone VARCHAR(50)")
+    b = await factories.business(conn)
+    user = await factories.user(conn, b, "customer")
+    await conn.execute("UPDATE users SET phone = '+44 7700 900123' WHERE id = %s", (user,))
+    dev = await factories.agent(conn, b, name="till-1")
+    await add_rule(conn, b, CPU90, name="cpu_sms", severity="critical", notification_channels=Jsonb(["sms"]),
+                   notification_recipients=Jsonb(["+14155550101", str(user)]))
+    last = await add_samples(conn, dev.id, datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=12),
+                             [95.0] * 11)
+    (opened,) = (await evaluator.evaluate(conn, settings)).opened
+    gateway.script["+14155550101"] = [503]
+
+    assert await delivery.drain(pool, settings) == 1
+    assert [t["To"] for t in gateway.texts] in (["+14155550101", "+447700900123"], ["+447700900123", "+14155550101"])
+    text = gateway.to("+447700900123")[0]
+    assert text["path"] == "/2010-04-01/Accounts/AC123/Messages.json" and text["From"] == "+15005550006"
+    assert text["auth"] == "Basic " + base64.b64encode(b"AC123:tok").decode()
+    assert text["Body"].startswith("[CRITICAL] cpu_sms on till-1: ")
+    assert (await episode(conn, opened.history_id))["notification_sent"] is False  # one number still owed
+    await asyncio.sleep(0.25)
+    assert await delivery.drain(pool, settings) == 1
+    assert len(gateway.to("+14155550101")) == 2 and len(gateway.to("+447700900123")) == 1  # no second text
+    assert (await episode(conn, opened.history_id))["notification_sent"] is True
+    rows = await log_rows(conn, opened.history_id)
+    assert sorted((r["attempt"], r["target"], r["ok"], r["status_code"]) for r in rows) == [
+        (1, "+14155550101", False, 503), (1, "+447700900123", True, 201), (2, "+14155550101", True, 201)]
+    # Resolving texts nobody: one message per episode.
+    await add_samples(conn, dev.id, last + timedelta(minutes=1), [10.0] * 11)
+    assert (await evaluator.evaluate(conn, settings)).resolved == [opened.history_id]
+    assert await delivery.drain(pool, settings) == 1
+    assert len(gateway.texts) == 3
+    cur = await conn.execute("SELECT count(*) AS n FROM sms_deliveries WHERE alert_history_id = %s",
+                             (opened.history_id,))
+    assert (await cur.fetchone())["n"] == 2
+
+
+async def test_sms_4xx_is_logged_and_not_retried(conn: psycopg.AsyncConnection[Any], settings: Settings,
+                                                 pool: AsyncConnectionPool, gateway: Gateway) -> None:
+    settings = sms_settings(settings, gateway)
+    gateway.script["+14155550199"] = [400]
+    _, hid = await open_episode(conn, settings, notification_channels=Jsonb(["sms"]),
+                                notification_recipients=Jsonb(["+14155550199"]))
+    assert await delivery.drain(pool, settings) == 1
+    await asyncio.sleep(0.25)
+    assert await delivery.drain(pool, settings) == 0  # final: a 4xx will not change on a retry
+    (row,) = await log_rows(conn, hid)
+    assert row["ok"] is False and row["status_code"] == 400 and "not a valid phone number" in row["error"]
+    cur = await conn.execute("SELECT status, attempts FROM alert_outbox WHERE alert_history_id = %s AND "
+                             "channel = 'sms'", (hid,))
+    assert await cur.fetchall() == [{"status": "failed", "attempts": 1}]
+    assert len(gateway.texts) == 1
+
+
+async def test_an_sms_storm_becomes_one_digest(conn: psycopg.AsyncConnection[Any], settings: Settings,
+                                               pool: AsyncConnectionPool, gateway: Gateway) -> None:
+    settings = sms_settings(settings, gateway, sms_digest_threshold=2)
+    b = await factories.business(conn)
+    devices = [await factories.agent(conn, b, name=f"pos-{i}") for i in range(4)]
+    await add_rule(conn, b, CPU90, name="cpu_storm", severity="warning", notification_channels=Jsonb(["sms"]),
+                   notification_recipients=Jsonb(["+14155550123"]))
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=12)
+    for dev in devices:
+        await add_samples(conn, dev.id, start, [95.0] * 11)
+    assert len((await evaluator.evaluate(conn, settings)).opened) == 4
+    assert await delivery.drain(pool, settings) == 4
+    (text,) = gateway.texts
+    assert text["Body"].startswith("[WARNING] 4 alerts opened: cpu_storm on pos-")
+    cur = await conn.execute("SELECT count(*) FILTER (WHERE digest) AS digests, count(*) AS n FROM sms_deliveries")
+    assert await cur.fetchone() == {"digests": 4, "n": 4}
+    cur = await conn.execute("SELECT count(*) AS n FROM alert_outbox WHERE channel = 'sms' AND status = 'done'")
+    assert (await cur.fetchone())["n"] == 4
+
+
+@pytest.mark.parametrize(("recipients", "field"), [
+    (["+123"], "notification_recipients[0]"),
+    (["oncall@msp.test", "0155 1234"], "notification_recipients[1]"),
+    (["oncall@msp.test"], "notification_recipients"),
+])
+async def test_sms_rules_need_valid_numbers(api: Any, client: Any, api_conn: Any, recipients: list[str],
+                                            field: str) -> None:
+    t = await factories.tenant(api_conn)
+    token = api.token("admin", user_id=await factories.user(api_conn, None, "admin"))
+    resp = await client.post("/api/alerts/rules", headers=api.headers(token), json={
+        "alert_name": "cpu", "severity": "critical", "business_id": str(t.business_id),
+        "conditions": {"metric": "cpu_percent", "operator": ">", "threshold": 90},
+        "notification_channels": ["sms"], "notification_recipients": recipients})
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["field"] == field

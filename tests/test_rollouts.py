@@ -172,6 +172,10 @@ async def test_abort_skips_and_cancels_what_was_not_delivered(api_factory: Any, 
         resp = await client.post("/api/agents/rollouts", headers=tech, json={
             "target_version": "0.0.1", "business_ids": [str(fleet["biz"])]})
         assert resp.status_code == 422 and resp.json()["field"] == "target_version"
+        # a suffix the wire pattern allows but pip cannot compare: a 422 too, not a 500
+        resp = await client.post("/api/agents/rollouts", headers=tech, json={
+            "target_version": "901.80495.7085269-6jy", "business_ids": [str(fleet["biz"])]})
+        assert resp.status_code == 422 and resp.json()["field"] == "target_version", resp.text
         customer = server.headers(server.token("customer", business_id=fleet["biz"]))
         assert (await client.post("/api/agents/rollouts", headers=customer,
                                   json={"target_version": served})).status_code == 403

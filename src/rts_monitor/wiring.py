@@ -33,6 +33,7 @@ from rts_monitor.installers.concern import CONCERN as INSTALLERS
 from rts_monitor.inventory.concern import CONCERN as INVENTORY
 from rts_monitor.reports.concern import CONCERN as REPORTS
 from rts_monitor.rollouts.concern import CONCERN as ROLLOUTS
+from rts_monitor.services.concern import CONCERN as SERVICES
 from rts_monitor.tiers.concern import CONCERN as TIERS
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ log = logging.getLogger(__name__)
 # Components are entered in this order and closed in reverse.
 CONCERNS: tuple[Concern, ...] = (
     AUTH, ENROLMENT, DEVICES, INGEST, INVENTORY, INSTALLERS, COMMANDS, EVENTS, HISTORY, TIERS, ALERTS, AUDIT, REPORTS,
-    ROLLOUTS, CONSOLE,
+    ROLLOUTS, SERVICES, CONSOLE,
 )
 
 

@@ -101,6 +101,22 @@ class Collector:
         if self._service_reader is not None:
             self._service_reader.close()
 
+    def watch(self, services: list[str]) -> None:
+        """Watch these services from the next sample on (the portal changed the list)."""
+        self.services = [s for s in services if SERVICE_NAME.match(s)]
+        if self.services and self._service_reader is None:
+            self._service_reader = ServiceReader()
+        if self.services:
+            self._collectors["services"] = self._services
+        else:
+            self._collectors.pop("services", None)
+
+    def read_services(self) -> list[Service]:
+        """The monitored services' states now (the watch loop's cheap check between samples)."""
+        if not self.services or self._service_reader is None:
+            return []
+        return self._service_reader.read(self.services)
+
     @staticmethod
     def prime() -> float:
         """Start psutil's CPU measurement window so the first sample is a real percentage.

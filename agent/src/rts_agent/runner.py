@@ -4,7 +4,8 @@
 * send      drain the spool oldest first in batches; delete only what the server acknowledged;
             back off with jitter while the server is away; pause between full batches so hours
             of backlog reach the server as a steady trickle, not a flood
-* heartbeat every ``heartbeat_interval``; ``pending_commands`` > 0 wakes the poller
+* heartbeat every ``heartbeat_interval`` (at once on a ``rotate_token`` push); ``pending_commands`` > 0
+            wakes the poller; a new ``agent_token`` in the answer is saved, then used
 * socket    WebSocket ``/ws?token=`` for commands, reconnecting with backoff + jitter
 * poll      ``GET …/commands`` whenever the socket is down (and when a heartbeat says so)
 * results   command results are spooled, then delivered (socket or POST) until acknowledged
@@ -47,6 +48,7 @@ from rts_agent.config import (
     AgentConfig,
     load_raw,
     overridden_fields,
+    portal_services,
     save,
     write_private,
 )
@@ -101,6 +103,8 @@ class Runner:
         self._wake_poll = asyncio.Event()
         self._wake_results = asyncio.Event()
         self._wake_inventory = asyncio.Event()
+        self._wake_heartbeat = asyncio.Event()
+        self._wake_watch = asyncio.Event()
         self._status_changed = asyncio.Event()
         self._status_written: dict[str, Any] | None = None
         self._packages_seen: tuple[str | None, float] = (None, 0.0)  # (signature, since when)
@@ -110,6 +114,7 @@ class Runner:
         self._running: dict[str, asyncio.Event] = {}  # commands in flight; set the event to stop one
         self._cancelled: OrderedDict[str, None] = OrderedDict()  # cancel requests (also before a start)
         self._result_sent_at: dict[str, float] = {}
+        self._event_sent_at: dict[str, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.api: Api | None = None
         self.started_at = utc_stamp()
@@ -136,7 +141,7 @@ class Runner:
             self.api = Api(client, self.config.api_url, self.config.agent_id, self.config.agent_token)
             loops: list[Callable[[], Awaitable[None]]] = [
                 self._collect_loop, self._send_loop, self._heartbeat_loop, self._socket_loop,
-                self._poll_loop, self._results_loop, self._inventory_loop, self._status_loop,
+                self._poll_loop, self._results_loop, self._inventory_loop, self._status_loop, self._watch_loop,
             ]
             tasks = [asyncio.create_task(self._guard(fn), name=fn.__name__) for fn in loops]
             await self._stop.wait()
@@ -323,12 +328,16 @@ class Runner:
     async def _heartbeat_loop(self) -> None:
         assert self.api is not None
         while not self._stop.is_set():
+            rotated = False
             try:
                 answer = await self.api.heartbeat({"timestamp": utc_stamp(), "status": "online",
                                                    "agent_version": __version__})
                 self.info["last_heartbeat_at"] = utc_stamp()
                 if not isinstance(answer, dict):
                     answer = {}
+                token = answer.get("agent_token")
+                if isinstance(token, str) and token and token != self.api.token:
+                    rotated = await self._adopt_token(token)
                 if answer.get("pending_commands"):
                     self._wake_poll.set()
                 for command_id in answer.get("cancel_commands") or []:
@@ -337,7 +346,30 @@ class Runner:
                     await self._refresh_config()
             except TransportError as exc:
                 log.warning("heartbeat.failed", extra={"error": str(exc)[:300]})
-            await self._sleep(self.config.heartbeat_interval_seconds)
+            if rotated:
+                continue  # a heartbeat with the new token at once: that is the acknowledgement
+            await self._sleep(self.config.heartbeat_interval_seconds, self._wake_heartbeat)
+
+    async def _adopt_token(self, token: str) -> bool:
+        """The server rotated this agent's token: save it (atomically, fsync'd) before using it,
+        so a crash from here on restarts with the token the server now expects; then every
+        request, and a fresh socket, use it. The old token works for a grace period, so requests
+        already on their way are not lost. If the save fails the old token is kept: the server
+        issues another new one at the next heartbeat made with the old."""
+        assert self.api is not None
+        try:
+            saved = load_raw(self.state_dir)
+            save(msgspec.structs.replace(saved, agent_token=token), self.state_dir)
+        except (OSError, msgspec.DecodeError) as exc:
+            log.error("agent.token_not_saved", extra={"error": f"{type(exc).__name__}: {exc}"[:300]})
+            return False
+        self.config = msgspec.structs.replace(self.config, agent_token=token)
+        self.api.token = token
+        log.warning("agent.token_rotated", extra={"agent_id": self.config.agent_id})
+        ws = self._ws
+        if ws is not None and not ws.closed:
+            await ws.close(wait=False)  # the socket loop reconnects with the new token
+        return True
 
     async def _refresh_config(self) -> None:
         """The server changed this agent's config: fetch it (which acknowledges it) and apply
@@ -350,6 +382,11 @@ class Runner:
         changes: dict[str, Any] = {
             name: float(answer[name]) for name in ("heartbeat_interval_seconds", "metrics_interval_seconds")
             if isinstance(answer.get(name), int | float) and answer[name] > 0}
+        services = answer.get("monitored_services")
+        if isinstance(services, list) and not load_raw(self.state_dir).services_pin:
+            names = portal_services(services)
+            if names != self.config.monitored_services:
+                changes["monitored_services"] = names
         if isinstance(answer.get("monitoring_enabled"), bool):
             changes["monitoring_enabled"] = answer["monitoring_enabled"]
             if answer["monitoring_enabled"] != self.config.monitoring_enabled:
@@ -363,6 +400,9 @@ class Runner:
         live = {k: v for k, v in changes.items() if k not in self._pinned}
         if live:
             self.config = msgspec.structs.replace(self.config, **live)
+            if "monitored_services" in live:
+                self.collector.watch(self.config.monitored_services)
+                self._wake_watch.set()
         log.info("config.updated", extra={"changes": changes, "applied_now": sorted(live),
                                           "version": answer.get("config_version")})
 
@@ -370,8 +410,8 @@ class Runner:
     async def _socket_loop(self) -> None:
         assert self.api is not None
         backoff = Backoff(base=min(1.0, self.config.retry_cap_seconds), cap=self.config.retry_cap_seconds)
-        url = f"{self.config.ws_url}?token={self.config.agent_token}"
         while not self._stop.is_set():
+            url = f"{self.config.ws_url}?token={self.config.agent_token}"  # the token may have been rotated
             try:
                 async with await self.api.client.ws_connect(
                     url, heartbeat=30, close_timeout=10,
@@ -384,6 +424,8 @@ class Runner:
                     self._result_sent_at.clear()  # re-deliver anything unacknowledged
                     await self._deliver_results()
                     await self._report_drops()
+                    self._event_sent_at.clear()
+                    await self._deliver_events()
                     async for data in ws:
                         await self._on_message(data)
             except HandshakeRejected as exc:
@@ -410,11 +452,17 @@ class Runner:
             self._spawn(self._execute(msg, via="ws"))
         elif kind == "cancel_command":
             self._request_cancel(str(msg.get("command_id")), via="ws")
+        elif kind == "rotate_token":
+            self._wake_heartbeat.set()  # the new token comes in the heartbeat's answer
         elif kind == "command_result_ack":
             command_id = str(msg.get("command_id"))
             self.spool.delete_result(command_id)
             self._result_sent_at.pop(command_id, None)
             self.info["pending_results"] = self.spool.count_results()
+        elif kind == "event_ack" and msg.get("event_id"):
+            event_id = str(msg["event_id"])
+            self.spool.delete_event(event_id)
+            self._event_sent_at.pop(event_id, None)
         elif kind == "error":
             log.warning("socket.server_error", extra={"message": msg})
 
@@ -551,6 +599,75 @@ class Runner:
                 return
             await self._deliver_results()
 
+    # -- service watch ----------------------------------------------------------------------
+    async def _watch_loop(self) -> None:
+        """The cheap check between samples: every ``service_check_seconds`` the monitored
+        services' states (one D-Bus call for all of them); a running service that stops is a
+        ``service_crashed`` event, a crashed one running again ``service_recovered``. Events are
+        spooled first and delivered over the socket (or POST), so a crash while the server is
+        away reaches it later, once. No services to watch: no timer."""
+        known: dict[str, tuple[str, int | None]] = {}
+        while not self._stop.is_set():
+            if not self.collector.services or not self.config.monitoring_enabled:
+                known.clear()
+                await self._sleep(None if not self.collector.services else self.config.service_check_seconds,
+                                  self._wake_watch)
+                continue
+            try:
+                states = await asyncio.to_thread(self.collector.read_services)
+            except Exception as exc:  # the service manager could not be asked: try again next tick
+                log.info("services.watch_failed", extra={"error": f"{type(exc).__name__}: {exc}"[:300]})
+                states = []
+            for svc in states:
+                before = known.get(svc.name)
+                known[svc.name] = (svc.status, svc.pid)
+                if before is None or (before[0] == "running") == (svc.status == "running"):
+                    continue  # first look, or no change across running / not running
+                if svc.status == "running":
+                    self._spool_event("service_recovered", {"service_name": svc.name, "pid": svc.pid,
+                                                            "status": svc.status})
+                else:
+                    self._spool_event("service_crashed", {"service_name": svc.name, "pid": before[1],
+                                                          "status": svc.status})
+            for name in set(known) - set(self.collector.services):
+                del known[name]
+            await self._deliver_events()
+            await self._sleep(self.config.service_check_seconds, self._wake_watch)
+
+    def _spool_event(self, event_type: str, data: dict[str, Any]) -> None:
+        event_id = str(uuid.uuid4())
+        log.warning(f"services.{event_type}", extra={"service": data["service_name"], "status": data["status"]})
+        self.spool.put_event(event_id, _encoder.encode({"event_type": event_type, "timestamp": utc_stamp(),
+                                                        "data": {k: v for k, v in data.items() if v is not None},
+                                                        "event_id": event_id}))
+
+    async def _deliver_events(self) -> None:
+        """Spooled events, oldest first; a POST answer deletes at once, a socket send waits for
+        its ``event_ack`` (re-sent after 15 s without one; ``event_id`` makes a repeat harmless)."""
+        assert self.api is not None
+        now = time.monotonic()
+        for event_id, body in self.spool.pending_events():
+            sent = self._event_sent_at.get(event_id)
+            if sent is not None and now - sent < 15:
+                continue
+            ws = self._ws
+            if ws is not None and not ws.closed:
+                try:
+                    await ws.send_str((b'{"type":"event",' + body[1:]).decode())
+                    self._event_sent_at[event_id] = now
+                    continue
+                except OSError:
+                    pass
+            try:
+                await self.api.request("POST", "/events", body)
+            except TransportError as exc:
+                if exc.status is not None and not exc.retryable:  # refused for good: never accepted
+                    log.error("event.refused", extra={"event_id": event_id, "error": str(exc)[:300]})
+                    self.spool.delete_event(event_id)
+                    continue
+                return  # the server is away: everything stays spooled, in order
+            self.spool.delete_event(event_id)
+
     # -- inventory --------------------------------------------------------------------------
     def _watch_packages(self) -> None:
         """On the collect loop's tick (no timer of its own): wake the inventory once the package
@@ -626,7 +743,7 @@ class Runner:
         """Install the requested version; the restart comes once the result is in the spool."""
         from rts_agent import update  # only this command needs pip's machinery
 
-        done = await update.install(self.executor, cmd)
+        done = await update.install(self.executor, cmd, server_url=self.config.server_url)
         if done is None:
             return f"already running {update.DIST} {__version__}; nothing to do"
         log.warning("agent.updated", extra={"command_id": cmd.command_id, "outcome": done})

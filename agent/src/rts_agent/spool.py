@@ -47,6 +47,11 @@ CREATE TABLE IF NOT EXISTS results (
     body       BLOB NOT NULL,
     created    REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS events (
+    event_id TEXT PRIMARY KEY,
+    body     BLOB NOT NULL,
+    created  REAL NOT NULL
+);
 """
 # 0: samples with AUTOINCREMENT and a UNIQUE index on collected_at (two more pages per put).
 SCHEMA_VERSION = 1
@@ -312,6 +317,22 @@ class Spool:
 
     def delete_result(self, command_id: str) -> None:
         self._db.execute("DELETE FROM results WHERE command_id = ?", (command_id,))
+
+    # -- events awaiting delivery (service_crashed, service_recovered) ---------------------------
+    def put_event(self, event_id: str, body: bytes) -> None:
+        self._db.execute("INSERT OR IGNORE INTO events (event_id, body, created) VALUES (?, ?, ?)",
+                         (event_id, body, time.time()))
+
+    def pending_events(self) -> list[tuple[str, bytes]]:
+        """Oldest first: a crash is delivered before the recovery that followed it."""
+        rows = self._db.execute("SELECT event_id, body FROM events ORDER BY created, rowid").fetchall()
+        return [(str(e), bytes(b)) for e, b in rows]
+
+    def count_events(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM events").fetchone()[0])
+
+    def delete_event(self, event_id: str) -> None:
+        self._db.execute("DELETE FROM events WHERE event_id = ?", (event_id,))
 
     def _tx(self) -> _Tx:
         return _Tx(self._db)

@@ -253,11 +253,17 @@ async def backtest(conn: AsyncConnection[Any], *, principal: Principal, settings
         episodes, instants = await _judge(conn, settings=settings, c=c, hyst=hyst, devices=devices, ranges=ranges)
         passes += 1
 
+    # Whether its episodes would open a ticket: the evaluator's rule (rule_creates_ticket): the
+    # rule's create_ticket, else the business's ticket policy for the rule's severity.
+    cur = await conn.execute(Q.backtest_ticket, {"create_ticket": data.rule.create_ticket,
+                                                 "severity": data.rule.severity, "business_id": business_id})
+    ticket_row = await cur.fetchone()
+    ticket = bool(ticket_row and ticket_row["ticket"])
     per_device: dict[UUID, list[BacktestEpisode]] = defaultdict(list)
     for e in sorted(episodes, key=lambda e: (e["device_id"], e["start"])):
         per_device[e["device_id"]].append(BacktestEpisode(
             start=e["start"], end=e["stop"], condition_since=e["start"] - win, value=e["value"], peak=e["peak"],
-            ticket=data.rule.create_ticket))
+            ticket=ticket))
     out = []
     for dev, eps in per_device.items():
         seconds = sum(((e.end or until) - e.start).total_seconds() for e in eps)
@@ -267,7 +273,7 @@ async def backtest(conn: AsyncConnection[Any], *, principal: Principal, settings
     count = sum(len(d.episodes) for d in out)
     totals = BacktestTotals(episodes=count, devices_affected=len(out), devices_evaluated=len(devices),
                             time_in_alert_seconds=sum(d.time_in_alert_seconds for d in out),
-                            tickets=count if data.rule.create_ticket else 0)
+                            tickets=count if ticket else 0)
     chart = BacktestChart(
         metric=c.metric, aggregation=c.aggregation, operator=c.operator, threshold=c.threshold,
         clear_threshold=clear_at, duration_minutes=c.duration_minutes,

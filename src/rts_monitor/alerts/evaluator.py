@@ -76,13 +76,14 @@ def _params(settings: Settings, devices: Sequence[UUID] | None, kinds: Sequence[
         "max_gap": timedelta(seconds=settings.alert_max_sample_gap_seconds),
         "max_window": timedelta(minutes=MAX_DURATION_MINUTES),
         "hyst_pct": settings.alert_resolve_hysteresis_percent,
+        "remediation_grace": timedelta(seconds=settings.remediation_grace_seconds),
     }
 
 
 async def evaluate(conn: AsyncConnection[Any], settings: Settings, *, devices: Sequence[UUID] | None = None,
                    kinds: Sequence[str] = ALL_KINDS, incremental: bool = False) -> CycleResult:
-    """Evaluate the rules of ``kinds`` for all devices, or the metric rules of just ``devices`` (the
-    ingest hook), and commit the outcome.
+    """Evaluate the rules of ``kinds`` for all devices, or for just ``devices`` (the ingest hook:
+    metric rules; a crash event: service_down rules), and commit the outcome.
 
     ``incremental`` (a periodic cycle): metric rules only for the devices whose inputs changed
     since they were last judged, by a hook or a cycle (docs/alerts.md, "Incremental cycles");
@@ -98,7 +99,14 @@ async def evaluate(conn: AsyncConnection[Any], settings: Settings, *, devices: S
         else:
             await conn.execute(Q.begin_device_cycle, {"key": EVAL_LOCK})
             await conn.execute(Q.lock_devices, {"key": DEVICE_LOCK_CLASS, "devices": list(devices)})
-        query = Q.evaluate if devices is None else Q.evaluate_devices
+        if devices is None:
+            query = Q.evaluate
+        elif set(kinds) <= {"metric"}:
+            query = Q.evaluate_devices  # the ingest hook: metric rules only, the lightest statement
+        else:
+            # a crash event (service_down now): the wall-clock rules of these devices, judged as a
+            # cycle judges them (eval_clock); the metric-only statement would judge nothing
+            query = Q.evaluate_device_clock
         cur = await conn.execute(query, _params(settings, devices, kinds, incremental), prepare=True)
         rows = await cur.fetchall()
     for row in rows:

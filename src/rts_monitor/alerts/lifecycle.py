@@ -18,6 +18,7 @@ from rts_monitor.alerts.structs import Delivery, Episode
 from rts_monitor.auth.principal import Principal
 from rts_monitor.core.errors import Conflict, NotFound, ValidationFailed
 from rts_monitor.db import Queries
+from rts_monitor.services import remediation
 
 Q = Queries.beside(__file__)
 STATUSES = ("active", "acknowledged", "resolved", "auto_resolved")
@@ -61,7 +62,9 @@ async def get_episode(conn: AsyncConnection[Any], *, principal: Principal, alert
     row = await cur.fetchone()
     if row is None:
         raise NotFound("alert not found")
-    return msgspec.convert(row, Episode)
+    episode = msgspec.convert(row, Episode)
+    episode.remediation_attempts = await remediation.episode_attempts(conn, alert_id)
+    return episode
 
 
 async def acknowledge(conn: AsyncConnection[Any], *, principal: Principal, alert_id: UUID,

@@ -53,10 +53,68 @@ changed AS MATERIALIZED (
      WHERE f.fp IS DISTINCT FROM s.fingerprint
 ),
 -- include: eval_metric
+-- include: eval_clock
+judged AS (
+    SELECT * FROM metric_judged
+    UNION ALL
+    SELECT * FROM clock_judged
+),
+seen AS (
+    INSERT INTO alert_business_seen AS s (business_id, fingerprint)
+    SELECT business_id, fp FROM changed WHERE fp IS NOT NULL
+    ON CONFLICT (business_id) DO UPDATE SET fingerprint = EXCLUDED.fingerprint
+    RETURNING 1
+),
+unseen AS (
+    DELETE FROM alert_business_seen s USING changed c WHERE c.fp IS NULL AND s.business_id = c.business_id
+    RETURNING 1
+),
+-- include: eval_apply
+
+-- name: evaluate_devices
+-- The ingest hook: the metric rules of just the devices of a flush (%(devices)s), the same
+-- judgement and outcome as a cycle's (eval_metric, eval_apply), without the parts only a periodic
+-- cycle needs (fingerprints, wall-clock rules): less to plan and run on the ingest path.
+WITH
+-- include: eval_rules
+changed AS (
+    SELECT NULL::uuid AS business_id WHERE false
+),
+-- include: eval_metric
+judged AS (
+    SELECT * FROM metric_judged
+),
+-- include: eval_apply
+
+-- name: evaluate_device_clock
+-- A crash event (events/service.py): the rules of %(kinds)s (service_down) of one device, judged
+-- now as a periodic cycle judges them (eval_clock), the outcome applied the same way
+-- (eval_apply). Shares the hooks' locks, so it waits at most for one cycle and takes turns with
+-- the device's hooks. Its metric rules, if asked for, are judged like a hook's.
+WITH
+-- include: eval_rules
+changed AS (
+    SELECT NULL::uuid AS business_id WHERE false
+),
+-- include: eval_metric
+-- include: eval_clock
+judged AS (
+    SELECT * FROM metric_judged
+    UNION ALL
+    SELECT * FROM clock_judged
+),
+-- include: eval_apply
+
+-- name: eval_clock
+-- (fragment) The wall-clock part of an evaluation, after eval_metric: the agent_offline and
+-- service_down pairs that can change something now, judged now (clock_judged).
 down AS MATERIALIZED (
-    -- Monitored services that should run and do not, with since when.
-    SELECT s.agent_device_id AS device_id, s.service_name, coalesce(s.last_state_change, s.last_checked) AS since
+    -- Monitored services that should run and do not, with since when, and whether
+    -- auto-remediation restarts them (auto_restart on a remediation-enabled device).
+    SELECT s.agent_device_id AS device_id, s.service_name, coalesce(s.last_state_change, s.last_checked) AS since,
+           coalesce(s.auto_restart, false) AND coalesce(dv.auto_remediation_enabled, false) AS remedied
       FROM agent_monitored_services s
+      JOIN agent_devices dv ON dv.id = s.agent_device_id
      WHERE s.should_be_running AND coalesce(s.status, 'unknown') <> 'running'
        AND s.agent_device_id IN (SELECT id FROM devices)
 ),
@@ -86,8 +144,13 @@ clock AS MATERIALIZED (
 sagg AS (
     SELECT c.rule_id, c.device_id, any_value(c.win) AS win,
            count(s.device_id) AS down_any,
-           count(s.device_id) FILTER (WHERE s.since <= now() - c.win) AS down_long,
-           string_agg(s.service_name, ', ' ORDER BY s.service_name) FILTER (WHERE s.since <= now() - c.win) AS names,
+           -- A service auto-remediation restarts escalates only once it stayed down for the grace
+           -- period as well (docs/services.md): the restart gets its chance first.
+           count(s.device_id) FILTER (WHERE s.since <= now() - c.win AND (NOT s.remedied
+                                             OR s.since <= now() - %(remediation_grace)s::interval)) AS down_long,
+           string_agg(s.service_name, ', ' ORDER BY s.service_name)
+               FILTER (WHERE s.since <= now() - c.win AND (NOT s.remedied
+                                OR s.since <= now() - %(remediation_grace)s::interval)) AS names,
            min(s.since) AS since
       FROM clock c
       JOIN rules r ON r.id = c.rule_id
@@ -104,11 +167,9 @@ maintained AS (
                       AND (w.agent_device_id IS NULL OR w.agent_device_id = d.id))
        AND d.id IN (SELECT device_id FROM clock)
 ),
-judged AS (
-    -- The metric instants, and agent_offline and service_down pairs with one instant, now (and a
-    -- maintenance window covering now).
-    SELECT * FROM metric_judged
-    UNION ALL
+clock_judged AS (
+    -- The agent_offline and service_down pairs, each with one instant, now (and a maintenance
+    -- window covering now).
     SELECT c.rule_id, c.device_id, now(), 'agent_offline',
            round((extract(epoch FROM now() - c.heard_at) / 60)::numeric, 1)::float8,
            extract(epoch FROM c.win)::float8 / 60, c.win, c.heard_at, NULL,
@@ -127,32 +188,6 @@ judged AS (
       FROM sagg a
       LEFT JOIN manual m ON m.agent_alert_id = a.rule_id AND m.agent_device_id = a.device_id
 ),
-seen AS (
-    INSERT INTO alert_business_seen AS s (business_id, fingerprint)
-    SELECT business_id, fp FROM changed WHERE fp IS NOT NULL
-    ON CONFLICT (business_id) DO UPDATE SET fingerprint = EXCLUDED.fingerprint
-    RETURNING 1
-),
-unseen AS (
-    DELETE FROM alert_business_seen s USING changed c WHERE c.fp IS NULL AND s.business_id = c.business_id
-    RETURNING 1
-),
--- include: eval_apply
-
--- name: evaluate_devices
--- The ingest hook: the metric rules of just the devices of a flush (%(devices)s), the same
--- judgement and outcome as a cycle's (eval_metric, eval_apply), without the parts only a periodic
--- cycle needs (fingerprints, wall-clock rules): less to plan and run on the ingest path.
-WITH
--- include: eval_rules
-changed AS (
-    SELECT NULL::uuid AS business_id WHERE false
-),
--- include: eval_metric
-judged AS (
-    SELECT * FROM metric_judged
-),
--- include: eval_apply
 
 -- name: eval_rules
 -- (fragment) The active rules an evaluation judges, with their hysteresis and window.
@@ -354,7 +389,9 @@ cursors AS (
            d.service_location_id, d.eligible, now()
       FROM devices d
       LEFT JOIN latest l ON l.device_id = d.id
-     WHERE d.changed OR l.latest > coalesce(d.evaluated_through, '-infinity')
+     WHERE (d.changed OR l.latest > coalesce(d.evaluated_through, '-infinity'))
+       -- only an evaluation of the metric rules judged them (a crash event's judges service_down)
+       AND 'metric' = ANY(%(kinds)s::text[])
      ORDER BY d.id
     ON CONFLICT (agent_device_id) DO UPDATE
        SET metrics_seen = EXCLUDED.metrics_seen,
@@ -727,15 +764,33 @@ SELECT coalesce(bool_or(agent_device_id IS NULL), false) AS business_wide,
 
 -- name: rule_followup_channels
 -- Included where episodes enqueue follow-up work: one row per outbox channel of rule ``r``
--- (a ticket if the rule creates them, plus its enabled webhook/email channels).
+-- (a ticket if the rule, or else its business's ticket policy, says so, plus its enabled
+-- webhook/email/sms channels).
 CROSS JOIN LATERAL (
-    SELECT 'ticket' WHERE r.create_ticket
+    SELECT 'ticket' WHERE
+    -- include: rule_creates_ticket
     UNION ALL
     SELECT c FROM jsonb_array_elements_text(
            CASE WHEN r.notification_enabled AND jsonb_typeof(r.notification_channels) = 'array'
                 THEN r.notification_channels ELSE '[]'::jsonb END) c
-     WHERE c IN ('webhook', 'email')
+     WHERE c IN ('webhook', 'email', 'sms')
 ) ch(channel)
+
+-- name: rule_creates_ticket
+-- (fragment) Whether an episode of rule ``r`` (create_ticket, severity, business_id) opens a ticket:
+-- the rule's own choice, else its business's policy (no policy row: every severity). THE rule,
+-- for the evaluator's outbox (rule_followup_channels) and the backtest's ``ticket`` (backtest_ticket).
+coalesce(r.create_ticket, r.severity = ANY(coalesce(
+    (SELECT tp.ticket_severities FROM business_ticket_policy tp WHERE tp.business_id = r.business_id),
+    ARRAY['info', 'warning', 'critical']::varchar[])))
+
+-- name: backtest_ticket
+-- Whether the backtested rule's episodes would open a ticket, by the evaluator's rule.
+SELECT
+-- include: rule_creates_ticket
+       AS ticket
+  FROM (SELECT %(create_ticket)s::boolean AS create_ticket, %(severity)s::varchar AS severity,
+               %(business_id)s::uuid AS business_id) r
 
 -- name: usable_recipients
 -- Which of the given user ids may receive a rule's notifications: active, not deleted, and of the
@@ -841,3 +896,16 @@ SELECT e.device_id, e.start, e.stop,
  GROUP BY e.device_id, e.start, e.stop, e.value
 UNION ALL
 SELECT NULL, NULL, NULL, NULL, NULL, (SELECT count(*) FROM winstants)
+
+-- name: ticket_policy
+SELECT b.id AS business_id,
+       coalesce(tp.ticket_severities, ARRAY['info', 'warning', 'critical']::varchar[]) AS ticket_severities,
+       tp.updated_at
+  FROM businesses b LEFT JOIN business_ticket_policy tp ON tp.business_id = b.id
+ WHERE b.id = %(business_id)s AND b.soft_delete IS NOT TRUE
+   AND (%(scope)s::uuid IS NULL OR b.id = %(scope)s::uuid)
+
+-- name: set_ticket_policy
+INSERT INTO business_ticket_policy (business_id, ticket_severities)
+VALUES (%(business_id)s, %(ticket_severities)s::varchar[])
+ON CONFLICT (business_id) DO UPDATE SET ticket_severities = EXCLUDED.ticket_severities, updated_at = now()

@@ -11,11 +11,11 @@ from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from litestar import delete, get, patch, post
+from litestar import delete, get, patch, post, put
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
-from rts_monitor.alerts import backtest, lifecycle, maintenance, rules
+from rts_monitor.alerts import backtest, lifecycle, maintenance, policy, rules
 from rts_monitor.alerts.structs import (
     BacktestRequest,
     BacktestResult,
@@ -31,6 +31,8 @@ from rts_monitor.alerts.structs import (
     RuleCreate,
     RuleList,
     RuleUpdate,
+    TicketPolicy,
+    TicketPolicyIn,
 )
 from rts_monitor.auth.principal import Principal
 from rts_monitor.core.context import AppContext
@@ -98,14 +100,14 @@ async def update_rule(ctx: AppContext, conn: Conn, principal: Principal, rule_id
       summary="Disable a rule; its open alerts resolve")
 async def disable_rule(ctx: AppContext, conn: Conn, principal: Principal, rule_id: UUID) -> Rule:
     return await rules.update(conn, principal=principal, settings=ctx.settings, rule_id=rule_id,
-                              data=RuleUpdate(is_active=False))
+                              data=RuleUpdate(is_active=False), verb="disable")
 
 
 @post("/api/alerts/rules/{rule_id:uuid}/enable", status_code=200, tags=TAGS, security=PORTAL,
       summary="Enable a disabled rule")
 async def enable_rule(ctx: AppContext, conn: Conn, principal: Principal, rule_id: UUID) -> Rule:
     return await rules.update(conn, principal=principal, settings=ctx.settings, rule_id=rule_id,
-                              data=RuleUpdate(is_active=True))
+                              data=RuleUpdate(is_active=True), verb="enable")
 
 
 @delete("/api/alerts/rules/{rule_id:uuid}", status_code=HTTP_204_NO_CONTENT, tags=TAGS, security=PORTAL,
@@ -170,6 +172,19 @@ async def alert_deliveries(conn: Conn, principal: Principal, alert_id: UUID) -> 
 
 # --- maintenance windows ---------------------------------------------------------------------
 
+@get("/api/businesses/{business_id:uuid}/ticket-policy", tags=TAGS, security=PORTAL,
+     summary="Which alert severities open a ticket for this business (a rule may override)")
+async def get_ticket_policy(conn: Conn, principal: Principal, business_id: UUID) -> TicketPolicy:
+    return await policy.get(conn, principal=principal, business_id=business_id)
+
+
+@put("/api/businesses/{business_id:uuid}/ticket-policy", tags=TAGS, security=PORTAL, opt={"errors": [403]},
+     summary="Set which alert severities open a ticket for this business (admin, technician)")
+async def put_ticket_policy(conn: Conn, principal: Principal, business_id: UUID,
+                            data: TicketPolicyIn) -> TicketPolicy:
+    return await policy.put(conn, principal=principal, business_id=business_id, body=data)
+
+
 @post("/api/alerts/maintenance", status_code=201, tags=TAGS, security=PORTAL,
       summary="Create a maintenance window for a business, a location or a device")
 async def create_window(ctx: AppContext, conn: Conn, principal: Principal, data: MaintenanceCreate) -> Maintenance:
@@ -208,5 +223,5 @@ async def delete_window(ctx: AppContext, conn: Conn, principal: Principal, windo
 HANDLERS: list[Any] = [
     create_rule, backtest_rule, list_rules, get_rule, update_rule, disable_rule, enable_rule, delete_rule,
     list_alerts, agent_alerts, get_alert, acknowledge_alert, resolve_alert, alert_deliveries,
-    create_window, list_windows, get_window, update_window, delete_window,
+    create_window, list_windows, get_window, update_window, delete_window, get_ticket_policy, put_ticket_policy,
 ]

@@ -9,12 +9,13 @@ from uuid import UUID
 import msgspec
 
 from rts_monitor.core.types import EmailOrUserId, Note, Text50, Text100, Text255, Url, planned_time
+from rts_monitor.services.structs import RemediationAttempt
 
 Severity = Literal["info", "warning", "critical"]
 Kind = Literal["metric", "agent_offline", "service_down"]
 Aggregation = Literal["avg", "min", "max"]
 Operator = Literal[">", ">=", "<", "<="]
-Channel = Literal["email", "webhook"]
+Channel = Literal["email", "webhook", "sms"]
 EpisodeStatus = Literal["active", "acknowledged", "resolved", "auto_resolved"]
 
 # Every stored metric column of agent_metrics a metric rule may watch.
@@ -42,7 +43,7 @@ class Conditions(msgspec.Struct, forbid_unknown_fields=True):
 
 
 Recipients = Annotated[list[EmailOrUserId], msgspec.Meta(max_length=MAX_RECIPIENTS)]
-Channels = Annotated[list[Channel], msgspec.Meta(max_length=2)]
+Channels = Annotated[list[Channel], msgspec.Meta(max_length=3)]
 
 
 class RuleCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -56,7 +57,8 @@ class RuleCreate(msgspec.Struct, forbid_unknown_fields=True):
     notification_channels: Channels = msgspec.field(default_factory=list)
     notification_recipients: Recipients = msgspec.field(default_factory=list)
     webhook_url: Url | None = None
-    create_ticket: bool = False
+    # None: the business's ticket policy decides by severity; true/false: this rule decides.
+    create_ticket: bool | None = None
     is_active: bool = True
 
 
@@ -71,7 +73,7 @@ class RuleUpdate(msgspec.Struct, forbid_unknown_fields=True):
     notification_channels: Channels | msgspec.UnsetType = msgspec.UNSET
     notification_recipients: Recipients | msgspec.UnsetType = msgspec.UNSET
     webhook_url: Url | msgspec.UnsetType | None = msgspec.UNSET
-    create_ticket: bool | msgspec.UnsetType = msgspec.UNSET
+    create_ticket: bool | msgspec.UnsetType | None = msgspec.UNSET
     is_active: bool | msgspec.UnsetType = msgspec.UNSET
 
 
@@ -87,7 +89,7 @@ class Rule(msgspec.Struct):
     notification_channels: list[str]
     notification_recipients: list[str]
     webhook_url: str | None
-    create_ticket: bool
+    create_ticket: bool | None
     is_active: bool
     last_triggered: datetime | None
     trigger_count: int
@@ -124,6 +126,8 @@ class Episode(msgspec.Struct):
     acknowledged_at: datetime | None
     resolved_by: UUID | None
     resolution_notes: str | None
+    # One episode's detail (GET /api/alerts/{id}) lists the restarts auto-remediation tried.
+    remediation_attempts: list[RemediationAttempt] | None = None
 
 
 class EpisodeList(msgspec.Struct):
@@ -218,7 +222,7 @@ class BacktestEpisode(msgspec.Struct):
     condition_since: datetime  # start of the window that opened it (start - duration)
     value: float  # the window's aggregate at the opening, as the live episode's metric_value
     peak: float  # the most extreme aggregate while open (max for > and >=, min for < and <=)
-    ticket: bool  # a ticket would have been created (the rule creates tickets for every episode)
+    ticket: bool  # a ticket would have been created (create_ticket, else the business's ticket policy)
 
 
 class BacktestDevice(msgspec.Struct):
@@ -269,3 +273,15 @@ class BacktestResult(msgspec.Struct):
     totals: BacktestTotals
     devices: list[BacktestDevice]  # devices with at least one episode, most time in alert first
     reads: BacktestReads
+
+
+class TicketPolicyIn(msgspec.Struct, forbid_unknown_fields=True):
+    """Which severities open a ticket for this business's alerts (a rule may override)."""
+
+    ticket_severities: Annotated[list[Severity], msgspec.Meta(max_length=3)]
+
+
+class TicketPolicy(msgspec.Struct):
+    business_id: UUID
+    ticket_severities: list[str]
+    updated_at: datetime | None

@@ -132,7 +132,7 @@ async def _apply(ctx: AppContext, conn: Conn, agent: AgentPrincipal, message: s.
         return s.WsCommandResultAck(ack.command_id, ack.status, ack.applied, ack.late)
     if isinstance(message, s.WsEvent):
         event_in = EventIn(message.event_type, message.timestamp, message.data, message.event_id)
-        stored = await events.record(conn, agent_id=agent.agent_id, event=event_in, via="ws")
+        stored = await events.record(conn, settings=ctx.settings, agent_id=agent.agent_id, event=event_in, via="ws")
         return s.WsEventAck(stored.event_type, stored.id, stored.duplicate, stored.event_id)
     beat = await devices.heartbeat(conn, agent=agent, request=HeartbeatRequest(
         timestamp=message.timestamp, status=message.status, agent_version=message.agent_version,

@@ -150,6 +150,18 @@ class Settings:
         default="", metadata=_env("RTS_JWT_AUDIENCE", "Required `aud` claim, if set.")
     )
     jwt_issuer: str = field(default="", metadata=_env("RTS_JWT_ISSUER", "Required `iss`, if set."))
+    agent_token_max_age_days: float = field(
+        default=90.0,
+        metadata=_env("RTS_AGENT_TOKEN_MAX_AGE_DAYS",
+                      "Agent tokens are rotated before they reach this age (at 90% of it, by the "
+                      "auth.rotate_agent_tokens job; delivered in the next heartbeat answer). 0: never."),
+    )
+    agent_token_grace_seconds: int = field(
+        default=3600,
+        metadata=_env("RTS_AGENT_TOKEN_GRACE_SECONDS",
+                      "After a rotation the replaced agent token still works this long (requests in flight, "
+                      "an agent that has not saved the new one yet)."),
+    )
     auth_failure_window_seconds: int = field(
         default=600,
         metadata=_env("RTS_AUTH_FAILURE_WINDOW_SECONDS",
@@ -268,7 +280,7 @@ class Settings:
                       "its flush commits; a slower hook finishes in the background."),
     )
     command_sensitive_types: str = field(
-        default="run_script,update_agent",
+        default="run_script,update_agent,stop_service",
         metadata=_env("RTS_COMMAND_SENSITIVE_TYPES",
                       "Comma-separated command types that need approval by another admin/technician."),
     )
@@ -314,6 +326,24 @@ class Settings:
     ws_ping_timeout_seconds: float = field(
         default=20.0,
         metadata=_env("RTS_WS_PING_TIMEOUT_SECONDS", "A WebSocket without a pong within this is closed."),
+    )
+
+    # --- auto-remediation of monitored services (see docs/services.md) ---
+    remediation_max_per_hour: int = field(
+        default=3,
+        metadata=_env("RTS_REMEDIATION_MAX_PER_HOUR",
+                      "Most restart_service commands the server issues on its own per service per hour."),
+    )
+    remediation_grace_seconds: float = field(
+        default=120.0,
+        metadata=_env("RTS_REMEDIATION_GRACE_SECONDS",
+                      "How long a service that auto-remediation is restarting may stay down before its "
+                      "service_down alert (and ticket) opens as usual."),
+    )
+    remediation_check_seconds: float = field(
+        default=10.0,
+        metadata=_env("RTS_REMEDIATION_CHECK_SECONDS",
+                      "How often down services with auto_restart are looked for (crash events act at once)."),
     )
 
     # --- alerting (see docs/alerts.md) ---
@@ -401,6 +431,26 @@ class Settings:
     smtp_starttls: bool = field(default=False, metadata=_env("RTS_SMTP_STARTTLS", "Use STARTTLS."))
     smtp_timeout_seconds: float = field(
         default=10.0, metadata=_env("RTS_SMTP_TIMEOUT_SECONDS", "Timeout of one SMTP delivery."),
+    )
+    # SMS (docs/alerts.md, "SMS"): the provider's Messages REST API (Twilio's shape).
+    sms_provider: str = field(
+        default="twilio", metadata=_env("RTS_SMS_PROVIDER", "SMS provider; 'twilio' (Twilio's Messages API)."),
+    )
+    sms_api_url: str = field(
+        default="https://api.twilio.com",
+        metadata=_env("RTS_SMS_API_URL", "Base URL of the provider's API (a test gateway, a regional endpoint)."),
+    )
+    sms_account_sid: str = field(default="", metadata=_env("RTS_SMS_ACCOUNT_SID", "Provider account SID."))
+    sms_auth_token: str = field(default="", metadata=_env("RTS_SMS_AUTH_TOKEN", "Provider auth token."))
+    sms_from: str = field(default="", metadata=_env("RTS_SMS_FROM", "Sender number (E.164) texts come from."))
+    sms_timeout_seconds: float = field(
+        default=10.0, metadata=_env("RTS_SMS_TIMEOUT_SECONDS", "Timeout of one request to the SMS provider."),
+    )
+    sms_digest_threshold: int = field(
+        default=5,
+        metadata=_env("RTS_SMS_DIGEST_THRESHOLD",
+                      "More alert episodes than this opening within a minute for one number: one digest "
+                      "text instead of one each."),
     )
     agent_pip_source: str = field(
         default="",

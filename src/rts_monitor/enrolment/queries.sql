@@ -71,3 +71,7 @@ WITH t AS (
 )
 INSERT INTO agent_status_transitions (agent_device_id, from_status, to_status, reason)
 VALUES (%(agent_id)s, NULL, 'online', 'registered')
+
+-- name: deliver_current_config
+UPDATE agent_devices SET config_version_delivered = config_version WHERE id = %(agent_id)s
+RETURNING config_version

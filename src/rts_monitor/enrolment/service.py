@@ -33,6 +33,8 @@ from rts_monitor.enrolment.structs import (
     RegistrationTokenInfo,
     SystemInfo,
 )
+from rts_monitor.services import service as monitored
+from rts_monitor.services.structs import ServiceChoice
 
 log = logging.getLogger(__name__)
 Q = Queries.beside(__file__)
@@ -66,7 +68,8 @@ def websocket_url(settings: Settings) -> str:
     return "ws://" + base.removeprefix("http://") + "/ws"
 
 
-def agent_config(settings: Settings, row: dict[str, Any]) -> AgentConfig:
+def agent_config(settings: Settings, row: dict[str, Any],
+                 services: list[ServiceChoice] | None = None) -> AgentConfig:
     """The config an agent runs with; ``row`` carries the device's version and flags."""
     return AgentConfig(
         # Per-agent intervals (set by POST /api/agents/bulk) override the server's defaults.
@@ -78,6 +81,7 @@ def agent_config(settings: Settings, row: dict[str, Any]) -> AgentConfig:
         monitoring_enabled=bool(row["monitoring_enabled"]),
         alerts_enabled=bool(row["alerts_enabled"]),
         auto_remediation_enabled=bool(row["auto_remediation_enabled"]),
+        monitored_services=services or [],
     )
 
 
@@ -215,9 +219,16 @@ async def register(conn: Conn, *, settings: Settings, pool: AsyncConnectionPool,
         })
         assert device is not None
         await conn.execute(Q.record_registration, {"agent_id": device["id"], "token_id": claim["id"]})
+        # The business's default services apply from the first config on (delivered here, so the
+        # first heartbeat does not ask for it again).
+        if await monitored.sync_devices(conn, [device["id"]]):
+            delivered = await fetch_one(conn, Q.deliver_current_config, {"agent_id": device["id"]})
+            assert delivered is not None
+            device = {**device, "config_version": delivered["config_version"]}
+        services = await monitored.config_services(conn, device["id"])
     log.info("enrolment.registered", extra={
         "agent_id": str(device["id"]), "business_id": str(claim["business_id"]), "hostname": request.hostname})
-    config = agent_config(settings, device)
+    config = agent_config(settings, device, services)
     return RegisterResponse(
         agent_id=device["id"], agent_token=agent_token, business_id=claim["business_id"],
         service_location_id=claim["service_location_id"], api_url=config.api_url,

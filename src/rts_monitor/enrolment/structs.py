@@ -13,6 +13,7 @@ import msgspec
 from msgspec import Meta
 
 from rts_monitor.core.types import Name50, Name255, Numeric10_2, Text17, Text20, Text50, Text64, Text100, Text255
+from rts_monitor.services.structs import ServiceChoice
 
 # agent_devices columns: VARCHAR(255) names, VARCHAR(50) versions and types, NUMERIC(10,2) sizes.
 Name = Name255
@@ -100,6 +101,9 @@ class AgentConfig(msgspec.Struct):
     monitoring_enabled: bool
     alerts_enabled: bool
     auto_remediation_enabled: bool
+    # Addition (docs/services.md): the services to watch, chosen in the portal. The agent's own
+    # --services / RTS_AGENT_SERVICES pin wins over this list.
+    monitored_services: list[ServiceChoice] = []
 
 
 class RegisterResponse(msgspec.Struct):

@@ -11,6 +11,7 @@ from litestar import get, post
 from litestar.params import Parameter
 
 from rts_monitor.auth.principal import AgentPrincipal, Principal
+from rts_monitor.core.context import AppContext
 from rts_monitor.core.types import planned_time
 from rts_monitor.db import Conn
 from rts_monitor.events import service
@@ -22,8 +23,9 @@ PATH = "/api/agents/{agent_id:uuid}/events"
 
 @post(PATH, tags=TAGS, status_code=201, security=[{"agent": []}],
       summary="Agent reports an event (same body as the WebSocket event message, without type)")
-async def report_event(conn: Conn, agent: AgentPrincipal, agent_id: UUID, data: s.EventIn) -> s.EventAck:
-    return await service.record(conn, agent_id=agent.agent_id, event=data, via="http")
+async def report_event(ctx: AppContext, conn: Conn, agent: AgentPrincipal, agent_id: UUID,
+                       data: s.EventIn) -> s.EventAck:
+    return await service.record(conn, settings=ctx.settings, agent_id=agent.agent_id, event=data, via="http")
 
 
 @get(PATH, tags=TAGS, security=[{"portal": []}], summary="Events a device reported, newest first")

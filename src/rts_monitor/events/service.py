@@ -3,7 +3,12 @@
 ``service_crashed`` (and ``service_stopped``) set the service's row in
 ``agent_monitored_services`` to 'stopped' with ``last_state_change`` = the event time, in the
 same transaction as the event: that is what the alerting concern's ``service_down`` rule reads.
-``service_started`` sets it back to 'running'. Other event types are stored as they come.
+``service_started`` and ``service_recovered`` (what the agent's watch loop sends when a crashed
+service runs again) set it back to 'running'. Other event types are stored as they come.
+
+A service event is judged at once (docs/services.md): the device's ``service_down`` rules are
+evaluated in the same unit of work, so a recovery resolves its episode without waiting for the
+next sample or cycle, and a rule with ``duration_minutes: 0`` opens on the crash itself.
 """
 
 from __future__ import annotations
@@ -16,18 +21,22 @@ from uuid import UUID
 import msgspec
 from psycopg.types.json import Jsonb
 
+from rts_monitor.alerts import evaluator
 from rts_monitor.auth.principal import Principal
 from rts_monitor.core.errors import ValidationFailed, error_field
+from rts_monitor.core.settings import Settings
 from rts_monitor.db import Conn, Queries
 from rts_monitor.db.rows import fetch_all, fetch_one
 from rts_monitor.devices.scope import visible_agent
 from rts_monitor.events import structs as s
+from rts_monitor.services import remediation
 
 Q = Queries.beside(__file__)
 log = logging.getLogger(__name__)
 
 # Event type → the status it gives the named service.
-SERVICE_STATUS = {"service_crashed": "stopped", "service_stopped": "stopped", "service_started": "running"}
+SERVICE_STATUS = {"service_crashed": "stopped", "service_stopped": "stopped", "service_started": "running",
+                  "service_recovered": "running"}
 
 
 def _service_data(event: s.EventIn) -> s.ServiceEventData | None:
@@ -40,7 +49,7 @@ def _service_data(event: s.EventIn) -> s.ServiceEventData | None:
         raise ValidationFailed(f"{field}: {message}", field=field) from None
 
 
-async def record(conn: Conn, *, agent_id: UUID, event: s.EventIn, via: str) -> s.EventAck:
+async def record(conn: Conn, *, settings: Settings, agent_id: UUID, event: s.EventIn, via: str) -> s.EventAck:
     """Store one event (once per ``event_id``) and apply its effect on service state."""
     service = _service_data(event)
     data = {k: v for k, v in event.data.items()}
@@ -62,6 +71,11 @@ async def record(conn: Conn, *, agent_id: UUID, event: s.EventIn, via: str) -> s
             })
     log.info("agent.event", extra={"agent_id": str(agent_id), "event_type": event.event_type, "via": via,
                                    "event_row": row["id"]})
+    if service is not None:
+        if SERVICE_STATUS[event.event_type] == "stopped":
+            await remediation.remediate(conn, settings=settings, trigger="event", agent_id=agent_id,
+                                        service_name=service.service_name)
+        await evaluator.evaluate(conn, settings, devices=[agent_id], kinds=("service_down",))
     return s.EventAck(id=row["id"], event_type=event.event_type, duplicate=False, event_id=event.event_id)
 
 

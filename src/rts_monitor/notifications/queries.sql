@@ -40,7 +40,20 @@ SELECT h.id, h.agent_alert_id, r.alert_name, r.alert_type, h.severity, h.status,
           LEFT JOIN users u ON u.id::text = lower(x.v) AND coalesce(u.is_active, true)
                            AND NOT coalesce(u.soft_delete, false)
                            AND (u.business_id = h.business_id OR u.role IN ('admin', 'technician'))
-         WHERE u.email IS NOT NULL OR x.v LIKE '%%@%%') AS emails
+         WHERE u.email IS NOT NULL OR x.v LIKE '%%@%%') AS emails,
+       -- E.164 numbers as given, and user ids resolved to the portal user's phone when the portal's
+       -- users table has one (read through to_jsonb: the column is the portal's, not ours)
+       (SELECT coalesce(array_agg(DISTINCT p ORDER BY p), '{}')
+          FROM (SELECT CASE WHEN x.v ~ '^\+[1-9][0-9]{7,14}$' THEN x.v
+                            ELSE regexp_replace(coalesce(to_jsonb(u)->>'phone', to_jsonb(u)->>'phone_number',
+                                                         to_jsonb(u)->>'mobile_phone', ''), '[^0-9+]', '', 'g')
+                       END AS p
+                  FROM jsonb_array_elements_text(CASE WHEN jsonb_typeof(r.notification_recipients) = 'array'
+                                                      THEN r.notification_recipients ELSE '[]'::jsonb END) x(v)
+                  LEFT JOIN users u ON u.id::text = lower(x.v) AND coalesce(u.is_active, true)
+                                   AND NOT coalesce(u.soft_delete, false)
+                                   AND (u.business_id = h.business_id OR u.role IN ('admin', 'technician'))) q
+         WHERE p ~ '^\+[1-9][0-9]{7,14}$') AS phones
   FROM agent_alert_history h
   JOIN agent_alerts r ON r.id = h.agent_alert_id
   JOIN agent_devices d ON d.id = h.agent_device_id
@@ -57,3 +70,18 @@ INSERT INTO alert_notification_log (outbox_id, alert_history_id, channel, event,
                                     error, duration_ms)
 VALUES (%(outbox_id)s, %(alert_history_id)s, %(channel)s, %(event)s, %(attempt)s, %(target)s, %(ok)s,
         %(status_code)s, %(error)s, %(duration_ms)s)
+
+-- ---------------------------------------------------------------- SMS (delivery.py, sms.py)
+
+-- name: sms_reached
+SELECT recipient FROM sms_deliveries WHERE alert_history_id = %(id)s
+
+-- name: sms_recent
+-- Texts (own or digest) this number got in the last minute: the storm guard's count.
+SELECT count(*) AS n FROM sms_deliveries
+ WHERE recipient = %(recipient)s AND sent_at > now() - interval '1 minute'
+
+-- name: sms_record
+INSERT INTO sms_deliveries (alert_history_id, recipient, digest, provider_id)
+VALUES (%(id)s, %(recipient)s, %(digest)s, %(provider_id)s)
+ON CONFLICT DO NOTHING

@@ -98,7 +98,11 @@ async def list_rollouts(conn: Conn, *, principal: Principal, status: str | None,
 
 async def create(conn: Conn, *, principal: Principal, settings: Settings, body: RolloutCreate) -> Rollout:
     require_staff(principal)
-    target = Version(body.target_version)
+    try:
+        target = Version(body.target_version)
+    except InvalidVersion:  # the wire pattern allows suffixes PEP 440 cannot order (1.2.3-6jy)
+        raise ValidationFailed(f"target_version: {body.target_version!r} is not a version pip can compare",
+                               field="target_version") from None
     # the same checks a single update_agent gets (a source when the server does not serve this
     # version), named after this body's fields (params.source here is source)
     try:
