@@ -977,3 +977,25 @@ async def test_crash_event_path_waits_the_remediation_grace_and_leaves_metrics_t
                                                  "service_name": "redis"}, name="redis_down")
     r = await evaluator.evaluate(conn, settings, **crash)
     assert [(o.rule_id, o.device_id) for o in r.opened] == [(redis, t.agent.id)]
+
+
+async def test_ingest_answer_reports_what_its_samples_opened_when_a_cycle_judged_them_first(
+        conn: psycopg.AsyncConnection[Any], settings: Settings) -> None:
+    """The race behind alerts_triggered: a periodic cycle judges a flush's freshly committed samples
+    before the flush's hook. The hook then opens nothing, but its answer (opened_in_ranges, what
+    alerts.jobs.on_ingest returns) still names the episode those samples opened; an episode opened
+    at an instant outside the flush's range is not its answer."""
+    t = await factories.tenant(conn)
+    await add_rule(conn, t.business_id, CPU90, name="cpu_high")
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=12)
+    await add_samples(conn, t.agent.id, start, [95.0] * 10)
+    assert (await evaluator.evaluate(conn, settings)).opened == []  # 9 minutes of data
+    last = await add_samples(conn, t.agent.id, start + timedelta(minutes=10), [96.0])
+    assert len((await evaluator.evaluate(conn, settings)).opened) == 1  # the cycle came first
+    hook = await evaluator.evaluate(conn, settings, devices=[t.agent.id], kinds=("metric",))
+    assert hook.opened == []
+    assert await evaluator.opened_in_ranges(conn, settings, {t.agent.id: (last, last)}, hook) == {
+        t.agent.id: ["cpu_high"]}
+    later = await add_samples(conn, t.agent.id, start + timedelta(minutes=11), [97.0])
+    hook = await evaluator.evaluate(conn, settings, devices=[t.agent.id], kinds=("metric",))
+    assert await evaluator.opened_in_ranges(conn, settings, {t.agent.id: (later, later)}, hook) == {}

@@ -19,7 +19,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -117,6 +117,25 @@ async def evaluate(conn: AsyncConnection[Any], settings: Settings, *, devices: S
         if row["pairs"] is not None:
             result.pairs, result.outbox = int(row["pairs"]), int(row["work"])
     return result
+
+
+async def opened_in_ranges(conn: AsyncConnection[Any], settings: Settings,
+                           ranges: Mapping[UUID, tuple[datetime, datetime]],
+                           result: CycleResult) -> dict[UUID, list[str]]:
+    """Rule names per device of the metric episodes opened at an instant inside ``ranges`` (a
+    flush's committed samples), by the hook's own evaluation (``result``) or by a periodic cycle
+    that judged those samples first: what the ingest answer's ``alerts_triggered`` reports."""
+    out = result.opened_by_device()
+    seen = {o.history_id for o in result.opened}
+    devices = list(ranges)
+    cur = await conn.execute(Q.opened_in_ranges, {
+        "devices": devices, "lo": [ranges[d][0] for d in devices], "hi": [ranges[d][1] for d in devices],
+        "stale": timedelta(seconds=settings.alert_data_stale_seconds)})
+    for row in await cur.fetchall():
+        if row["id"] not in seen:
+            seen.add(row["id"])
+            out.setdefault(row["device_id"], []).append(row["alert_name"])
+    return out
 
 
 async def run_cycle(conn: AsyncConnection[Any], settings: Settings, *, scope: str = "all",

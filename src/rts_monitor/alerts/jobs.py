@@ -94,11 +94,14 @@ async def on_ingest(ctx: AppContext, ranges: CommittedRanges) -> dict[UUID, list
         return {}
     async with connection(ctx.pool) as conn:
         result = await evaluator.evaluate(conn, ctx.settings, devices=devices, kinds=("metric",))
+        # What these samples opened, also when a periodic cycle judged them before this hook
+        # (it waited for the cycle's lock, so the cycle's outcome is committed and visible now).
+        answer = await evaluator.opened_in_ranges(conn, ctx.settings, {d: ranges[d] for d in devices}, result)
     if result.outbox:
         nudge_outbox(ctx)
     if result.opened:
         log.info("alerts.opened_on_ingest", extra={"opened": len(result.opened), "devices": len(ranges)})
-    return result.opened_by_device()
+    return answer
 
 
 EVALUATE = Job("alerts.evaluate", evaluate, seconds=lambda ctx: ctx.settings.alert_evaluate_seconds)

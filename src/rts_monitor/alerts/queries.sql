@@ -532,6 +532,23 @@ wtransitions AS (
     WINDOW w AS (PARTITION BY s.rule_id, s.device_id ORDER BY s.t)
 ),
 
+-- name: opened_in_ranges
+-- The ingest hook's answer (alerts_triggered): the metric episodes opened at an instant inside a
+-- flush's committed range of each device, whichever evaluator opened them. A periodic cycle may
+-- judge freshly committed samples before the flush's hook does (the cycle holds the exclusive
+-- lock, the hook waits for it); the episode is then already open and the hook opens nothing, yet
+-- it was these samples that opened it. A metric episode's detected_at is the instant (a sample
+-- time) whose window opened it, and the committed ranges hold only rows this flush inserted, so an
+-- episode found here was opened after they committed. The triggered_at bound (instants older than
+-- %(stale)s are never judged, and these were committed moments ago) keeps it to the index
+-- idx_alert_history_device_time.
+SELECT h.id, h.agent_device_id AS device_id, r.alert_name
+  FROM unnest(%(devices)s::uuid[], %(lo)s::timestamptz[], %(hi)s::timestamptz[]) x(device_id, lo, hi)
+  JOIN agent_alert_history h ON h.agent_device_id = x.device_id AND h.triggered_at >= now() - %(stale)s::interval
+                            AND h.detected_at >= x.lo AND h.detected_at <= x.hi
+  JOIN agent_alerts r ON r.id = h.agent_alert_id AND r.kind = 'metric'
+ ORDER BY h.triggered_at, h.id
+
 -- name: last_full_cycle
 -- When the last full cycle finished: the periodic job runs one when it is older than an hour.
 SELECT max(started_at) AS at FROM alert_evaluation_runs
