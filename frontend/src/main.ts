@@ -1,10 +1,12 @@
 // The console's one script (an ES module, so no inline code anywhere: the CSP forbids it).
 // Each page says which it is in <body data-page>; shared behaviour is set up here.
 
+import { initAlert, initAlerts } from "./alerts";
 import { initDevice } from "./device";
 import { initFleet } from "./fleet";
 import * as fmt from "./format";
 import "./registry";
+import { initRuleForm, initRules } from "./rules";
 
 function shortcuts(): void {
   const dialog = document.getElementById("shortcuts") as HTMLDialogElement | null;
@@ -31,6 +33,10 @@ function start(): void {
   const page = document.body.dataset.page;
   if (page === "fleet") initFleet();
   else if (page === "device") initDevice();
+  else if (page === "alerts") initAlerts();
+  else if (page === "alert") initAlert();
+  else if (page === "rules") initRules();
+  else if (page === "rule") initRuleForm();
   if (page !== "fleet" && page !== "login") window.setInterval(() => fmt.refreshTimes(), 30_000);
 }
 

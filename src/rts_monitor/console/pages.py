@@ -38,6 +38,7 @@ class NavItem:
 
 NAV: list[NavItem] = [
     NavItem("fleet", "Fleet", "/console/"),
+    NavItem("alerts", "Alerts", "/console/alerts"),
     NavItem("admin", "Businesses", "/console/admin", staff=True),
 ]
 
@@ -117,6 +118,11 @@ def duration(seconds: float | None) -> str:
     return f"{secs} s"
 
 
+def plain(value: float | None) -> str:
+    """A threshold as its author typed it: ``90``, ``0.5``, ``1e+06`` (no padding zeros)."""
+    return NONE if value is None else f"{value:g}"
+
+
 def utc(value: datetime | None) -> str:
     """The server-rendered text of a time (UTC); the browser replaces it with the viewer's local
     time and keeps this in the hover title."""
@@ -148,7 +154,7 @@ def _env() -> jinja2.Environment:
         trim_blocks=True, lstrip_blocks=True,
     )
     env.filters.update(number=number, percent=percent, gigabytes=gigabytes, bytes=bytes_, duration=duration,
-                       utc=utc, iso=iso, ago=ago)
+                       utc=utc, iso=iso, ago=ago, plain=plain)
     env.globals.update(asset=asset, nav=NAV)
     for name in env.list_templates():  # compiled now, at start-up, not by the first visitor
         env.get_template(name)

@@ -256,3 +256,24 @@ SELECT d.id, d.business_id, d.status, d.last_heartbeat, d.last_metrics_received,
         LIMIT 1
        ) m ON true
  WHERE d.id = ANY(%(ids)s::uuid[]) AND d.soft_delete = false
+
+-- name: ticket_titles
+-- The linked tickets of the inbox's episodes (service_requests the evaluator created), by id.
+SELECT id, title FROM service_requests WHERE id = ANY(%(ids)s::uuid[])
+
+-- name: user_emails
+-- Who requested, approved, acknowledged: portal users by id (a token's user may have no row).
+SELECT id, email FROM users WHERE id = ANY(%(ids)s::uuid[])
+
+-- name: agent_name
+SELECT d.id, d.device_name, d.business_id
+  FROM agent_devices d
+ WHERE d.id = %(id)s AND NOT d.soft_delete AND (%(scope)s::uuid IS NULL OR d.business_id = %(scope)s::uuid)
+
+-- name: approvers
+-- Who may approve a command awaiting approval: active staff other than its requester.
+SELECT email FROM users
+ WHERE role IN ('admin', 'technician') AND is_active IS NOT FALSE AND soft_delete IS NOT TRUE
+   AND id <> %(requester)s
+ ORDER BY email
+ LIMIT 20
