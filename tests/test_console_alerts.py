@@ -3,7 +3,15 @@ and the DBA pages (tests/fix_browser.py: Debian's Chromium, the real server, scr
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -11,7 +19,8 @@ import httpx
 from playwright.async_api import Page, expect
 
 from tests import factories
-from tests.fix_browser import ConsoleBrowser
+from tests.fix_api import ApiServer
+from tests.fix_browser import DESKTOP, ConsoleBrowser, until
 
 HOT = 97.0
 
@@ -135,3 +144,140 @@ async def test_the_inbox_shows_the_linked_ticket_and_the_delivery_log(console: C
     await expect(log).to_contain_text("https://hooks.example/x")
     await expect(log).to_contain_text("HTTP 500")
     await console.shot(page, "alert-ticket-deliveries")
+
+
+# --- the command console ------------------------------------------------------------------------
+
+AGENT = [sys.executable, "-m", "rts_agent.cli"]
+# A real agent reporting quickly (as agent/tests/e2e_support.py runs it), so the test is short.
+FAST_AGENT = {"RTS_AGENT_METRICS_INTERVAL": "1", "RTS_AGENT_HEARTBEAT_INTERVAL": "2", "RTS_AGENT_POLL_INTERVAL": "1",
+              "RTS_AGENT_INVENTORY_INTERVAL": "3600", "RTS_AGENT_RETRY_CAP": "2", "RTS_AGENT_LOG_FORMAT": "json"}
+HOSTILE_OUTPUT = "<script>alert('output')</script>"
+
+
+@contextlib.contextmanager
+def running_agent(api: ApiServer, business: UUID, location: UUID, admin: UUID,
+                  state_dir: Path) -> Iterator[str]:
+    """``rts-agent install`` with a registration token, then ``rts-agent run``; yields its id."""
+    token = api.token("admin", user_id=admin)
+    r = httpx.post(api.url + "/api/agents/registration-tokens", headers=api.headers(token), timeout=30,
+                   json={"business_id": str(business), "service_location_id": str(location),
+                         "device_name": "console-agent", "expires_in_hours": 1})
+    assert r.status_code == 201, r.text
+    env = {**os.environ, **FAST_AGENT}
+    env.pop("RTS_AGENT_STATE_DIR", None)
+    out = subprocess.run([*AGENT, "--state-dir", str(state_dir), "install", "--server", api.url,
+                          "--token", r.json()["token"], "--no-systemd"], env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    agent_id = json.loads((state_dir / "config.json").read_text())["agent_id"]
+    with open(state_dir.parent / "agent.log", "ab") as log:
+        proc = subprocess.Popen([*AGENT, "--state-dir", str(state_dir), "run"], env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield str(agent_id)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+async def test_a_script_needs_a_second_person_and_its_output_arrives_live_as_text(
+        console: ConsoleBrowser, api_conn: Any, tmp_path: Path) -> None:
+    t = await factories.tenant(api_conn)
+    requester = await staff_user(api_conn, "technician", "requester")
+    approver = await staff_user(api_conn, "admin", "approver")
+    approver_email = (await (await api_conn.execute("SELECT email FROM users WHERE id = %s",
+                                                     (approver,))).fetchone())["email"]
+    with running_agent(console.api, t.business_id, t.location_id, approver, tmp_path / "agent") as agent_id:
+        async def connected() -> bool:
+            cur = await api_conn.execute("SELECT status FROM agent_devices WHERE id = %s", (agent_id,))
+            row = await cur.fetchone()
+            return bool(row and row["status"] == "online")
+        await until(connected, seconds=30, what="the agent online")
+        page = await console.page()
+        await console.sign_in(page, "technician", user_id=requester, next_path=f"/console/agents/{agent_id}")
+        form = page.locator("#command-form")
+        await form.locator("[name=command_type]").select_option("run_script")
+        await expect(page.locator("#command-approval")).to_contain_text("other than you approves it")
+        await form.locator("[name=interpreter]").select_option("sh")
+        await form.locator("[name=script]").fill(f"echo \"{HOSTILE_OUTPUT}\"\necho \"argument: $1\"\necho oops >&2")
+        await form.locator("[name=arguments]").fill("x; touch /tmp/pwned")
+        await console.shot(page, "command-form")
+        await form.get_by_role("button", name="Send command").click()
+        await page.wait_for_url("**/console/commands/**")
+        await expect(page.locator("#command [data-field=status]")).to_have_text("pending")
+        await expect(page.locator("#who-may-approve")).to_contain_text("cannot approve their own command")
+        await expect(page.locator("#who-may-approve")).to_contain_text(approver_email)
+        await expect(page.get_by_role("button", name="Approve")).to_have_count(0)  # not for the requester
+        await page.wait_for_selector("body[data-live=connected]", state="attached")
+        await console.shot(page, "command-awaiting-approval")
+        command_url = page.url
+
+        # a second person approves it from the approval queue, in their own browser
+        other = await console.context.browser.new_context(viewport=DESKTOP)  # type: ignore[union-attr]
+        second = ConsoleBrowser(console.api, other, console.test_name + "-approver")
+        approver_page = await second.page()
+        await second.sign_in(approver_page, "admin", user_id=approver, next_path="/console/commands")
+        queued = approver_page.locator("#approvals tr.command")
+        await expect(queued).to_have_count(1)
+        await console.shot(approver_page, "approval-queue")
+        await queued.get_by_role("link", name="run_script").click()
+        await approver_page.get_by_role("button", name="Approve").click()
+        await expect(approver_page.locator("#command .facts")).to_contain_text(approver_email)
+        await other.close()
+        assert not second.problems, second.problems
+
+        # the requester's page follows it live, to the output, which is text
+        await expect(page.locator("#command [data-field=status]")).to_have_text("completed", timeout=30_000)
+        assert page.url == command_url
+        await expect(page.locator("#stdout")).to_have_text(f"{HOSTILE_OUTPUT}\nargument: x; touch /tmp/pwned\n")
+        await expect(page.locator("#stderr")).to_have_text("oops\n")
+        assert await page.locator("#command script").count() == 0
+        trail = page.locator("#trail li")
+        events = " ".join(await trail.all_inner_texts())
+        for what in ("created", "approved", "sent", "completed"):
+            assert what in events, events
+        assert approver_email in events
+        await console.shot(page, "command-output")
+        cur = await api_conn.execute("SELECT action FROM audit_log WHERE object_id = %s::text",
+                                     (page.url.rsplit("/", 1)[1],))
+        assert [r["action"] for r in await cur.fetchall()] == ["command.approve"]
+
+
+async def test_a_pending_command_is_cancelled_and_output_flags_truncation(console: ConsoleBrowser,
+                                                                         api_conn: Any) -> None:
+    t = await factories.tenant(api_conn)
+    requester = await staff_user(api_conn, "technician", "canceller")
+    await api_conn.execute("INSERT INTO agent_monitored_services (agent_device_id, service_name, status) "
+                           "VALUES (%s, 'nginx', 'running'), (%s, 'cron', 'stopped')", (t.agent.id, t.agent.id))
+    page = await console.page()
+    await console.sign_in(page, "technician", user_id=requester, next_path=f"/console/agents/{t.agent.id}")
+    form = page.locator("#command-form")
+    options = await form.locator("[name=service_name] option").all_inner_texts()
+    assert options == ["cron (stopped)", "nginx (running)"]  # the device's monitored services
+    await form.locator("[name=service_name]").select_option("nginx")
+    await form.get_by_role("button", name="Send command").click()
+    await page.wait_for_url("**/console/commands/**")
+    await expect(page.locator("#command")).to_contain_text("nginx")
+    await page.get_by_role("button", name="Cancel command").click()
+    await expect(page.locator("#command [data-field=status]")).to_have_text("cancelled")
+    # a result the agent cut (and the server kept the flag of) says so beside the output
+    command_id = page.url.rsplit("/", 1)[1]
+    await api_conn.execute("UPDATE agent_commands SET stdout = 'first part', stdout_truncated = true "
+                           "WHERE id = %s", (command_id,))
+    await page.reload()
+    await expect(page.locator("[data-field=stdout_truncated]")).to_contain_text("truncated")
+    await expect(page.locator("#stdout")).to_have_text("first part")
+    await console.shot(page, "command-cancelled")
+    # the device page lists it, and a customer of another business cannot open it
+    await page.goto(console.url(f"/console/agents/{t.agent.id}"))
+    await expect(page.locator("#commands tr.command")).to_have_count(1)
+    other = await factories.tenant(api_conn)
+    stranger = await console.page()
+    await console.sign_in(stranger, "customer", business_id=other.business_id)
+    response = await stranger.goto(console.url(f"/console/commands/{t.agent.id}/{command_id}"))
+    assert response is not None and response.status == 404

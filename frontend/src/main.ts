@@ -2,6 +2,7 @@
 // Each page says which it is in <body data-page>; shared behaviour is set up here.
 
 import { initAlert, initAlerts } from "./alerts";
+import { initCommand, initCommandForm, initCommands } from "./commands";
 import { initDevice } from "./device";
 import { initFleet } from "./fleet";
 import * as fmt from "./format";
@@ -32,7 +33,11 @@ function start(): void {
   shortcuts();
   const page = document.body.dataset.page;
   if (page === "fleet") initFleet();
-  else if (page === "device") initDevice();
+  else if (page === "device") {
+    initDevice();
+    initCommandForm();
+  } else if (page === "commands") initCommands();
+  else if (page === "command") initCommand();
   else if (page === "alerts") initAlerts();
   else if (page === "alert") initAlert();
   else if (page === "rules") initRules();

@@ -39,6 +39,7 @@ class NavItem:
 NAV: list[NavItem] = [
     NavItem("fleet", "Fleet", "/console/"),
     NavItem("alerts", "Alerts", "/console/alerts"),
+    NavItem("commands", "Commands", "/console/commands"),
     NavItem("admin", "Businesses", "/console/admin", staff=True),
 ]
 

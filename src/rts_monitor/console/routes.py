@@ -31,7 +31,7 @@ from litestar.response.sse import ServerSentEventMessage
 
 from rts_monitor.alerts import rules
 from rts_monitor.auth.principal import require_staff
-from rts_monitor.console import alerts, device, fleet, live, pages, sessions, signin
+from rts_monitor.console import alerts, commands, device, fleet, live, pages, sessions, signin
 from rts_monitor.core.context import AppContext
 from rts_monitor.core.errors import DomainError, NotFound, TooManyRequests, Unauthorized, ValidationFailed
 from rts_monitor.core.settings import Settings
@@ -320,7 +320,23 @@ async def device_page(request: Request[Any, Any, Any], ctx: AppContext, conn: Co
     except ValueError:
         raise NotFound("agent not found") from None
     data = await device.load(conn, settings=ctx.settings, principal=viewer.principal, agent_id=parsed)
-    return _html(request, "device.html", d=data, a=data.agent, **_page_context(request, viewer, "fleet"))
+    return _html(request, "device.html", d=data, a=data.agent, form=commands.form_context(ctx.settings),
+                 **_page_context(request, viewer, "fleet"))
+
+
+@get("/commands", include_in_schema=False)
+async def commands_page(request: Request[Any, Any, Any], ctx: AppContext, conn: Conn,
+                        viewer: sessions.Session) -> Response[Any]:
+    data = await commands.overview(conn, principal=viewer.principal)
+    return _html(request, "commands.html", c=data, sensitive=commands.form_context(ctx.settings)["sensitive"],
+                 **_page_context(request, viewer, "commands"))
+
+
+@get("/commands/{agent_id:uuid}/{command_id:uuid}", include_in_schema=False)
+async def command_page(request: Request[Any, Any, Any], conn: Conn, viewer: sessions.Session, agent_id: UUID,
+                       command_id: UUID) -> Response[Any]:
+    data = await commands.detail(conn, principal=viewer.principal, agent_id=agent_id, command_id=command_id)
+    return _html(request, "command.html", d=data, **_page_context(request, viewer, "commands"))
 
 
 @get("/alerts", include_in_schema=False)
@@ -462,7 +478,7 @@ async def data_not_found(rest: str) -> None:
 ROUTER = Router(
     path="/console",
     route_handlers=[login_form, login_submit, handoff, logout, session_state, fleet_page, device_page, admin_page,
-                    alerts_page, alert_page, rules_page, rule_page,
+                    alerts_page, alert_page, rules_page, rule_page, commands_page, command_page,
                     fleet_counts, fleet_ids, timeline, live_events, static_asset, not_found, data_not_found],
     dependencies={"viewer": Provide(provide_viewer)},
     # Every kind the app maps (api/errors.py) is named here too: handlers are looked up by the
