@@ -400,7 +400,7 @@ async def test_admin_sees_every_business_and_empty_states_say_what_to_do(console
                                                                         api_conn: Any) -> None:
     empty = await factories.business(api_conn, "Zz Empty " + datetime.now(UTC).strftime("%H%M%S%f"))
     page = await console.page()
-    await console.sign_in(page, "admin", next_path="/console/admin")
+    await console.sign_in(page, "admin", next_path="/console/businesses")
     row = page.locator("tr", has_text=await _name(api_conn, empty))
     await expect(row).to_contain_text("none yet")
     await console.shot(page, "admin-businesses")

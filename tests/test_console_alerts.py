@@ -281,3 +281,89 @@ async def test_a_pending_command_is_cancelled_and_output_flags_truncation(consol
     await console.sign_in(stranger, "customer", business_id=other.business_id)
     response = await stranger.goto(console.url(f"/console/commands/{t.agent.id}/{command_id}"))
     assert response is not None and response.status == 404
+
+
+# --- the DBA pages and tenancy ----------------------------------------------------------------------
+
+
+async def test_the_database_page_shows_the_tiers_charts_and_confirms_what_a_retention_drops(
+        console: ConsoleBrowser, api_conn: Any, client: httpx.AsyncClient) -> None:
+    t = await factories.tenant(api_conn)
+    old = datetime.now(UTC) - timedelta(days=3)
+    await factories.metric_samples(api_conn, [{"agent_device_id": t.agent.id, "cpu_percent": 10.0,
+                                               "collected_at": old + timedelta(minutes=i)} for i in range(6)])
+    r = await client.post(f"/api/agents/{t.agent.id}/metrics", headers=t.agent.headers,  # the ingest chart's rows
+                          json={"metrics": cpu_samples(datetime.now(UTC) - timedelta(minutes=3), 3, 12.0)})
+    assert r.status_code == 200, r.text
+    page = await console.page()
+    await console.sign_in(page, "admin", next_path="/console/admin")
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Database")
+    raw = page.locator("tr.level[data-level=agent_metrics]")
+    cur = await api_conn.execute("SELECT count(*) AS n FROM agent_metrics")
+    stored = (await cur.fetchone())["n"]
+    await expect(raw.locator("[data-field=rows]")).to_have_text(f"{stored:,}")
+    await page.wait_for_selector("body[data-charts=ready]", state="attached")
+    charts = await page.evaluate("() => window.rtsConsole.adminCharts")
+    assert sum(charts["ingest"]["rows_per_s"]) * 60 >= 3  # this test's own flush, at least
+    await expect(page.locator("#jobs")).to_contain_text("Scheduled jobs")
+    await console.shot(page, "database")
+    # a retention on the raw table: the confirmation counts what it would drop, and Cancel changes nothing
+    await raw.get_by_label("Retention of agent_metrics").fill("2 days")
+    await raw.get_by_role("button", name="Change…").click()
+    what = page.locator("#tier-confirm-what")
+    await expect(what).to_contain_text("rows older than")
+    dropped = int((await what.inner_text()).split("drops ", 1)[1].split(" rows", 1)[0].replace(",", ""))
+    cur = await api_conn.execute(
+        "SELECT count(*) AS n FROM agent_metrics WHERE collected_at < now() - interval '2 days'")
+    assert dropped == (await cur.fetchone())["n"] and dropped >= 6
+    await console.shot(page, "retention-confirm")
+    await page.locator("#tier-confirm").get_by_role("button", name="Cancel").click()
+    cur = await api_conn.execute("SELECT retention FROM rts_tier_levels WHERE name = 'agent_metrics'")
+    before = (await cur.fetchone())["retention"]
+    # the top tier: applied through the API, then put back to forever the same way
+    top = page.locator("tr.level[data-level=agent_metrics_1d]")
+    await top.get_by_label("Retention of agent_metrics_1d").fill("3650 days")
+    await top.get_by_role("button", name="Change…").click()
+    await expect(what).to_contain_text("Keep agent_metrics_1d for 3650 days")
+    async with page.expect_navigation():  # applied, the page shows the new state
+        await page.locator("#tier-confirm").get_by_role("button", name="Apply").click()
+    await expect(page.locator("tr.level[data-level=agent_metrics_1d] input")).to_have_value("3650 days")
+    top = page.locator("tr.level[data-level=agent_metrics_1d]")
+    await top.get_by_label("Retention of agent_metrics_1d").fill("")
+    await top.get_by_role("button", name="Change…").click()
+    await expect(what).to_contain_text("forever")
+    async with page.expect_navigation():  # applied, the page shows the new state
+        await page.locator("#tier-confirm").get_by_role("button", name="Apply").click()
+    await expect(page.locator("tr.level[data-level=agent_metrics_1d] input")).to_have_value("")
+    cur = await api_conn.execute("SELECT name, retention FROM rts_tier_levels WHERE name IN ('agent_metrics', "
+                                 "'agent_metrics_1d') ORDER BY name")
+    assert [r["retention"] for r in await cur.fetchall()] == [before, None]
+
+
+async def test_a_customer_gets_no_database_page_and_sees_only_its_own_rules(console: ConsoleBrowser,
+                                                                          api_conn: Any) -> None:
+    mine, theirs = await factories.tenant(api_conn), await factories.tenant(api_conn)
+    for tenant, name in ((mine, "my disk rule"), (theirs, "their secret rule")):
+        await api_conn.execute(
+            "INSERT INTO agent_alerts (alert_name, alert_type, severity, business_id, conditions) VALUES "
+            "(%s, 'disk', 'warning', %s, '{\"kind\": \"metric\", \"metric\": \"disk_percent\", \"operator\": \">\", "
+            "\"threshold\": 90, \"duration_minutes\": 5}')", (name, tenant.business_id))
+    page = await console.page()
+    await console.sign_in(page, "customer", business_id=mine.business_id, next_path="/console/alerts/rules")
+    await expect(page.locator("tr.rule")).to_have_count(1)
+    await expect(page.locator("tr.rule")).to_contain_text("my disk rule")
+    await expect(page.locator("tr.rule")).to_contain_text("avg disk_percent > 90 for 5 min")
+    await expect(page.get_by_text("their secret rule")).to_have_count(0)
+    await expect(page.get_by_role("link", name="New rule")).to_have_count(0)  # RTS_ALERT_CUSTOMER_RULES is off
+    await expect(page.get_by_role("link", name="Database")).to_have_count(0)
+    await console.shot(page, "customer-rules")
+    response = await page.goto(console.url("/console/admin"))
+    assert response is not None and response.status == 404
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Not found")
+    response = await page.goto(console.url("/console/data/admin/charts"))
+    assert response is not None and response.status == 404
+    technician = await console.page()
+    await console.sign_in(technician, "technician", next_path="/console/alerts")
+    await expect(technician.get_by_role("link", name="Database")).to_have_count(0)
+    response = await technician.goto(console.url("/console/admin"))
+    assert response is not None and response.status == 403

@@ -1,6 +1,7 @@
 // The console's one script (an ES module, so no inline code anywhere: the CSP forbids it).
 // Each page says which it is in <body data-page>; shared behaviour is set up here.
 
+import { initAdmin } from "./admin";
 import { initAlert, initAlerts } from "./alerts";
 import { initCommand, initCommandForm, initCommands } from "./commands";
 import { initDevice } from "./device";
@@ -38,6 +39,7 @@ function start(): void {
     initCommandForm();
   } else if (page === "commands") initCommands();
   else if (page === "command") initCommand();
+  else if (page === "admin") initAdmin();
   else if (page === "alerts") initAlerts();
   else if (page === "alert") initAlert();
   else if (page === "rules") initRules();

@@ -27,20 +27,22 @@ ASSETS_PACKAGED, ASSETS_IN_CHECKOUT = "console/static", "frontend/dist"
 
 @dataclass(frozen=True)
 class NavItem:
-    """A top-level console section. Later sections (alerts, rules, commands, database) are
-    added to ``NAV`` with their routes; ``staff`` ones are shown to MSP staff only."""
+    """A top-level console section; ``staff`` ones are shown to MSP staff only, ``admin`` ones
+    to admins only."""
 
     key: str
     label: str
     href: str
     staff: bool = False
+    admin: bool = False
 
 
 NAV: list[NavItem] = [
     NavItem("fleet", "Fleet", "/console/"),
     NavItem("alerts", "Alerts", "/console/alerts"),
     NavItem("commands", "Commands", "/console/commands"),
-    NavItem("admin", "Businesses", "/console/admin", staff=True),
+    NavItem("businesses", "Businesses", "/console/businesses", staff=True),
+    NavItem("admin", "Database", "/console/admin", admin=True),
 ]
 
 

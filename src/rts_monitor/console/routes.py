@@ -30,8 +30,8 @@ from litestar.response import File, Redirect, ServerSentEvent
 from litestar.response.sse import ServerSentEventMessage
 
 from rts_monitor.alerts import rules
-from rts_monitor.auth.principal import require_staff
-from rts_monitor.console import alerts, commands, device, fleet, live, pages, sessions, signin
+from rts_monitor.auth.principal import Role, require_role, require_staff
+from rts_monitor.console import alerts, commands, dba, device, fleet, live, pages, sessions, signin
 from rts_monitor.core.context import AppContext
 from rts_monitor.core.errors import DomainError, NotFound, TooManyRequests, Unauthorized, ValidationFailed
 from rts_monitor.core.settings import Settings
@@ -376,12 +376,42 @@ async def alert_page(request: Request[Any, Any, Any], conn: Conn, viewer: sessio
     return _html(request, "alert.html", d=data, e=data.episode, **_page_context(request, viewer, "alerts"))
 
 
-@get("/admin", include_in_schema=False)
-async def admin_page(request: Request[Any, Any, Any], conn: Conn, viewer: sessions.Session) -> Response[Any]:
+@get("/businesses", include_in_schema=False)
+async def businesses_page(request: Request[Any, Any, Any], conn: Conn, viewer: sessions.Session) -> Response[Any]:
     require_staff(viewer.principal)
     businesses = await fleet.admin_businesses(conn)
-    return _html(request, "admin.html", businesses=businesses, healths=fleet.HEALTHS,
-                 **_page_context(request, viewer, "admin"))
+    return _html(request, "businesses.html", businesses=businesses, healths=fleet.HEALTHS,
+                 **_page_context(request, viewer, "businesses"))
+
+
+def _require_admin(viewer: sessions.Session) -> None:
+    """The DBA pages: admins only. A customer is told there is no such page (as for another
+    business's objects, nothing about the MSP's database is confirmed); a technician that it is
+    not theirs."""
+    if not viewer.principal.is_staff:
+        raise NotFound("There is no console page at this address.")
+    require_role(viewer.principal, Role.admin)
+
+
+@get("/admin", include_in_schema=False)
+async def admin_page(request: Request[Any, Any, Any], ctx: AppContext, conn: Conn,
+                     viewer: sessions.Session) -> Response[Any]:
+    _require_admin(viewer)
+    data = await dba.overview(conn, ctx=ctx)
+    return _html(request, "admin.html", t=data, **_page_context(request, viewer, "admin"))
+
+
+@get("/data/admin/charts", include_in_schema=False)
+async def admin_charts(conn: Conn, viewer: sessions.Session) -> dict[str, Any]:
+    _require_admin(viewer)
+    return await dba.charts(conn)
+
+
+@get("/data/admin/retention-preview", include_in_schema=False)
+async def retention_preview(ctx: AppContext, conn: Conn, viewer: sessions.Session, level: str,
+                            retention: str | None = None) -> dict[str, Any]:
+    _require_admin(viewer)
+    return await dba.retention_preview(conn, ctx=ctx, level=level, retention=retention or None)
 
 
 # ---------------------------------------------------------------- data for the pages' scripts
@@ -477,7 +507,8 @@ async def data_not_found(rest: str) -> None:
 
 ROUTER = Router(
     path="/console",
-    route_handlers=[login_form, login_submit, handoff, logout, session_state, fleet_page, device_page, admin_page,
+    route_handlers=[login_form, login_submit, handoff, logout, session_state, fleet_page, device_page,
+                    businesses_page, admin_page, admin_charts, retention_preview,
                     alerts_page, alert_page, rules_page, rule_page, commands_page, command_page,
                     fleet_counts, fleet_ids, timeline, live_events, static_asset, not_found, data_not_found],
     dependencies={"viewer": Provide(provide_viewer)},
