@@ -74,7 +74,8 @@ async def test_metric_rule_fires_after_exactly_the_duration_and_only_once(
 async def test_a_real_metric_value_is_kept_as_its_shortest_decimal(conn: psycopg.AsyncConnection[Any],
                                                                   settings: Settings) -> None:
     """95.1 stored as a real is 95.0999984741211 as a double: the episode keeps 95.1 (max of one
-    value) and the average of reals as the shortest decimal of its float (no 95.12000274658203)."""
+    value: the first instant already breaches) and the average of reals as the shortest decimal of
+    its float (no 95.12000274658203)."""
     t = await factories.tenant(conn)
     peak = await add_rule(conn, t.business_id, {**CPU90, "duration_minutes": 0, "aggregation": "max"}, name="peak")
     mean = await add_rule(conn, t.business_id, {**CPU90, "duration_minutes": 2}, name="mean")
@@ -82,7 +83,7 @@ async def test_a_real_metric_value_is_kept_as_its_shortest_decimal(conn: psycopg
     await add_samples(conn, t.agent.id, start, [95.1, 95.13, 95.12])
     await evaluator.evaluate(conn, settings)
     (p,), (m,) = await episodes(conn, peak), await episodes(conn, mean)
-    assert p["metric_value"] == 95.12 and repr(m["metric_value"]) == "95.11667"
+    assert p["metric_value"] == 95.1 and repr(m["metric_value"]) == "95.11667"
 
 
 async def test_one_sample_or_a_gappy_window_is_not_enough(conn: psycopg.AsyncConnection[Any],

@@ -33,6 +33,8 @@ Q = Queries.beside(__file__)
 
 ALL_KINDS: tuple[str, ...] = ("metric", "agent_offline", "service_down")
 EVAL_LOCK = int.from_bytes(hashlib.sha256(b"rts-alerts:evaluate").digest()[:8], "big", signed=True)
+# Per-device locks of the ingest hooks: pg_advisory_xact_lock(class, hashtext(device)).
+DEVICE_LOCK_CLASS = int.from_bytes(hashlib.sha256(b"rts-alerts:device").digest()[:4], "big", signed=True)
 INSTANCE = f"{socket.gethostname()}:{os.getpid()}"
 
 
@@ -59,10 +61,12 @@ class CycleResult:
         return out
 
 
-def _params(settings: Settings, devices: Sequence[UUID] | None, kinds: Sequence[str]) -> dict[str, Any]:
+def _params(settings: Settings, devices: Sequence[UUID] | None, kinds: Sequence[str],
+            incremental: bool) -> dict[str, Any]:
     return {
         "devices": list(devices) if devices is not None else None,
         "kinds": list(kinds),
+        "incremental": incremental and devices is None,
         "stale": timedelta(seconds=settings.alert_data_stale_seconds),
         "slack": timedelta(seconds=settings.alert_window_slack_seconds),
         "max_gap": timedelta(seconds=settings.alert_max_sample_gap_seconds),
@@ -72,14 +76,24 @@ def _params(settings: Settings, devices: Sequence[UUID] | None, kinds: Sequence[
 
 
 async def evaluate(conn: AsyncConnection[Any], settings: Settings, *, devices: Sequence[UUID] | None = None,
-                   kinds: Sequence[str] = ALL_KINDS) -> CycleResult:
-    """Evaluate the rules of ``kinds`` for all devices (or just ``devices``) and commit the outcome."""
+                   kinds: Sequence[str] = ALL_KINDS, incremental: bool = False) -> CycleResult:
+    """Evaluate the rules of ``kinds`` for all devices (or just ``devices``) and commit the outcome.
+
+    ``incremental`` (a periodic cycle): metric rules only for the devices whose inputs changed
+    since they were last judged, by a hook or a cycle (docs/alerts.md, "Incremental cycles");
+    the outcome is the same as judging every device.
+    """
     result = CycleResult()
     async with conn.transaction():
-        # Full cycles exclude each other and the ingest hooks; hooks only share: a hook waits at
-        # most one cycle, and the writes of two evaluators never interleave into a deadlock.
-        await conn.execute(Q.begin_full_cycle if devices is None else Q.begin_device_cycle, {"key": EVAL_LOCK})
-        cur = await conn.execute(Q.evaluate, _params(settings, devices, kinds))
+        # Cycles exclude each other and the ingest hooks; hooks only share: a hook waits at most
+        # one cycle, and the writes of two evaluators never interleave into a deadlock. Two hooks
+        # for the same device take turns (lock_devices), so no instant is judged twice.
+        if devices is None:
+            await conn.execute(Q.begin_full_cycle, {"key": EVAL_LOCK})
+        else:
+            await conn.execute(Q.begin_device_cycle, {"key": EVAL_LOCK})
+            await conn.execute(Q.lock_devices, {"key": DEVICE_LOCK_CLASS, "devices": list(devices)})
+        cur = await conn.execute(Q.evaluate, _params(settings, devices, kinds, incremental))
         rows = await cur.fetchall()
     for row in rows:
         if row["what"] == "opened":
@@ -93,13 +107,16 @@ async def evaluate(conn: AsyncConnection[Any], settings: Settings, *, devices: S
 
 async def run_cycle(conn: AsyncConnection[Any], settings: Settings, *, scope: str = "all",
                     devices: Sequence[UUID] | None = None, kinds: Sequence[str] = ALL_KINDS) -> CycleResult:
-    """One recorded cycle: a run row, the evaluation, the optional drill pad, the run row closed."""
+    """One recorded cycle: a run row, the evaluation, the optional drill pad, the run row closed.
+
+    ``scope``: ``all`` judges every device, ``incremental`` only those whose inputs changed.
+    """
     started = time.perf_counter()
     run_id = await _run_start(conn, scope)
     error: str | None = None
     result = CycleResult()
     try:
-        result = await evaluate(conn, settings, devices=devices, kinds=kinds)
+        result = await evaluate(conn, settings, devices=devices, kinds=kinds, incremental=scope == "incremental")
         if settings.alert_cycle_pad_ms > 0:
             await asyncio.sleep(settings.alert_cycle_pad_ms / 1000)
         return result

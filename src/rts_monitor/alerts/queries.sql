@@ -11,13 +11,23 @@ SELECT pg_advisory_xact_lock(%(key)s), set_config('enable_nestloop', 'off', true
 SELECT pg_advisory_xact_lock_shared(%(key)s), set_config('enable_nestloop', 'off', true),
        set_config('jit', 'off', true)
 
+-- name: lock_devices
+-- An ingest hook judges the instants of its devices after the ones before it: two hooks for the
+-- same device (two flushes close together) take turns, so neither judges an instant twice. Taken
+-- before the evaluate statement, whose snapshot then sees the other hook's outcome.
+SELECT count(pg_advisory_xact_lock(%(key)s, k)) AS n
+  FROM (SELECT DISTINCT hashtext(d::text) AS k FROM unnest(%(devices)s::uuid[]) d ORDER BY 1) x
+
 -- name: evaluate
--- One evaluation of every active rule of the given kinds over every (rule, device) pair, or only
--- the pairs of %(devices)s (the ingest hook). One statement, so it sees one snapshot and commits
--- atomically: open episodes, auto-resolve cleared ones, bump rule counters, enqueue outbox work.
--- Metric rules are judged in data time: the window ends at the device's newest sample and must be
--- covered by samples (first one within %(slack)s of its start, no gap above %(max_gap)s).
--- The pairs stay narrow (ids and numbers); names are joined only for the episodes that open.
+-- One evaluation of the active rules of the given kinds: every (rule, device) pair, only the pairs
+-- of %(devices)s (the ingest hook), or (%(incremental)s) the metric pairs of the devices whose
+-- inputs changed since they were last judged plus every agent_offline/service_down pair (those
+-- are driven by the wall clock). One statement, so it sees one snapshot and commits atomically:
+-- open episodes, auto-resolve cleared ones, bump rule counters, enqueue outbox work, and record
+-- what it judged (alert_device_cursors, alert_business_seen).
+-- Metric rules are judged in data time, at every sample time ("instant") of the device after the
+-- last judged one, and at its newest sample again: the window ending there (metric_windows) opens
+-- or clears an episode (episode_transitions). Instants older than %(stale)s are not judged.
 WITH rules AS MATERIALIZED (
     SELECT r.id, r.business_id, r.agent_device_id, r.severity, r.kind, r.metric, r.operator, r.threshold,
            r.aggregation, r.service_name,
@@ -26,94 +36,112 @@ WITH rules AS MATERIALIZED (
       FROM agent_alerts r
      WHERE r.is_active AND NOT r.soft_delete AND r.kind = ANY(%(kinds)s::text[])
 ),
+fingerprints AS MATERIALIZED (
+    -- Periodic cycles: per business, the row versions of its rules and of the maintenance windows
+    -- that can still cover an instant. Any edit (create, change, enable, delete) changes it.
+    SELECT x.business_id, md5(string_agg(x.v, ',' ORDER BY x.v)) AS fp
+      FROM (SELECT a.business_id, 'r' || a.id::text || ':' || a.xmin::text AS v FROM agent_alerts a
+            UNION ALL
+            SELECT w.business_id, 'm' || w.id::text || ':' || w.xmin::text FROM alert_maintenance_windows w
+             WHERE w.ends_at > now() - %(stale)s::interval) x
+     WHERE %(devices)s::uuid[] IS NULL
+     GROUP BY x.business_id
+),
+changed AS MATERIALIZED (
+    SELECT coalesce(f.business_id, s.business_id) AS business_id, f.fp
+      FROM fingerprints f
+      FULL JOIN (SELECT * FROM alert_business_seen WHERE %(devices)s::uuid[] IS NULL) s ON s.business_id = f.business_id
+     WHERE f.fp IS DISTINCT FROM s.fingerprint
+),
 devices AS MATERIALIZED (
-    SELECT d.id, d.business_id, coalesce(d.last_heartbeat, d.created_at) AS heard_at,
+    SELECT d.id, d.business_id, d.service_location_id, coalesce(d.last_heartbeat, d.created_at) AS heard_at,
+           e.eligible, d.last_metrics_received AS lmr, c.evaluated_through,
+           -- the inputs of its metric rules changed since they were last judged (or never were)
+           c.agent_device_id IS NULL OR c.metrics_seen IS DISTINCT FROM d.last_metrics_received
+             OR c.business_id IS DISTINCT FROM d.business_id
+             OR c.service_location_id IS DISTINCT FROM d.service_location_id
+             OR c.eligible IS DISTINCT FROM e.eligible
+             OR d.business_id IN (SELECT business_id FROM changed) AS changed,
            EXISTS (SELECT 1 FROM alert_maintenance_windows w
                     WHERE w.business_id = d.business_id AND w.starts_at <= now() AND w.ends_at > now()
                       AND (w.service_location_id IS NULL OR w.service_location_id = d.service_location_id)
-                      AND (w.agent_device_id IS NULL OR w.agent_device_id = d.id)) AS in_maintenance
+                      AND (w.agent_device_id IS NULL OR w.agent_device_id = d.id)) AS maintenance_now
       FROM agent_devices d
-     WHERE d.alerts_enabled AND d.monitoring_enabled AND d.is_active AND NOT d.soft_delete
-       AND (%(devices)s::uuid[] IS NULL OR d.id = ANY(%(devices)s::uuid[]))
+      LEFT JOIN alert_device_cursors c ON c.agent_device_id = d.id
+     CROSS JOIN LATERAL (SELECT coalesce(d.alerts_enabled AND d.monitoring_enabled AND d.is_active
+                                         AND NOT d.soft_delete, false) AS eligible) e
+     WHERE (%(devices)s::uuid[] IS NULL OR d.id = ANY(%(devices)s::uuid[]))
        AND d.business_id IN (SELECT business_id FROM rules)
 ),
 pairs AS MATERIALIZED (
-    SELECT r.*, d.id AS device_id, d.in_maintenance, d.heard_at
+    SELECT r.*, d.id AS device_id, d.service_location_id, d.maintenance_now, d.heard_at, d.evaluated_through
       FROM rules r JOIN devices d ON d.id = r.agent_device_id AND d.business_id = r.business_id
+     WHERE d.eligible AND (r.kind <> 'metric' OR d.changed OR NOT %(incremental)s)
     UNION ALL
-    SELECT r.*, d.id, d.in_maintenance, d.heard_at
+    SELECT r.*, d.id, d.service_location_id, d.maintenance_now, d.heard_at, d.evaluated_through
       FROM rules r JOIN devices d ON r.agent_device_id IS NULL AND d.business_id = r.business_id
+     WHERE d.eligible AND (r.kind <> 'metric' OR d.changed OR NOT %(incremental)s)
 ),
 mdev AS MATERIALIZED (
-    SELECT device_id, max(win) AS win FROM pairs WHERE kind = 'metric' GROUP BY device_id
+    SELECT device_id, max(win) AS win, min(evaluated_through) AS evaluated_through
+      FROM pairs WHERE kind = 'metric' GROUP BY device_id
 ),
 latest AS MATERIALIZED (
     -- Each device's newest sample: one backward probe of the primary key (LATERAL LIMIT 1).
-    SELECT mdev.device_id, mdev.win, lm.collected_at AS latest
+    SELECT mdev.device_id, mdev.win, mdev.evaluated_through, lm.collected_at AS latest
       FROM mdev
      CROSS JOIN LATERAL (SELECT m.collected_at FROM agent_metrics m
                           WHERE m.agent_device_id = mdev.device_id AND m.collected_at >= now() - %(stale)s::interval
                           ORDER BY m.collected_at DESC LIMIT 1) lm
 ),
-samples AS MATERIALIZED (
-    -- Each device's rows of its longest window, by one range probe of the primary key (LATERAL,
-    -- OFFSET 0: never flattened into a join over a chunk scan); then, over all of them at once,
-    -- each sample's gap to the previous one. Measured faster than one wider probe per device.
-    SELECT r.*,
-           r.collected_at - lag(r.collected_at) OVER (PARTITION BY r.device_id ORDER BY r.collected_at) AS gap
-      FROM (SELECT l.device_id, l.latest, m.collected_at,
-                   m.cpu_percent, m.memory_used_gb, m.memory_percent, m.disk_used_gb, m.disk_percent,
-                   m.load_average_1m, m.load_average_5m, m.load_average_15m, m.uptime_seconds,
-                   m.network_rx_bytes, m.network_tx_bytes
-              FROM latest l
-             CROSS JOIN LATERAL (
-                SELECT * FROM agent_metrics m
-                 WHERE m.agent_device_id = l.device_id
-                   AND m.collected_at >= l.latest - l.win - %(slack)s::interval AND m.collected_at <= l.latest
-                   AND m.collected_at >= now() - %(stale)s::interval - %(max_window)s::interval
-                OFFSET 0) m) r
+wfetched AS MATERIALIZED (
+    -- Each device's rows from its first instant's longest window on, by one range probe of the
+    -- primary key (LATERAL, OFFSET 0: never flattened into a join over a chunk scan). The
+    -- instants: sample times after the last judged one (not stale), and the newest one again
+    -- (a late sample re-judges it).
+    SELECT l.device_id, 0 AS part, m.collected_at,
+           m.collected_at = l.latest OR (m.collected_at > coalesce(l.evaluated_through, '-infinity')
+                                         AND m.collected_at >= now() - %(stale)s::interval) AS instant,
+           m.cpu_percent, m.memory_used_gb, m.memory_percent, m.disk_used_gb, m.disk_percent,
+           m.load_average_1m, m.load_average_5m, m.load_average_15m, m.uptime_seconds,
+           m.network_rx_bytes, m.network_tx_bytes
+      FROM latest l
+     CROSS JOIN LATERAL (
+        SELECT * FROM agent_metrics m
+         WHERE m.agent_device_id = l.device_id
+           AND m.collected_at >= least(l.latest, greatest(l.evaluated_through, now() - %(stale)s::interval))
+                                 - l.win - %(slack)s::interval
+           AND m.collected_at <= l.latest
+           -- a constant bound for chunk exclusion; never binds (every instant is within %(stale)s)
+           AND m.collected_at >= now() - %(stale)s::interval - %(max_window)s::interval - %(slack)s::interval
+        OFFSET 0) m
 ),
-mwin AS (
-    -- One row per metric (rule, device) pair; the rule's columns ride along (any_value: the same
-    -- on every row of the group) so the pairs need not be joined a second time.
-    SELECT p.id AS rule_id, p.device_id, any_value(p.business_id) AS business_id,
-           any_value(p.severity) AS severity, any_value(p.in_maintenance) AS in_maintenance,
-           any_value(p.operator) AS operator, any_value(p.threshold) AS threshold, any_value(p.hyst) AS hyst,
-           any_value(p.aggregation) AS aggregation, any_value(p.win) AS win, min(s.latest) AS latest,
-           count(v.v) AS n,
-           min(s.collected_at) FILTER (WHERE v.v IS NOT NULL) AS first_at,
-           max(s.gap) FILTER (WHERE s.collected_at > s.latest - p.win) AS max_gap,
-           avg(v.v) AS v_avg, min(v.v) AS v_min, max(v.v) AS v_max
-      FROM pairs p
-      JOIN samples s ON s.device_id = p.device_id AND s.collected_at >= s.latest - p.win - %(slack)s::interval
-      CROSS JOIN LATERAL (SELECT CASE p.metric
-                WHEN 'cpu_percent' THEN s.cpu_percent::float8
-                WHEN 'memory_used_gb' THEN s.memory_used_gb::float8
-                WHEN 'memory_percent' THEN s.memory_percent::float8
-                WHEN 'disk_used_gb' THEN s.disk_used_gb::float8
-                WHEN 'disk_percent' THEN s.disk_percent::float8
-                WHEN 'load_average_1m' THEN s.load_average_1m::float8
-                WHEN 'load_average_5m' THEN s.load_average_5m::float8
-                WHEN 'load_average_15m' THEN s.load_average_15m::float8
-                WHEN 'uptime_seconds' THEN s.uptime_seconds::float8
-                WHEN 'network_rx_bytes' THEN s.network_rx_bytes::float8
-                WHEN 'network_tx_bytes' THEN s.network_tx_bytes::float8
-            END AS v) v
-     WHERE p.kind = 'metric'
-     GROUP BY p.id, p.device_id
+winstants AS (
+    SELECT device_id, part, collected_at AS t FROM wfetched WHERE instant
 ),
-mval AS (
-    SELECT w.*, w.latest - w.win AS since,
-           CASE w.aggregation WHEN 'min' THEN w.v_min WHEN 'max' THEN w.v_max ELSE w.v_avg END AS agg,
-           w.n >= 1 AND (w.win = interval '0' OR w.n >= 2)
-             AND w.first_at <= w.latest - w.win + %(slack)s::interval
-             AND coalesce(w.max_gap, interval '0') <= %(max_gap)s::interval AS covered
-      FROM mwin w
+wpairs AS (
+    SELECT p.id AS rule_id, p.device_id, p.business_id, p.service_location_id, p.metric, p.win, p.operator,
+           p.threshold, p.hyst, p.aggregation
+      FROM pairs p WHERE p.kind = 'metric' AND p.device_id IN (SELECT device_id FROM latest)
+),
+-- include: metric_windows
+open_now AS MATERIALIZED (
+    SELECT h.id, h.agent_alert_id, h.agent_device_id
+      FROM agent_alert_history h
+     WHERE h.status IN ('active', 'acknowledged')
+),
+manual AS MATERIALIZED (
+    -- A person's resolve holds while the evidence that opened it lasts: a new episode needs an
+    -- evidence window starting after it. The horizon reaches every instant still judged.
+    SELECT agent_alert_id, agent_device_id, max(resolved_at) AS resolved_at
+      FROM agent_alert_history
+     WHERE status = 'resolved'
+       AND resolved_at > now() - greatest(interval '2 days', %(stale)s::interval + %(max_window)s::interval
+                                                             + %(slack)s::interval)
+     GROUP BY agent_alert_id, agent_device_id
 ),
 sagg AS (
-    SELECT p.id AS rule_id, p.device_id, any_value(p.business_id) AS business_id,
-           any_value(p.severity) AS severity, any_value(p.in_maintenance) AS in_maintenance,
-           any_value(p.win) AS win,
+    SELECT p.id AS rule_id, p.device_id, any_value(p.win) AS win, any_value(p.maintenance_now) AS maintenance_now,
            count(s.id) AS down_any,
            count(s.id) FILTER (WHERE coalesce(s.last_state_change, s.last_checked) <= now() - p.win) AS down_long,
            string_agg(s.service_name, ', ' ORDER BY s.service_name)
@@ -126,75 +154,86 @@ sagg AS (
      WHERE p.kind = 'service_down'
      GROUP BY p.id, p.device_id
 ),
-eval AS (
-    SELECT rule_id, device_id, business_id, severity, in_maintenance, since, 'metric' AS kind,
-           covered AND CASE operator WHEN '>' THEN agg > threshold WHEN '>=' THEN agg >= threshold
-                                     WHEN '<' THEN agg < threshold WHEN '<=' THEN agg <= threshold END AS breach,
-           covered AND CASE operator WHEN '>' THEN agg <= threshold - hyst WHEN '>=' THEN agg < threshold - hyst
-                                     WHEN '<' THEN agg >= threshold + hyst WHEN '<=' THEN agg > threshold + hyst END AS clear,
-           agg AS value, threshold, win, NULL::text AS names
-      FROM mval
+judged AS (
+    -- Every instant of every pair: breach ('B', when no maintenance window covers the instant and
+    -- no manual resolve holds) or clear ('C'). agent_offline and service_down have one instant,
+    -- now, and a maintenance window covering now.
+    SELECT v.rule_id, v.device_id, v.t, 'metric' AS kind, v.agg AS value, v.threshold, v.win,
+           v.t - v.win AS since, NULL::text AS names,
+           CASE WHEN v.breach AND NOT v.in_maintenance AND (m.resolved_at IS NULL OR v.t - v.win > m.resolved_at)
+                THEN 'B' WHEN v.clear THEN 'C' END AS ev
+      FROM wverdicts v
+      LEFT JOIN manual m ON m.agent_alert_id = v.rule_id AND m.agent_device_id = v.device_id
     UNION ALL
-    SELECT id, device_id, business_id, severity, in_maintenance, heard_at, 'agent_offline',
-           heard_at <= now() - win, heard_at > now() - win,
-           round((extract(epoch FROM now() - heard_at) / 60)::numeric, 1)::float8,
-           extract(epoch FROM win)::float8 / 60, win, NULL
-      FROM pairs WHERE kind = 'agent_offline'
+    SELECT p.id, p.device_id, now(), 'agent_offline',
+           round((extract(epoch FROM now() - p.heard_at) / 60)::numeric, 1)::float8,
+           extract(epoch FROM p.win)::float8 / 60, p.win, p.heard_at, NULL,
+           CASE WHEN p.heard_at <= now() - p.win AND NOT p.maintenance_now
+                     AND (m.resolved_at IS NULL OR p.heard_at > m.resolved_at) THEN 'B'
+                WHEN p.heard_at > now() - p.win THEN 'C' END
+      FROM pairs p
+      LEFT JOIN manual m ON m.agent_alert_id = p.id AND m.agent_device_id = p.device_id
+     WHERE p.kind = 'agent_offline'
     UNION ALL
-    SELECT rule_id, device_id, business_id, severity, in_maintenance, since, 'service_down',
-           down_long > 0, down_any = 0, down_long::float8, extract(epoch FROM win)::float8 / 60, win, names
-      FROM sagg
+    SELECT a.rule_id, a.device_id, now(), 'service_down', a.down_long::float8, extract(epoch FROM a.win)::float8 / 60,
+           a.win, a.since, a.names,
+           CASE WHEN a.down_long > 0 AND NOT a.maintenance_now
+                     AND (m.resolved_at IS NULL OR a.since > m.resolved_at) THEN 'B'
+                WHEN a.down_any = 0 THEN 'C' END
+      FROM sagg a
+      LEFT JOIN manual m ON m.agent_alert_id = a.rule_id AND m.agent_device_id = a.device_id
 ),
-open_now AS (
-    SELECT h.id, h.agent_alert_id, h.agent_device_id
-      FROM agent_alert_history h
-     WHERE h.status IN ('active', 'acknowledged')
+wevents AS (
+    -- Only events that can change a state: a clear of a pair with nothing open and no breach in
+    -- this cycle is a no-op (for the single-instant kinds that is every clear of a closed pair).
+    SELECT j.*, o.id IS NOT NULL AS initially_open, o.id AS open_id
+      FROM judged j
+      LEFT JOIN open_now o ON o.agent_alert_id = j.rule_id AND o.agent_device_id = j.device_id
+     WHERE j.ev = 'B' OR (j.ev = 'C' AND (o.id IS NOT NULL OR j.kind = 'metric'))
 ),
-manual AS (
-    SELECT agent_alert_id, agent_device_id, max(resolved_at) AS resolved_at
-      FROM agent_alert_history
-     WHERE status = 'resolved' AND resolved_at > now() - interval '2 days'
-     GROUP BY agent_alert_id, agent_device_id
+-- include: episode_transitions
+resolved AS (
+    -- The pair's open episode, when its first transition in this cycle is a clear.
+    UPDATE agent_alert_history h
+       SET status = 'auto_resolved', resolved_at = now(), cleared_at = x.t,
+           resolution_notes = concat_ws(E'\n', h.resolution_notes, 'auto-resolved: condition cleared')
+      FROM wtransitions x
+     WHERE x.step = 'close' AND x.first AND h.id = x.open_id AND h.status IN ('active', 'acknowledged')
+    RETURNING h.id, h.agent_alert_id, h.agent_device_id
 ),
 opened AS (
+    -- Every opening transition; one that also cleared in this cycle is stored resolved at once.
+    -- The uncorrelated count makes the resolve above run first: the pair's old open episode is
+    -- then out of the partial unique index when its successor goes in.
     INSERT INTO agent_alert_history (agent_alert_id, agent_device_id, business_id, severity, alert_message,
-                                     metric_value, threshold_value, condition_since, status, triggered_at)
-    SELECT e.rule_id, e.device_id, e.business_id, e.severity,
-           CASE e.kind
+                                     metric_value, threshold_value, condition_since, status, triggered_at,
+                                     detected_at, resolved_at, cleared_at, resolution_notes)
+    SELECT x.rule_id, x.device_id, r.business_id, r.severity,
+           CASE x.kind
              WHEN 'metric' THEN format('%%s on %%s: %%s(%%s) = %%s %%s %%s over %%s min', r.alert_name, d.device_name,
-                                       r.aggregation, r.metric, round(e.value::numeric, 2), r.operator, e.threshold,
-                                       extract(epoch FROM e.win)::int / 60)
+                                       r.aggregation, r.metric, round(x.value::numeric, 2), r.operator, x.threshold,
+                                       extract(epoch FROM x.win)::int / 60)
              WHEN 'agent_offline' THEN format('%%s: device %%s has not sent a heartbeat for %%s min (last %%s)',
-                                       r.alert_name, d.device_name, round(e.value::numeric), to_char(
-                                       e.since AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'))
+                                       r.alert_name, d.device_name, round(x.value::numeric), to_char(
+                                       x.since AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'))
              ELSE format('%%s on %%s: service(s) %%s not running for over %%s min', r.alert_name, d.device_name,
-                         e.names, extract(epoch FROM e.win)::int / 60)
+                         x.names, extract(epoch FROM x.win)::int / 60)
            END,
            -- a value of a real column is kept as the shortest decimal of that float (95.1, not
            -- 95.0999984741211): through real's text form, which is exactly that decimal
-           CASE WHEN r.metric IN ('cpu_percent', 'memory_used_gb', 'memory_percent', 'disk_used_gb', 'disk_percent',
-                                  'load_average_1m', 'load_average_5m', 'load_average_15m')
-                THEN e.value::real::text::float8 ELSE e.value END,
-           e.threshold, e.since, 'active', now()
-      FROM eval e
-      JOIN agent_alerts r ON r.id = e.rule_id
-      JOIN agent_devices d ON d.id = e.device_id
-      LEFT JOIN manual m ON m.agent_alert_id = e.rule_id AND m.agent_device_id = e.device_id
-     WHERE e.breach AND NOT e.in_maintenance
-       AND (m.resolved_at IS NULL OR e.since > m.resolved_at)
-       AND NOT EXISTS (SELECT 1 FROM open_now o WHERE o.agent_alert_id = e.rule_id AND o.agent_device_id = e.device_id)
-     ORDER BY e.rule_id, e.device_id  -- one lock order for every evaluator: no deadlocks between them
+           CASE WHEN x.kind = 'metric' AND r.metric IN ('cpu_percent', 'memory_used_gb', 'memory_percent',
+                     'disk_used_gb', 'disk_percent', 'load_average_1m', 'load_average_5m', 'load_average_15m')
+                THEN x.value::real::text::float8 ELSE x.value END,
+           x.threshold, x.since, CASE WHEN x.next_t IS NULL THEN 'active' ELSE 'auto_resolved' END, now(),
+           x.t, CASE WHEN x.next_t IS NOT NULL THEN now() END, x.next_t,
+           CASE WHEN x.next_t IS NOT NULL THEN 'auto-resolved: condition cleared' END
+      FROM wtransitions x
+      JOIN agent_alerts r ON r.id = x.rule_id
+      JOIN agent_devices d ON d.id = x.device_id
+     WHERE x.step = 'open' AND (SELECT count(*) FROM resolved) >= 0
+     ORDER BY x.rule_id, x.device_id, x.t  -- one lock order for every evaluator: no deadlocks between them
     ON CONFLICT (agent_alert_id, agent_device_id) WHERE status IN ('active', 'acknowledged') DO NOTHING
-    RETURNING id, agent_alert_id, agent_device_id
-),
-resolved AS (
-    UPDATE agent_alert_history h
-       SET status = 'auto_resolved', resolved_at = now(),
-           resolution_notes = concat_ws(E'\n', h.resolution_notes, 'auto-resolved: condition cleared')
-      FROM eval e
-     WHERE h.agent_alert_id = e.rule_id AND h.agent_device_id = e.device_id
-       AND h.status IN ('active', 'acknowledged') AND e.clear
-    RETURNING h.id, h.agent_alert_id, h.agent_device_id
+    RETURNING id, agent_alert_id, agent_device_id, status
 ),
 bumped AS (
     UPDATE agent_alerts r
@@ -207,20 +246,167 @@ work AS (
     INSERT INTO alert_outbox (alert_history_id, channel, event)
     SELECT x.id, ch.channel, x.event
       FROM (SELECT id, agent_alert_id, 'opened' AS event FROM opened
+            UNION ALL SELECT id, agent_alert_id, 'resolved' FROM opened WHERE status = 'auto_resolved'
             UNION ALL SELECT id, agent_alert_id, 'resolved' FROM resolved) x
       JOIN agent_alerts r ON r.id = x.agent_alert_id
       -- include: rule_followup_channels
     ON CONFLICT DO NOTHING
     RETURNING id
+),
+cursors AS (
+    -- What this evaluation judged each due device with. evaluated_through never moves back: an
+    -- older evaluation finishing late must not make a later one judge an instant twice.
+    INSERT INTO alert_device_cursors AS c (agent_device_id, metrics_seen, evaluated_through, business_id,
+                                           service_location_id, eligible, updated_at)
+    SELECT d.id, d.lmr, l.latest, d.business_id, d.service_location_id, d.eligible, now()
+      FROM devices d
+      LEFT JOIN latest l ON l.device_id = d.id
+     WHERE d.changed OR l.latest > coalesce(d.evaluated_through, '-infinity')
+     ORDER BY d.id
+    ON CONFLICT (agent_device_id) DO UPDATE
+       SET metrics_seen = EXCLUDED.metrics_seen,
+           evaluated_through = greatest(c.evaluated_through, EXCLUDED.evaluated_through),
+           business_id = EXCLUDED.business_id, service_location_id = EXCLUDED.service_location_id,
+           eligible = EXCLUDED.eligible, updated_at = EXCLUDED.updated_at
+    RETURNING 1
+),
+seen AS (
+    INSERT INTO alert_business_seen AS s (business_id, fingerprint)
+    SELECT business_id, fp FROM changed WHERE fp IS NOT NULL
+    ON CONFLICT (business_id) DO UPDATE SET fingerprint = EXCLUDED.fingerprint
+    RETURNING 1
+),
+unseen AS (
+    DELETE FROM alert_business_seen s USING changed c WHERE c.fp IS NULL AND s.business_id = c.business_id
+    RETURNING 1
 )
 SELECT 'opened' AS what, o.id, o.agent_alert_id AS rule_id, o.agent_device_id AS device_id, r.alert_name,
-       (SELECT count(*) FROM eval) AS pairs, (SELECT count(*) FROM work) AS work
+       NULL::bigint AS pairs, NULL::bigint AS work
   FROM opened o JOIN agent_alerts r ON r.id = o.agent_alert_id
+UNION ALL
+SELECT 'resolved', o.id, o.agent_alert_id, o.agent_device_id, NULL, NULL, NULL FROM opened o
+ WHERE o.status = 'auto_resolved'
 UNION ALL
 SELECT 'resolved', x.id, x.agent_alert_id, x.agent_device_id, NULL, NULL, NULL FROM resolved x
 UNION ALL
-SELECT 'stats', NULL, NULL, NULL, NULL, (SELECT count(*) FROM eval), (SELECT count(*) FROM work)
-  FROM (SELECT count(*) FROM bumped) b
+SELECT 'stats', NULL, NULL, NULL, NULL, (SELECT count(*) FROM pairs), (SELECT count(*) FROM work)
+  FROM (SELECT (SELECT count(*) FROM bumped) + (SELECT count(*) FROM cursors) + (SELECT count(*) FROM seen)
+               + (SELECT count(*) FROM unseen) AS n) b
+
+-- name: metric_windows
+-- (fragment) THE judgement of a metric rule at an instant t, shared by the evaluator and the
+-- backtest (docs/alerts.md, "Evaluation"). Given wpairs (rule_id, device_id, business_id,
+-- service_location_id, metric, win, operator, threshold, hyst, aggregation), winstants
+-- (device_id, part, t) and wfetched (device_id, part, collected_at, the metric columns: every row
+-- from at least win + slack before the part's first instant), it yields wverdicts: per pair and
+-- instant the window's aggregate and whether it breaches, clears, and is covered by maintenance.
+--
+-- The window at t: the samples with a value of the metric in [t - win - slack, t]. It counts
+-- (is "covered") when it has a sample, two unless win = 0, its first one within slack of t - win,
+-- and no gap above max_gap between consecutive samples of it that ends inside (t - win, t].
+-- Its aggregate (avg, min, max) breaches the threshold (> >= < <=); it clears once it is on the
+-- good side by the hysteresis. A maintenance window covering t (data time) suppresses a breach.
+wsamples AS (
+    SELECT f.device_id, f.part, x.metric, f.collected_at, v.v,
+           lag(f.collected_at) OVER (PARTITION BY f.device_id, f.part, x.metric ORDER BY f.collected_at) AS prev_at
+      FROM wfetched f
+      JOIN (SELECT DISTINCT device_id, metric FROM wpairs) x ON x.device_id = f.device_id
+     CROSS JOIN LATERAL (SELECT CASE x.metric
+                WHEN 'cpu_percent' THEN f.cpu_percent::float8
+                WHEN 'memory_used_gb' THEN f.memory_used_gb::float8
+                WHEN 'memory_percent' THEN f.memory_percent::float8
+                WHEN 'disk_used_gb' THEN f.disk_used_gb::float8
+                WHEN 'disk_percent' THEN f.disk_percent::float8
+                WHEN 'load_average_1m' THEN f.load_average_1m::float8
+                WHEN 'load_average_5m' THEN f.load_average_5m::float8
+                WHEN 'load_average_15m' THEN f.load_average_15m::float8
+                WHEN 'uptime_seconds' THEN f.uptime_seconds::float8
+                WHEN 'network_rx_bytes' THEN f.network_rx_bytes::float8
+                WHEN 'network_tx_bytes' THEN f.network_tx_bytes::float8
+            END AS v) v
+     WHERE v.v IS NOT NULL
+),
+wspans AS (
+    -- The range join of instants to samples goes through buckets as wide as the window and its
+    -- slack: an instant's samples lie in its own bucket or the one before (linear, not instants x
+    -- samples). ``lo``: the part's first instant, so samples no window reaches are not joined.
+    SELECT w.*, w.win + %(slack)s::interval AS span,
+           greatest(extract(epoch FROM w.win + %(slack)s::interval), 1) AS width, b.part, b.lo
+      FROM wpairs w
+      JOIN (SELECT device_id, part, min(t) AS lo FROM winstants GROUP BY device_id, part) b ON b.device_id = w.device_id
+),
+wkeyed AS (
+    SELECT p.rule_id, s.device_id, s.part, s.collected_at, s.v, s.prev_at, k.key
+      FROM wspans p
+      JOIN wsamples s ON s.device_id = p.device_id AND s.part = p.part AND s.metric = p.metric
+                     AND s.collected_at >= p.lo - p.span
+     CROSS JOIN LATERAL (SELECT floor(extract(epoch FROM s.collected_at) / p.width)::bigint AS b) b
+     CROSS JOIN LATERAL (VALUES (b.b), (b.b + 1)) k(key)
+),
+wwindows AS (
+    SELECT p.rule_id, p.device_id, i.t,
+           count(*) AS n, min(s.collected_at) AS first_at,
+           max(s.collected_at - s.prev_at) FILTER (WHERE s.collected_at > i.t - p.win
+                                                     AND s.prev_at >= i.t - p.span) AS max_gap,
+           avg(s.v) AS v_avg, min(s.v) AS v_min, max(s.v) AS v_max
+      FROM wspans p
+      JOIN winstants i ON i.device_id = p.device_id AND i.part = p.part
+      JOIN wkeyed s ON s.rule_id = p.rule_id AND s.device_id = p.device_id AND s.part = p.part
+                   AND s.key = floor(extract(epoch FROM i.t) / p.width)::bigint
+                   AND s.collected_at >= i.t - p.span AND s.collected_at <= i.t
+     GROUP BY p.rule_id, p.device_id, i.t
+),
+wjudged AS (
+    SELECT x.rule_id, x.device_id, x.t, w.business_id, w.service_location_id, w.win, w.operator, w.threshold,
+           CASE w.aggregation WHEN 'min' THEN x.v_min WHEN 'max' THEN x.v_max ELSE x.v_avg END AS agg,
+           w.hyst,
+           x.n >= 1 AND (w.win = interval '0' OR x.n >= 2)
+             AND x.first_at <= x.t - w.win + %(slack)s::interval
+             AND coalesce(x.max_gap, interval '0') <= %(max_gap)s::interval AS covered
+      FROM wwindows x
+      JOIN wpairs w ON w.rule_id = x.rule_id AND w.device_id = x.device_id
+),
+wverdicts AS (
+    SELECT j.*,
+           j.covered AND CASE j.operator WHEN '>' THEN j.agg > j.threshold WHEN '>=' THEN j.agg >= j.threshold
+                                         WHEN '<' THEN j.agg < j.threshold WHEN '<=' THEN j.agg <= j.threshold
+                         END AS breach,
+           j.covered AND CASE j.operator WHEN '>' THEN j.agg <= j.threshold - j.hyst
+                                         WHEN '>=' THEN j.agg < j.threshold - j.hyst
+                                         WHEN '<' THEN j.agg >= j.threshold + j.hyst
+                                         WHEN '<=' THEN j.agg > j.threshold + j.hyst END AS clear,
+           -- looked up only for a breach (the only verdict it changes)
+           CASE WHEN j.covered AND CASE j.operator WHEN '>' THEN j.agg > j.threshold WHEN '>=' THEN j.agg >= j.threshold
+                                                   WHEN '<' THEN j.agg < j.threshold
+                                                   WHEN '<=' THEN j.agg <= j.threshold END
+                THEN EXISTS (SELECT 1 FROM alert_maintenance_windows mw
+                              WHERE mw.business_id = j.business_id AND mw.starts_at <= j.t AND mw.ends_at > j.t
+                                AND (mw.service_location_id IS NULL OR mw.service_location_id = j.service_location_id)
+                                AND (mw.agent_device_id IS NULL OR mw.agent_device_id = j.device_id))
+                ELSE false END AS in_maintenance
+      FROM wjudged j
+),
+
+-- name: episode_transitions
+-- (fragment) Episodes from judged instants, shared by the evaluator and the backtest. Given
+-- wevents (rule_id, device_id, t, ev 'B' or 'C', initially_open, ...) it yields wtransitions:
+-- an episode opens at a breach while closed and closes at the next clear while open; whatever
+-- comes between (more breaches, the hysteresis band, uncovered windows) changes nothing. So the
+-- state after an instant is the last event up to it, and a transition is an event that differs
+-- from the one before (or from the initial state). ``next_t``: the instant of the following
+-- transition (an opening's clear), ``first``: the pair's first transition in this run.
+wsteps AS (
+    SELECT e.*, lag(e.ev) OVER (PARTITION BY e.rule_id, e.device_id ORDER BY e.t) AS prev_ev
+      FROM wevents e
+     WHERE e.ev IS NOT NULL
+),
+wtransitions AS (
+    SELECT s.*, CASE s.ev WHEN 'B' THEN 'open' ELSE 'close' END AS step,
+           lead(s.t) OVER w AS next_t, row_number() OVER w = 1 AS first
+      FROM wsteps s
+     WHERE s.ev IS DISTINCT FROM coalesce(s.prev_ev, CASE WHEN s.initially_open THEN 'B' ELSE 'C' END)
+    WINDOW w AS (PARTITION BY s.rule_id, s.device_id ORDER BY s.t)
+),
 
 -- name: run_start
 INSERT INTO alert_evaluation_runs (instance, scope) VALUES (%(instance)s, %(scope)s) RETURNING id
