@@ -17,7 +17,7 @@ import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -128,6 +128,23 @@ async def run_cycle(conn: AsyncConnection[Any], settings: Settings, *, scope: st
         await _run_finish(conn, run_id, result, ms, error)
         log.info("alerts.cycle", extra={"scope": scope, "pairs": result.pairs, "opened": len(result.opened),
                                         "resolved": len(result.resolved), "ms": ms, "error": error})
+
+
+FULL_CYCLE_EVERY = timedelta(hours=1)
+
+
+async def periodic_scope(conn: AsyncConnection[Any]) -> str:
+    """``incremental``, or ``all`` when the last full cycle is older than ``FULL_CYCLE_EVERY``.
+
+    Incremental cycles give the outcome of full ones; the hourly full cycle is a backstop for
+    samples written around the ingest path (which sets ``last_metrics_received``), e.g. by SQL.
+    """
+    cur = await conn.execute(Q.last_full_cycle)
+    row = await cur.fetchone()
+    last = row["at"] if row else None
+    if last is None or last < datetime.now(UTC) - FULL_CYCLE_EVERY:
+        return "all"
+    return "incremental"
 
 
 async def _run_start(conn: AsyncConnection[Any], scope: str) -> int:

@@ -27,7 +27,8 @@ _background: set[asyncio.Task[bool]] = set()
 
 async def evaluate(ctx: AppContext) -> None:
     async with connection(ctx.pool) as conn:
-        result = await evaluator.run_cycle(conn, ctx.settings, scope="all")
+        scope = await evaluator.periodic_scope(conn)
+        result = await evaluator.run_cycle(conn, ctx.settings, scope=scope)
         await evaluator.prune(conn)
     if result.outbox:
         nudge_outbox(ctx)

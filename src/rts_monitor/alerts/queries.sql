@@ -37,12 +37,17 @@ WITH rules AS MATERIALIZED (
      WHERE r.is_active AND NOT r.soft_delete AND r.kind = ANY(%(kinds)s::text[])
 ),
 fingerprints AS MATERIALIZED (
-    -- Periodic cycles: per business, the row versions of its rules and of the maintenance windows
-    -- that can still cover an instant. Any edit (create, change, enable, delete) changes it.
+    -- Periodic cycles: per business, what its rules and the maintenance windows that can still
+    -- cover an instant say (not their counters, which evaluation itself bumps). Any edit that
+    -- changes a judgement (create, conditions, scope, enable, delete) changes it.
     SELECT x.business_id, md5(string_agg(x.v, ',' ORDER BY x.v)) AS fp
-      FROM (SELECT a.business_id, 'r' || a.id::text || ':' || a.xmin::text AS v FROM agent_alerts a
+      FROM (SELECT a.business_id, concat_ws('|', 'r', a.id, a.agent_device_id, a.is_active, a.soft_delete,
+                                            a.conditions) AS v
+              FROM agent_alerts a
             UNION ALL
-            SELECT w.business_id, 'm' || w.id::text || ':' || w.xmin::text FROM alert_maintenance_windows w
+            SELECT w.business_id, concat_ws('|', 'm', w.id, w.service_location_id, w.agent_device_id, w.starts_at,
+                                            w.ends_at)
+              FROM alert_maintenance_windows w
              WHERE w.ends_at > now() - %(stale)s::interval) x
      WHERE %(devices)s::uuid[] IS NULL
      GROUP BY x.business_id
@@ -408,6 +413,17 @@ wtransitions AS (
     WINDOW w AS (PARTITION BY s.rule_id, s.device_id ORDER BY s.t)
 ),
 
+-- name: last_full_cycle
+-- When the last full cycle finished: the periodic job runs one when it is older than an hour.
+SELECT max(started_at) AS at FROM alert_evaluation_runs
+ WHERE scope = 'all' AND finished_at IS NOT NULL AND error IS NULL
+
+-- name: rejudge_device
+-- A person resolved an episode of this device: its next cycle judges it again, as a full one would
+-- (the resolve changes what its newest instant may open).
+UPDATE alert_device_cursors SET eligible = NULL
+ WHERE agent_device_id IN (SELECT agent_device_id FROM agent_alert_history WHERE id = ANY(%(ids)s::uuid[]))
+
 -- name: run_start
 INSERT INTO alert_evaluation_runs (instance, scope) VALUES (%(instance)s, %(scope)s) RETURNING id
 
@@ -645,3 +661,91 @@ CROSS JOIN LATERAL (
 SELECT id FROM users
  WHERE id = ANY(%(ids)s::uuid[]) AND coalesce(is_active, true) AND NOT coalesce(soft_delete, false)
    AND (business_id = %(business_id)s OR role IN ('admin', 'technician'))
+
+-- name: backtest_planner
+-- The evaluator's planner settings (begin_full_cycle) for the backtest statement.
+SELECT set_config('enable_nestloop', 'off', true), set_config('jit', 'off', true)
+
+-- name: jit_off
+SET LOCAL jit = off
+
+-- name: backtest_devices
+-- The devices a rule of this scope would judge (the evaluator's eligibility), by name.
+SELECT d.id, d.device_name, d.business_id, d.service_location_id
+  FROM agent_devices d
+ WHERE d.business_id = %(business_id)s AND (%(device_id)s::uuid IS NULL OR d.id = %(device_id)s::uuid)
+   AND d.alerts_enabled AND d.monitoring_enabled AND d.is_active AND NOT d.soft_delete
+ ORDER BY d.id
+
+-- name: tier_invalidations
+-- edition: tsl
+-- Time ranges where a continuous aggregate may not show every raw row yet: rows written below its
+-- invalidation threshold wait in TimescaleDB's invalidation logs until a refresh re-aggregates
+-- them (and a cagg never refreshed is invalid everywhere). The backtest reads raw rows there.
+SELECT CASE WHEN x.l <= -9223372036854775807 THEN '-infinity'::timestamptz
+            ELSE _timescaledb_functions.to_timestamp(x.l) END AS lo,
+       CASE WHEN x.g >= 9223372036854775806 THEN 'infinity'::timestamptz
+            ELSE _timescaledb_functions.to_timestamp(x.g) END AS hi
+  FROM (SELECT lowest_modified_value AS l, greatest_modified_value AS g
+          FROM _timescaledb_catalog.continuous_aggs_hypertable_invalidation_log
+        UNION ALL
+        SELECT lowest_modified_value, greatest_modified_value
+          FROM _timescaledb_catalog.continuous_aggs_materialization_invalidation_log) x
+
+-- name: backtest
+-- The episodes one metric rule would have opened, judged by the evaluator's own fragments
+-- (metric_windows, episode_transitions) at every sample time in the given ranges of each device;
+-- backtest.py chooses the ranges (docs/alerts.md, "Backtest"). No episode is open at the start,
+-- nobody resolves by hand, and every instant is judged as it arrives (none is stale).
+WITH wpairs AS MATERIALIZED (
+    SELECT '00000000-0000-0000-0000-000000000000'::uuid AS rule_id, d.id AS device_id, d.business_id,
+           d.service_location_id, %(metric)s::text AS metric, %(win)s::interval AS win,
+           %(operator)s::text AS operator, %(threshold)s::float8 AS threshold, %(hyst)s::float8 AS hyst,
+           %(aggregation)s::text AS aggregation
+      FROM agent_devices d WHERE d.id = ANY(%(devices)s::uuid[])
+),
+wranges AS MATERIALIZED (
+    SELECT r.device_id, r.part, r.lo, r.hi
+      FROM unnest(%(r_device)s::uuid[], %(r_lo)s::timestamptz[], %(r_hi)s::timestamptz[])
+           WITH ORDINALITY AS r(device_id, lo, hi, part)
+),
+wfetched AS MATERIALIZED (
+    -- Each range's rows, from one window (and its slack) before its first instant: one range probe
+    -- of the primary key per range (LATERAL, OFFSET 0).
+    SELECT r.device_id, r.part, m.collected_at, m.collected_at >= r.lo AS instant,
+           m.cpu_percent, m.memory_used_gb, m.memory_percent, m.disk_used_gb, m.disk_percent,
+           m.load_average_1m, m.load_average_5m, m.load_average_15m, m.uptime_seconds,
+           m.network_rx_bytes, m.network_tx_bytes
+      FROM wranges r
+     CROSS JOIN LATERAL (
+        SELECT * FROM agent_metrics m
+         WHERE m.agent_device_id = r.device_id
+           AND m.collected_at >= r.lo - %(win)s::interval - %(slack)s::interval AND m.collected_at <= r.hi
+        OFFSET 0) m
+),
+winstants AS (
+    SELECT device_id, part, collected_at AS t FROM wfetched WHERE instant
+),
+-- include: metric_windows
+wevents AS (
+    SELECT v.rule_id, v.device_id, v.t, v.agg AS value, false AS initially_open,
+           CASE WHEN v.breach AND NOT v.in_maintenance THEN 'B' WHEN v.clear THEN 'C' END AS ev
+      FROM wverdicts v
+),
+-- include: episode_transitions
+episodes AS (
+    SELECT device_id, t AS start, next_t AS stop, value FROM wtransitions WHERE step = 'open'
+)
+SELECT e.device_id, e.start, e.stop,
+       -- as the evaluator stores a real column's value: the shortest decimal of its float
+       CASE WHEN %(real)s THEN e.value::real::text::float8 ELSE e.value END AS value,
+       CASE WHEN NOT %(real)s THEN CASE WHEN %(operator)s IN ('>', '>=') THEN max(v.agg) ELSE min(v.agg) END
+            WHEN %(operator)s IN ('>', '>=') THEN max(v.agg)::real::text::float8
+            ELSE min(v.agg)::real::text::float8 END AS peak,
+       NULL::bigint AS instants
+  FROM episodes e
+  JOIN wverdicts v ON v.device_id = e.device_id AND v.covered AND v.t >= e.start
+                  AND (e.stop IS NULL OR v.t < e.stop)
+ GROUP BY e.device_id, e.start, e.stop, e.value
+UNION ALL
+SELECT NULL, NULL, NULL, NULL, NULL, (SELECT count(*) FROM winstants)
