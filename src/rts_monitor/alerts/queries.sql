@@ -679,18 +679,26 @@ SELECT d.id, d.device_name, d.business_id, d.service_location_id
 
 -- name: tier_invalidations
 -- edition: tsl
--- Time ranges where a continuous aggregate may not show every raw row yet: rows written below its
--- invalidation threshold wait in TimescaleDB's invalidation logs until a refresh re-aggregates
--- them (and a cagg never refreshed is invalid everywhere). The backtest reads raw rows there.
-SELECT CASE WHEN x.l <= -9223372036854775807 THEN '-infinity'::timestamptz
-            ELSE _timescaledb_functions.to_timestamp(x.l) END AS lo,
-       CASE WHEN x.g >= 9223372036854775806 THEN 'infinity'::timestamptz
-            ELSE _timescaledb_functions.to_timestamp(x.g) END AS hi
+-- Time ranges where the 5m or 1h continuous aggregate may not show every raw row yet: rows written
+-- below an invalidation threshold wait in TimescaleDB's invalidation logs until a refresh
+-- re-aggregates them (a range never refreshed stays invalid). The backtest reads raw rows there.
+-- The logs' open ends are the int64 extremes, outside what a timestamptz holds (TimescaleDB's own
+-- range: -210866803200000000 .. 9223371331200000000 microseconds from 1970): the first and last
+-- day a Python datetime holds here.
+SELECT CASE WHEN x.l <= -210866803200000000 THEN '0001-01-01 00:00:00+00'::timestamptz
+            ELSE greatest(_timescaledb_functions.to_timestamp(x.l), '0001-01-01 00:00:00+00') END AS lo,
+       CASE WHEN x.g >= 9223371331200000000 THEN '9999-12-31 00:00:00+00'::timestamptz
+            ELSE least(_timescaledb_functions.to_timestamp(x.g), '9999-12-31 00:00:00+00') END AS hi
   FROM (SELECT lowest_modified_value AS l, greatest_modified_value AS g
           FROM _timescaledb_catalog.continuous_aggs_hypertable_invalidation_log
+         WHERE hypertable_id IN (SELECT raw_hypertable_id FROM _timescaledb_catalog.continuous_agg
+                                  WHERE user_view_name IN ('agent_metrics_5m', 'agent_metrics_1h'))
         UNION ALL
         SELECT lowest_modified_value, greatest_modified_value
-          FROM _timescaledb_catalog.continuous_aggs_materialization_invalidation_log) x
+          FROM _timescaledb_catalog.continuous_aggs_materialization_invalidation_log
+         WHERE materialization_id IN (SELECT mat_hypertable_id FROM _timescaledb_catalog.continuous_agg
+                                       WHERE user_view_name IN ('agent_metrics_5m', 'agent_metrics_1h'))) x
+ WHERE x.g > -210866803200000000 AND x.l < 9223371331200000000  -- not wholly outside time
 
 -- name: backtest
 -- The episodes one metric rule would have opened, judged by the evaluator's own fragments
