@@ -80,16 +80,15 @@ async def test_metric_rule_fires_after_exactly_the_duration_and_only_once(
 async def test_a_real_metric_value_is_kept_as_its_shortest_decimal(conn: psycopg.AsyncConnection[Any],
                                                                   settings: Settings) -> None:
     """95.1 stored as a real is 95.0999984741211 as a double: the episode keeps 95.1 (max of one
-    value: the first instant already breaches) and the average of reals as the shortest decimal of
-    its float (no 95.12000274658203)."""
+    value) and the average of reals as the shortest decimal of its float (no 95.12000274658203)."""
     t = await factories.tenant(conn)
     peak = await add_rule(conn, t.business_id, {**CPU90, "duration_minutes": 0, "aggregation": "max"}, name="peak")
     mean = await add_rule(conn, t.business_id, {**CPU90, "duration_minutes": 2}, name="mean")
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=3)
     await add_samples(conn, t.agent.id, start, [95.1, 95.13, 95.12])
-    await evaluator.evaluate(conn, settings)
+    await evaluator.evaluate(conn, settings)  # a device judged for the first time: at its newest sample
     (p,), (m,) = await episodes(conn, peak), await episodes(conn, mean)
-    assert p["metric_value"] == 95.1 and repr(m["metric_value"]) == "95.11667"
+    assert p["metric_value"] == 95.12 and repr(m["metric_value"]) == "95.11667"
 
 
 async def test_one_sample_or_a_gappy_window_is_not_enough(conn: psycopg.AsyncConnection[Any],
@@ -286,8 +285,9 @@ async def test_a_replayed_spool_opens_and_clears_inside_one_cycle(conn: psycopg.
     assert len(r.opened) == 1 and r.resolved == []
     await deliver(conn, t.agent.id, [(start + 14 * m, 20.0)])
     assert (await evaluator.evaluate(conn, settings, devices=[t.agent.id], kinds=("metric",))).resolved == []
-    # A longer replay in one batch: hot for 12 minutes, then cool for 8.
+    # A longer replay in one batch (of a device judged before): hot for 12 minutes, then cool.
     other = await factories.agent(conn, t.business_id)
+    await evaluator.evaluate(conn, settings)
     at = [start + i * m for i in range(22)]
     await deliver(conn, other.id, list(zip(at, [95.0] * 12 + [10.0] * 10, strict=True)))
     r = await evaluator.evaluate(conn, settings, devices=[other.id], kinds=("metric",))

@@ -29,12 +29,13 @@ STAFF = Principal(user_id=uuid4(), role=Role.admin, business_id=None)
 async def run_backtest(conn: Any, settings: Settings, edition: Any, *, business_id: UUID | None = None,
                        device_id: UUID | None = None, conditions: dict[str, Any], since: datetime,
                        until: datetime | None = None, create_ticket: bool = False,
-                       principal: Principal = STAFF) -> BacktestResult:
+                       principal: Principal = STAFF, tiers: bool = True) -> BacktestResult:
     body = {"rule": {"alert_name": "bt", "severity": "warning", "business_id": business_id,
                      "agent_device_id": device_id, "conditions": conditions, "create_ticket": create_ticket},
             "since": since, "until": until}
     data = msgspec.convert(body, BacktestRequest)
-    return await backtest.backtest(conn, principal=principal, settings=settings, edition=edition, data=data)
+    return await backtest.backtest(conn, principal=principal, settings=settings, edition=edition, data=data,
+                                   tiers=tiers)
 
 
 async def test_backtest_finds_the_episodes_the_evaluator_opens(conn: psycopg.AsyncConnection[Any],
@@ -64,6 +65,7 @@ async def test_backtest_finds_the_episodes_the_evaluator_opens(conn: psycopg.Asy
     # The live evaluator, on the same history as it arrives, opens exactly these.
     await conn.execute("DELETE FROM agent_metrics")
     rule = await add_rule(conn, t.business_id, CPU90)
+    await evaluator.evaluate(conn, settings)
     for i, v in enumerate(values):
         await add_samples(conn, t.agent.id, start + i * m, [v])
         await add_samples(conn, quiet.id, start + i * m, [40.0])
@@ -143,6 +145,7 @@ def test_property_backtest_equals_the_live_evaluator(
                     (biz, locs[0] if scope == 1 else None, devs[1] if scope == 2 else None, w_start,
                      w_start + timedelta(minutes=length)))
             rule_id = await add_rule(conn, biz, rule, name="prop")
+            await evaluator.evaluate(conn, cfg)  # the devices are known before their first sample
             # Arrival: batches of 1-10 samples per device, in order, interleaved; one device's
             # batches sometimes held back (late) and delivered together.
             queue = [list(s) for s in timed]
@@ -179,10 +182,14 @@ def test_property_backtest_equals_the_live_evaluator(
                 await tiers_service.refresh(conn, edition=server_edition, start=None, end=None)
             live = sorted((e["agent_device_id"], e["detected_at"], e["cleared_at"], e["metric_value"])
                           for e in await episodes(conn, rule_id))
+            until = datetime.now(UTC)
             result = await run_backtest(conn, cfg, server_edition, business_id=biz, conditions=rule,
-                                        since=base - timedelta(minutes=1))
+                                        since=base - timedelta(minutes=1), until=until)
             got = sorted((d.agent_device_id, e.start, e.end, e.value) for d in result.devices for e in d.episodes)
             assert got == live, (result.reads, rule)
+            raw = await run_backtest(conn, cfg, server_edition, business_id=biz, conditions=rule,
+                                     since=base - timedelta(minutes=1), until=until, tiers=False)
+            assert raw.devices == result.devices and raw.totals == result.totals
             await conn.execute("UPDATE agent_alerts SET is_active = false WHERE id = %s", (rule_id,))
 
     asyncio.run(run())

@@ -197,8 +197,11 @@ def _open_gaps(episodes: list[dict[str, Any]], ranges: Ranges, until: datetime, 
 
 
 async def backtest(conn: AsyncConnection[Any], *, principal: Principal, settings: Settings, edition: Edition,
-                   data: BacktestRequest, now: datetime | None = None) -> BacktestResult:
-    """The episodes ``data.rule`` would have opened on each device of its scope over the period."""
+                   data: BacktestRequest, now: datetime | None = None, tiers: bool = True) -> BacktestResult:
+    """The episodes ``data.rule`` would have opened on each device of its scope over the period.
+
+    ``tiers=False`` judges every instant from raw rows (the same answer, slower: the benchmark's
+    and the tests' reference)."""
     rules.require_rule_writer(principal, settings)
     c = data.rule.conditions
     rules.validate_conditions(c, prefix="rule.conditions")
@@ -225,7 +228,7 @@ async def backtest(conn: AsyncConnection[Any], *, principal: Principal, settings
     after = span + timedelta(seconds=settings.alert_max_sample_gap_seconds)
 
     zones = await _quiet_zones(conn, edition=edition, c=c, quiet_at=clear_at, devices=devices,
-                               lo=since - span, hi=until, now=now) if devices else None
+                               lo=since - span, hi=until, now=now) if devices and tiers else None
     ranges: Ranges = {}
     for dev in devices:
         if zones is None:

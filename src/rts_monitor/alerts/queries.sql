@@ -103,9 +103,9 @@ wfetched AS MATERIALIZED (
     -- Each device's rows from its first instant's longest window on, by one range probe of the
     -- primary key (LATERAL, OFFSET 0: never flattened into a join over a chunk scan). The
     -- instants: sample times after the last judged one (not stale), and the newest one again
-    -- (a late sample re-judges it).
+    -- (a late sample re-judges it). A device never judged (no cursor) starts at its newest.
     SELECT l.device_id, 0 AS part, m.collected_at,
-           m.collected_at = l.latest OR (m.collected_at > coalesce(l.evaluated_through, '-infinity')
+           m.collected_at = l.latest OR (m.collected_at > l.evaluated_through
                                          AND m.collected_at >= now() - %(stale)s::interval) AS instant,
            m.cpu_percent, m.memory_used_gb, m.memory_percent, m.disk_used_gb, m.disk_percent,
            m.load_average_1m, m.load_average_5m, m.load_average_15m, m.uptime_seconds,
@@ -114,7 +114,8 @@ wfetched AS MATERIALIZED (
      CROSS JOIN LATERAL (
         SELECT * FROM agent_metrics m
          WHERE m.agent_device_id = l.device_id
-           AND m.collected_at >= least(l.latest, greatest(l.evaluated_through, now() - %(stale)s::interval))
+           AND m.collected_at >= least(l.latest, greatest(coalesce(l.evaluated_through, l.latest),
+                                                          now() - %(stale)s::interval))
                                  - l.win - %(slack)s::interval
            AND m.collected_at <= l.latest
            -- a constant bound for chunk exclusion; never binds (every instant is within %(stale)s)
@@ -260,10 +261,12 @@ work AS (
 ),
 cursors AS (
     -- What this evaluation judged each due device with. evaluated_through never moves back: an
-    -- older evaluation finishing late must not make a later one judge an instant twice.
+    -- older evaluation finishing late must not make a later one judge an instant twice. A device
+    -- first seen without recent samples starts before them all ('-infinity').
     INSERT INTO alert_device_cursors AS c (agent_device_id, metrics_seen, evaluated_through, business_id,
                                            service_location_id, eligible, updated_at)
-    SELECT d.id, d.lmr, l.latest, d.business_id, d.service_location_id, d.eligible, now()
+    SELECT d.id, d.lmr, coalesce(l.latest, d.evaluated_through, '-infinity'), d.business_id,
+           d.service_location_id, d.eligible, now()
       FROM devices d
       LEFT JOIN latest l ON l.device_id = d.id
      WHERE d.changed OR l.latest > coalesce(d.evaluated_through, '-infinity')
