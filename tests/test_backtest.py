@@ -193,3 +193,60 @@ def test_property_backtest_equals_the_live_evaluator(
             await conn.execute("UPDATE agent_alerts SET is_active = false WHERE id = %s", (rule_id,))
 
     asyncio.run(run())
+
+
+# --- over HTTP: tenancy, fields ------------------------------------------------------------------
+
+async def test_backtest_over_http_answers_per_device_and_keeps_tenancy(api_factory: Any, conn: Any) -> None:
+    from tests.test_alerts import customer, staff
+
+    mine, theirs = await factories.tenant(conn), await factories.tenant(conn)
+    start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=3)
+    for t in (mine, theirs):
+        await add_samples(conn, t.agent.id, start, [40.0] * 30 + [95.0] * 20 + [40.0] * 30)
+    server = api_factory(env={"RTS_ALERT_CUSTOMER_RULES": "true"})
+    since = (start - timedelta(minutes=10)).isoformat()
+    rule = {"alert_name": "cpu_high", "severity": "warning", "conditions": CPU90, "create_ticket": True}
+    async with server.client() as c:
+        h = customer(server, mine)
+        resp = await c.post("/api/alerts/rules/backtest", headers=h, json={"rule": rule, "since": since})
+        assert resp.status_code == 200, resp.text
+        body = resp.json()
+        assert body["business_id"] == str(mine.business_id) and body["totals"]["episodes"] == 1
+        (dev,) = body["devices"]
+        assert dev["agent_device_id"] == str(mine.agent.id) and dev["episodes"][0]["ticket"] is True
+        assert body["chart"]["threshold"] == 90 and body["chart"]["clear_threshold"] == 85.5
+        assert body["chart"]["history_path"] == "/api/agents/{agent_id}/metrics/history"
+        # Another business's device or business: not found, as everywhere.
+        for extra in ({"agent_device_id": str(theirs.agent.id)}, {"business_id": str(theirs.business_id)}):
+            resp = await c.post("/api/alerts/rules/backtest", headers=h,
+                                json={"rule": {**rule, **extra}, "since": since})
+            assert resp.status_code == 404, (extra, resp.text)
+        # Staff may backtest any business.
+        resp = await c.post("/api/alerts/rules/backtest", headers=staff(server),
+                            json={"rule": {**rule, "agent_device_id": str(theirs.agent.id)}, "since": since})
+        assert resp.status_code == 200 and resp.json()["totals"]["devices_evaluated"] == 1
+        # A field that breaks a rule is a 422 naming it.
+        old = (datetime.now(UTC) - timedelta(days=31)).isoformat()
+        cases = [
+            ({"rule": {**rule, "conditions": {"kind": "agent_offline", "duration_minutes": 5}}, "since": since},
+             "rule.conditions.kind"),
+            ({"rule": {**rule, "conditions": {**CPU90, "threshold": 150}}, "since": since},
+             "rule.conditions.threshold"),
+            ({"rule": rule, "since": old}, "since"),
+            ({"rule": rule, "since": since, "until": since}, "until"),
+            ({"rule": {**rule, "conditions": {**CPU90, "bogus": 1}}, "since": since}, "rule.conditions.bogus"),
+        ]
+        for payload, field in cases:
+            resp = await c.post("/api/alerts/rules/backtest", headers=h, json=payload)
+            assert resp.status_code == 422 and resp.json()["field"] == field, (field, resp.text)
+
+
+async def test_customers_backtest_only_when_customer_rules_are_on(api: Any, client: Any, api_conn: Any) -> None:
+    from tests.test_alerts import customer
+
+    t = await factories.tenant(api_conn)
+    resp = await client.post("/api/alerts/rules/backtest", headers=customer(api, t), json={
+        "rule": {"alert_name": "x", "severity": "info", "conditions": CPU90},
+        "since": (datetime.now(UTC) - timedelta(days=1)).isoformat()})
+    assert resp.status_code == 403
