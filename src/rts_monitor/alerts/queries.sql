@@ -66,11 +66,7 @@ devices AS MATERIALIZED (
              OR c.business_id IS DISTINCT FROM d.business_id
              OR c.service_location_id IS DISTINCT FROM d.service_location_id
              OR c.eligible IS DISTINCT FROM e.eligible
-             OR d.business_id IN (SELECT business_id FROM changed) AS changed,
-           EXISTS (SELECT 1 FROM alert_maintenance_windows w
-                    WHERE w.business_id = d.business_id AND w.starts_at <= now() AND w.ends_at > now()
-                      AND (w.service_location_id IS NULL OR w.service_location_id = d.service_location_id)
-                      AND (w.agent_device_id IS NULL OR w.agent_device_id = d.id)) AS maintenance_now
+             OR d.business_id IN (SELECT business_id FROM changed) AS changed
       FROM agent_devices d
       LEFT JOIN alert_device_cursors c ON c.agent_device_id = d.id
      CROSS JOIN LATERAL (SELECT coalesce(d.alerts_enabled AND d.monitoring_enabled AND d.is_active
@@ -79,11 +75,12 @@ devices AS MATERIALIZED (
        AND d.business_id IN (SELECT business_id FROM rules)
 ),
 pairs AS MATERIALIZED (
-    SELECT r.*, d.id AS device_id, d.service_location_id, d.maintenance_now, d.heard_at, d.evaluated_through
+    -- Narrow: which rule watches which device (the metric pairs only of due devices).
+    SELECT r.id AS rule_id, r.kind, r.win, d.id AS device_id, d.heard_at, d.evaluated_through
       FROM rules r JOIN devices d ON d.id = r.agent_device_id AND d.business_id = r.business_id
      WHERE d.eligible AND (r.kind <> 'metric' OR d.changed OR NOT %(incremental)s)
     UNION ALL
-    SELECT r.*, d.id, d.service_location_id, d.maintenance_now, d.heard_at, d.evaluated_through
+    SELECT r.id, r.kind, r.win, d.id, d.heard_at, d.evaluated_through
       FROM rules r JOIN devices d ON r.agent_device_id IS NULL AND d.business_id = r.business_id
      WHERE d.eligible AND (r.kind <> 'metric' OR d.changed OR NOT %(incremental)s)
 ),
@@ -105,6 +102,7 @@ wfetched AS MATERIALIZED (
     -- instants: sample times after the last judged one (not stale), and the newest one again
     -- (a late sample re-judges it). A device never judged (no cursor) starts at its newest.
     SELECT l.device_id, 0 AS part, m.collected_at,
+           lag(m.collected_at) OVER (PARTITION BY l.device_id ORDER BY m.collected_at) AS prev_at,
            m.collected_at = l.latest OR (m.collected_at > l.evaluated_through
                                          AND m.collected_at >= now() - %(stale)s::interval) AS instant,
            m.cpu_percent, m.memory_used_gb, m.memory_percent, m.disk_used_gb, m.disk_percent,
@@ -126,9 +124,13 @@ winstants AS (
     SELECT device_id, part, collected_at AS t FROM wfetched WHERE instant
 ),
 wpairs AS (
-    SELECT p.id AS rule_id, p.device_id, p.business_id, p.service_location_id, p.metric, p.win, p.operator,
-           p.threshold, p.hyst, p.aggregation
-      FROM pairs p WHERE p.kind = 'metric' AND p.device_id IN (SELECT device_id FROM latest)
+    SELECT p.rule_id, p.device_id, d.business_id, d.service_location_id, r.metric, r.win, r.operator,
+           r.threshold, r.hyst, r.aggregation
+      FROM pairs p
+      JOIN latest l ON l.device_id = p.device_id
+      JOIN rules r ON r.id = p.rule_id
+      JOIN devices d ON d.id = p.device_id
+     WHERE p.kind = 'metric'
 ),
 -- include: metric_windows
 open_now AS MATERIALIZED (
@@ -146,19 +148,42 @@ manual AS MATERIALIZED (
                                                              + %(slack)s::interval)
      GROUP BY agent_alert_id, agent_device_id
 ),
-sagg AS (
-    SELECT p.id AS rule_id, p.device_id, any_value(p.win) AS win, any_value(p.maintenance_now) AS maintenance_now,
-           count(s.id) AS down_any,
-           count(s.id) FILTER (WHERE coalesce(s.last_state_change, s.last_checked) <= now() - p.win) AS down_long,
-           string_agg(s.service_name, ', ' ORDER BY s.service_name)
-               FILTER (WHERE coalesce(s.last_state_change, s.last_checked) <= now() - p.win) AS names,
-           min(coalesce(s.last_state_change, s.last_checked)) AS since
+down AS MATERIALIZED (
+    -- Monitored services that should run and do not, with since when.
+    SELECT s.agent_device_id AS device_id, s.service_name, coalesce(s.last_state_change, s.last_checked) AS since
+      FROM agent_monitored_services s
+     WHERE s.should_be_running AND coalesce(s.status, 'unknown') <> 'running'
+       AND s.agent_device_id IN (SELECT id FROM devices)
+),
+clock AS (
+    -- agent_offline and service_down pairs judged now: only those that can change something (a
+    -- breach, or a pair with an episode open that may clear), not every quiet pair of the fleet.
+    SELECT p.rule_id, p.device_id, p.kind, p.win, p.heard_at, o.id AS open_id
       FROM pairs p
-      LEFT JOIN agent_monitored_services s ON s.agent_device_id = p.device_id AND s.should_be_running
-           AND coalesce(s.status, 'unknown') <> 'running'
-           AND (p.service_name IS NULL OR s.service_name = p.service_name)
-     WHERE p.kind = 'service_down'
-     GROUP BY p.id, p.device_id
+      LEFT JOIN open_now o ON o.agent_alert_id = p.rule_id AND o.agent_device_id = p.device_id
+     WHERE (p.kind = 'agent_offline' AND (p.heard_at <= now() - p.win OR o.id IS NOT NULL))
+        OR (p.kind = 'service_down' AND (p.device_id IN (SELECT device_id FROM down) OR o.id IS NOT NULL))
+),
+sagg AS (
+    SELECT c.rule_id, c.device_id, any_value(c.win) AS win,
+           count(s.device_id) AS down_any,
+           count(s.device_id) FILTER (WHERE s.since <= now() - c.win) AS down_long,
+           string_agg(s.service_name, ', ' ORDER BY s.service_name) FILTER (WHERE s.since <= now() - c.win) AS names,
+           min(s.since) AS since
+      FROM clock c
+      JOIN rules r ON r.id = c.rule_id
+      LEFT JOIN down s ON s.device_id = c.device_id AND (r.service_name IS NULL OR s.service_name = r.service_name)
+     WHERE c.kind = 'service_down'
+     GROUP BY c.rule_id, c.device_id
+),
+maintained AS (
+    -- devices a maintenance window covers now (for the rules judged now)
+    SELECT d.id FROM devices d
+     WHERE EXISTS (SELECT 1 FROM alert_maintenance_windows w
+                    WHERE w.business_id = d.business_id AND w.starts_at <= now() AND w.ends_at > now()
+                      AND (w.service_location_id IS NULL OR w.service_location_id = d.service_location_id)
+                      AND (w.agent_device_id IS NULL OR w.agent_device_id = d.id))
+       AND d.id IN (SELECT device_id FROM clock)
 ),
 judged AS (
     -- Every instant of every pair: breach ('B', when no maintenance window covers the instant and
@@ -171,19 +196,19 @@ judged AS (
       FROM wverdicts v
       LEFT JOIN manual m ON m.agent_alert_id = v.rule_id AND m.agent_device_id = v.device_id
     UNION ALL
-    SELECT p.id, p.device_id, now(), 'agent_offline',
-           round((extract(epoch FROM now() - p.heard_at) / 60)::numeric, 1)::float8,
-           extract(epoch FROM p.win)::float8 / 60, p.win, p.heard_at, NULL,
-           CASE WHEN p.heard_at <= now() - p.win AND NOT p.maintenance_now
-                     AND (m.resolved_at IS NULL OR p.heard_at > m.resolved_at) THEN 'B'
-                WHEN p.heard_at > now() - p.win THEN 'C' END
-      FROM pairs p
-      LEFT JOIN manual m ON m.agent_alert_id = p.id AND m.agent_device_id = p.device_id
-     WHERE p.kind = 'agent_offline'
+    SELECT c.rule_id, c.device_id, now(), 'agent_offline',
+           round((extract(epoch FROM now() - c.heard_at) / 60)::numeric, 1)::float8,
+           extract(epoch FROM c.win)::float8 / 60, c.win, c.heard_at, NULL,
+           CASE WHEN c.heard_at <= now() - c.win AND c.device_id NOT IN (SELECT id FROM maintained)
+                     AND (m.resolved_at IS NULL OR c.heard_at > m.resolved_at) THEN 'B'
+                WHEN c.heard_at > now() - c.win THEN 'C' END
+      FROM clock c
+      LEFT JOIN manual m ON m.agent_alert_id = c.rule_id AND m.agent_device_id = c.device_id
+     WHERE c.kind = 'agent_offline'
     UNION ALL
     SELECT a.rule_id, a.device_id, now(), 'service_down', a.down_long::float8, extract(epoch FROM a.win)::float8 / 60,
            a.win, a.since, a.names,
-           CASE WHEN a.down_long > 0 AND NOT a.maintenance_now
+           CASE WHEN a.down_long > 0 AND a.device_id NOT IN (SELECT id FROM maintained)
                      AND (m.resolved_at IS NULL OR a.since > m.resolved_at) THEN 'B'
                 WHEN a.down_any = 0 THEN 'C' END
       FROM sagg a
@@ -305,21 +330,31 @@ SELECT 'stats', NULL, NULL, NULL, NULL, (SELECT count(*) FROM pairs), (SELECT co
 -- (fragment) THE judgement of a metric rule at an instant t, shared by the evaluator and the
 -- backtest (docs/alerts.md, "Evaluation"). Given wpairs (rule_id, device_id, business_id,
 -- service_location_id, metric, win, operator, threshold, hyst, aggregation), winstants
--- (device_id, part, t) and wfetched (device_id, part, collected_at, the metric columns: every row
--- from at least win + slack before the part's first instant), it yields wverdicts: per pair and
--- instant the window's aggregate and whether it breaches, clears, and is covered by maintenance.
+-- (device_id, part, t) and wfetched (device_id, part, collected_at, prev_at: the sample before in
+-- the part, the metric columns; every row from at least win + slack before the part's first
+-- instant), it yields wverdicts: per pair and instant the window's aggregate and whether it
+-- breaches, clears, and is covered by maintenance.
 --
--- The window at t: the samples with a value of the metric in [t - win - slack, t]. It counts
--- (is "covered") when it has a sample, two unless win = 0, its first one within slack of t - win,
--- and no gap above max_gap between consecutive samples of it that ends inside (t - win, t].
--- Its aggregate (avg, min, max) breaches the threshold (> >= < <=); it clears once it is on the
--- good side by the hysteresis. A maintenance window covering t (data time) suppresses a breach.
-wsamples AS (
-    SELECT f.device_id, f.part, x.metric, f.collected_at, v.v,
-           lag(f.collected_at) OVER (PARTITION BY f.device_id, f.part, x.metric ORDER BY f.collected_at) AS prev_at
-      FROM wfetched f
-      JOIN (SELECT DISTINCT device_id, metric FROM wpairs) x ON x.device_id = f.device_id
-     CROSS JOIN LATERAL (SELECT CASE x.metric
+-- The window at t: the samples of the device in [t - win - slack, t]. It counts (is "covered")
+-- when it has a value of the metric, two unless win = 0, the first one within slack of t - win,
+-- and no gap above max_gap between consecutive samples of it that ends inside (t - win, t]. The
+-- aggregate of its values (avg, min, max) breaches the threshold (> >= < <=); it clears once it is
+-- on the good side by the hysteresis. A maintenance window covering t (data time) suppresses a
+-- breach.
+wspans AS MATERIALIZED (
+    -- The range join of instants to samples goes through buckets as wide as the window and its
+    -- slack (integer microseconds, so exact): a sample of an instant's window lies in the
+    -- instant's bucket or the one before, so the join is on equal keys, linear in the rows, not
+    -- instants x samples. ``lo``: the part's first instant; samples no window reaches stay out.
+    SELECT w.*, w.win + %(slack)s::interval AS span,
+           greatest((extract(epoch FROM w.win + %(slack)s::interval) * 1000000)::bigint, 1) AS width, b.part, b.lo
+      FROM wpairs w
+      JOIN (SELECT device_id, part, min(t) AS lo FROM winstants GROUP BY device_id, part) b ON b.device_id = w.device_id
+),
+wkeyed AS MATERIALIZED (
+    SELECT p.rule_id, f.device_id, f.part, f.collected_at, f.prev_at,
+           (extract(epoch FROM f.collected_at) * 1000000)::bigint / p.width AS key,
+           CASE p.metric
                 WHEN 'cpu_percent' THEN f.cpu_percent::float8
                 WHEN 'memory_used_gb' THEN f.memory_used_gb::float8
                 WHEN 'memory_percent' THEN f.memory_percent::float8
@@ -331,38 +366,32 @@ wsamples AS (
                 WHEN 'uptime_seconds' THEN f.uptime_seconds::float8
                 WHEN 'network_rx_bytes' THEN f.network_rx_bytes::float8
                 WHEN 'network_tx_bytes' THEN f.network_tx_bytes::float8
-            END AS v) v
-     WHERE v.v IS NOT NULL
-),
-wspans AS (
-    -- The range join of instants to samples goes through buckets as wide as the window and its
-    -- slack: an instant's samples lie in its own bucket or the one before (linear, not instants x
-    -- samples). ``lo``: the part's first instant, so samples no window reaches are not joined.
-    SELECT w.*, w.win + %(slack)s::interval AS span,
-           greatest(extract(epoch FROM w.win + %(slack)s::interval), 1) AS width, b.part, b.lo
-      FROM wpairs w
-      JOIN (SELECT device_id, part, min(t) AS lo FROM winstants GROUP BY device_id, part) b ON b.device_id = w.device_id
-),
-wkeyed AS (
-    SELECT p.rule_id, s.device_id, s.part, s.collected_at, s.v, s.prev_at, k.key
+           END AS v
       FROM wspans p
-      JOIN wsamples s ON s.device_id = p.device_id AND s.part = p.part AND s.metric = p.metric
-                     AND s.collected_at >= p.lo - p.span
-     CROSS JOIN LATERAL (SELECT floor(extract(epoch FROM s.collected_at) / p.width)::bigint AS b) b
-     CROSS JOIN LATERAL (VALUES (b.b), (b.b + 1)) k(key)
+      JOIN wfetched f ON f.device_id = p.device_id AND f.part = p.part AND f.collected_at >= p.lo - p.span
 ),
-wwindows AS (
-    SELECT p.rule_id, p.device_id, i.t,
-           count(*) AS n, min(s.collected_at) AS first_at,
-           max(s.collected_at - s.prev_at) FILTER (WHERE s.collected_at > i.t - p.win
-                                                     AND s.prev_at >= i.t - p.span) AS max_gap,
-           avg(s.v) AS v_avg, min(s.v) AS v_min, max(s.v) AS v_max
+wibucket AS (
+    SELECT p.rule_id, p.device_id, p.part, i.t, p.win, p.span,
+           (extract(epoch FROM i.t) * 1000000)::bigint / p.width AS key
       FROM wspans p
       JOIN winstants i ON i.device_id = p.device_id AND i.part = p.part
-      JOIN wkeyed s ON s.rule_id = p.rule_id AND s.device_id = p.device_id AND s.part = p.part
-                   AND s.key = floor(extract(epoch FROM i.t) / p.width)::bigint
-                   AND s.collected_at >= i.t - p.span AND s.collected_at <= i.t
-     GROUP BY p.rule_id, p.device_id, i.t
+),
+wikeyed AS MATERIALIZED (
+    -- each instant under its own bucket and the one before (where the start of its window lies)
+    SELECT rule_id, device_id, part, t, win, span, key FROM wibucket
+    UNION ALL
+    SELECT rule_id, device_id, part, t, win, span, key - 1 FROM wibucket
+),
+wwindows AS (
+    SELECT i.rule_id, i.device_id, i.t,
+           count(s.v) AS n, min(s.collected_at) FILTER (WHERE s.v IS NOT NULL) AS first_at,
+           max(s.collected_at - s.prev_at) FILTER (WHERE s.collected_at > i.t - i.win
+                                                     AND s.prev_at >= i.t - i.span) AS max_gap,
+           avg(s.v) AS v_avg, min(s.v) AS v_min, max(s.v) AS v_max
+      FROM wikeyed i
+      JOIN wkeyed s ON s.rule_id = i.rule_id AND s.device_id = i.device_id AND s.part = i.part AND s.key = i.key
+                   AND s.collected_at >= i.t - i.span AND s.collected_at <= i.t
+     GROUP BY i.rule_id, i.device_id, i.t
 ),
 wjudged AS (
     SELECT x.rule_id, x.device_id, x.t, w.business_id, w.service_location_id, w.win, w.operator, w.threshold,
@@ -723,7 +752,9 @@ wranges AS MATERIALIZED (
 wfetched AS MATERIALIZED (
     -- Each range's rows, from one window (and its slack) before its first instant: one range probe
     -- of the primary key per range (LATERAL, OFFSET 0).
-    SELECT r.device_id, r.part, m.collected_at, m.collected_at >= r.lo AS instant,
+    SELECT r.device_id, r.part, m.collected_at,
+           lag(m.collected_at) OVER (PARTITION BY r.part ORDER BY m.collected_at) AS prev_at,
+           m.collected_at >= r.lo AS instant,
            m.cpu_percent, m.memory_used_gb, m.memory_percent, m.disk_used_gb, m.disk_percent,
            m.load_average_1m, m.load_average_5m, m.load_average_15m, m.uptime_seconds,
            m.network_rx_bytes, m.network_tx_bytes
