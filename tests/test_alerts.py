@@ -302,38 +302,54 @@ async def test_a_replayed_spool_opens_and_clears_inside_one_cycle(conn: psycopg.
 
 async def test_incremental_cycles_judge_only_what_changed(conn: psycopg.AsyncConnection[Any],
                                                           settings: Settings) -> None:
+    """``pairs``: the pairs a cycle judged (metric pairs of due devices, and the agent_offline and
+    service_down pairs that can change: a breach, or an open episode)."""
     b = await factories.business(conn)
     devs = [await factories.agent(conn, b) for _ in range(3)]
     rule = await add_rule(conn, b, CPU90)
-    await add_rule(conn, b, {"kind": "agent_offline", "duration_minutes": 15}, name="offline")
+    offline = await add_rule(conn, b, {"kind": "agent_offline", "duration_minutes": 15}, name="offline")
     start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=12)
     for d in devs:
         await deliver(conn, d.id, [(start + timedelta(minutes=i), 50.0) for i in range(11)])
-    first = await evaluator.evaluate(conn, settings, incremental=True)
-    assert first.pairs == 6  # nothing judged yet: every device is due (3 metric + 3 offline pairs)
-    assert (await evaluator.evaluate(conn, settings, incremental=True)).pairs == 3  # offline pairs only
+
+    async def judged() -> int:
+        return (await evaluator.evaluate(conn, settings, incremental=True)).pairs
+
+    assert await judged() == 3  # nothing judged yet: every device is due; all heard from recently
+    assert await judged() == 0
     # New samples of one device: that device's metric pair.
     await deliver(conn, devs[0].id, [(start + timedelta(minutes=11), 99.0)])
-    assert (await evaluator.evaluate(conn, settings, incremental=True)).pairs == 4
+    assert await judged() == 1
     # A hook judged the new samples already: the cycle has nothing left to do.
     await deliver(conn, devs[1].id, [(start + timedelta(minutes=11), 99.0)])
     await evaluator.evaluate(conn, settings, devices=[devs[1].id], kinds=("metric",))
-    assert (await evaluator.evaluate(conn, settings, incremental=True)).pairs == 3
+    assert await judged() == 0
     # A rule edit or a maintenance window of the business: all its devices.
     await conn.execute("UPDATE agent_alerts SET conditions = conditions || '{\"threshold\": 40}' WHERE id = %s",
                        (rule,))
     r = await evaluator.evaluate(conn, settings, incremental=True)
-    assert r.pairs == 6 and len(r.opened) == 3  # 40 is exceeded by all three now
-    assert (await evaluator.evaluate(conn, settings, incremental=True)).pairs == 3
+    assert r.pairs == 3 and len(r.opened) == 3  # 40 is exceeded by all three now
+    assert await judged() == 0
     await conn.execute("INSERT INTO alert_maintenance_windows (business_id, starts_at, ends_at) "
                        "VALUES (%s, now() - interval '1 hour', now() + interval '1 hour')", (b,))
-    assert (await evaluator.evaluate(conn, settings, incremental=True)).pairs == 6
-    # The device itself: alerts switched off and on again.
+    assert await judged() == 3
+    # The device itself: alerts switched off (nothing to judge) and on again.
     await conn.execute("UPDATE agent_devices SET alerts_enabled = false WHERE id = %s", (devs[2].id,))
-    assert (await evaluator.evaluate(conn, settings, incremental=True)).pairs == 2
+    assert await judged() == 0
     await conn.execute("UPDATE agent_devices SET alerts_enabled = true WHERE id = %s", (devs[2].id,))
-    assert (await evaluator.evaluate(conn, settings, incremental=True)).pairs == 4
-    assert (await evaluator.evaluate(conn, settings, incremental=True)).pairs == 3
+    assert await judged() == 1
+    await conn.execute("DELETE FROM alert_maintenance_windows WHERE business_id = %s", (b,))
+    assert await judged() == 3
+    # The wall clock: a device silent for longer than the offline rule's duration is judged (and
+    # opens) in every cycle while its episode is open, whether or not anything else changed.
+    await conn.execute("UPDATE agent_devices SET last_heartbeat = now() - interval '20 minutes' WHERE id = %s",
+                       (devs[0].id,))
+    r = await evaluator.evaluate(conn, settings, incremental=True)
+    assert [(o.rule_id, o.device_id) for o in r.opened] == [(offline, devs[0].id)] and r.pairs == 1
+    assert await judged() == 1
+    await conn.execute("UPDATE agent_devices SET last_heartbeat = now() WHERE id = %s", (devs[0].id,))
+    assert len((await evaluator.evaluate(conn, settings, incremental=True)).resolved) == 1
+    assert await judged() == 0
 
 
 # --- incremental cycles equal full ones (property) ----------------------------------------------

@@ -77,7 +77,8 @@ def _params(settings: Settings, devices: Sequence[UUID] | None, kinds: Sequence[
 
 async def evaluate(conn: AsyncConnection[Any], settings: Settings, *, devices: Sequence[UUID] | None = None,
                    kinds: Sequence[str] = ALL_KINDS, incremental: bool = False) -> CycleResult:
-    """Evaluate the rules of ``kinds`` for all devices (or just ``devices``) and commit the outcome.
+    """Evaluate the rules of ``kinds`` for all devices, or the metric rules of just ``devices`` (the
+    ingest hook), and commit the outcome.
 
     ``incremental`` (a periodic cycle): metric rules only for the devices whose inputs changed
     since they were last judged, by a hook or a cycle (docs/alerts.md, "Incremental cycles");
@@ -93,7 +94,8 @@ async def evaluate(conn: AsyncConnection[Any], settings: Settings, *, devices: S
         else:
             await conn.execute(Q.begin_device_cycle, {"key": EVAL_LOCK})
             await conn.execute(Q.lock_devices, {"key": DEVICE_LOCK_CLASS, "devices": list(devices)})
-        cur = await conn.execute(Q.evaluate, _params(settings, devices, kinds, incremental))
+        query = Q.evaluate if devices is None else Q.evaluate_devices
+        cur = await conn.execute(query, _params(settings, devices, kinds, incremental), prepare=True)
         rows = await cur.fetchall()
     for row in rows:
         if row["what"] == "opened":

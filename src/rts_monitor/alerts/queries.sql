@@ -4,12 +4,16 @@
 -- bad guess turns a join of thousands of rows into a quadratic scan (measured: 5 s instead of
 -- 0.1 s at 1,000 devices). Its per-device index probes are LATERAL, so they stay nested loops.
 -- JIT off: the disabled-path costs would otherwise trigger seconds of JIT compilation.
-SELECT pg_advisory_xact_lock(%(key)s), set_config('enable_nestloop', 'off', true), set_config('jit', 'off', true)
+-- A generic plan: the statement is prepared once per connection (evaluator.py) and planning it
+-- costs more than running it for a few devices (measured: a one-device hook 87 ms with a generic
+-- plan, 251 ms planned each time, on a loaded machine); its joins do not depend on the values.
+SELECT pg_advisory_xact_lock(%(key)s), set_config('enable_nestloop', 'off', true), set_config('jit', 'off', true),
+       set_config('plan_cache_mode', 'force_generic_plan', true)
 
 -- name: begin_device_cycle
 -- An ingest hook only shares the lock: hooks run side by side, and wait at most for one cycle.
 SELECT pg_advisory_xact_lock_shared(%(key)s), set_config('enable_nestloop', 'off', true),
-       set_config('jit', 'off', true)
+       set_config('jit', 'off', true), set_config('plan_cache_mode', 'force_generic_plan', true)
 
 -- name: lock_devices
 -- An ingest hook judges the instants of its devices after the ones before it: two hooks for the
@@ -19,23 +23,14 @@ SELECT count(pg_advisory_xact_lock(%(key)s, k)) AS n
   FROM (SELECT DISTINCT hashtext(d::text) AS k FROM unnest(%(devices)s::uuid[]) d ORDER BY 1) x
 
 -- name: evaluate
--- One evaluation of the active rules of the given kinds: every (rule, device) pair, only the pairs
--- of %(devices)s (the ingest hook), or (%(incremental)s) the metric pairs of the devices whose
--- inputs changed since they were last judged plus every agent_offline/service_down pair (those
--- are driven by the wall clock). One statement, so it sees one snapshot and commits atomically:
--- open episodes, auto-resolve cleared ones, bump rule counters, enqueue outbox work, and record
--- what it judged (alert_device_cursors, alert_business_seen).
--- Metric rules are judged in data time, at every sample time ("instant") of the device after the
--- last judged one, and at its newest sample again: the window ending there (metric_windows) opens
--- or clears an episode (episode_transitions). Instants older than %(stale)s are not judged.
-WITH rules AS MATERIALIZED (
-    SELECT r.id, r.business_id, r.agent_device_id, r.severity, r.kind, r.metric, r.operator, r.threshold,
-           r.aggregation, r.service_name,
-           coalesce(r.hysteresis, abs(r.threshold) * %(hyst_pct)s / 100.0) AS hyst,
-           make_interval(mins => r.duration_minutes) AS win
-      FROM agent_alerts r
-     WHERE r.is_active AND NOT r.soft_delete AND r.kind = ANY(%(kinds)s::text[])
-),
+-- A periodic cycle: every active rule of the given kinds over every (rule, device) pair, or
+-- (%(incremental)s) the metric pairs of the devices whose inputs changed since they were last
+-- judged plus the agent_offline/service_down pairs (driven by the wall clock). One statement, so
+-- it sees one snapshot and commits atomically: open episodes, auto-resolve cleared ones, bump rule
+-- counters, enqueue outbox work, and record what it judged (alert_device_cursors,
+-- alert_business_seen). Metric rules are judged in data time (eval_metric).
+WITH
+-- include: eval_rules
 fingerprints AS MATERIALIZED (
     -- Periodic cycles: per business, what its rules and the maintenance windows that can still
     -- cover an instant say (not their counters, which evaluation itself bumps). Any edit that
@@ -49,15 +44,125 @@ fingerprints AS MATERIALIZED (
                                             w.ends_at)
               FROM alert_maintenance_windows w
              WHERE w.ends_at > now() - %(stale)s::interval) x
-     WHERE %(devices)s::uuid[] IS NULL
      GROUP BY x.business_id
 ),
 changed AS MATERIALIZED (
     SELECT coalesce(f.business_id, s.business_id) AS business_id, f.fp
       FROM fingerprints f
-      FULL JOIN (SELECT * FROM alert_business_seen WHERE %(devices)s::uuid[] IS NULL) s ON s.business_id = f.business_id
+      FULL JOIN alert_business_seen s ON s.business_id = f.business_id
      WHERE f.fp IS DISTINCT FROM s.fingerprint
 ),
+-- include: eval_metric
+down AS MATERIALIZED (
+    -- Monitored services that should run and do not, with since when.
+    SELECT s.agent_device_id AS device_id, s.service_name, coalesce(s.last_state_change, s.last_checked) AS since
+      FROM agent_monitored_services s
+     WHERE s.should_be_running AND coalesce(s.status, 'unknown') <> 'running'
+       AND s.agent_device_id IN (SELECT id FROM devices)
+),
+clock AS MATERIALIZED (
+    -- agent_offline and service_down pairs, judged now: only those that can change something (a
+    -- breach, or an episode open that may clear), not every quiet pair of the fleet.
+    SELECT p.rule_id, p.device_id, p.kind, p.win, p.heard_at
+      FROM (SELECT r.id AS rule_id, d.id AS device_id, r.kind, r.win, d.heard_at
+              FROM rules r JOIN devices d ON d.id = r.agent_device_id AND d.business_id = r.business_id
+             WHERE r.kind <> 'metric' AND d.eligible
+            UNION ALL
+            SELECT r.id, d.id, r.kind, r.win, d.heard_at
+              FROM rules r JOIN devices d ON r.agent_device_id IS NULL AND d.business_id = r.business_id
+             WHERE r.kind <> 'metric' AND d.eligible) p
+     WHERE (p.kind = 'agent_offline' AND p.heard_at <= now() - p.win)
+        OR (p.kind = 'service_down' AND p.device_id IN (SELECT device_id FROM down))
+        OR (p.rule_id, p.device_id) IN (SELECT agent_alert_id, agent_device_id FROM open_now)
+),
+sagg AS (
+    SELECT c.rule_id, c.device_id, any_value(c.win) AS win,
+           count(s.device_id) AS down_any,
+           count(s.device_id) FILTER (WHERE s.since <= now() - c.win) AS down_long,
+           string_agg(s.service_name, ', ' ORDER BY s.service_name) FILTER (WHERE s.since <= now() - c.win) AS names,
+           min(s.since) AS since
+      FROM clock c
+      JOIN rules r ON r.id = c.rule_id
+      LEFT JOIN down s ON s.device_id = c.device_id AND (r.service_name IS NULL OR s.service_name = r.service_name)
+     WHERE c.kind = 'service_down'
+     GROUP BY c.rule_id, c.device_id
+),
+maintained AS (
+    -- devices a maintenance window covers now (for the rules judged now)
+    SELECT d.id FROM devices d
+     WHERE EXISTS (SELECT 1 FROM alert_maintenance_windows w
+                    WHERE w.business_id = d.business_id AND w.starts_at <= now() AND w.ends_at > now()
+                      AND (w.service_location_id IS NULL OR w.service_location_id = d.service_location_id)
+                      AND (w.agent_device_id IS NULL OR w.agent_device_id = d.id))
+       AND d.id IN (SELECT device_id FROM clock)
+),
+judged AS (
+    -- The metric instants, and agent_offline and service_down pairs with one instant, now (and a
+    -- maintenance window covering now).
+    SELECT * FROM metric_judged
+    UNION ALL
+    SELECT c.rule_id, c.device_id, now(), 'agent_offline',
+           round((extract(epoch FROM now() - c.heard_at) / 60)::numeric, 1)::float8,
+           extract(epoch FROM c.win)::float8 / 60, c.win, c.heard_at, NULL,
+           CASE WHEN c.heard_at <= now() - c.win AND c.device_id NOT IN (SELECT id FROM maintained)
+                     AND (m.resolved_at IS NULL OR c.heard_at > m.resolved_at) THEN 'B'
+                WHEN c.heard_at > now() - c.win THEN 'C' END
+      FROM clock c
+      LEFT JOIN manual m ON m.agent_alert_id = c.rule_id AND m.agent_device_id = c.device_id
+     WHERE c.kind = 'agent_offline'
+    UNION ALL
+    SELECT a.rule_id, a.device_id, now(), 'service_down', a.down_long::float8, extract(epoch FROM a.win)::float8 / 60,
+           a.win, a.since, a.names,
+           CASE WHEN a.down_long > 0 AND a.device_id NOT IN (SELECT id FROM maintained)
+                     AND (m.resolved_at IS NULL OR a.since > m.resolved_at) THEN 'B'
+                WHEN a.down_any = 0 THEN 'C' END
+      FROM sagg a
+      LEFT JOIN manual m ON m.agent_alert_id = a.rule_id AND m.agent_device_id = a.device_id
+),
+seen AS (
+    INSERT INTO alert_business_seen AS s (business_id, fingerprint)
+    SELECT business_id, fp FROM changed WHERE fp IS NOT NULL
+    ON CONFLICT (business_id) DO UPDATE SET fingerprint = EXCLUDED.fingerprint
+    RETURNING 1
+),
+unseen AS (
+    DELETE FROM alert_business_seen s USING changed c WHERE c.fp IS NULL AND s.business_id = c.business_id
+    RETURNING 1
+),
+-- include: eval_apply
+
+-- name: evaluate_devices
+-- The ingest hook: the metric rules of just the devices of a flush (%(devices)s), the same
+-- judgement and outcome as a cycle's (eval_metric, eval_apply), without the parts only a periodic
+-- cycle needs (fingerprints, wall-clock rules): less to plan and run on the ingest path.
+WITH
+-- include: eval_rules
+changed AS (
+    SELECT NULL::uuid AS business_id WHERE false
+),
+-- include: eval_metric
+judged AS (
+    SELECT * FROM metric_judged
+),
+-- include: eval_apply
+
+-- name: eval_rules
+-- (fragment) The active rules an evaluation judges, with their hysteresis and window.
+rules AS MATERIALIZED (
+    SELECT r.id, r.business_id, r.agent_device_id, r.severity, r.kind, r.metric, r.operator, r.threshold,
+           r.aggregation, r.service_name,
+           coalesce(r.hysteresis, abs(r.threshold) * %(hyst_pct)s / 100.0) AS hyst,
+           make_interval(mins => r.duration_minutes) AS win
+      FROM agent_alerts r
+     WHERE r.is_active AND NOT r.soft_delete AND r.kind = ANY(%(kinds)s::text[])
+),
+
+-- name: eval_metric
+-- (fragment) The metric part of an evaluation, after ``rules`` and ``changed``: the devices and
+-- whether they are due, the metric pairs, each device's instants and samples, their verdicts
+-- (metric_windows) and events (metric_judged). Metric rules are judged in data time, at every
+-- sample time ("instant") of the device after the last judged one, and at its newest sample
+-- again. Instants older than %(stale)s are not judged.
 devices AS MATERIALIZED (
     SELECT d.id, d.business_id, d.service_location_id, coalesce(d.last_heartbeat, d.created_at) AS heard_at,
            e.eligible, d.last_metrics_received AS lmr, c.evaluated_through,
@@ -75,18 +180,18 @@ devices AS MATERIALIZED (
        AND d.business_id IN (SELECT business_id FROM rules)
 ),
 pairs AS MATERIALIZED (
-    -- Narrow: which rule watches which device (the metric pairs only of due devices).
-    SELECT r.id AS rule_id, r.kind, r.win, d.id AS device_id, d.heard_at, d.evaluated_through
+    -- The metric pairs to judge: which metric rule watches which due device.
+    SELECT r.id AS rule_id, r.win, d.id AS device_id, d.evaluated_through
       FROM rules r JOIN devices d ON d.id = r.agent_device_id AND d.business_id = r.business_id
-     WHERE d.eligible AND (r.kind <> 'metric' OR d.changed OR NOT %(incremental)s)
+     WHERE r.kind = 'metric' AND d.eligible AND (d.changed OR NOT %(incremental)s)
     UNION ALL
-    SELECT r.id, r.kind, r.win, d.id, d.heard_at, d.evaluated_through
+    SELECT r.id, r.win, d.id, d.evaluated_through
       FROM rules r JOIN devices d ON r.agent_device_id IS NULL AND d.business_id = r.business_id
-     WHERE d.eligible AND (r.kind <> 'metric' OR d.changed OR NOT %(incremental)s)
+     WHERE r.kind = 'metric' AND d.eligible AND (d.changed OR NOT %(incremental)s)
 ),
 mdev AS MATERIALIZED (
     SELECT device_id, max(win) AS win, min(evaluated_through) AS evaluated_through
-      FROM pairs WHERE kind = 'metric' GROUP BY device_id
+      FROM pairs GROUP BY device_id
 ),
 latest AS MATERIALIZED (
     -- Each device's newest sample: one backward probe of the primary key (LATERAL LIMIT 1).
@@ -130,7 +235,6 @@ wpairs AS (
       JOIN latest l ON l.device_id = p.device_id
       JOIN rules r ON r.id = p.rule_id
       JOIN devices d ON d.id = p.device_id
-     WHERE p.kind = 'metric'
 ),
 -- include: metric_windows
 open_now AS MATERIALIZED (
@@ -148,72 +252,20 @@ manual AS MATERIALIZED (
                                                              + %(slack)s::interval)
      GROUP BY agent_alert_id, agent_device_id
 ),
-down AS MATERIALIZED (
-    -- Monitored services that should run and do not, with since when.
-    SELECT s.agent_device_id AS device_id, s.service_name, coalesce(s.last_state_change, s.last_checked) AS since
-      FROM agent_monitored_services s
-     WHERE s.should_be_running AND coalesce(s.status, 'unknown') <> 'running'
-       AND s.agent_device_id IN (SELECT id FROM devices)
-),
-clock AS (
-    -- agent_offline and service_down pairs judged now: only those that can change something (a
-    -- breach, or a pair with an episode open that may clear), not every quiet pair of the fleet.
-    SELECT p.rule_id, p.device_id, p.kind, p.win, p.heard_at, o.id AS open_id
-      FROM pairs p
-      LEFT JOIN open_now o ON o.agent_alert_id = p.rule_id AND o.agent_device_id = p.device_id
-     WHERE (p.kind = 'agent_offline' AND (p.heard_at <= now() - p.win OR o.id IS NOT NULL))
-        OR (p.kind = 'service_down' AND (p.device_id IN (SELECT device_id FROM down) OR o.id IS NOT NULL))
-),
-sagg AS (
-    SELECT c.rule_id, c.device_id, any_value(c.win) AS win,
-           count(s.device_id) AS down_any,
-           count(s.device_id) FILTER (WHERE s.since <= now() - c.win) AS down_long,
-           string_agg(s.service_name, ', ' ORDER BY s.service_name) FILTER (WHERE s.since <= now() - c.win) AS names,
-           min(s.since) AS since
-      FROM clock c
-      JOIN rules r ON r.id = c.rule_id
-      LEFT JOIN down s ON s.device_id = c.device_id AND (r.service_name IS NULL OR s.service_name = r.service_name)
-     WHERE c.kind = 'service_down'
-     GROUP BY c.rule_id, c.device_id
-),
-maintained AS (
-    -- devices a maintenance window covers now (for the rules judged now)
-    SELECT d.id FROM devices d
-     WHERE EXISTS (SELECT 1 FROM alert_maintenance_windows w
-                    WHERE w.business_id = d.business_id AND w.starts_at <= now() AND w.ends_at > now()
-                      AND (w.service_location_id IS NULL OR w.service_location_id = d.service_location_id)
-                      AND (w.agent_device_id IS NULL OR w.agent_device_id = d.id))
-       AND d.id IN (SELECT device_id FROM clock)
-),
-judged AS (
-    -- Every instant of every pair: breach ('B', when no maintenance window covers the instant and
-    -- no manual resolve holds) or clear ('C'). agent_offline and service_down have one instant,
-    -- now, and a maintenance window covering now.
+metric_judged AS (
+    -- Every instant of every metric pair: breach ('B', when no maintenance window covers the
+    -- instant and no manual resolve holds) or clear ('C').
     SELECT v.rule_id, v.device_id, v.t, 'metric' AS kind, v.agg AS value, v.threshold, v.win,
            v.t - v.win AS since, NULL::text AS names,
            CASE WHEN v.breach AND NOT v.in_maintenance AND (m.resolved_at IS NULL OR v.t - v.win > m.resolved_at)
                 THEN 'B' WHEN v.clear THEN 'C' END AS ev
       FROM wverdicts v
       LEFT JOIN manual m ON m.agent_alert_id = v.rule_id AND m.agent_device_id = v.device_id
-    UNION ALL
-    SELECT c.rule_id, c.device_id, now(), 'agent_offline',
-           round((extract(epoch FROM now() - c.heard_at) / 60)::numeric, 1)::float8,
-           extract(epoch FROM c.win)::float8 / 60, c.win, c.heard_at, NULL,
-           CASE WHEN c.heard_at <= now() - c.win AND c.device_id NOT IN (SELECT id FROM maintained)
-                     AND (m.resolved_at IS NULL OR c.heard_at > m.resolved_at) THEN 'B'
-                WHEN c.heard_at > now() - c.win THEN 'C' END
-      FROM clock c
-      LEFT JOIN manual m ON m.agent_alert_id = c.rule_id AND m.agent_device_id = c.device_id
-     WHERE c.kind = 'agent_offline'
-    UNION ALL
-    SELECT a.rule_id, a.device_id, now(), 'service_down', a.down_long::float8, extract(epoch FROM a.win)::float8 / 60,
-           a.win, a.since, a.names,
-           CASE WHEN a.down_long > 0 AND a.device_id NOT IN (SELECT id FROM maintained)
-                     AND (m.resolved_at IS NULL OR a.since > m.resolved_at) THEN 'B'
-                WHEN a.down_any = 0 THEN 'C' END
-      FROM sagg a
-      LEFT JOIN manual m ON m.agent_alert_id = a.rule_id AND m.agent_device_id = a.device_id
 ),
+
+-- name: eval_apply
+-- (fragment) The outcome of an evaluation, after ``judged``: transitions (episode_transitions),
+-- resolves, openings, rule counters, outbox work, the devices' cursors; the rows evaluator.py reads.
 wevents AS (
     -- Only events that can change a state: a clear of a pair with nothing open and no breach in
     -- this cycle is a no-op (for the single-instant kinds that is every clear of a closed pair).
@@ -302,16 +354,6 @@ cursors AS (
            business_id = EXCLUDED.business_id, service_location_id = EXCLUDED.service_location_id,
            eligible = EXCLUDED.eligible, updated_at = EXCLUDED.updated_at
     RETURNING 1
-),
-seen AS (
-    INSERT INTO alert_business_seen AS s (business_id, fingerprint)
-    SELECT business_id, fp FROM changed WHERE fp IS NOT NULL
-    ON CONFLICT (business_id) DO UPDATE SET fingerprint = EXCLUDED.fingerprint
-    RETURNING 1
-),
-unseen AS (
-    DELETE FROM alert_business_seen s USING changed c WHERE c.fp IS NULL AND s.business_id = c.business_id
-    RETURNING 1
 )
 SELECT 'opened' AS what, o.id, o.agent_alert_id AS rule_id, o.agent_device_id AS device_id, r.alert_name,
        NULL::bigint AS pairs, NULL::bigint AS work
@@ -322,9 +364,9 @@ SELECT 'resolved', o.id, o.agent_alert_id, o.agent_device_id, NULL, NULL, NULL F
 UNION ALL
 SELECT 'resolved', x.id, x.agent_alert_id, x.agent_device_id, NULL, NULL, NULL FROM resolved x
 UNION ALL
-SELECT 'stats', NULL, NULL, NULL, NULL, (SELECT count(*) FROM pairs), (SELECT count(*) FROM work)
-  FROM (SELECT (SELECT count(*) FROM bumped) + (SELECT count(*) FROM cursors) + (SELECT count(*) FROM seen)
-               + (SELECT count(*) FROM unseen) AS n) b
+SELECT 'stats', NULL, NULL, NULL, NULL,
+       (SELECT count(*) FROM wpairs) + (SELECT count(*) FROM judged WHERE kind <> 'metric'), (SELECT count(*) FROM work)
+  FROM (SELECT (SELECT count(*) FROM bumped) + (SELECT count(*) FROM cursors) AS n) b
 
 -- name: metric_windows
 -- (fragment) THE judgement of a metric rule at an instant t, shared by the evaluator and the
