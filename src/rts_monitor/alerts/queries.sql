@@ -60,21 +60,25 @@ down AS MATERIALIZED (
      WHERE s.should_be_running AND coalesce(s.status, 'unknown') <> 'running'
        AND s.agent_device_id IN (SELECT id FROM devices)
 ),
+concerned AS MATERIALIZED (
+    -- The devices whose agent_offline or service_down rules can change something now: silent,
+    -- a service down, or an episode open that may clear.
+    SELECT d.id, d.business_id, d.heard_at FROM devices d
+     WHERE d.eligible
+       AND (d.heard_at <= now() - (SELECT min(win) FROM rules WHERE kind = 'agent_offline')
+            OR d.id IN (SELECT device_id FROM down) OR d.id IN (SELECT agent_device_id FROM open_now))
+),
 clock AS MATERIALIZED (
-    -- agent_offline and service_down pairs, judged now: only those that can change something (a
-    -- breach, or an episode open that may clear), found from the few devices concerned rather
-    -- than from every pair of the fleet.
-    SELECT DISTINCT p.rule_id, p.device_id, p.kind, p.win, p.heard_at
-      FROM (SELECT d.id, d.business_id, d.heard_at FROM devices d
-             WHERE d.eligible
-               AND (d.heard_at <= now() - (SELECT min(win) FROM rules WHERE kind = 'agent_offline')
-                    OR d.id IN (SELECT device_id FROM down)
-                    OR d.id IN (SELECT agent_device_id FROM open_now))) d
-     CROSS JOIN LATERAL (
-        SELECT r.id AS rule_id, d.id AS device_id, r.kind, r.win, d.heard_at
-          FROM rules r
-         WHERE r.business_id = d.business_id AND (r.agent_device_id IS NULL OR r.agent_device_id = d.id)
-           AND r.kind <> 'metric') p
+    -- Their agent_offline and service_down pairs that can change something, judged now (not
+    -- every quiet pair of the fleet).
+    SELECT p.rule_id, p.device_id, p.kind, p.win, p.heard_at
+      FROM (SELECT r.id AS rule_id, d.id AS device_id, r.kind, r.win, d.heard_at
+              FROM concerned d JOIN rules r ON r.business_id = d.business_id AND r.agent_device_id = d.id
+             WHERE r.kind <> 'metric'
+            UNION ALL
+            SELECT r.id, d.id, r.kind, r.win, d.heard_at
+              FROM concerned d JOIN rules r ON r.business_id = d.business_id AND r.agent_device_id IS NULL
+             WHERE r.kind <> 'metric') p
      WHERE (p.kind = 'agent_offline' AND p.heard_at <= now() - p.win)
         OR (p.kind = 'service_down' AND p.device_id IN (SELECT device_id FROM down))
         OR (p.rule_id, p.device_id) IN (SELECT agent_alert_id, agent_device_id FROM open_now)
