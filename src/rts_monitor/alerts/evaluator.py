@@ -1,10 +1,14 @@
-"""Evaluation of alert rules as one set-based SQL statement (no per-device Python loops).
+"""Evaluation of alert rules as set-based SQL statements (no per-device Python loops).
 
-``evaluate`` runs the ``evaluate`` query of ``queries.sql`` in one transaction: every (rule,
-device) pair is judged, episodes open (at most one open per pair, guaranteed by a partial unique
-index) or auto-resolve, rule counters move, and tickets/notifications are enqueued in the outbox in
-the same commit, so a crash leaves either all of it or none of it. ``run_cycle`` wraps it with a
-row in ``alert_evaluation_runs`` (when, where, how long) for operators and the two-process test.
+``evaluate`` runs one statement of ``queries.sql`` in one transaction: ``evaluate`` for a
+periodic cycle (every device, or incrementally only the devices whose inputs changed),
+``evaluate_devices`` for the ingest hook (the metric rules of the flushed devices). Metric rules
+are judged at every sample time of a device, in order (docs/alerts.md, "Evaluation"); episodes
+open (at most one open per pair, guaranteed by a partial unique index) or auto-resolve, rule
+counters move, tickets/notifications are enqueued in the outbox and what was judged is recorded,
+in the same commit, so a crash leaves either all of it or none of it. ``run_cycle`` wraps it with
+a row in ``alert_evaluation_runs`` (when, where, how long, which scope) for operators and the
+two-process test.
 """
 
 from __future__ import annotations
