@@ -203,6 +203,11 @@ class BacktestRequest(msgspec.Struct, forbid_unknown_fields=True):
     since: datetime
     until: datetime | None = None  # default: now
 
+    def __post_init__(self) -> None:
+        # Query bounds, as everywhere (core/types.py); the 30 days are checked against now by the service.
+        planned_time(self.since, "since")
+        planned_time(self.until, "until")
+
 
 class BacktestEpisode(msgspec.Struct):
     """One episode the rule would have opened: from the instant (data time) whose window breached to
