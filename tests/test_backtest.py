@@ -235,6 +235,8 @@ async def test_backtest_over_http_answers_per_device_and_keeps_tenancy(api_facto
              "rule.conditions.threshold"),
             ({"rule": rule, "since": old}, "since"),
             ({"rule": rule, "since": since, "until": since}, "until"),
+            ({"rule": rule, "since": "0001-01-01T00:00:00Z"}, "since"),
+            ({"rule": rule, "since": since, "until": "9999-12-31T23:59:59Z"}, "until"),
             ({"rule": {**rule, "conditions": {**CPU90, "bogus": 1}}, "since": since}, "rule.conditions.bogus"),
         ]
         for payload, field in cases:
