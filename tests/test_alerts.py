@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import itertools
+import os
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
 import psycopg
+import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from psycopg.types.json import Jsonb
 
 from rts_monitor.alerts import evaluator
@@ -80,7 +86,7 @@ async def test_a_real_metric_value_is_kept_as_its_shortest_decimal(conn: psycopg
     mean = await add_rule(conn, t.business_id, {**CPU90, "duration_minutes": 2}, name="mean")
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=3)
     await add_samples(conn, t.agent.id, start, [95.1, 95.13, 95.12])
-    await evaluator.evaluate(conn, settings)
+    await evaluator.evaluate(conn, settings)  # a device judged for the first time: at its newest sample
     (p,), (m,) = await episodes(conn, peak), await episodes(conn, mean)
     assert p["metric_value"] == 95.12 and repr(m["metric_value"]) == "95.11667"
 
@@ -255,6 +261,276 @@ async def test_manual_resolve_is_not_undone_by_the_next_cycle(conn: psycopg.Asyn
     assert len(await episodes(conn, rule)) == 1
 
 
+async def deliver(conn: Any, device_id: UUID, rows: list[tuple[datetime, float | None]],
+                  metric: str = "cpu_percent") -> None:
+    """Samples as an ingest flush writes them: the rows, the committed range and the device's
+    last_metrics_received, in one transaction (what incremental cycles rely on)."""
+    async with conn.transaction():
+        await factories.metric_samples(conn, [{"agent_device_id": device_id, "collected_at": at, metric: v}
+                                              for at, v in rows])
+        await conn.execute("UPDATE agent_devices SET last_metrics_received = now() WHERE id = %s", (device_id,))
+
+
+async def test_a_replayed_spool_opens_and_clears_inside_one_cycle(conn: psycopg.AsyncConnection[Any],
+                                                                 settings: Settings) -> None:
+    """Every instant of a batch is judged in order: a spike that came and went while the agent was
+    offline is one episode, opened and cleared in data time, resolved at once."""
+    t = await factories.tenant(conn)
+    rule = await add_rule(conn, t.business_id, CPU90, create_ticket=True)
+    start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=14)
+    m = timedelta(minutes=1)
+    values = [40.0] * 2 + [95.0] * 12 + [20.0] * 1  # 15 samples, the newest 0 minutes ago ... at most
+    await deliver(conn, t.agent.id, [(start + i * m, v) for i, v in enumerate(values[:14])])
+    r = await evaluator.evaluate(conn, settings, devices=[t.agent.id], kinds=("metric",))
+    assert len(r.opened) == 1 and r.resolved == []
+    await deliver(conn, t.agent.id, [(start + 14 * m, 20.0)])
+    assert (await evaluator.evaluate(conn, settings, devices=[t.agent.id], kinds=("metric",))).resolved == []
+    # A longer replay in one batch (of a device judged before): hot for 12 minutes, then cool.
+    other = await factories.agent(conn, t.business_id)
+    await evaluator.evaluate(conn, settings)
+    at = [start + i * m for i in range(22)]
+    await deliver(conn, other.id, list(zip(at, [95.0] * 12 + [10.0] * 10, strict=True)))
+    r = await evaluator.evaluate(conn, settings, devices=[other.id], kinds=("metric",))
+    assert [o.device_id for o in r.opened] == [other.id] and len(r.resolved) == 1
+    (ep,) = [e for e in await episodes(conn, rule) if e["agent_device_id"] == other.id]
+    assert ep["status"] == "auto_resolved" and ep["detected_at"] == at[10] and ep["condition_since"] == at[0]
+    assert at[11] < ep["cleared_at"] <= at[21] and ep["resolved_at"] is not None
+    cur = await conn.execute("SELECT channel, event FROM alert_outbox WHERE alert_history_id = %s ORDER BY event",
+                             (ep["id"],))
+    assert [(x["channel"], x["event"]) for x in await cur.fetchall()] == [("ticket", "opened"), ("ticket", "resolved")]
+
+
+async def test_incremental_cycles_judge_only_what_changed(conn: psycopg.AsyncConnection[Any],
+                                                          settings: Settings) -> None:
+    """``pairs``: the pairs a cycle judged (metric pairs of due devices, and the agent_offline and
+    service_down pairs that can change: a breach, or an open episode)."""
+    b = await factories.business(conn)
+    devs = [await factories.agent(conn, b) for _ in range(3)]
+    rule = await add_rule(conn, b, CPU90)
+    offline = await add_rule(conn, b, {"kind": "agent_offline", "duration_minutes": 15}, name="offline")
+    start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=12)
+    for d in devs:
+        await deliver(conn, d.id, [(start + timedelta(minutes=i), 50.0) for i in range(11)])
+
+    async def judged() -> int:
+        return (await evaluator.evaluate(conn, settings, incremental=True)).pairs
+
+    assert await judged() == 3  # nothing judged yet: every device is due; all heard from recently
+    assert await judged() == 0
+    # New samples of one device: that device's metric pair.
+    await deliver(conn, devs[0].id, [(start + timedelta(minutes=11), 99.0)])
+    assert await judged() == 1
+    # A hook judged the new samples already: the cycle has nothing left to do.
+    await deliver(conn, devs[1].id, [(start + timedelta(minutes=11), 99.0)])
+    await evaluator.evaluate(conn, settings, devices=[devs[1].id], kinds=("metric",))
+    assert await judged() == 0
+    # A rule edit or a maintenance window of the business: all its devices.
+    await conn.execute("UPDATE agent_alerts SET conditions = conditions || '{\"threshold\": 40}' WHERE id = %s",
+                       (rule,))
+    r = await evaluator.evaluate(conn, settings, incremental=True)
+    assert r.pairs == 3 and len(r.opened) == 3  # 40 is exceeded by all three now
+    assert await judged() == 0
+    await conn.execute("INSERT INTO alert_maintenance_windows (business_id, starts_at, ends_at) "
+                       "VALUES (%s, now() - interval '1 hour', now() + interval '1 hour')", (b,))
+    assert await judged() == 3
+    # The device itself: alerts switched off (nothing to judge) and on again.
+    await conn.execute("UPDATE agent_devices SET alerts_enabled = false WHERE id = %s", (devs[2].id,))
+    assert await judged() == 0
+    await conn.execute("UPDATE agent_devices SET alerts_enabled = true WHERE id = %s", (devs[2].id,))
+    assert await judged() == 1
+    await conn.execute("DELETE FROM alert_maintenance_windows WHERE business_id = %s", (b,))
+    assert await judged() == 3
+    # The wall clock: a device silent for longer than the offline rule's duration is judged (and
+    # opens) in every cycle while its episode is open, whether or not anything else changed.
+    await conn.execute("UPDATE agent_devices SET last_heartbeat = now() - interval '20 minutes' WHERE id = %s",
+                       (devs[0].id,))
+    r = await evaluator.evaluate(conn, settings, incremental=True)
+    assert [(o.rule_id, o.device_id) for o in r.opened] == [(offline, devs[0].id)] and r.pairs == 1
+    assert await judged() == 1
+    await conn.execute("UPDATE agent_devices SET last_heartbeat = now() WHERE id = %s", (devs[0].id,))
+    assert len((await evaluator.evaluate(conn, settings, incremental=True)).resolved) == 1
+    assert await judged() == 0
+
+
+# --- incremental cycles equal full ones (property) ----------------------------------------------
+
+_VALUES = st.sampled_from([None, 20.0, 47.0, 49.0, 50.0, 51.0, 53.0, 80.0])
+_SAMPLES = st.tuples(st.just("samples"), st.integers(0, 2), st.integers(1, 12), st.integers(0, 14), _VALUES,
+                     st.booleans())
+_OP = st.one_of(
+    _SAMPLES, _SAMPLES, _SAMPLES, _SAMPLES, _SAMPLES, _SAMPLES,  # most steps deliver samples
+    st.tuples(st.just("hook"), st.integers(0, 2)),
+    st.tuples(st.just("cycle")), st.tuples(st.just("cycle")),
+    st.tuples(st.just("rule"), st.integers(0, 2),
+              st.sampled_from(["threshold", "duration", "aggregation", "disable", "enable", "delete"])),
+    st.tuples(st.just("maintenance"), st.sampled_from(["create", "end", "move", "delete"]), st.integers(0, 2),
+              st.integers(0, 170), st.integers(1, 60)),
+    st.tuples(st.just("resolve"), st.integers(0, 2), st.integers(0, 2)),
+    st.tuples(st.just("toggle"), st.integers(0, 2)),
+    st.tuples(st.just("relocate"), st.integers(0, 2)),
+)
+
+
+@given(ops=st.lists(_OP, min_size=10, max_size=60), seed=st.integers(0, 2**16))
+@hsettings(max_examples=int(os.environ.get("RTS_ALERT_EXAMPLES", "40")), deadline=None,
+           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+def test_property_incremental_cycles_open_exactly_what_full_cycles_open(
+        db_url: str, second_db_url: str, settings: Settings, ops: list[tuple[Any, ...]], seed: int) -> None:
+    """The same random workload (samples on time, late and out of order, gaps, hooks, rule edits,
+    maintenance windows, manual resolves, devices switched off or moved) through full cycles in one
+    database and incremental cycles in another: after every cycle both hold the same episodes."""
+    import asyncio
+    import random
+
+    from psycopg.rows import dict_row
+
+    from rts_monitor.alerts import lifecycle
+    from rts_monitor.auth.principal import Principal, Role
+    rnd = random.Random(seed)
+    staff = Principal(user_id=uuid4(), role=Role.admin, business_id=None)
+    cfg = settings.with_(alert_data_stale_seconds=6 * 3600)
+
+    async def run() -> None:
+        async with (await psycopg.AsyncConnection.connect(db_url, autocommit=True, row_factory=dict_row) as full,
+                    await psycopg.AsyncConnection.connect(second_db_url, autocommit=True, row_factory=dict_row) as inc):
+            both = (full, inc)
+            biz, locs, devs = uuid4(), [uuid4(), uuid4()], [uuid4(), uuid4(), uuid4()]
+            rules = [uuid4(), uuid4(), uuid4()]
+            base = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
+            for c in both:
+                await c.execute("INSERT INTO businesses (id, business_name) VALUES (%s, 'inc')", (biz,))
+                for loc in locs:
+                    await c.execute("INSERT INTO service_locations (id, business_id, location_name) "
+                                    "VALUES (%s, %s, 'site')", (loc, biz))
+                for i, d in enumerate(devs):
+                    await c.execute("INSERT INTO agent_devices (id, business_id, service_location_id, device_name, "
+                                    "os_type, agent_version, status) VALUES (%s, %s, %s, %s, 'linux', '1', 'online')",
+                                    (d, biz, locs[i % 2], f"dev{i}"))
+                await add_rule(c, biz, {"metric": "cpu_percent", "operator": ">", "threshold": 50,
+                                        "duration_minutes": 3}, name="r0", id=rules[0])
+                await add_rule(c, biz, {"metric": "cpu_percent", "operator": "<=", "threshold": 48,
+                                        "duration_minutes": 0, "aggregation": "max", "hysteresis": 1},
+                               name="r1", id=rules[1], device_id=devs[1])
+                await add_rule(c, biz, {"metric": "cpu_percent", "operator": ">=", "threshold": 52,
+                                        "duration_minutes": 1, "aggregation": "min", "hysteresis": 0},
+                               name="r2", id=rules[2])
+            latest = [base] * 3
+            windows: list[UUID] = []
+
+            async def compare() -> None:
+                got = []
+                for c in both:
+                    cur = await c.execute(
+                        "SELECT agent_alert_id, agent_device_id, status, detected_at, cleared_at, condition_since, "
+                        "metric_value FROM agent_alert_history WHERE business_id = %s "
+                        "ORDER BY agent_alert_id, agent_device_id, detected_at", (biz,))
+                    got.append(await cur.fetchall())
+                assert got[0] == got[1]
+
+            for op in ops:
+                kind = op[0]
+                if kind == "samples":
+                    _, d, n, gap, value, late = op
+                    if late and latest[d] > base + timedelta(minutes=20):
+                        # out of order: fill in earlier times of this device (some already taken)
+                        at = [latest[d] - timedelta(seconds=rnd.randint(30, 1200)) for _ in range(n)]
+                    else:
+                        t0 = latest[d] + timedelta(minutes=gap + 1)
+                        at = [t0 + timedelta(minutes=i, seconds=rnd.randint(-20, 20)) for i in range(n)]
+                        latest[d] = max(latest[d], max(at))
+                    flap = [-3.0, -1.0, -0.5, 0.0, 0.5, 1.0, 3.0]  # around the level: flapping near a threshold
+                    rows = sorted({a: None if value is None else value + rnd.choice(flap) for a in at}.items())
+                    for c in both:
+                        await deliver(c, devs[d], rows)
+                elif kind == "hook":
+                    for c in both:
+                        await evaluator.evaluate(c, cfg, devices=[devs[op[1]]], kinds=("metric",))
+                elif kind == "cycle":
+                    await evaluator.evaluate(full, cfg)
+                    await evaluator.evaluate(inc, cfg, incremental=True)
+                    await compare()
+                elif kind == "rule":
+                    r, what = rules[op[1]], op[2]
+                    sql = {
+                        "threshold": "UPDATE agent_alerts SET conditions = conditions || jsonb_build_object("
+                                     "'threshold', (conditions->>'threshold')::float8 + 2) WHERE id = %s",
+                        "duration": "UPDATE agent_alerts SET conditions = conditions || jsonb_build_object("
+                                    "'duration_minutes', ((conditions->>'duration_minutes')::int + 2) %% 6) "
+                                    "WHERE id = %s",
+                        "aggregation": "UPDATE agent_alerts SET conditions = conditions || jsonb_build_object("
+                                       "'aggregation', CASE conditions->>'aggregation' WHEN 'min' THEN 'avg' "
+                                       "WHEN 'max' THEN 'min' ELSE 'max' END) WHERE id = %s",
+                        "disable": "UPDATE agent_alerts SET is_active = false WHERE id = %s",
+                        "enable": "UPDATE agent_alerts SET is_active = true WHERE id = %s",
+                        "delete": "UPDATE agent_alerts SET soft_delete = true, is_active = false WHERE id = %s",
+                    }[what]
+                    for c in both:
+                        await c.execute(sql, (r,))
+                        if what in ("disable", "delete"):
+                            await c.execute("UPDATE agent_alert_history SET status = 'auto_resolved', "
+                                            "resolved_at = now() WHERE agent_alert_id = %s "
+                                            "AND status IN ('active', 'acknowledged')", (r,))
+                elif kind == "maintenance":
+                    _, what, scope, offset, length = op
+                    starts = base + timedelta(minutes=offset)
+                    if what == "create" or not windows:
+                        w = uuid4()
+                        windows.append(w)
+                        for c in both:
+                            await c.execute(
+                                "INSERT INTO alert_maintenance_windows (id, business_id, service_location_id, "
+                                "agent_device_id, starts_at, ends_at) VALUES (%s, %s, %s, %s, %s, %s)",
+                                (w, biz, locs[0] if scope == 1 else None, devs[0] if scope == 2 else None,
+                                 starts, starts + timedelta(minutes=length)))
+                        continue
+                    w = rnd.choice(windows)
+                    for c in both:
+                        if what == "end":
+                            await c.execute("UPDATE alert_maintenance_windows SET ends_at = starts_at + "
+                                            "interval '1 minute' WHERE id = %s", (w,))
+                        elif what == "move":
+                            await c.execute("UPDATE alert_maintenance_windows SET starts_at = %s, ends_at = %s "
+                                            "WHERE id = %s", (starts, starts + timedelta(minutes=length), w))
+                        else:
+                            await c.execute("DELETE FROM alert_maintenance_windows WHERE id = %s", (w,))
+                    if what == "delete":
+                        windows.remove(w)
+                elif kind == "resolve":
+                    for c in both:
+                        cur = await c.execute("SELECT id FROM agent_alert_history WHERE agent_alert_id = %s "
+                                              "AND agent_device_id = %s AND status IN ('active', 'acknowledged')",
+                                              (rules[op[1]], devs[op[2]]))
+                        row = await cur.fetchone()
+                        if row is not None:
+                            await lifecycle.resolve(c, principal=staff, alert_id=row["id"], notes=None)
+                elif kind == "toggle":
+                    for c in both:
+                        await c.execute("UPDATE agent_devices SET alerts_enabled = NOT alerts_enabled WHERE id = %s",
+                                        (devs[op[1]],))
+                elif kind == "relocate":
+                    for c in both:
+                        await c.execute("UPDATE agent_devices SET service_location_id = CASE service_location_id "
+                                        "WHEN %s THEN %s::uuid ELSE %s::uuid END WHERE id = %s",
+                                        (locs[0], locs[1], locs[0], devs[op[1]]))
+            await evaluator.evaluate(full, cfg)
+            await evaluator.evaluate(inc, cfg, incremental=True)
+            await compare()
+            for c in both:  # this example's rules rest: later examples judge only their own
+                await c.execute("UPDATE agent_alerts SET is_active = false WHERE business_id = %s", (biz,))
+
+    asyncio.run(run())
+
+
+@pytest.fixture
+def second_db_url(server_url: str, template_db: str) -> Iterator[str]:
+    """Another fresh migrated database beside ``db_url`` (the incremental side of the property)."""
+    from tests.fix_db import clone_template, drop_database
+
+    name, url = clone_template(server_url, template_db, "inc")
+    yield url
+    drop_database(server_url, name)
+
+
 # --- tickets ---------------------------------------------------------------------------------
 
 async def _ticket_world(conn: Any) -> tuple[factories.Tenant, UUID]:
@@ -373,7 +649,7 @@ async def test_two_processes_never_evaluate_at_the_same_time(conn: psycopg.Async
     await asyncio.sleep(6)
     a.stop(), b.stop()
     cur = await conn.execute("SELECT instance, started_at, finished_at FROM alert_evaluation_runs "
-                             "WHERE scope = 'all' AND finished_at IS NOT NULL ORDER BY started_at")
+                             "WHERE finished_at IS NOT NULL ORDER BY started_at")
     runs = await cur.fetchall()
     assert len(runs) >= 4
     for server in (a, b):  # both really competed for the job (which one wins each tick is up to timing)

@@ -23,7 +23,7 @@ from rts_monitor.core.settings import Settings
 from rts_monitor.db import open_pool
 from rts_monitor.notifications import delivery, webhook
 from tests import factories
-from tests.test_alerts import CPU90, FAST, add_rule, add_samples, wait_for
+from tests.test_alerts import CPU90, FAST, add_rule, add_samples, deliver, wait_for
 
 
 @dataclass
@@ -254,7 +254,9 @@ async def test_a_slow_webhook_never_delays_evaluation(conn: psycopg.AsyncConnect
     await wait_for(lambda: opened(first.id))
     await wait_for(lambda: asyncio.sleep(0, result=bool(rec.calls)))  # delivery in flight, receiver stalling
     stalled_at = time.monotonic()
-    await add_samples(conn, second.id, start, [95.0] * 11)
+    # As an ingest flush writes them (last_metrics_received moves): the server's cycles are
+    # incremental, so samples written around ingest would wait for the hourly full cycle.
+    await deliver(conn, second.id, [(start + timedelta(minutes=i), 95.0) for i in range(11)])
     ep2 = await wait_for(lambda: opened(second.id), timeout=5)
     assert time.monotonic() - stalled_at < 4.5, "the second alert waited for the slow webhook"
     assert (await opened(first.id))["notification_sent"] is False

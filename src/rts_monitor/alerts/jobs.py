@@ -1,9 +1,12 @@
 """Scheduled alerting work: the evaluation cycle, tickets, notifications; and the after-ingest check.
 
 ``alerts.evaluate`` is a singleton job (the scheduler's advisory lock): with several API
-processes exactly one evaluates at a time. Tickets and notifications are separate jobs, so a
-slow webhook never holds up evaluation or ticket creation. After a cycle (or an ingest flush)
-that enqueued work, the outbox jobs are nudged at once instead of waiting for their next tick.
+processes exactly one evaluates at a time. Its cycles are incremental (only what changed since it
+was last judged; an hourly full cycle as a backstop); the after-ingest check judges each flush's
+devices as their samples commit, so in steady operation the cycle finds little left to do.
+Tickets and notifications are separate jobs, so a slow webhook never holds up evaluation or ticket
+creation. After a cycle (or an ingest flush) that enqueued work, the outbox jobs are nudged at
+once instead of waiting for their next tick.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ _background: set[asyncio.Task[bool]] = set()
 
 async def evaluate(ctx: AppContext) -> None:
     async with connection(ctx.pool) as conn:
-        result = await evaluator.run_cycle(conn, ctx.settings, scope="all")
+        scope = await evaluator.periodic_scope(conn)
+        result = await evaluator.run_cycle(conn, ctx.settings, scope=scope)
         await evaluator.prune(conn)
     if result.outbox:
         nudge_outbox(ctx)

@@ -83,6 +83,7 @@ async def resolve(conn: AsyncConnection[Any], *, principal: Principal, alert_id:
             raise Conflict(f"alert is already {status}")
         await conn.execute(Q.episode_resolve, {"id": alert_id, "user_id": principal.user_id, "notes": notes})
         await conn.execute(Q.enqueue_resolved, {"ids": [alert_id]})
+        await conn.execute(Q.rejudge_device, {"ids": [alert_id]})
     return await get_episode(conn, principal=principal, alert_id=alert_id)
 
 

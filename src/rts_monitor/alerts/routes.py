@@ -15,8 +15,10 @@ from litestar import delete, get, patch, post
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
-from rts_monitor.alerts import lifecycle, maintenance, rules
+from rts_monitor.alerts import backtest, lifecycle, maintenance, rules
 from rts_monitor.alerts.structs import (
+    BacktestRequest,
+    BacktestResult,
     DeliveryList,
     Episode,
     EpisodeAction,
@@ -60,6 +62,16 @@ def _bound(value: datetime | None, name: str) -> datetime | None:
               "naming the field (e.g. conditions.metric)")
 async def create_rule(ctx: AppContext, conn: Conn, principal: Principal, data: RuleCreate) -> Rule:
     return await rules.create(conn, principal=principal, settings=ctx.settings, data=data)
+
+
+@post("/api/alerts/rules/backtest", status_code=200, tags=TAGS, security=PORTAL,
+      summary="Backtest a rule before saving it: the episodes it would have opened per device over a period "
+              "(at most 30 days back), with totals and what a chart needs (threshold, clear line, episodes)",
+      description="Body: `{\"rule\": <the body of POST /api/alerts/rules>, \"since\": ISO 8601, \"until\"?: "
+                  "ISO 8601 (default now)}`. Metric rules only. Judged exactly as the live evaluator judges "
+                  "(docs/alerts.md, \"Backtest\"). Who may: whoever may create the rule.")
+async def backtest_rule(ctx: AppContext, conn: Conn, principal: Principal, data: BacktestRequest) -> BacktestResult:
+    return await backtest.backtest(conn, principal=principal, settings=ctx.settings, edition=ctx.edition, data=data)
 
 
 @get("/api/alerts/rules", tags=TAGS, security=PORTAL, summary="List alert rules (customers: their business)")
@@ -194,7 +206,7 @@ async def delete_window(ctx: AppContext, conn: Conn, principal: Principal, windo
 
 
 HANDLERS: list[Any] = [
-    create_rule, list_rules, get_rule, update_rule, disable_rule, enable_rule, delete_rule,
+    create_rule, backtest_rule, list_rules, get_rule, update_rule, disable_rule, enable_rule, delete_rule,
     list_alerts, agent_alerts, get_alert, acknowledge_alert, resolve_alert, alert_deliveries,
     create_window, list_windows, get_window, update_window, delete_window,
 ]

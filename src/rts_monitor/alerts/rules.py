@@ -116,21 +116,23 @@ def _row_to_rule(row: dict[str, Any]) -> Rule:
     return msgspec.convert(data, Rule, from_attributes=False)
 
 
-async def _resolve_business(conn: AsyncConnection[Any], principal: Principal, business_id: UUID | None,
-                            device_id: UUID | None) -> UUID:
-    """The rule's business: the device's, the one given, or the customer's own; 404 outside scope."""
+async def resolve_business(conn: AsyncConnection[Any], principal: Principal, business_id: UUID | None,
+                           device_id: UUID | None, *, prefix: str = "") -> UUID:
+    """The rule's business: the device's, the one given, or the customer's own; 404 outside scope.
+    ``prefix``: where the rule sits in the body (``rule.`` in a backtest), for the field names."""
     scope = principal.business_scope
     if device_id is not None:
-        dev = await visible_agent(conn, scope, device_id, field="agent_device_id")
+        dev = await visible_agent(conn, scope, device_id, field=f"{prefix}agent_device_id")
         if business_id is not None and business_id != dev["business_id"]:
-            raise ValidationFailed("agent_device_id: belongs to another business", field="agent_device_id")
+            raise ValidationFailed(f"{prefix}agent_device_id: belongs to another business",
+                                   field=f"{prefix}agent_device_id")
         return dev["business_id"]  # type: ignore[no-any-return]
     business_id = business_id or principal.business_id
     if business_id is None:
-        raise ValidationFailed("business_id: required (or agent_device_id)", field="business_id")
+        raise ValidationFailed(f"{prefix}business_id: required (or agent_device_id)", field=f"{prefix}business_id")
     cur = await conn.execute(Q.business_exists, {"id": business_id, "scope": scope})
     if await cur.fetchone() is None:
-        raise NotFound("business not found", field="business_id")
+        raise NotFound("business not found", field=f"{prefix}business_id")
     return business_id
 
 
@@ -153,7 +155,7 @@ async def create(conn: AsyncConnection[Any], *, principal: Principal, settings: 
     validate_conditions(data.conditions)
     _validate_rule(settings, data.alert_name, list(data.notification_channels), data.notification_recipients,
                    data.webhook_url)
-    business_id = await _resolve_business(conn, principal, data.business_id, data.agent_device_id)
+    business_id = await resolve_business(conn, principal, data.business_id, data.agent_device_id)
     await _check_user_recipients(conn, business_id, data.notification_recipients)
     params = {
         "alert_name": data.alert_name.strip(), "alert_type": data.alert_type or default_type(data.conditions),

@@ -191,3 +191,81 @@ class Delivery(msgspec.Struct):
 
 class DeliveryList(msgspec.Struct):
     deliveries: list[Delivery]
+
+
+MAX_BACKTEST_DAYS = 30
+
+
+class BacktestRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """A rule as it would be created, and the period to replay it over (at most 30 days back)."""
+
+    rule: RuleCreate
+    since: datetime
+    until: datetime | None = None  # default: now
+
+    def __post_init__(self) -> None:
+        # Query bounds, as everywhere (core/types.py); the 30 days are checked against now by the service.
+        planned_time(self.since, "since")
+        planned_time(self.until, "until")
+
+
+class BacktestEpisode(msgspec.Struct):
+    """One episode the rule would have opened: from the instant (data time) whose window breached to
+    the one whose window cleared it (``end`` None: still open at the end of the period)."""
+
+    start: datetime
+    end: datetime | None
+    condition_since: datetime  # start of the window that opened it (start - duration)
+    value: float  # the window's aggregate at the opening, as the live episode's metric_value
+    peak: float  # the most extreme aggregate while open (max for > and >=, min for < and <=)
+    ticket: bool  # a ticket would have been created (the rule creates tickets for every episode)
+
+
+class BacktestDevice(msgspec.Struct):
+    agent_device_id: UUID
+    device_name: str
+    episodes: list[BacktestEpisode]
+    time_in_alert_seconds: float
+
+
+class BacktestTotals(msgspec.Struct):
+    episodes: int
+    devices_affected: int
+    devices_evaluated: int
+    time_in_alert_seconds: float
+    tickets: int
+
+
+class BacktestChart(msgspec.Struct):
+    """What a chart of the result needs beside the metric series (from the history API): the lines
+    to draw and where the series comes from; the episodes (start..end) are the bands to shade."""
+
+    metric: str
+    aggregation: str
+    operator: str
+    threshold: float
+    clear_threshold: float  # the window's aggregate must reach this to clear (hysteresis)
+    duration_minutes: int
+    history_path: str  # per device: replace {agent_id}; start/end/metric/interval as query parameters
+    history_params: dict[str, str]
+
+
+class BacktestReads(msgspec.Struct):
+    """How the answer was read (docs/alerts.md, "Backtest"): which hours a tier showed quiet,
+    how many instants were judged from raw rows."""
+
+    tier: str | None  # the rollup tier used to skip quiet hours (None: every instant from raw)
+    raw_ranges: int
+    instants: int
+    passes: int
+
+
+class BacktestResult(msgspec.Struct):
+    since: datetime
+    until: datetime
+    business_id: UUID
+    agent_device_id: UUID | None
+    chart: BacktestChart
+    totals: BacktestTotals
+    devices: list[BacktestDevice]  # devices with at least one episode, most time in alert first
+    reads: BacktestReads
