@@ -56,6 +56,11 @@ async def test_an_episode_opens_live_in_the_inbox_and_is_acknowledged_and_resolv
         console: ConsoleBrowser, api_conn: Any, client: httpx.AsyncClient) -> None:
     t = await factories.tenant(api_conn)
     operator = await staff_user(api_conn, "technician", "operator")
+    # yesterday's history: quiet, then twelve hot minutes (one sample a minute), then quiet again
+    hot_at = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=3)
+    await factories.metric_samples(api_conn, [
+        {"agent_device_id": t.agent.id, "collected_at": hot_at + timedelta(minutes=i),
+         "cpu_percent": HOT if 0 <= i < 12 else 20.0} for i in range(-30, 40)])
     page = await console.page()
     await console.sign_in(page, "technician", user_id=operator, next_path="/console/alerts/rules/new")
     # the operator writes the rule in the editor; a mistake is shown beside its field
@@ -65,6 +70,22 @@ async def test_an_episode_opens_live_in_the_inbox_and_is_acknowledged_and_resolv
     await expect(error).to_contain_text("threshold")
     await console.shot(page, "rule-field-error")
     await page.locator("#rule-form [name=threshold]").fill("90")
+    # the backtest, before saving: one would-be episode in the hot minutes, shaded on the chart
+    await page.locator("#backtest-period").select_option("1d")
+    await page.get_by_role("button", name="Run the backtest").click()
+    await page.wait_for_selector("#backtest[data-state=ready]", state="attached")
+    await expect(page.locator("#backtest-summary")).to_contain_text("would have opened 1 alert(s) on 1 of 1 device(s)")
+    backtest = await page.evaluate("() => window.rtsConsole.backtest")
+    assert backtest["agent"] == str(t.agent.id) and backtest["points"] > 0
+    [(band_start, band_end)] = backtest["bands"]
+    # it opens once five minutes of the window are hot and clears when the window has cooled
+    assert hot_at.timestamp() + 4 * 60 <= band_start <= hot_at.timestamp() + 6 * 60, (band_start, hot_at)
+    assert hot_at.timestamp() + 12 * 60 <= band_end <= hot_at.timestamp() + 20 * 60
+    await expect(page.locator("#backtest-episodes li")).to_have_count(1)
+    assert backtest["result"]["chart"]["threshold"] == 90
+    await console.shot(page, "rule-backtest")
+    cur = await api_conn.execute("SELECT count(*) AS n FROM agent_alerts WHERE alert_name = 'CPU hot (console)'")
+    assert (await cur.fetchone())["n"] == 0  # nothing saved by the preview
     await page.get_by_role("button", name="Save rule").click()
     await page.wait_for_url(console.url("/console/alerts/rules"))
     rule_row = page.locator("tr.rule", has_text="CPU hot (console)")

@@ -3,6 +3,7 @@
 
 import { initAdmin } from "./admin";
 import { initAlert, initAlerts } from "./alerts";
+import { initBacktest } from "./backtest";
 import { initCommand, initCommandForm, initCommands } from "./commands";
 import { initDevice } from "./device";
 import { initFleet } from "./fleet";
@@ -43,7 +44,10 @@ function start(): void {
   else if (page === "alerts") initAlerts();
   else if (page === "alert") initAlert();
   else if (page === "rules") initRules();
-  else if (page === "rule") initRuleForm();
+  else if (page === "rule") {
+    initRuleForm();
+    initBacktest();
+  }
   if (page !== "fleet" && page !== "login") window.setInterval(() => fmt.refreshTimes(), 30_000);
 }
 
