@@ -283,8 +283,8 @@ async def test_device_charts_get_the_stored_points_with_gaps_as_gaps(console: Co
     # a range of one's own: the charts ask for exactly it, and nothing is appended live to it
     from_local = (now - timedelta(hours=14)).astimezone(NEW_YORK).strftime("%Y-%m-%dT%H:%M")
     to_local = (now - timedelta(hours=8)).astimezone(NEW_YORK).strftime("%Y-%m-%dT%H:%M")
-    await page.get_by_label("From").fill(from_local)
-    await page.get_by_label("To").fill(to_local)
+    await page.get_by_label("From", exact=True).fill(from_local)
+    await page.get_by_label("To", exact=True).fill(to_local)
     await page.get_by_role("button", name="Show").click()
     await expect(page.locator("#range-note")).not_to_contain_text("updating live")
     custom = await chart(page, "cpu")

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 import httpx
 from playwright.async_api import Page, expect
@@ -23,6 +24,7 @@ from tests.fix_api import ApiServer
 from tests.fix_browser import DESKTOP, ConsoleBrowser, until
 
 HOT = 97.0
+NEW_YORK = ZoneInfo("America/New_York")  # the browser contexts' time zone (tests/fix_browser.py)
 
 
 def cpu_samples(start: datetime, minutes: int, cpu: float) -> list[dict[str, Any]]:
@@ -388,3 +390,67 @@ async def test_a_customer_gets_no_database_page_and_sees_only_its_own_rules(cons
     await expect(technician.get_by_role("link", name="Database")).to_have_count(0)
     response = await technician.goto(console.url("/console/admin"))
     assert response is not None and response.status == 403
+
+
+async def test_rules_are_disabled_enabled_and_deleted_and_a_maintenance_window_ends_early(
+        console: ConsoleBrowser, api_conn: Any) -> None:
+    t = await factories.tenant(api_conn)
+    await api_conn.execute("UPDATE agent_devices SET device_name = 'front-desk' WHERE id = %s", (t.agent.id,))
+    operator = await staff_user(api_conn, "admin", "rules")
+    page = await console.page()
+    await console.sign_in(page, "admin", user_id=operator, next_path="/console/alerts/rules/new")
+    form = page.locator("#rule-form")
+    await form.locator("[name=alert_name]").fill("front desk offline")
+    await form.locator("[name=business_id]").select_option(str(t.business_id))
+    await expect(form.locator("[name=agent_device_id] option")).to_have_count(2)
+    await form.locator("[name=agent_device_id]").select_option(str(t.agent.id))
+    await form.locator("[name=kind]").select_option("agent_offline")
+    await expect(form.locator("[name=threshold]")).to_be_hidden()  # the metric fields belong to metric rules
+    await form.locator("[name=duration_minutes]").fill("15")
+    await form.locator("[name=channel_webhook]").check()
+    await form.get_by_role("button", name="Save rule").click()
+    await expect(page.locator("[data-error-for=webhook_url]")).to_contain_text("webhook_url")
+    await form.locator("[name=webhook_url]").fill("https://hooks.example.com/rts")
+    await form.locator("[name=create_ticket]").check()
+    await form.get_by_role("button", name="Save rule").click()
+    await page.wait_for_url(console.url("/console/alerts/rules"))
+    row = page.locator("tr.rule", has_text="front desk offline")
+    await expect(row).to_contain_text("offline for 15 min")
+    await expect(row).to_contain_text("front-desk")
+    await expect(row).to_contain_text("opens a ticket")
+    await row.get_by_role("button", name="Disable").click()
+    await expect(page.locator("tr.rule", has_text="front desk offline")).to_contain_text("disabled")
+    await page.locator("tr.rule", has_text="front desk offline").get_by_role("button", name="Enable").click()
+    await expect(page.locator("tr.rule", has_text="front desk offline")).to_contain_text("active")
+    # edit: the stored rule's values are in the form; a change is a PATCH
+    await page.locator("tr.rule", has_text="front desk offline").get_by_role("link").first.click()
+    await expect(page.locator("#rule-form [name=duration_minutes]")).to_have_value("15")
+    await page.locator("#rule-form [name=duration_minutes]").fill("30")
+    await page.get_by_role("button", name="Save rule").click()
+    await page.wait_for_url(console.url("/console/alerts/rules"))
+    await expect(page.locator("tr.rule", has_text="front desk offline")).to_contain_text("offline for 30 min")
+
+    # a maintenance window for the device, in effect now, then ended early
+    wf = page.locator("#window-form")
+    await wf.locator("[name=business_id]").select_option(str(t.business_id))
+    await expect(wf.locator("[name=agent_device_id] option")).to_have_count(2)
+    await wf.locator("[name=agent_device_id]").select_option(str(t.agent.id))
+    now = datetime.now(UTC)
+    local = "%Y-%m-%dT%H:%M"
+    await wf.locator("[name=starts_at]").fill((now - timedelta(minutes=5)).astimezone(NEW_YORK).strftime(local))
+    await wf.locator("[name=ends_at]").fill((now + timedelta(hours=2)).astimezone(NEW_YORK).strftime(local))
+    await wf.locator("[name=reason]").fill("replacing the <b>switch</b>")
+    await wf.get_by_role("button", name="Create window").click()
+    window = page.locator("tr.window", has_text="replacing the <b>switch</b>")
+    await expect(window).to_contain_text("in effect")
+    await expect(window).to_contain_text("front-desk")
+    await console.shot(page, "rules-and-windows")
+    await window.get_by_role("button", name="End now").click()
+    await expect(page.locator("tr.window", has_text="replacing the <b>switch</b>")).to_have_count(0)
+    cur = await api_conn.execute("SELECT ends_at <= now() AS ended FROM alert_maintenance_windows "
+                                 "WHERE agent_device_id = %s", (t.agent.id,))
+    assert (await cur.fetchone())["ended"]
+    # delete, confirmed
+    await page.locator("tr.rule", has_text="front desk offline").get_by_role("button", name="Delete").click()
+    await page.locator("#rule-delete").get_by_role("button", name="Delete rule").click()
+    await expect(page.locator("tr.rule", has_text="front desk offline")).to_have_count(0)

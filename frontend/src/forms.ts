@@ -2,7 +2,7 @@
 // are shown beside the control that has data-error-for with that name (an indexed name such as
 // notification_recipients[2] falls back to its list), anything else above the buttons.
 
-import { HttpError, json } from "./http";
+import { HttpError, json, request } from "./http";
 
 export function clearErrors(form: HTMLElement, general: HTMLElement | null): void {
   for (const el of form.querySelectorAll<HTMLElement>("[data-error-for]")) el.textContent = "";
@@ -27,10 +27,12 @@ export function showError(form: HTMLElement, general: HTMLElement | null, err: u
 }
 
 export async function send<T>(url: string, method: string, body?: unknown): Promise<T> {
-  return json<T>(url, {
+  const response = await request(url, {
     method, headers: { "Content-Type": "application/json" },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
+  // a DELETE answers 204 without a body
+  return (response.status === 204 ? undefined : await response.json()) as T;
 }
 
 interface AgentItem { id: string; device_name: string }
