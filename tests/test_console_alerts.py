@@ -275,10 +275,16 @@ async def test_a_pending_command_is_cancelled_and_output_flags_truncation(consol
                                                                          api_conn: Any) -> None:
     t = await factories.tenant(api_conn)
     requester = await staff_user(api_conn, "technician", "canceller")
+    name = f"web-{t.agent.id.hex[:6]}_x"
+    await api_conn.execute("UPDATE agent_devices SET device_name = %s WHERE id = %s", (name, t.agent.id))
     await api_conn.execute("INSERT INTO agent_monitored_services (agent_device_id, service_name, status) "
                            "VALUES (%s, 'nginx', 'running'), (%s, 'cron', 'stopped')", (t.agent.id, t.agent.id))
     page = await console.page()
-    await console.sign_in(page, "technician", user_id=requester, next_path=f"/console/agents/{t.agent.id}")
+    # from the command console: find the device, then the same form as on its page
+    await console.sign_in(page, "technician", user_id=requester, next_path="/console/commands")
+    await page.get_by_role("searchbox", name="Device").fill(name)
+    await page.get_by_role("button", name="Find").click()
+    await page.get_by_role("link", name=name).click()
     form = page.locator("#command-form")
     options = await form.locator("[name=service_name] option").all_inner_texts()
     assert options == ["cron (stopped)", "nginx (running)"]  # the device's monitored services

@@ -38,7 +38,10 @@ function start(): void {
   else if (page === "device") {
     initDevice();
     initCommandForm();
-  } else if (page === "commands") initCommands();
+  } else if (page === "commands") {
+    initCommands();
+    initCommandForm();
+  }
   else if (page === "command") initCommand();
   else if (page === "admin") initAdmin();
   else if (page === "alerts") initAlerts();

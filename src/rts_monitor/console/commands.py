@@ -18,6 +18,8 @@ from rts_monitor.commands.structs import Command
 from rts_monitor.core.settings import Settings
 from rts_monitor.db import Conn, Queries
 from rts_monitor.db.rows import fetch_all, fetch_one
+from rts_monitor.devices import service as devices
+from rts_monitor.devices.structs import AgentDetail
 
 Q = Queries.beside(__file__)
 RECENT = 50
@@ -83,6 +85,19 @@ async def detail(conn: Conn, *, principal: Principal, agent_id: UUID, command_id
         if awaiting else []
     return CommandDetail(command, names.get(agent_id, ""), await _emails(conn, _people([command])), approvers,
                          awaiting, principal.is_staff and principal.user_id != command.requested_by)
+
+
+async def find_devices(conn: Conn, *, principal: Principal, text: str) -> list[dict[str, Any]]:
+    """At most 20 devices whose name or hostname contains ``text`` (LIKE wildcards are literal)."""
+    escaped = text.strip()[:200].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    if not escaped:
+        return []
+    return await fetch_all(conn, Q.device_search, {"scope": principal.business_scope, "pattern": f"%{escaped}%"})
+
+
+async def target(conn: Conn, *, principal: Principal, agent_id: UUID) -> AgentDetail:
+    """The device a command is being written for (its monitored services fill the picker)."""
+    return await devices.get_agent(conn, principal=principal, agent_id=agent_id)
 
 
 def form_context(settings: Settings) -> dict[str, Any]:

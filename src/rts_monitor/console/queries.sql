@@ -341,3 +341,12 @@ SELECT CASE %(level)s
 
 -- name: tier_settings
 SELECT name, retention, compress_after FROM rts_tier_levels
+
+-- name: device_search
+-- Devices by name or hostname for the command console's chooser (the caller's business only).
+SELECT d.id, d.device_name, d.hostname, b.business_name
+  FROM agent_devices d JOIN businesses b ON b.id = d.business_id
+ WHERE NOT d.soft_delete AND (%(scope)s::uuid IS NULL OR d.business_id = %(scope)s::uuid)
+   AND (d.device_name ILIKE %(pattern)s OR d.hostname ILIKE %(pattern)s)
+ ORDER BY d.device_name, d.id
+ LIMIT 20

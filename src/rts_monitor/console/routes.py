@@ -25,7 +25,7 @@ from litestar.datastructures import Cookie
 from litestar.di import Provide
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import HTTPException, ValidationException
-from litestar.params import Body
+from litestar.params import Body, Parameter
 from litestar.response import File, Redirect, ServerSentEvent
 from litestar.response.sse import ServerSentEventMessage
 
@@ -326,10 +326,20 @@ async def device_page(request: Request[Any, Any, Any], ctx: AppContext, conn: Co
 
 @get("/commands", include_in_schema=False)
 async def commands_page(request: Request[Any, Any, Any], ctx: AppContext, conn: Conn,
-                        viewer: sessions.Session) -> Response[Any]:
+                        viewer: sessions.Session, device: str | None = None,
+                        # "agent" is the name of the agent-token dependency: the query parameter is mapped
+                        chosen_agent: Annotated[str | None, Parameter(query="agent")] = None) -> Response[Any]:
     data = await commands.overview(conn, principal=viewer.principal)
-    return _html(request, "commands.html", c=data, sensitive=commands.form_context(ctx.settings)["sensitive"],
-                 **_page_context(request, viewer, "commands"))
+    found = await commands.find_devices(conn, principal=viewer.principal, text=device or "")
+    chosen = None
+    if chosen_agent:
+        try:
+            chosen = await commands.target(conn, principal=viewer.principal, agent_id=UUID(chosen_agent))
+        except ValueError:
+            raise NotFound("agent not found", field="agent") from None
+    form = commands.form_context(ctx.settings)
+    return _html(request, "commands.html", c=data, sensitive=form["sensitive"], form=form, device=device or "",
+                 found=found, chosen=chosen, **_page_context(request, viewer, "commands"))
 
 
 @get("/commands/{agent_id:uuid}/{command_id:uuid}", include_in_schema=False)
