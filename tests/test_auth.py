@@ -126,8 +126,8 @@ def _callers(w: World) -> dict[str, str | None]:
         "no token": None,
         "expired": api.token("admin", ttl_seconds=-120),  # beyond the 30 s leeway
         "tampered": _tampered(customer),
-        "wrong secret": jwt.encode({"sub": str(uuid4()), "role": "admin", "exp": now + 60}, "not-the-secret",
-                                   algorithm="HS256"),
+        "wrong secret": jwt.encode({"sub": str(uuid4()), "role": "admin", "exp": now + 60},
+                                   "not-the-secret-but-as-long-as-one-32", algorithm="HS256"),
         "alg none": jwt.encode({"sub": str(uuid4()), "role": "admin", "exp": now + 60}, None, algorithm="none"),
         "agent token": own.agent.token,
         "registration token": "AGT-00000000-00000000-00000000-00000000-00000000",

@@ -116,7 +116,10 @@ def _agent_root() -> Iterator[Path]:
     from rts_monitor.core.settings import default_cache_dir
     from rts_monitor.devtools.localdb import DEBIAN_MIRROR, ensure_debootstrap
 
-    root = default_cache_dir() / "debian13-agent-root"
+    # Named after what it includes: a changed dependency list builds a new root instead of
+    # testing the package against a stale one.
+    include = "python3,python3-venv,python3-psutil,python3-msgspec,python3-jeepney"
+    root = default_cache_dir() / f"debian13-agent-root-{hashlib.sha256(include.encode()).hexdigest()[:8]}"
     root.parent.mkdir(parents=True, exist_ok=True)
     with open(root.parent / "agent-root.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -125,7 +128,7 @@ def _agent_root() -> Iterator[Path]:
             partial = root.with_name(root.name + ".partial")
             shutil.rmtree(partial, ignore_errors=True)
             subprocess.run(["debootstrap", "--variant=minbase",
-                            "--include=python3,python3-venv,python3-psutil,python3-msgspec,python3-jeepney",
+                            f"--include={include}",
                             "trixie", str(partial), DEBIAN_MIRROR], check=True, capture_output=True, timeout=900)
             partial.rename(root)
             (root / ".rts-ready").touch()

@@ -89,9 +89,12 @@ def test_install_register_report_and_run_commands_over_socket_and_polling(
                             capture_output=True, text=True, timeout=30)
     assert second.returncode == 2 and "already running" in second.stderr
 
-    # status: running, socket connected, nothing failing to send.
+    # status: running, socket connected, nothing failing to send. The status file follows the
+    # runner within a few seconds (rewritten at most every STATUS_SPACING_SECONDS), so wait for a
+    # view that has both the socket and a send.
     st = wait_for(lambda: (s := agent.status())["running"] and s.get("last_status", {}).get("websocket")
-                  == "connected" and s, 20, "agent connected over the WebSocket")
+                  == "connected" and s["last_status"].get("last_send_ok_at") and s, 20,
+                  "agent connected over the WebSocket, a send acknowledged")
     assert st["last_status"]["agent_id"] == agent.agent_id
     assert "services" in (st["last_status"]["collector_errors"] or {})  # no systemd in this sandbox...
     assert st["last_status"]["last_send_ok_at"]  # ...and it costs nothing else
@@ -298,7 +301,9 @@ def test_spool_full_drops_oldest_and_reports_it(
     produced = spooled_times(agent)
     assert len(stored) + final["dropped_total"] + final["depth"] == len(produced)
     newest_dropped = max(e["data"]["last_collected_at"] for e in events)
-    assert all(t > newest_dropped for t in stored[-3:])
+    # The batch on the wire is never dropped, so on a slow box a drop can land just after an
+    # in-flight batch's samples; what is stored last is still newer than anything dropped.
+    assert stored[-1] > newest_dropped
 
 
 def assert_exactly_once(agent: AgentProc, world: World) -> list[str]:
