@@ -160,6 +160,7 @@ async def test_the_inbox_shows_the_linked_ticket_and_the_delivery_log(console: C
     await console.sign_in(page, "customer", business_id=t.business_id, next_path="/console/alerts")
     row = page.locator("tr.episode")
     await expect(row).to_contain_text("[CRITICAL] disk full on the file server")
+    await console.shot(page, "customer-inbox")
     await row.get_by_role("link", name="disk full").click()
     await expect(page.locator("#alert")).to_contain_text("[CRITICAL] disk full on the file server")
     log = page.locator("#deliveries tbody tr")
