@@ -14,7 +14,9 @@ param(
     [string]$Source = "@@AGENT_SOURCE@@",
     [string]$Sha256 = "@@AGENT_SHA256@@",
     [string]$Prefix = "$env:ProgramData\rts-agent",
-    [string]$Services = ""
+    [string]$Services = "",
+    # accept a plain http:// server that is not loopback (the agent token then crosses the network in clear)
+    [switch]$Insecure
 )
 $ErrorActionPreference = "Stop"
 
@@ -58,6 +60,7 @@ if ($LASTEXITCODE -ne 0) { throw "pip could not install $Source" }
 $state = "$Prefix\state"
 $installArgs = @("--state-dir", $state, "install", "--server", $Server, "--token", $Token, "--force", "--no-systemd")
 if ($Services) { $installArgs += @("--services", $Services) }
+if ($Insecure -or $env:RTS_AGENT_INSECURE -eq "1") { $installArgs += @("--insecure") }
 & "$Prefix\Scripts\rts-agent.exe" @installArgs
 if ($LASTEXITCODE -ne 0) { throw "registration failed (exit $LASTEXITCODE)" }
 icacls $state /inheritance:r /grant:r "SYSTEM:(OI)(CI)F" "Administrators:(OI)(CI)F" | Out-Null

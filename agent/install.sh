@@ -17,6 +17,9 @@
 # public index (anyone can publish one). $RTS_AGENT_SOURCE (a requirement, wheel URL or path the
 # operator chose, e.g. a private index) replaces it; $RTS_AGENT_SHA256 then checks a file or URL.
 #
+# Transport: the server URL must be https:// unless its host is loopback; --insecure (or
+# RTS_AGENT_INSECURE=1) accepts plain http:// to another host, and the agent keeps that choice.
+#
 # The token: as the argument (convenient; visible in `ps` and shell history), or better from
 # $RTS_AGENT_TOKEN or --token-file FILE; it reaches `rts-agent install` through the environment.
 set -euo pipefail
@@ -28,6 +31,7 @@ PREFIX="${RTS_AGENT_PREFIX:-/opt/rts-agent}"
 STATE_DIR="${RTS_AGENT_STATE_DIR:-/var/lib/rts-agent}"
 SERVICES=""
 TOKEN="${RTS_AGENT_TOKEN:-}"
+INSECURE="${RTS_AGENT_INSECURE:-}"
 EXTRA=()
 
 die() { echo "rts-agent install: $*" >&2; exit 1; }
@@ -40,6 +44,7 @@ while [ $# -gt 0 ]; do
         --token-file) TOKEN="$(tr -d '[:space:]' < "${2:-/dev/null}")"; shift 2 ;;
         --no-start) EXTRA+=(--no-start); shift ;;
         --no-systemd) EXTRA+=(--no-systemd); shift ;;
+        --insecure) INSECURE=1; shift ;;
         AGT-*) TOKEN="$1"; shift ;;
         *) die "unknown argument: $1" ;;
     esac
@@ -48,9 +53,17 @@ done
 case "$SHA256" in @@*) SHA256="" ;; esac
 [ -n "$TOKEN" ] || die "usage: install.sh AGT-... [--server URL] [--services a,b] (or RTS_AGENT_TOKEN, --token-file)"
 case "$SERVER" in
-    http://*|https://*) ;;
+    https://*) ;;
+    http://127.*|http://localhost|http://localhost[:/]*|http://\[::1\]*) ;;
+    http://*)
+        # the wheel and the agent token would cross the network in clear text
+        case "$INSECURE" in
+            1|true|yes) ;;
+            *) die "$SERVER is not TLS: use https://, or pass --insecure (RTS_AGENT_INSECURE=1) to accept the risk" ;;
+        esac ;;
     *) die "no server URL: pass --server https://... (or fetch this script from the API's /install.sh)" ;;
 esac
+case "$INSECURE" in 1|true|yes) EXTRA+=(--insecure) ;; esac
 if [ "$(id -u)" -ne 0 ] && [ -z "${RTS_AGENT_ALLOW_USER:-}" ]; then
     die "run as root (sudo): the agent restarts services and reads system state"
 fi

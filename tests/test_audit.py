@@ -3,6 +3,7 @@ with filters, invisible to customers, and never editable (the database refuses i
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -70,3 +71,77 @@ async def test_customers_cannot_read_it_and_nobody_can_change_it(api: ApiServer,
                       "TRUNCATE audit_log"):
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
             await api_conn.execute(statement)
+
+
+async def test_rules_maintenance_tiers_and_token_rotation_are_recorded_before_and_after(
+        api_factory: Any, conn: Any) -> None:
+    server: ApiServer = api_factory()  # its own database: tier settings are changed here
+    t = await factories.tenant(conn)
+    tech = await factories.user(conn, None, "technician")
+    admin_id = await factories.user(conn, None, "admin")
+    th = server.headers(server.token("technician", user_id=tech))
+    ah = server.headers(server.token("admin", user_id=admin_id))
+    start = datetime.now(UTC) + timedelta(hours=1)
+    async with server.client() as c:
+        rule = (await c.post("/api/alerts/rules", headers=th, json={
+            "alert_name": "cpu_high", "severity": "warning", "business_id": str(t.business_id),
+            "conditions": {"metric": "cpu_percent", "operator": ">", "threshold": 90, "duration_minutes": 10}})).json()
+        rule_path = f"/api/alerts/rules/{rule['id']}"
+        resp = await c.patch(rule_path, headers=th, json={"severity": "critical"})
+        assert resp.status_code == 200, resp.text
+        assert (await c.post(rule_path + "/disable", headers=th)).status_code == 200
+        assert (await c.post(rule_path + "/enable", headers=th)).status_code == 200
+        assert (await c.delete(rule_path, headers=th)).status_code == 204
+        # A refused change leaves no entry: the entry is written in the change's transaction.
+        resp = await c.patch(rule_path, headers=th, json={"severity": "critical"})
+        assert resp.status_code == 404
+
+        window = (await c.post("/api/alerts/maintenance", headers=th, json={
+            "business_id": str(t.business_id), "starts_at": start.isoformat(),
+            "ends_at": (start + timedelta(hours=2)).isoformat(), "reason": "patching"})).json()
+        window_path = f"/api/alerts/maintenance/{window['id']}"
+        resp = await c.patch(window_path, headers=th, json={"reason": "patching, and a reboot"})
+        assert resp.status_code == 200, resp.text
+        assert (await c.delete(window_path, headers=th)).status_code == 204
+
+        assert (await c.post(f"/api/agents/{t.agent.id}/rotate-token", headers=th)).status_code == 202
+
+        resp = await c.put("/api/admin/tiers/agent_metrics_1d/retention", headers=ah, json={"retention": "5 years"})
+        assert resp.status_code == 200, resp.text
+        compression = await c.put("/api/admin/tiers/compression", headers=ah, json={"compress_after": "14 days"})
+        assert compression.status_code in (200, 409), compression.text  # 409: not the timescale license
+
+        mine = await _entries(c, ah, business_id=str(t.business_id))
+        assert [e["action"] for e in reversed(mine)] == [
+            "alert_rule.create", "alert_rule.update", "alert_rule.disable", "alert_rule.enable", "alert_rule.delete",
+            "maintenance_window.create", "maintenance_window.update", "maintenance_window.delete",
+            "agent_token.rotate"]
+        assert all(e["actor_user_id"] == str(tech) and e["actor_role"] == "technician" for e in mine)
+        by = {e["action"]: e for e in mine}
+        assert by["alert_rule.create"]["before"] is None and by["alert_rule.create"]["after"]["id"] == rule["id"]
+        update = by["alert_rule.update"]
+        assert (update["before"]["severity"], update["after"]["severity"]) == ("warning", "critical")
+        assert (by["alert_rule.disable"]["before"]["is_active"], by["alert_rule.disable"]["after"]["is_active"]) == (
+            True, False)
+        assert by["alert_rule.enable"]["after"]["is_active"] is True
+        assert by["alert_rule.delete"]["before"]["alert_name"] == "cpu_high"
+        assert by["alert_rule.delete"]["after"] is None
+        assert {e["object_id"] for e in mine if e["object_type"] == "alert_rule"} == {rule["id"]}
+        assert by["maintenance_window.create"]["after"]["reason"] == "patching"
+        assert by["maintenance_window.update"]["before"]["reason"] == "patching"
+        assert by["maintenance_window.update"]["after"]["reason"] == "patching, and a reboot"
+        assert by["maintenance_window.delete"]["before"]["id"] == window["id"]
+        assert by["maintenance_window.delete"]["after"] is None
+        rotate = by["agent_token.rotate"]
+        assert rotate["object_id"] == str(t.agent.id) and rotate["after"]["rotation_requested_at"]
+
+        tiers = await _entries(c, ah, object_type="tier")
+        retention = next(e for e in tiers if e["action"] == "tier.retention")
+        assert retention["actor_user_id"] == str(admin_id) and retention["object_id"] == "agent_metrics_1d"
+        assert retention["before"]["retention"] != retention["after"]["retention"] == "1825 days, 0:00:00"
+        changed = [e for e in tiers if e["action"] == "tier.compression"]
+        if compression.status_code == 200:
+            assert changed[0]["after"] == {"level": "agent_metrics", "compress_after": "14 days, 0:00:00"}
+            assert changed[0]["before"]["compress_after"] != "14 days, 0:00:00"
+        else:
+            assert changed == []  # refused: nothing was changed, nothing recorded

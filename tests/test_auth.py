@@ -85,6 +85,10 @@ async def _revoke_agent(w: World) -> Request:
     return "POST", f"/api/agents/{await _fresh_agent(w)}/token/revoke", None
 
 
+async def _rotate(w: World) -> Request:
+    return "POST", f"/api/agents/{await _fresh_agent(w)}/rotate-token", None
+
+
 async def _admin_view(w: World) -> Request:
     return "GET", f"/api/admin/agents?business_id={w.own.business_id}", None
 
@@ -101,6 +105,7 @@ PORTAL_ENDPOINTS: dict[str, tuple[Builder, int, int, int, int]] = {
     "patch agent": (_patch, 200, 200, 200, 404),
     "delete agent": (_delete, 204, 204, 403, 404),
     "revoke agent token": (_revoke_agent, 204, 204, 403, 404),
+    "rotate agent token": (_rotate, 202, 202, 403, 404),
     "admin view": (_admin_view, 200, 200, 403, 403),
 }
 
@@ -415,3 +420,107 @@ async def test_revocation_reaches_every_api_process_at_once(
                     break
                 await asyncio.sleep(0.05)
             assert r.status_code == 401, f"instance B still accepts a revoked agent: {r.status_code}"
+
+
+# --- agent token rotation (auth/rotation.py) -------------------------------------------------------
+
+
+async def test_rotation_hands_out_a_new_token_and_the_old_one_works_only_through_the_grace(
+        api_factory: Any, conn: Any) -> None:
+    grace = 3.0
+    server: ApiServer = api_factory(env={"RTS_AGENT_TOKEN_GRACE_SECONDS": str(int(grace))})
+    t = await factories.tenant(conn)
+    old = t.agent.token
+    admin = server.headers(server.token("admin"))
+    async with server.client() as c:
+        async def beat(token: str) -> httpx.Response:
+            return await c.post(f"/api/agents/{t.agent.id}/heartbeat", headers=server.headers(token),
+                                json={"status": "online"})
+
+        async def poll(token: str) -> int:
+            return (await c.get(f"/api/agents/{t.agent.id}/commands", headers=server.headers(token))).status_code
+
+        assert (await beat(old)).json()["agent_token"] is None  # nothing due
+        resp = await c.post(f"/api/agents/{t.agent.id}/rotate-token", headers=admin)
+        assert resp.status_code == 202, resp.text
+        assert resp.json()["agent_id"] == str(t.agent.id) and resp.json()["grace_seconds"] == grace
+        first = (await beat(old)).json()["agent_token"]
+        assert first and first.startswith("rtsa_") and first != old
+        assert await poll(old) == 200 and await poll(first) == 200  # both, through the grace
+        # A request with the old token already on its way when the agent switched does not
+        # replace the token the agent has just saved.
+        assert (await beat(old)).json()["agent_token"] is None
+
+        # The answer was lost: a third of the grace later the agent still uses the old token, so it
+        # gets another new one; the undelivered one is dead (every process forgets it at once).
+        await asyncio.sleep(grace / 3 + 0.2)
+        second = (await beat(old)).json()["agent_token"]
+        assert second and second not in (old, first)
+        await _until(lambda: poll(first), 401, "the undelivered token refused")
+        assert (await beat(second)).json()["agent_token"] is None  # the acknowledgement
+        row = await (await conn.execute("SELECT agent_token_acked_at, agent_token_previous_expires_at FROM "
+                                        "agent_devices WHERE id = %s", (t.agent.id,))).fetchone()
+        assert row["agent_token_acked_at"] is not None
+
+        # Past the grace the old token is refused, though this process cached it valid a moment ago.
+        assert await poll(old) == 200
+        await asyncio.sleep(max(0.0, row["agent_token_previous_expires_at"].timestamp() - time.time()) + 0.2)
+        assert await poll(old) == 401 and (await beat(old)).status_code == 401
+        assert await poll(second) == 200
+
+    cur = await conn.execute("SELECT actor_type, actor_role, action, before, after, detail FROM audit_log "
+                             "WHERE object_id = %s ORDER BY id", (str(t.agent.id),))
+    entries = await cur.fetchall()
+    assert [(e["actor_type"], e["action"]) for e in entries] == [
+        ("user", "agent_token.rotate"), ("agent", "agent_token.issue"), ("agent", "agent_token.issue")]
+    assert entries[0]["actor_role"] == "admin" and entries[0]["after"]["rotation_requested_at"]
+    assert [e["detail"]["reason"] for e in entries[1:]] == ["requested", "redelivery"]
+    assert entries[1]["after"]["token_issued_at"] != entries[1]["before"]["token_issued_at"]
+
+
+async def _until(probe: Callable[[], Awaitable[int]], status: int, what: str, within: float = 5) -> None:
+    deadline = time.monotonic() + within
+    while (got := await probe()) != status:
+        assert time.monotonic() < deadline, f"{what}: still {got}"
+        await asyncio.sleep(0.05)
+
+
+async def test_revoked_agents_cannot_rotate_and_revocation_ends_the_grace(api_factory: Any, conn: Any) -> None:
+    server: ApiServer = api_factory(env={"RTS_AGENT_TOKEN_GRACE_SECONDS": "600"})
+    t = await factories.tenant(conn)
+    admin = server.headers(server.token("admin"))
+    async with server.client() as c:
+        assert (await c.post(f"/api/agents/{t.agent.id}/rotate-token", headers=admin)).status_code == 202
+        new = (await c.post(f"/api/agents/{t.agent.id}/heartbeat", headers=server.headers(t.agent.token),
+                            json={})).json()["agent_token"]
+        path = f"/api/agents/{t.agent.id}/commands"
+        assert (await c.get(path, headers=server.headers(t.agent.token))).status_code == 200  # cached now
+        assert (await c.post(f"/api/agents/{t.agent.id}/token/revoke", headers=admin)).status_code == 204
+        for token in (t.agent.token, new):  # the old one within its grace too
+            assert (await c.get(path, headers=server.headers(token))).status_code == 401
+        resp = await c.post(f"/api/agents/{t.agent.id}/rotate-token", headers=admin)
+        assert resp.status_code == 409 and "revoked" in resp.json()["message"], resp.text
+
+
+async def test_the_age_job_marks_old_tokens_for_rotation(conn: Any, settings: Settings) -> None:
+    from dataclasses import replace
+
+    from rts_monitor.auth import jobs, rotation
+    from rts_monitor.auth.concern import CONCERN
+
+    assert jobs.ROTATE_AGENT_TOKENS in CONCERN.jobs
+    t = await factories.tenant(conn)
+    fresh = await factories.agent(conn, t.business_id)
+    await conn.execute("UPDATE agent_devices SET agent_token_issued_at = now() - interval '28 days' WHERE id = %s",
+                       (t.agent.id,))
+    monthly = replace(settings, agent_token_max_age_days=30.0)  # due at 27 days: 90% of 30
+    assert await rotation.mark_due(conn, settings=monthly) == 1
+    assert await rotation.mark_due(conn, settings=monthly) == 0  # already requested
+    assert await rotation.mark_due(conn, settings=replace(settings, agent_token_max_age_days=0)) == 0
+    rows = await (await conn.execute("SELECT id, agent_token_rotate_requested_at IS NOT NULL AS due FROM "
+                                     "agent_devices WHERE id = ANY(%s)", ([t.agent.id, fresh.id],))).fetchall()
+    assert {r["id"]: r["due"] for r in rows} == {t.agent.id: True, fresh.id: False}
+    entry = await (await conn.execute("SELECT actor_type, action, detail FROM audit_log WHERE object_id = %s",
+                                      (str(t.agent.id),))).fetchone()
+    assert entry == {"actor_type": "system", "action": "agent_token.rotate",
+                     "detail": {"reason": "max_age", "max_age_days": 30.0}}

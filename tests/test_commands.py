@@ -142,7 +142,9 @@ async def test_valid_types_are_created_with_typed_params(client: httpx.AsyncClie
     served = (await client.get("/agent/package")).json()
     upd = await create(client, world, world.tech_a, {"command_type": "update_agent",
                                                       "params": {"target_version": served["version"]}})
-    assert upd["params"] == {"target_version": served["version"], "source": served["url"]}
+    # ...with the hash it publishes, so the agent installs exactly those bytes.
+    assert upd["params"] == {"target_version": served["version"], "source": served["url"],
+                             "sha256": served["sha256"]}
     resp = await client.post(world.cmd_path, headers=world.h(world.tech_a), json={
         "command_type": "update_agent", "params": {"target_version": "1.2.3"}})
     assert resp.status_code == 422 and resp.json()["field"] == "params.target_version", resp.text
@@ -150,6 +152,11 @@ async def test_valid_types_are_created_with_typed_params(client: httpx.AsyncClie
     upd = await create(client, world, world.tech_a, {"command_type": "update_agent", "params": {
         "target_version": "1.2.3", "source": "https://example.com/rts_agent-1.2.3-py3-none-any.whl"}})
     assert upd["params"]["source"] == "https://example.com/rts_agent-1.2.3-py3-none-any.whl"
+    assert "sha256" not in upd["params"]  # nothing published for another source, none invented
+    resp = await client.post(world.cmd_path, headers=world.h(world.tech_a), json={
+        "command_type": "update_agent", "params": {"target_version": "1.2.3", "source": "/tmp/a.whl",
+                                                   "sha256": "not-a-hash"}})
+    assert resp.status_code == 422 and resp.json()["field"] == "params.sha256", resp.text
     assert [e["event"] for e in restart["history"]] == ["created"]
     assert restart["history"][0]["actor_user_id"] == str(world.tech_a_id)
 

@@ -5,10 +5,15 @@ the requested version changes nothing."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import hashlib
+import http.server
 import os
 import shutil
 import subprocess
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -143,3 +148,63 @@ def test_update_agent_installs_the_version_and_restarts_into_it(
         agent.stop()
     log = agent.log_path.read_text()
     assert '"agent.updated"' in log and '"agent.restarting"' in log
+
+
+@contextlib.contextmanager
+def _serving(directory: Path) -> Iterator[str]:
+    """A plain file server on loopback (a mirror someone tampered with)."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(directory))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_update_agent_refuses_a_package_whose_hash_differs_from_the_published_one(
+        api_factory: Callable[..., ApiServer], world: World, install_agent: Callable[..., AgentProc],
+        tmp_path: Path) -> None:
+    server = api_factory()
+    agent = install_agent(server, world)
+    package = httpx.get(server.url + "/agent/package", timeout=30).json()
+    genuine = httpx.get(package["url"], timeout=30).content
+    assert hashlib.sha256(genuine).hexdigest() == package["sha256"]
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    name = f"rts_agent-{NEW}-py3-none-any.whl"
+    # The genuine wheel with one byte changed: what a compromised mirror or proxy would serve.
+    tampered = bytearray(genuine)
+    tampered[len(tampered) // 2] ^= 0x01
+    (mirror / name).write_bytes(bytes(tampered))
+    agent.start()
+    try:
+        wait_for(lambda: _reported_version(world, agent) == OLD, 30, "the agent's first heartbeat")
+        pid = agent.proc.pid if agent.proc else 0
+        with _serving(mirror) as url:
+            bad = _command(server, world, agent, {"target_version": NEW, "source": f"{url}/{name}",
+                                                  "sha256": package["sha256"]})
+        assert bad["status"] == "failed", bad
+        message = bad["error_message"]
+        assert "SHA-256 mismatch" in message and hashlib.sha256(tampered).hexdigest() in message, message
+        assert package["sha256"] in message and "nothing installed" in message, message
+        # A local file is checked the same way.
+        bad = _command(server, world, agent, {"target_version": NEW, "source": str(mirror / name),
+                                              "sha256": package["sha256"]})
+        assert bad["status"] == "failed" and "SHA-256 mismatch" in bad["error_message"], bad
+
+        # The server's own wheel: the server stores the hash it publishes with the command, the
+        # agent downloads, verifies, and only then asks pip (which finds the version is not the
+        # one requested: refused before installing anything, and the hash was checked first).
+        cmd = _command(server, world, agent, {"target_version": NEW, "source": package["url"]})
+        assert cmd["params"]["sha256"] == package["sha256"]
+        assert cmd["status"] == "failed", cmd
+        assert f"sha256 {package['sha256']} verified" in cmd["error_message"], cmd
+        assert f"provides rts-agent {OLD}, not {NEW}; nothing installed" in cmd["error_message"], cmd
+
+        assert agent.proc is not None and agent.proc.poll() is None and agent.proc.pid == pid
+        assert _reported_version(world, agent) == OLD
+    finally:
+        agent.stop()

@@ -1,7 +1,7 @@
 """``rts-agent``: install (register + config + systemd unit), run (foreground), status.
 
-Exit codes: 0 ok, 1 the server refused (bad token, …), 2 usage or local problem, 3 ``status``
-found no running agent.
+Exit codes: 0 ok, 1 the server refused (bad token, …), 2 usage or local problem (a clear-text
+server URL included), 3 ``status`` found no running agent.
 """
 
 from __future__ import annotations
@@ -25,9 +25,13 @@ from rts_agent.config import (
     SPOOL_NAME,
     STATUS_NAME,
     AgentConfig,
+    InsecureServer,
     NotInstalled,
+    check_config_transport,
+    check_transport,
     default_state_dir,
     ensure_state_dir,
+    insecure_allowed,
     load,
     save,
 )
@@ -160,6 +164,12 @@ def cmd_install(args: argparse.Namespace) -> int:
         print(f"error: already installed ({state_dir / CONFIG_NAME}); use --force to register again",
               file=sys.stderr)
         return 2
+    insecure = args.insecure or insecure_allowed(os.environ)
+    try:
+        check_transport(args.server, insecure=insecure)
+    except InsecureServer as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     services = [s.strip() for s in (args.services or "").split(",") if s.strip()]
     token = _token(args)
     if not token:
@@ -172,6 +182,13 @@ def cmd_install(args: argparse.Namespace) -> int:
         return 1
     ensure_state_dir(state_dir)
     config = config_from_answer(args.server, answer, services)
+    if args.insecure:  # an explicit choice on the command line lasts; the variable is per process
+        config = msgspec.structs.replace(config, allow_insecure=True)
+    try:
+        check_config_transport(config, insecure=insecure)
+    except InsecureServer as exc:  # the server answered a clear-text WebSocket URL
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     path = save(config, state_dir)
     print(f"registered agent {config.agent_id}; config written to {path} (0600)")
     unit_dir = args.unit_dir
@@ -204,6 +221,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     if args.interval:
         config = msgspec.structs.replace(config, metrics_interval_seconds=args.interval)
+    try:
+        check_config_transport(config, insecure=args.insecure or insecure_allowed(os.environ))
+    except InsecureServer as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     lock = _single_instance(args.state_dir)
     if lock is None:
         print(f"error: an agent is already running with state dir {args.state_dir}", file=sys.stderr)
@@ -345,9 +367,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-systemd", action="store_true", help="do not write a systemd unit")
     p.add_argument("--no-start", action="store_true", help="write the unit but do not enable/start it")
     p.add_argument("--force", action="store_true", help="register again over an existing install")
+    p.add_argument("--insecure", action="store_true",
+                   help="accept a plain http:// server that is not loopback (kept in the config; "
+                        "also RTS_AGENT_INSECURE=1)")
     p.set_defaults(func=cmd_install)
     p = sub.add_parser("run", help="run the agent in the foreground")
     p.add_argument("--interval", type=float, help="override the metrics interval (seconds)")
+    p.add_argument("--insecure", action="store_true",
+                   help="accept a plain http:// or ws:// server that is not loopback (also RTS_AGENT_INSECURE=1)")
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("status", help="what the agent is doing")
     p.add_argument("--json", action="store_true")

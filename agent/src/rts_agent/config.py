@@ -9,9 +9,11 @@ which is how tests and the demo run agents with second-scale intervals.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -45,6 +47,9 @@ class AgentConfig(msgspec.Struct, kw_only=True):
     output_cap_bytes: int = 64 * 1024
     # Longest wait between reconnect/resend attempts (exponential backoff with jitter up to it).
     retry_cap_seconds: float = 60.0
+    # ``install --insecure``: the operator accepted plain HTTP to a non-loopback server; kept so
+    # the service that runs ``rts-agent run`` later does not refuse what was chosen at install.
+    allow_insecure: bool = False
 
     @property
     def api_url(self) -> str:
@@ -77,6 +82,52 @@ _OVERRIDES: dict[str, tuple[str, type]] = {
     "RTS_AGENT_OUTPUT_CAP_BYTES": ("output_cap_bytes", int),
     "RTS_AGENT_RETRY_CAP": ("retry_cap_seconds", float),
 }
+
+
+class InsecureServer(ValueError):
+    """A server URL the agent will not use: plain HTTP/WS to a host that is not loopback."""
+
+
+def insecure_allowed(environ: Any) -> bool:
+    return str(environ.get("RTS_AGENT_INSECURE", "")).strip().lower() in ("1", "true", "yes")
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return bool((mapped or ip).is_loopback)
+
+
+def check_transport(url: str, *, insecure: bool, what: str = "server URL") -> None:
+    """Refuse a URL that would send the agent token and the machine's data in clear text.
+
+    The token is a bearer credential: anyone on the path who reads it can act as this machine
+    and read the commands sent to it, so plain ``http``/``ws`` is accepted only to a loopback
+    host (a local proxy or a test server) or when the operator said ``--insecure``.
+    """
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme in ("https", "wss"):
+        return
+    if scheme not in ("http", "ws"):
+        raise InsecureServer(f"{what} {url!r}: use an https:// (or wss://) URL")
+    if insecure or _is_loopback(parts.hostname or ""):
+        return
+    raise InsecureServer(
+        f"{what} {url!r} is not TLS: the agent token would cross the network in clear text. "
+        f"Use https://, or pass --insecure (or set RTS_AGENT_INSECURE=1) to accept the risk")
+
+
+def check_config_transport(config: AgentConfig, *, insecure: bool) -> None:
+    """Both URLs a running agent talks to: the API and the WebSocket."""
+    insecure = insecure or config.allow_insecure
+    check_transport(config.server_url, insecure=insecure)
+    check_transport(config.ws_url, insecure=insecure, what="WebSocket URL")
 
 
 def default_state_dir() -> Path:

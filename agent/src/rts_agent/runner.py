@@ -4,7 +4,8 @@
 * send      drain the spool oldest first in batches; delete only what the server acknowledged;
             back off with jitter while the server is away; pause between full batches so hours
             of backlog reach the server as a steady trickle, not a flood
-* heartbeat every ``heartbeat_interval``; ``pending_commands`` > 0 wakes the poller
+* heartbeat every ``heartbeat_interval`` (at once on a ``rotate_token`` push); ``pending_commands`` > 0
+            wakes the poller; a new ``agent_token`` in the answer is saved, then used
 * socket    WebSocket ``/ws?token=`` for commands, reconnecting with backoff + jitter
 * poll      ``GET …/commands`` whenever the socket is down (and when a heartbeat says so)
 * results   command results are spooled, then delivered (socket or POST) until acknowledged
@@ -101,6 +102,7 @@ class Runner:
         self._wake_poll = asyncio.Event()
         self._wake_results = asyncio.Event()
         self._wake_inventory = asyncio.Event()
+        self._wake_heartbeat = asyncio.Event()
         self._status_changed = asyncio.Event()
         self._status_written: dict[str, Any] | None = None
         self._packages_seen: tuple[str | None, float] = (None, 0.0)  # (signature, since when)
@@ -323,12 +325,16 @@ class Runner:
     async def _heartbeat_loop(self) -> None:
         assert self.api is not None
         while not self._stop.is_set():
+            rotated = False
             try:
                 answer = await self.api.heartbeat({"timestamp": utc_stamp(), "status": "online",
                                                    "agent_version": __version__})
                 self.info["last_heartbeat_at"] = utc_stamp()
                 if not isinstance(answer, dict):
                     answer = {}
+                token = answer.get("agent_token")
+                if isinstance(token, str) and token and token != self.api.token:
+                    rotated = await self._adopt_token(token)
                 if answer.get("pending_commands"):
                     self._wake_poll.set()
                 for command_id in answer.get("cancel_commands") or []:
@@ -337,7 +343,30 @@ class Runner:
                     await self._refresh_config()
             except TransportError as exc:
                 log.warning("heartbeat.failed", extra={"error": str(exc)[:300]})
-            await self._sleep(self.config.heartbeat_interval_seconds)
+            if rotated:
+                continue  # a heartbeat with the new token at once: that is the acknowledgement
+            await self._sleep(self.config.heartbeat_interval_seconds, self._wake_heartbeat)
+
+    async def _adopt_token(self, token: str) -> bool:
+        """The server rotated this agent's token: save it (atomically, fsync'd) before using it,
+        so a crash from here on restarts with the token the server now expects; then every
+        request, and a fresh socket, use it. The old token works for a grace period, so requests
+        already on their way are not lost. If the save fails the old token is kept: the server
+        issues another new one at the next heartbeat made with the old."""
+        assert self.api is not None
+        try:
+            saved = load_raw(self.state_dir)
+            save(msgspec.structs.replace(saved, agent_token=token), self.state_dir)
+        except (OSError, msgspec.DecodeError) as exc:
+            log.error("agent.token_not_saved", extra={"error": f"{type(exc).__name__}: {exc}"[:300]})
+            return False
+        self.config = msgspec.structs.replace(self.config, agent_token=token)
+        self.api.token = token
+        log.warning("agent.token_rotated", extra={"agent_id": self.config.agent_id})
+        ws = self._ws
+        if ws is not None and not ws.closed:
+            await ws.close(wait=False)  # the socket loop reconnects with the new token
+        return True
 
     async def _refresh_config(self) -> None:
         """The server changed this agent's config: fetch it (which acknowledges it) and apply
@@ -370,8 +399,8 @@ class Runner:
     async def _socket_loop(self) -> None:
         assert self.api is not None
         backoff = Backoff(base=min(1.0, self.config.retry_cap_seconds), cap=self.config.retry_cap_seconds)
-        url = f"{self.config.ws_url}?token={self.config.agent_token}"
         while not self._stop.is_set():
+            url = f"{self.config.ws_url}?token={self.config.agent_token}"  # the token may have been rotated
             try:
                 async with await self.api.client.ws_connect(
                     url, heartbeat=30, close_timeout=10,
@@ -410,6 +439,8 @@ class Runner:
             self._spawn(self._execute(msg, via="ws"))
         elif kind == "cancel_command":
             self._request_cancel(str(msg.get("command_id")), via="ws")
+        elif kind == "rotate_token":
+            self._wake_heartbeat.set()  # the new token comes in the heartbeat's answer
         elif kind == "command_result_ack":
             command_id = str(msg.get("command_id"))
             self.spool.delete_result(command_id)
@@ -626,7 +657,7 @@ class Runner:
         """Install the requested version; the restart comes once the result is in the spool."""
         from rts_agent import update  # only this command needs pip's machinery
 
-        done = await update.install(self.executor, cmd)
+        done = await update.install(self.executor, cmd, server_url=self.config.server_url)
         if done is None:
             return f"already running {update.DIST} {__version__}; nothing to do"
         log.warning("agent.updated", extra={"command_id": cmd.command_id, "outcome": done})

@@ -12,6 +12,7 @@ from psycopg import AsyncConnection
 
 from rts_monitor.alerts.rules import require_rule_writer
 from rts_monitor.alerts.structs import Maintenance, MaintenanceCreate, MaintenanceUpdate
+from rts_monitor.audit import service as audit
 from rts_monitor.auth.principal import Principal
 from rts_monitor.core.errors import NotFound, ValidationFailed
 from rts_monitor.core.settings import Settings
@@ -66,8 +67,17 @@ async def create(conn: AsyncConnection[Any], *, principal: Principal, settings: 
             "agent_device_id": data.agent_device_id, "starts_at": data.starts_at, "ends_at": data.ends_at,
             "reason": data.reason, "created_by": principal.user_id})
         row = await cur.fetchone()
-    assert row is not None
-    return await get(conn, principal=principal, window_id=row["id"])
+        assert row is not None
+        window = await get(conn, principal=principal, window_id=row["id"])
+        await _audit(conn, principal, "create", window.id, business_id, None, window)
+    return window
+
+
+async def _audit(conn: AsyncConnection[Any], principal: Principal, verb: str, window_id: UUID,
+                 business_id: UUID | None, before: Maintenance | None, after: Maintenance | None) -> None:
+    await audit.record(conn, principal=principal, action=f"maintenance_window.{verb}",
+                       object_type="maintenance_window", object_id=window_id, business_id=business_id,
+                       before=before, after=after)
 
 
 async def get(conn: AsyncConnection[Any], *, principal: Principal, window_id: UUID) -> Maintenance:
@@ -97,12 +107,16 @@ async def update(conn: AsyncConnection[Any], *, principal: Principal, settings: 
     async with conn.transaction():
         await conn.execute(Q.maintenance_update, {"id": window_id, "starts_at": starts, "ends_at": ends,
                                                   "reason": reason})
-    return await get(conn, principal=principal, window_id=window_id)
+        window = await get(conn, principal=principal, window_id=window_id)
+        await _audit(conn, principal, "update", window_id, window.business_id, cur_w, window)
+    return window
 
 
 async def delete(conn: AsyncConnection[Any], *, principal: Principal, settings: Settings, window_id: UUID) -> None:
     require_rule_writer(principal, settings)
     async with conn.transaction():
+        before = await get(conn, principal=principal, window_id=window_id)
         cur = await conn.execute(Q.maintenance_delete, {"id": window_id, "scope": principal.business_scope})
         if await cur.fetchone() is None:
             raise NotFound("maintenance window not found")
+        await _audit(conn, principal, "delete", window_id, before.business_id, before, None)

@@ -98,14 +98,14 @@ async def update_rule(ctx: AppContext, conn: Conn, principal: Principal, rule_id
       summary="Disable a rule; its open alerts resolve")
 async def disable_rule(ctx: AppContext, conn: Conn, principal: Principal, rule_id: UUID) -> Rule:
     return await rules.update(conn, principal=principal, settings=ctx.settings, rule_id=rule_id,
-                              data=RuleUpdate(is_active=False))
+                              data=RuleUpdate(is_active=False), verb="disable")
 
 
 @post("/api/alerts/rules/{rule_id:uuid}/enable", status_code=200, tags=TAGS, security=PORTAL,
       summary="Enable a disabled rule")
 async def enable_rule(ctx: AppContext, conn: Conn, principal: Principal, rule_id: UUID) -> Rule:
     return await rules.update(conn, principal=principal, settings=ctx.settings, rule_id=rule_id,
-                              data=RuleUpdate(is_active=True))
+                              data=RuleUpdate(is_active=True), verb="enable")
 
 
 @delete("/api/alerts/rules/{rule_id:uuid}", status_code=HTTP_204_NO_CONTENT, tags=TAGS, security=PORTAL,

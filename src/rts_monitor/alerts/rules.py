@@ -25,6 +25,7 @@ from rts_monitor.alerts.structs import (
     RuleCreate,
     RuleUpdate,
 )
+from rts_monitor.audit import service as audit
 from rts_monitor.auth.principal import Principal
 from rts_monitor.core.errors import Forbidden, NotFound, ValidationFailed
 from rts_monitor.core.settings import Settings
@@ -169,8 +170,16 @@ async def create(conn: AsyncConnection[Any], *, principal: Principal, settings: 
     async with conn.transaction():
         cur = await conn.execute(Q.rule_insert, params)
         row = await cur.fetchone()
-    assert row is not None
-    return await get(conn, principal=principal, rule_id=row["id"])
+        assert row is not None
+        rule = await get(conn, principal=principal, rule_id=row["id"])
+        await _audit(conn, principal, "create", rule.id, rule.business_id, None, rule)
+    return rule
+
+
+async def _audit(conn: AsyncConnection[Any], principal: Principal, verb: str, rule_id: UUID, business_id: UUID,
+                 before: Rule | None, after: Rule | None) -> None:
+    await audit.record(conn, principal=principal, action=f"alert_rule.{verb}", object_type="alert_rule",
+                       object_id=rule_id, business_id=business_id, before=before, after=after)
 
 
 async def get(conn: AsyncConnection[Any], *, principal: Principal, rule_id: UUID) -> Rule:
@@ -189,8 +198,9 @@ async def list_rules(conn: AsyncConnection[Any], *, principal: Principal, busine
 
 
 async def update(conn: AsyncConnection[Any], *, principal: Principal, settings: Settings, rule_id: UUID,
-                 data: RuleUpdate) -> Rule:
-    """Apply the fields present; disabling resolves the rule's open episodes (it no longer watches)."""
+                 data: RuleUpdate, verb: str = "update") -> Rule:
+    """Apply the fields present; disabling resolves the rule's open episodes (it no longer watches).
+    ``verb`` names the change in the audit log (``enable``/``disable`` from their endpoints)."""
     require_rule_writer(principal, settings)
     current = await get(conn, principal=principal, rule_id=rule_id)
     merged = {f: getattr(current, f) for f in RuleUpdate.__struct_fields__}
@@ -212,17 +222,21 @@ async def update(conn: AsyncConnection[Any], *, principal: Principal, settings: 
         await conn.execute(Q.rule_update, params)
         if current.is_active and not merged["is_active"]:
             await _close_episodes(conn, rule_id, "auto-resolved: rule disabled")
-    return await get(conn, principal=principal, rule_id=rule_id)
+        rule = await get(conn, principal=principal, rule_id=rule_id)
+        await _audit(conn, principal, verb, rule_id, current.business_id, current, rule)
+    return rule
 
 
 async def delete(conn: AsyncConnection[Any], *, principal: Principal, settings: Settings, rule_id: UUID) -> None:
     """Soft delete (history keeps pointing at the rule); open episodes resolve."""
     require_rule_writer(principal, settings)
     async with conn.transaction():
+        before = await get(conn, principal=principal, rule_id=rule_id)
         cur = await conn.execute(Q.rule_soft_delete, {"id": rule_id, "scope": principal.business_scope})
         if await cur.fetchone() is None:
             raise NotFound("alert rule not found")
         await _close_episodes(conn, rule_id, "auto-resolved: rule deleted")
+        await _audit(conn, principal, "delete", rule_id, before.business_id, before, None)
 
 
 async def _close_episodes(conn: AsyncConnection[Any], rule_id: UUID, note: str) -> None:

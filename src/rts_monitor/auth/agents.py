@@ -78,9 +78,14 @@ async def authenticate(pool: AsyncConnectionPool, token: str) -> AgentPrincipal:
             finally:
                 await conn.set_autocommit(False)
         principal = None
+        ttl = _NEGATIVE_SECONDS
         if row is not None:
-            principal = AgentPrincipal(row["id"], row["business_id"], row["service_location_id"])
-        ttl = CACHE_SECONDS if principal else _NEGATIVE_SECONDS
+            principal = AgentPrincipal(row["id"], row["business_id"], row["service_location_id"],
+                                       previous_token=row["previous_token"])
+            # A rotated-out token is cached no longer than its grace period lasts: past it, the
+            # next request looks it up again and is refused (the NOTIFY of 0070/0170 evicts it
+            # early when it is revoked).
+            ttl = CACHE_SECONDS if row["seconds_left"] is None else max(0.0, min(CACHE_SECONDS, row["seconds_left"]))
         if len(_cache) > 100_000:
             _cache.clear()
         _cache[token_hash] = (now + ttl, principal)

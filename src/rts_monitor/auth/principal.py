@@ -48,6 +48,9 @@ class AgentPrincipal:
     agent_id: UUID
     business_id: UUID
     service_location_id: UUID | None
+    # Authenticated with the token a rotation replaced (still in its grace period): the agent has
+    # not switched to the new one, so the heartbeat hands it a token again (auth/rotation.py).
+    previous_token: bool = False
 
 
 def require_staff(principal: Principal) -> None:

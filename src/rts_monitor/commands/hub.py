@@ -177,7 +177,9 @@ class CommandHub:
             return
         if agent_id not in self._conns:
             return
-        if cancel is not None:
+        if note.get("rotate_token"):
+            self._spawn(self._push(agent_id, s.WsRotateToken(), "token_rotation"))
+        elif cancel is not None:
             self._spawn(self._push_cancel(agent_id, cancel))
         else:
             self._spawn(self._deliver_logged(agent_id))
@@ -192,6 +194,17 @@ class CommandHub:
             log.info("commands.cancel_pushed", extra={"agent_id": str(agent_id), "command_id": str(command_id)})
         except Exception as exc:
             log.info("commands.cancel_push_failed", extra={"agent_id": str(agent_id), "error": repr(exc)})
+
+    async def _push(self, agent_id: UUID, message: msgspec.Struct, what: str) -> None:
+        """Best effort: without it the agent's next scheduled heartbeat does the same."""
+        conn = self._conns.get(agent_id)
+        if conn is None:
+            return
+        try:
+            await conn.send(message)
+            log.info(f"commands.{what}_pushed", extra={"agent_id": str(agent_id)})
+        except Exception as exc:
+            log.info(f"commands.{what}_push_failed", extra={"agent_id": str(agent_id), "error": repr(exc)})
 
     async def _resend(self, *, reason: str) -> None:
         """Deliver what became deliverable while no notification could reach us."""

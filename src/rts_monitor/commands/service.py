@@ -78,8 +78,11 @@ def validate_params(settings: Settings, body: s.CreateCommand) -> dict[str, Any]
         if params.working_directory is not None and not _is_absolute(params.working_directory):
             raise ValidationFailed("params.working_directory: must be an absolute path",
                                    field="params.working_directory")
-    if isinstance(params, s.UpdateAgentParams) and params.source is None:
-        params.source = _default_update_source(settings, params.target_version)
+    if isinstance(params, s.UpdateAgentParams):
+        if params.source is None:
+            params.source = _default_update_source(settings, params.target_version)
+        if params.sha256 is None:
+            params.sha256 = _published_sha256(settings, params.source)
     if body.timeout_seconds > settings.command_max_timeout_seconds:
         raise ValidationFailed(f"timeout_seconds: at most {settings.command_max_timeout_seconds}",
                                field="timeout_seconds")
@@ -100,6 +103,16 @@ def _default_update_source(settings: Settings, target: str) -> str:
         raise ValidationFailed(f"params.target_version: this server serves rts-agent {served.version}; "
                          "give params.source for another version", field="params.target_version")
     return agent_wheel.pip_source(settings)
+
+
+def _published_sha256(settings: Settings, source: str) -> str | None:
+    """The hash of this server's own wheel when that is the source: the agent then installs only
+    a file with exactly these bytes (what ``GET /agent/package`` publishes)."""
+    try:
+        served = agent_wheel.wheel()
+    except agent_wheel.AgentSourcesMissing:
+        return None
+    return served.sha256 if source == agent_wheel.wheel_url(settings, served) else None
 
 
 def _is_absolute(path: str) -> bool:
@@ -126,6 +139,11 @@ async def notify_deliverable(conn: Conn, agent_id: UUID, command_id: UUID | None
 async def notify_cancel(conn: Conn, agent_id: UUID, command_id: UUID) -> None:
     """NOTIFY (on commit) that the agent must stop ``command_id``."""
     await _notify(conn, agent_id, command_id, cancel=True)
+
+
+async def notify_token_rotation(conn: Conn, agent_id: UUID) -> None:
+    """NOTIFY (on commit) that the agent should heartbeat now to fetch its new token."""
+    await _notify(conn, agent_id, None, rotate_token=True)
 
 
 async def _notify(conn: Conn, agent_id: UUID, command_id: UUID | None, **extra: Any) -> None:

@@ -57,12 +57,18 @@ class RunScriptParams(msgspec.Struct, forbid_unknown_fields=True):
 PipSource = Annotated[str, msgspec.Meta(min_length=1, max_length=1024, pattern=r"^[^\s-]\S*$")]
 
 
-class UpdateAgentParams(msgspec.Struct, forbid_unknown_fields=True):
+# The hex SHA-256 of a package file, as ``GET /agent/package`` publishes it.
+Sha256Hex = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]
+
+
+class UpdateAgentParams(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     """``source`` defaults to what /install.sh installs: ``RTS_AGENT_PIP_SOURCE``, else this server's
-    own agent wheel (which only serves its own version)."""
+    own agent wheel (which only serves its own version). ``sha256``: the agent installs only a file
+    with this hash; filled in for this server's own wheel, which it publishes."""
 
     target_version: Version
     source: PipSource | None = None
+    sha256: Sha256Hex | None = None
 
 
 class CollectInventoryParams(msgspec.Struct, forbid_unknown_fields=True):
@@ -207,6 +213,12 @@ class WsCancel(msgspec.Struct, tag_field="type", tag="cancel_command"):
     """Pushed when the portal cancels a command the agent already has: stop it if it runs."""
 
     command_id: UUID
+
+
+class WsRotateToken(msgspec.Struct, tag_field="type", tag="rotate_token"):
+    """Pushed when the agent's token is due for rotation: heartbeat now, the answer carries the new
+    token (auth/rotation.py). The token itself never travels this way: a push has no answer to
+    confirm it arrived."""
 
 
 # What agents send ignores fields this server does not know (a newer agent's additions), as the

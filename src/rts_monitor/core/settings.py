@@ -150,6 +150,18 @@ class Settings:
         default="", metadata=_env("RTS_JWT_AUDIENCE", "Required `aud` claim, if set.")
     )
     jwt_issuer: str = field(default="", metadata=_env("RTS_JWT_ISSUER", "Required `iss`, if set."))
+    agent_token_max_age_days: float = field(
+        default=90.0,
+        metadata=_env("RTS_AGENT_TOKEN_MAX_AGE_DAYS",
+                      "Agent tokens are rotated before they reach this age (at 90% of it, by the "
+                      "auth.rotate_agent_tokens job; delivered in the next heartbeat answer). 0: never."),
+    )
+    agent_token_grace_seconds: int = field(
+        default=3600,
+        metadata=_env("RTS_AGENT_TOKEN_GRACE_SECONDS",
+                      "After a rotation the replaced agent token still works this long (requests in flight, "
+                      "an agent that has not saved the new one yet)."),
+    )
     auth_failure_window_seconds: int = field(
         default=600,
         metadata=_env("RTS_AUTH_FAILURE_WINDOW_SECONDS",

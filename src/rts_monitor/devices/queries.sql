@@ -135,7 +135,7 @@ SELECT service_name AS name, status, service_display_name AS display_name, pid, 
  ORDER BY service_name
 
 -- name: lock_visible_agent
-SELECT id, business_id, status, agent_token_hash
+SELECT id, business_id, status, agent_token_hash, agent_token_previous_hash
   FROM agent_devices
  WHERE id = %(agent_id)s AND soft_delete = false
    AND (%(scope)s::uuid IS NULL OR business_id = %(scope)s::uuid)
@@ -171,12 +171,14 @@ VALUES (%(agent_id)s, %(from_status)s, %(to_status)s, %(reason)s)
 -- token still works (beyond the per-process auth cache, evicted by the caller).
 UPDATE agent_devices
    SET soft_delete = true, is_active = false, agent_token_hash = NULL,
+       agent_token_previous_hash = NULL, agent_token_previous_expires_at = NULL,
        agent_token_revoked_at = coalesce(agent_token_revoked_at, now()), updated_at = now()
  WHERE id = %(agent_id)s
 
 -- name: revoke_agent_token
 UPDATE agent_devices
-   SET agent_token_hash = NULL, agent_token_revoked_at = now(), updated_at = now()
+   SET agent_token_hash = NULL, agent_token_previous_hash = NULL, agent_token_previous_expires_at = NULL,
+       agent_token_revoked_at = now(), updated_at = now()
  WHERE id = %(agent_id)s
 
 -- name: location_of_business

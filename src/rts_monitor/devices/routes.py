@@ -7,9 +7,10 @@ from uuid import UUID
 
 from litestar import delete, get, patch, post
 from litestar.params import Parameter
-from litestar.status_codes import HTTP_204_NO_CONTENT
+from litestar.status_codes import HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
 from rts_monitor.auth.principal import AgentPrincipal, Principal
+from rts_monitor.auth.rotation import TokenRotation
 from rts_monitor.core.context import AppContext
 from rts_monitor.db import Conn
 from rts_monitor.devices import bulk, service
@@ -32,9 +33,11 @@ StatusFilter = Annotated[list[str] | None, Parameter(
 
 
 @post("/api/agents/{agent_id:uuid}/heartbeat", status_code=200, tags=AGENT_TAGS, security=AGENT,
-      summary="Agent check-in: status and version; answers config_updated and pending_commands")
-async def heartbeat(conn: Conn, agent: AgentPrincipal, agent_id: UUID, data: HeartbeatRequest) -> HeartbeatResponse:
-    return await service.heartbeat(conn, agent=agent, request=data)
+      summary="Agent check-in: status and version; answers config_updated, pending_commands and a new "
+              "agent_token when its token is rotated")
+async def heartbeat(ctx: AppContext, conn: Conn, agent: AgentPrincipal, agent_id: UUID,
+                    data: HeartbeatRequest) -> HeartbeatResponse:
+    return await service.heartbeat(conn, agent=agent, request=data, settings=ctx.settings)
 
 
 @get("/api/agents/{agent_id:uuid}/config", tags=AGENT_TAGS, security=AGENT,
@@ -85,6 +88,14 @@ async def revoke_agent_token(conn: Conn, principal: Principal, agent_id: UUID) -
     await service.revoke_agent_token(conn, principal=principal, agent_id=agent_id)
 
 
+@post("/api/agents/{agent_id:uuid}/rotate-token", status_code=HTTP_202_ACCEPTED, tags=FLEET_TAGS,
+      security=PORTAL, opt={"errors": [409]},
+      summary="Rotate the agent's token (admin, technician): the agent gets a new one in its next heartbeat "
+              "answer; the old one works for RTS_AGENT_TOKEN_GRACE_SECONDS after that")
+async def rotate_agent_token(ctx: AppContext, conn: Conn, principal: Principal, agent_id: UUID) -> TokenRotation:
+    return await service.rotate_agent_token(conn, settings=ctx.settings, principal=principal, agent_id=agent_id)
+
+
 @get("/api/admin/agents", tags=FLEET_TAGS, security=PORTAL,
      summary="Every business's agents grouped by business and location (admin, technician)")
 async def admin_agents(
@@ -104,4 +115,4 @@ async def bulk_agents(ctx: AppContext, conn: Conn, principal: Principal, data: b
 
 
 HANDLERS: list[Any] = [heartbeat, agent_config, list_agents, get_agent, patch_agent, delete_agent,
-                       revoke_agent_token, admin_agents, bulk_agents]
+                       revoke_agent_token, rotate_agent_token, admin_agents, bulk_agents]

@@ -17,9 +17,10 @@ from uuid import UUID
 import msgspec
 
 from rts_monitor.audit import service as audit
-from rts_monitor.auth import agents
+from rts_monitor.auth import agents, rotation
 from rts_monitor.auth.principal import AgentPrincipal, Principal, require_staff
-from rts_monitor.core.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
+from rts_monitor.commands import service as commands
+from rts_monitor.core.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed
 from rts_monitor.core.settings import Settings
 from rts_monitor.db import Conn, Queries
 from rts_monitor.db.rows import execute, fetch_all, fetch_one
@@ -61,8 +62,11 @@ MAX_PAGE = 500
 # ---------------------------------------------------------------- agent side
 
 
-async def heartbeat(conn: Conn, *, agent: AgentPrincipal, request: HeartbeatRequest) -> HeartbeatResponse:
-    """Proof of life: server time is what counts (agent clocks drift), the body only informs."""
+async def heartbeat(conn: Conn, *, agent: AgentPrincipal, request: HeartbeatRequest,
+                    settings: Settings | None = None) -> HeartbeatResponse:
+    """Proof of life: server time is what counts (agent clocks drift), the body only informs.
+    With ``settings`` (the HTTP heartbeat) the answer also carries a new agent token when one is
+    due (auth/rotation.py): a request/answer pair, so a token is never lost between two channels."""
     row = await fetch_one(conn, Q.heartbeat, {
         "agent_id": agent.agent_id, "status": request.status, "agent_version": request.agent_version,
         "config_version": request.config_version,
@@ -70,7 +74,10 @@ async def heartbeat(conn: Conn, *, agent: AgentPrincipal, request: HeartbeatRequ
     if row is None:  # deleted or revoked since the (cached) authentication
         agents.forget()
         raise Unauthorized("agent token unknown or revoked")
-    return msgspec.convert(row, HeartbeatResponse)
+    answer = msgspec.convert(row, HeartbeatResponse)
+    if settings is not None:
+        answer.agent_token = await rotation.on_heartbeat(conn, settings=settings, agent=agent)
+    return answer
 
 
 async def get_config(conn: Conn, *, settings: Settings, agent: AgentPrincipal) -> AgentConfig:
@@ -253,6 +260,23 @@ async def revoke_agent_token(conn: Conn, *, principal: Principal, agent_id: UUID
                        event="token_revoked")
 
 
+async def rotate_agent_token(conn: Conn, *, settings: Settings, principal: Principal,
+                             agent_id: UUID) -> rotation.TokenRotation:
+    """Staff: the agent gets a new token in its next heartbeat answer; the current one keeps
+    working through the grace period after that (auth/rotation.py)."""
+    async with conn.transaction():
+        agent = await _lock_visible(conn, principal, agent_id)  # 404 first: never confirm existence
+        if not principal.is_staff:
+            raise Forbidden("admin or technician role required")
+        if not agent["agent_token_hash"]:
+            raise Conflict("this agent's token is revoked: enrol it again instead")
+        answer = await rotation.request(conn, settings=settings, principal=principal, agent_id=agent_id,
+                                        business_id=agent["business_id"])
+        await commands.notify_token_rotation(conn, agent_id)  # a connected agent heartbeats at once
+    log.info("devices.token_rotation_requested", extra={"agent_id": str(agent_id), "by": str(principal.user_id)})
+    return answer
+
+
 async def _staff_write(conn: Conn, *, principal: Principal, agent_id: UUID, query: str, event: str) -> None:
     async with conn.transaction():
         agent = await _lock_visible(conn, principal, agent_id)  # 404 first: never confirm existence
@@ -261,8 +285,9 @@ async def _staff_write(conn: Conn, *, principal: Principal, agent_id: UUID, quer
         await execute(conn, query, {"agent_id": agent_id})
         await audit.record(conn, principal=principal, action=f"agent.{event}", object_type="agent",
                            object_id=agent_id, business_id=agent["business_id"])
-    if agent["agent_token_hash"]:
-        agents.forget(agent["agent_token_hash"])
+    for token_hash in (agent["agent_token_hash"], agent["agent_token_previous_hash"]):
+        if token_hash:
+            agents.forget(token_hash)
     log.info(f"devices.{event}", extra={"agent_id": str(agent_id), "by": str(principal.user_id)})
 
 

@@ -38,6 +38,8 @@ class HeartbeatResponse(msgspec.Struct):
     server_time: datetime
     # Commands cancelled in the portal after the agent received them: stop them if running.
     cancel_commands: list[UUID] = []
+    # A new agent token (rotation, auth/rotation.py): save it, then use it from the next request on.
+    agent_token: str | None = None
 
 
 class BusinessRef(msgspec.Struct):

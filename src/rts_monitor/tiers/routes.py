@@ -34,7 +34,7 @@ async def put_retention(ctx: AppContext, conn: Conn, principal: Principal, name:
     require_role(principal, Role.admin)
     retention = service.parse_duration(data.retention, field="retention")
     await conn.set_autocommit(True)
-    await service.set_retention(conn, edition=ctx.edition, level=name, retention=retention)
+    await service.set_retention(conn, edition=ctx.edition, level=name, retention=retention, principal=principal)
     return await _view(ctx, conn)
 
 
@@ -45,7 +45,7 @@ async def put_compression(ctx: AppContext, conn: Conn, principal: Principal, dat
     require_role(principal, Role.admin)
     after = service.parse_duration(data.compress_after, field="compress_after")
     await conn.set_autocommit(True)
-    await service.set_compression(conn, edition=ctx.edition, after=after)
+    await service.set_compression(conn, edition=ctx.edition, after=after, principal=principal)
     return await _view(ctx, conn)
 
 

@@ -15,6 +15,8 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
+from rts_monitor.audit import service as audit
+from rts_monitor.auth.principal import Principal
 from rts_monitor.core.edition import Edition
 from rts_monitor.core.errors import Conflict, ValidationFailed
 from rts_monitor.db import Queries
@@ -167,9 +169,15 @@ def _ts(t: datetime | None) -> str:
     return t.isoformat(timespec="seconds") if t else "-"
 
 
+def _shown(value: timedelta | None, none: str) -> str:
+    """A duration as ``GET /api/admin/tiers`` shows it (what the audit log's before/after hold)."""
+    return str(value) if value else none
+
+
 async def set_retention(conn: AsyncConnection[Any], *, edition: Edition, level: str,
-                        retention: timedelta | None) -> None:
-    """Set how long a level keeps data; refuse what would drop rows the tier above still needs."""
+                        retention: timedelta | None, principal: Principal | None = None) -> None:
+    """Set how long a level keeps data; refuse what would drop rows the tier above still needs.
+    Audited: ``principal`` is the admin (the API), None the operator's ``rts-monitor tiers`` CLI."""
     maintenance.tier_or_raw(level)
     idx = LEVELS.index(level)
     levels = {r["name"]: r for r in await (await conn.execute(Q.levels)).fetchall()}
@@ -201,6 +209,10 @@ async def set_retention(conn: AsyncConnection[Any], *, edition: Edition, level: 
             if retention is not None:
                 await conn.execute(Q.add_retention_policy, {"n": level, "r": retention})
         await conn.execute(Q.set_retention, {"retention": retention, "name": level})
+        await audit.record(conn, principal=principal, actor_type=None if principal else "cli",
+                           action="tier.retention", object_type="tier", object_id=level,
+                           before={"level": level, "retention": _shown(levels[level]["retention"], "forever")},
+                           after={"level": level, "retention": _shown(retention, "forever")})
 
 
 async def _refresh_window(conn: AsyncConnection[Any], cagg: str) -> timedelta | None:
@@ -208,15 +220,22 @@ async def _refresh_window(conn: AsyncConnection[Any], cagg: str) -> timedelta | 
     return row["w"] if row else None
 
 
-async def set_compression(conn: AsyncConnection[Any], *, edition: Edition, after: timedelta | None) -> None:
-    """Compress raw chunks older than ``after`` (None: stop compressing new chunks)."""
+async def set_compression(conn: AsyncConnection[Any], *, edition: Edition, after: timedelta | None,
+                          principal: Principal | None = None) -> None:
+    """Compress raw chunks older than ``after`` (None: stop compressing new chunks). Audited as
+    ``set_retention`` is."""
     if edition != "tsl":
         raise FeatureUnavailable(UNAVAILABLE[edition]["compression"])
+    levels = {r["name"]: r for r in await (await conn.execute(Q.levels)).fetchall()}
     async with conn.transaction():
         await conn.execute(Q.remove_compression_policy)
         if after is not None:
             await conn.execute(Q.add_compression_policy, {"a": after})
         await conn.execute(Q.set_compress_after, {"after": after})
+        await audit.record(conn, principal=principal, actor_type=None if principal else "cli",
+                           action="tier.compression", object_type="tier", object_id=RAW,
+                           before={"level": RAW, "compress_after": _shown(levels[RAW]["compress_after"], "off")},
+                           after={"level": RAW, "compress_after": _shown(after, "off")})
 
 
 async def set_chunk_interval(conn: AsyncConnection[Any], *, edition: Edition, level: str,
