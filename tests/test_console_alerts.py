@@ -103,7 +103,7 @@ async def test_an_episode_opens_live_in_the_inbox_and_is_acknowledged_and_resolv
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=7)
     r = await client.post(f"/api/agents/{t.agent.id}/metrics", headers=t.agent.headers,
                           json={"metrics": cpu_samples(start, 7, HOT)})
-    assert r.status_code == 200 and r.json()["alerts_triggered"] == ["CPU hot (console)"], r.text
+    assert r.status_code == 200, r.text  # the episode may open in the flush's hook or the next cycle
     row = page.locator("tr.episode")
     await expect(row).to_have_count(1)
     await expect(row).to_contain_text("CPU hot (console)")
