@@ -283,8 +283,8 @@ async def test_device_charts_get_the_stored_points_with_gaps_as_gaps(console: Co
     # a range of one's own: the charts ask for exactly it, and nothing is appended live to it
     from_local = (now - timedelta(hours=14)).astimezone(NEW_YORK).strftime("%Y-%m-%dT%H:%M")
     to_local = (now - timedelta(hours=8)).astimezone(NEW_YORK).strftime("%Y-%m-%dT%H:%M")
-    await page.get_by_label("From").fill(from_local)
-    await page.get_by_label("To").fill(to_local)
+    await page.get_by_label("From", exact=True).fill(from_local)
+    await page.get_by_label("To", exact=True).fill(to_local)
     await page.get_by_role("button", name="Show").click()
     await expect(page.locator("#range-note")).not_to_contain_text("updating live")
     custom = await chart(page, "cpu")
@@ -400,7 +400,7 @@ async def test_admin_sees_every_business_and_empty_states_say_what_to_do(console
                                                                         api_conn: Any) -> None:
     empty = await factories.business(api_conn, "Zz Empty " + datetime.now(UTC).strftime("%H%M%S%f"))
     page = await console.page()
-    await console.sign_in(page, "admin", next_path="/console/admin")
+    await console.sign_in(page, "admin", next_path="/console/businesses")
     row = page.locator("tr", has_text=await _name(api_conn, empty))
     await expect(row).to_contain_text("none yet")
     await console.shot(page, "admin-businesses")

@@ -276,8 +276,10 @@ async def test_bad_addresses_get_pages_that_say_what_is_wrong(api: ApiServer, ap
         assert r.status_code == 422 and "<code>page</code>" in r.text
         r = await client.get("/console/", params={"business": str(other.business_id)})
         assert r.status_code == 404  # another business's filter, as on the API
-        r = await client.get("/console/admin")
+        r = await client.get("/console/businesses")
         assert r.status_code == 403
+        r = await client.get("/console/admin")  # the DBA pages: not even confirmed to a customer
+        assert r.status_code == 404
         r = await client.get("/console/data/counts", params={"status": "purple"})
         assert r.status_code == 422 and r.json()["field"] == "status"
 

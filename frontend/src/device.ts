@@ -162,14 +162,17 @@ export function initDevice(): void {
   connect(new URLSearchParams({ agents: agentId }), {
     onEvents(events) {
       let alerts = false;
+      let commands = false;
       for (const event of events) {
         if (event.kind === "sample" && event.agent === agentId) onSample(event);
         else if (event.kind === "status" && event.agent === agentId) {
           setBadge(head!, "status", String(event.to));
           void loadTimeline(current);
         } else if (event.kind === "alert" && event.agent === agentId) alerts = true;
+        else if (event.kind === "command" && event.agent === agentId) commands = true;
       }
       if (alerts) void refreshSections(["alerts", "device"]);
+      if (commands) void refreshSections(["commands"]);
     },
     onResync() {
       void refreshSections(["alerts", "services", "commands", "device"]);

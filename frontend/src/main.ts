@@ -1,10 +1,15 @@
 // The console's one script (an ES module, so no inline code anywhere: the CSP forbids it).
 // Each page says which it is in <body data-page>; shared behaviour is set up here.
 
+import { initAdmin } from "./admin";
+import { initAlert, initAlerts } from "./alerts";
+import { initBacktest } from "./backtest";
+import { initCommand, initCommandForm, initCommands } from "./commands";
 import { initDevice } from "./device";
 import { initFleet } from "./fleet";
 import * as fmt from "./format";
 import "./registry";
+import { initRuleForm, initRules } from "./rules";
 
 function shortcuts(): void {
   const dialog = document.getElementById("shortcuts") as HTMLDialogElement | null;
@@ -30,7 +35,22 @@ function start(): void {
   shortcuts();
   const page = document.body.dataset.page;
   if (page === "fleet") initFleet();
-  else if (page === "device") initDevice();
+  else if (page === "device") {
+    initDevice();
+    initCommandForm();
+  } else if (page === "commands") {
+    initCommands();
+    initCommandForm();
+  }
+  else if (page === "command") initCommand();
+  else if (page === "admin") initAdmin();
+  else if (page === "alerts") initAlerts();
+  else if (page === "alert") initAlert();
+  else if (page === "rules") initRules();
+  else if (page === "rule") {
+    initRuleForm();
+    initBacktest();
+  }
   if (page !== "fleet" && page !== "login") window.setInterval(() => fmt.refreshTimes(), 30_000);
 }
 

@@ -40,6 +40,7 @@ class DevicePage:
     recent_alerts: list[Episode]
     commands: list[Command]
     timeline: list[Row]
+    people: dict[UUID, str]
 
 
 async def load(conn: Conn, *, settings: Settings, principal: Principal, agent_id: UUID) -> DevicePage:
@@ -59,6 +60,8 @@ async def load(conn: Conn, *, settings: Settings, principal: Principal, agent_id
         metrics_interval_seconds=extras.get("metrics_interval_seconds") or settings.metrics_interval_seconds,
         heartbeat_interval_seconds=extras.get("heartbeat_interval_seconds") or settings.heartbeat_interval_seconds,
         open_alerts=open_alerts, recent_alerts=recent, commands=listed.commands, timeline=timeline,
+        people={r["id"]: r["email"] for r in await fetch_all(conn, Q.user_emails, {
+            "ids": list({c.requested_by for c in listed.commands})})},
     )
 
 

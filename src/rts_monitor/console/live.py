@@ -59,11 +59,13 @@ def _iso(value: datetime | None) -> str | None:
 @dataclass(eq=False)
 class Subscriber:
     """One open page. ``agents``: the rows it shows (fleet) or its device; ``fleet``: it also
-    wants to know that counts in its scope changed."""
+    wants to know that counts in its scope changed; ``kinds``: event kinds it wants for every
+    device in its scope (the alert inbox: ``alert``; the command console: ``command``)."""
 
     principal: Principal
     agents: frozenset[UUID]
     fleet: bool
+    kinds: frozenset[str] = frozenset()
     queue: asyncio.Queue[dict[str, Any]] = field(default_factory=lambda: asyncio.Queue(QUEUE_LIMIT))
     overflowed: bool = False
     closed: bool = False  # the server is stopping: the stream ends
@@ -93,8 +95,9 @@ class LiveHub:
 
     # --- subscriptions ---------------------------------------------------------------------------
 
-    def subscribe(self, principal: Principal, agents: Iterable[UUID], *, fleet: bool) -> Subscriber:
-        sub = Subscriber(principal, frozenset(agents), fleet)
+    def subscribe(self, principal: Principal, agents: Iterable[UUID], *, fleet: bool,
+                  kinds: Iterable[str] = ()) -> Subscriber:
+        sub = Subscriber(principal, frozenset(agents), fleet, frozenset(kinds))
         self.subscribers.add(sub)
         return sub
 
@@ -170,7 +173,7 @@ class LiveHub:
         for sub in self.subscribers:
             if not sub.sees(business):
                 continue
-            if agent in sub.agents:
+            if agent in sub.agents or note.get("kind") in sub.kinds:
                 sub.put(note)
             elif sub.fleet:
                 sub.put({"kind": "counts"})  # a row it does not show changed: its counts may have

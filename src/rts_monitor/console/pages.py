@@ -27,18 +27,22 @@ ASSETS_PACKAGED, ASSETS_IN_CHECKOUT = "console/static", "frontend/dist"
 
 @dataclass(frozen=True)
 class NavItem:
-    """A top-level console section. Later sections (alerts, rules, commands, database) are
-    added to ``NAV`` with their routes; ``staff`` ones are shown to MSP staff only."""
+    """A top-level console section; ``staff`` ones are shown to MSP staff only, ``admin`` ones
+    to admins only."""
 
     key: str
     label: str
     href: str
     staff: bool = False
+    admin: bool = False
 
 
 NAV: list[NavItem] = [
     NavItem("fleet", "Fleet", "/console/"),
-    NavItem("admin", "Businesses", "/console/admin", staff=True),
+    NavItem("alerts", "Alerts", "/console/alerts"),
+    NavItem("commands", "Commands", "/console/commands"),
+    NavItem("businesses", "Businesses", "/console/businesses", staff=True),
+    NavItem("admin", "Database", "/console/admin", admin=True),
 ]
 
 
@@ -117,6 +121,11 @@ def duration(seconds: float | None) -> str:
     return f"{secs} s"
 
 
+def plain(value: float | None) -> str:
+    """A threshold as its author typed it: ``90``, ``0.5``, ``1e+06`` (no padding zeros)."""
+    return NONE if value is None else f"{value:g}"
+
+
 def utc(value: datetime | None) -> str:
     """The server-rendered text of a time (UTC); the browser replaces it with the viewer's local
     time and keeps this in the hover title."""
@@ -148,7 +157,7 @@ def _env() -> jinja2.Environment:
         trim_blocks=True, lstrip_blocks=True,
     )
     env.filters.update(number=number, percent=percent, gigabytes=gigabytes, bytes=bytes_, duration=duration,
-                       utc=utc, iso=iso, ago=ago)
+                       utc=utc, iso=iso, ago=ago, plain=plain)
     env.globals.update(asset=asset, nav=NAV)
     for name in env.list_templates():  # compiled now, at start-up, not by the first visitor
         env.get_template(name)

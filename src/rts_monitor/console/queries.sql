@@ -256,3 +256,97 @@ SELECT d.id, d.business_id, d.status, d.last_heartbeat, d.last_metrics_received,
         LIMIT 1
        ) m ON true
  WHERE d.id = ANY(%(ids)s::uuid[]) AND d.soft_delete = false
+
+-- name: ticket_titles
+-- The linked tickets of the inbox's episodes (service_requests the evaluator created), by id.
+SELECT id, title FROM service_requests WHERE id = ANY(%(ids)s::uuid[])
+
+-- name: user_emails
+-- Who requested, approved, acknowledged: portal users by id (a token's user may have no row).
+SELECT id, email FROM users WHERE id = ANY(%(ids)s::uuid[])
+
+-- name: agent_name
+SELECT d.id, d.device_name, d.business_id
+  FROM agent_devices d
+ WHERE d.id = %(id)s AND NOT d.soft_delete AND (%(scope)s::uuid IS NULL OR d.business_id = %(scope)s::uuid)
+
+-- name: approvers
+-- Who may approve a command awaiting approval: active staff other than its requester.
+SELECT email FROM users
+ WHERE role IN ('admin', 'technician') AND is_active IS NOT FALSE AND soft_delete IS NOT TRUE
+   AND id <> %(requester)s
+ ORDER BY email
+ LIMIT 20
+
+-- name: relation_estimate
+-- The planner's row estimate of a table and its chunks or partitions (no scan); -1: never analysed.
+SELECT coalesce((SELECT sum(greatest(c.reltuples, 0)) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                  WHERE i.inhparent = to_regclass(%(name)s)), 0)
+       + coalesce((SELECT greatest(reltuples, 0) FROM pg_class WHERE oid = to_regclass(%(name)s)), 0) AS estimate
+
+-- name: cagg_table
+-- edition: tsl
+-- The hypertable holding a continuous aggregate's rows.
+SELECT format('%%I.%%I', materialization_hypertable_schema, materialization_hypertable_name) AS name
+  FROM timescaledb_information.continuous_aggregates WHERE view_name = %(name)s
+
+-- name: ingest_rate
+-- Rows written per second, per minute of the last hour, from the ingest flushes' own records.
+SELECT extract(epoch FROM date_trunc('minute', committed_at))::bigint AS t, sum(row_count) / 60.0 AS rows_per_s
+  FROM metric_ingest_ranges
+ WHERE committed_at >= now() - interval '1 hour'
+ GROUP BY 1 ORDER BY 1
+
+-- name: evaluation_runs
+-- The alert evaluator's cycles of the last hour: how long each took, and how many it looked at.
+SELECT extract(epoch FROM started_at)::float8 AS t, duration_ms, pairs, error
+  FROM alert_evaluation_runs
+ WHERE started_at >= now() - interval '1 hour' AND finished_at IS NOT NULL
+ ORDER BY started_at
+ LIMIT 5000
+
+-- name: last_evaluation
+SELECT started_at, duration_ms, error, instance, scope,
+       (SELECT count(*) FROM alert_evaluation_runs
+         WHERE error IS NOT NULL AND started_at >= now() - interval '1 day') AS failures_today
+  FROM alert_evaluation_runs WHERE finished_at IS NOT NULL ORDER BY started_at DESC LIMIT 1
+
+-- name: tsl_job_durations
+-- edition: tsl
+SELECT job_id, extract(epoch FROM last_run_duration) * 1000 AS duration_ms FROM timescaledb_information.job_stats
+
+-- name: tsl_job_errors
+-- edition: tsl
+SELECT DISTINCT ON (job_id) job_id, err_message FROM timescaledb_information.job_errors ORDER BY job_id, finish_time DESC
+
+-- name: apache_job_durations
+-- edition: apache postgres
+SELECT name, last_duration_ms AS duration_ms FROM rts_tier_jobs
+
+-- name: level_rows
+-- Rows of one level (the raw table or a tier) older than ``before`` ('infinity': all), and the
+-- oldest; CASE evaluates only the branch of the level asked for.
+SELECT CASE %(level)s
+         WHEN 'agent_metrics' THEN (SELECT count(*) FROM agent_metrics WHERE collected_at < %(before)s)
+         WHEN 'agent_metrics_5m' THEN (SELECT count(*) FROM agent_metrics_5m WHERE bucket < %(before)s)
+         WHEN 'agent_metrics_1h' THEN (SELECT count(*) FROM agent_metrics_1h WHERE bucket < %(before)s)
+         WHEN 'agent_metrics_1d' THEN (SELECT count(*) FROM agent_metrics_1d WHERE bucket < %(before)s)
+       END AS n,
+       CASE %(level)s
+         WHEN 'agent_metrics' THEN (SELECT min(collected_at) FROM agent_metrics)
+         WHEN 'agent_metrics_5m' THEN (SELECT min(bucket) FROM agent_metrics_5m)
+         WHEN 'agent_metrics_1h' THEN (SELECT min(bucket) FROM agent_metrics_1h)
+         WHEN 'agent_metrics_1d' THEN (SELECT min(bucket) FROM agent_metrics_1d)
+       END AS oldest
+
+-- name: tier_settings
+SELECT name, retention, compress_after FROM rts_tier_levels
+
+-- name: device_search
+-- Devices by name or hostname for the command console's chooser (the caller's business only).
+SELECT d.id, d.device_name, d.hostname, b.business_name
+  FROM agent_devices d JOIN businesses b ON b.id = d.business_id
+ WHERE NOT d.soft_delete AND (%(scope)s::uuid IS NULL OR d.business_id = %(scope)s::uuid)
+   AND (d.device_name ILIKE %(pattern)s OR d.hostname ILIKE %(pattern)s)
+ ORDER BY d.device_name, d.id
+ LIMIT 20

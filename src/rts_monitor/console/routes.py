@@ -25,12 +25,13 @@ from litestar.datastructures import Cookie
 from litestar.di import Provide
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import HTTPException, ValidationException
-from litestar.params import Body
+from litestar.params import Body, Parameter
 from litestar.response import File, Redirect, ServerSentEvent
 from litestar.response.sse import ServerSentEventMessage
 
-from rts_monitor.auth.principal import require_staff
-from rts_monitor.console import device, fleet, live, pages, sessions, signin
+from rts_monitor.alerts import rules
+from rts_monitor.auth.principal import Role, require_role, require_staff
+from rts_monitor.console import alerts, commands, dba, device, fleet, live, pages, sessions, signin
 from rts_monitor.core.context import AppContext
 from rts_monitor.core.errors import DomainError, NotFound, TooManyRequests, Unauthorized, ValidationFailed
 from rts_monitor.core.settings import Settings
@@ -47,6 +48,7 @@ _ASSET_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,120}$")
 _ASSET_TYPES = {".js": "text/javascript", ".css": "text/css",
                 ".json": "application/json", ".txt": "text/plain"}
 MAX_LIVE_AGENTS = 500
+WATCHABLE = {"alert", "command"}
 
 
 class SignInRequired(Exception):
@@ -318,15 +320,108 @@ async def device_page(request: Request[Any, Any, Any], ctx: AppContext, conn: Co
     except ValueError:
         raise NotFound("agent not found") from None
     data = await device.load(conn, settings=ctx.settings, principal=viewer.principal, agent_id=parsed)
-    return _html(request, "device.html", d=data, a=data.agent, **_page_context(request, viewer, "fleet"))
+    return _html(request, "device.html", d=data, a=data.agent, form=commands.form_context(ctx.settings),
+                 **_page_context(request, viewer, "fleet"))
+
+
+@get("/commands", include_in_schema=False)
+async def commands_page(request: Request[Any, Any, Any], ctx: AppContext, conn: Conn,
+                        viewer: sessions.Session, device: str | None = None,
+                        # "agent" is the name of the agent-token dependency: the query parameter is mapped
+                        chosen_agent: Annotated[str | None, Parameter(query="agent")] = None) -> Response[Any]:
+    data = await commands.overview(conn, principal=viewer.principal)
+    found = await commands.find_devices(conn, principal=viewer.principal, text=device or "")
+    chosen = None
+    if chosen_agent:
+        try:
+            chosen = await commands.target(conn, principal=viewer.principal, agent_id=UUID(chosen_agent))
+        except ValueError:
+            raise NotFound("agent not found", field="agent") from None
+    form = commands.form_context(ctx.settings)
+    return _html(request, "commands.html", c=data, sensitive=form["sensitive"], form=form, device=device or "",
+                 found=found, chosen=chosen, **_page_context(request, viewer, "commands"))
+
+
+@get("/commands/{agent_id:uuid}/{command_id:uuid}", include_in_schema=False)
+async def command_page(request: Request[Any, Any, Any], conn: Conn, viewer: sessions.Session, agent_id: UUID,
+                       command_id: UUID) -> Response[Any]:
+    data = await commands.detail(conn, principal=viewer.principal, agent_id=agent_id, command_id=command_id)
+    return _html(request, "command.html", d=data, **_page_context(request, viewer, "commands"))
+
+
+@get("/alerts", include_in_schema=False)
+async def alerts_page(request: Request[Any, Any, Any], conn: Conn, viewer: sessions.Session) -> Response[Any]:
+    query = alerts.parse_inbox(dict(request.query_params))
+    data = await alerts.inbox(conn, principal=viewer.principal, query=query)
+    template = "alerts_results.html" if request.headers.get(FRAGMENT_HEADER) == "alerts" else "alerts.html"
+    return _html(request, template, inbox=data, q=query, statuses=list(alerts.STATUS_VIEWS),
+                 periods=list(alerts.PERIODS), severities=alerts.SEVERITIES, urlencode=urlencode,
+                 **_page_context(request, viewer, "alerts"))
+
+
+def _can_write_rules(request: Request[Any, Any, Any], viewer: sessions.Session) -> bool:
+    return viewer.principal.is_staff or _settings(request).alert_customer_rules
+
+
+@get("/alerts/rules", include_in_schema=False)
+async def rules_page(request: Request[Any, Any, Any], conn: Conn, viewer: sessions.Session) -> Response[Any]:
+    data = await alerts.rules_page(conn, principal=viewer.principal)
+    return _html(request, "rules.html", r=data, names={b["id"]: b["business_name"] for b in data.businesses},
+                 can_write=_can_write_rules(request, viewer), **_page_context(request, viewer, "alerts"))
+
+
+@get(["/alerts/rules/new", "/alerts/rules/{rule_id:uuid}"], include_in_schema=False)
+async def rule_page(request: Request[Any, Any, Any], conn: Conn, viewer: sessions.Session,
+                    rule_id: UUID | None = None) -> Response[Any]:
+    if not _can_write_rules(request, viewer):
+        rules.require_rule_writer(viewer.principal, _settings(request))
+    form = await alerts.rule_form(conn, principal=viewer.principal, rule_id=rule_id)
+    return _html(request, "rule_form.html", **form, **_page_context(request, viewer, "alerts"))
+
+
+@get("/alerts/{alert_id:uuid}", include_in_schema=False)
+async def alert_page(request: Request[Any, Any, Any], conn: Conn, viewer: sessions.Session,
+                     alert_id: UUID) -> Response[Any]:
+    data = await alerts.episode(conn, principal=viewer.principal, alert_id=alert_id)
+    return _html(request, "alert.html", d=data, e=data.episode, **_page_context(request, viewer, "alerts"))
+
+
+@get("/businesses", include_in_schema=False)
+async def businesses_page(request: Request[Any, Any, Any], conn: Conn, viewer: sessions.Session) -> Response[Any]:
+    require_staff(viewer.principal)
+    businesses = await fleet.admin_businesses(conn)
+    return _html(request, "businesses.html", businesses=businesses, healths=fleet.HEALTHS,
+                 **_page_context(request, viewer, "businesses"))
+
+
+def _require_admin(viewer: sessions.Session) -> None:
+    """The DBA pages: admins only. A customer is told there is no such page (as for another
+    business's objects, nothing about the MSP's database is confirmed); a technician that it is
+    not theirs."""
+    if not viewer.principal.is_staff:
+        raise NotFound("There is no console page at this address.")
+    require_role(viewer.principal, Role.admin)
 
 
 @get("/admin", include_in_schema=False)
-async def admin_page(request: Request[Any, Any, Any], conn: Conn, viewer: sessions.Session) -> Response[Any]:
-    require_staff(viewer.principal)
-    businesses = await fleet.admin_businesses(conn)
-    return _html(request, "admin.html", businesses=businesses, healths=fleet.HEALTHS,
-                 **_page_context(request, viewer, "admin"))
+async def admin_page(request: Request[Any, Any, Any], ctx: AppContext, conn: Conn,
+                     viewer: sessions.Session) -> Response[Any]:
+    _require_admin(viewer)
+    data = await dba.overview(conn, ctx=ctx)
+    return _html(request, "admin.html", t=data, **_page_context(request, viewer, "admin"))
+
+
+@get("/data/admin/charts", include_in_schema=False)
+async def admin_charts(conn: Conn, viewer: sessions.Session) -> dict[str, Any]:
+    _require_admin(viewer)
+    return await dba.charts(conn)
+
+
+@get("/data/admin/retention-preview", include_in_schema=False)
+async def retention_preview(ctx: AppContext, conn: Conn, viewer: sessions.Session, level: str,
+                            retention: str | None = None) -> dict[str, Any]:
+    _require_admin(viewer)
+    return await dba.retention_preview(conn, ctx=ctx, level=level, retention=retention or None)
 
 
 # ---------------------------------------------------------------- data for the pages' scripts
@@ -366,15 +461,20 @@ def _parse_ids(raw: str | None) -> list[UUID]:
 
 @get("/live", include_in_schema=False)
 async def live_events(request: Request[Any, Any, Any], ctx: AppContext, viewer: sessions.Session,
-                      agents: str | None = None, fleet_page: str | None = None) -> ServerSentEvent:
+                      agents: str | None = None, fleet_page: str | None = None,
+                      watch: str | None = None) -> ServerSentEvent:
     """Server-Sent Events for one open page: changes of the agents it shows (``agents``, ids the
-    caller may see; others are ignored) and, for the fleet page, that counts may have changed.
+    caller may see; others are ignored) and, for the fleet page, that counts may have changed;
+    ``watch``: kinds wanted for every device in the caller's scope (``alert``, ``command``).
     No request-long ``conn``: a stream lasts minutes; it borrows a connection only when it asks."""
     wanted = _parse_ids(agents)
+    kinds = {k for k in (watch or "").split(",") if k}
+    if not kinds <= WATCHABLE:
+        raise ValidationFailed(f"watch: must be among {', '.join(sorted(WATCHABLE))}", field="watch")
     async with connection(ctx.pool) as conn:
         visible = await fleet.visible(conn, principal=viewer.principal, ids=wanted) if wanted else []
     hub = live.get(ctx)
-    sub = hub.subscribe(viewer.principal, visible, fleet=fleet_page == "1")
+    sub = hub.subscribe(viewer.principal, visible, fleet=fleet_page == "1", kinds=kinds)
     token = request.cookies.get(sessions.COOKIE, "")
 
     async def still_valid() -> bool:
@@ -417,7 +517,9 @@ async def data_not_found(rest: str) -> None:
 
 ROUTER = Router(
     path="/console",
-    route_handlers=[login_form, login_submit, handoff, logout, session_state, fleet_page, device_page, admin_page,
+    route_handlers=[login_form, login_submit, handoff, logout, session_state, fleet_page, device_page,
+                    businesses_page, admin_page, admin_charts, retention_preview,
+                    alerts_page, alert_page, rules_page, rule_page, commands_page, command_page,
                     fleet_counts, fleet_ids, timeline, live_events, static_asset, not_found, data_not_found],
     dependencies={"viewer": Provide(provide_viewer)},
     # Every kind the app maps (api/errors.py) is named here too: handlers are looked up by the
