@@ -703,3 +703,38 @@ async def test_postgres_partitions_job_runs_and_no_timescaledb_function_exists(
         "SELECT count(*) AS n FROM pg_proc WHERE proname IN ('time_bucket', 'create_hypertable', 'first')"
     )).fetchone()
     assert row["n"] == 0  # nothing of TimescaleDB is there to be called
+
+
+@TSL
+async def test_tsl_background_worker_runs_the_policies_without_error(conn: psycopg.AsyncConnection[Any]) -> None:
+    """The policies as TimescaleDB's scheduler runs them (not run_job from a session): every one
+    finishes as a success with no job error. PostgreSQL 17.12 made the release's job runner fail
+    every job after its work (tslbuild.PATCHES), which run_job by hand does not show."""
+    biz = await factories.business(conn)
+    devs = [(await factories.agent(conn, biz)).id for _ in range(2)]
+    end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    await _fill(conn, devs, end - timedelta(hours=6), end)
+    jobs = [r["job_id"] for r in await (await conn.execute(
+        "SELECT job_id FROM timescaledb_information.jobs WHERE proc_name LIKE 'policy%%' AND job_id >= 1000"
+    )).fetchall()]  # our policies (below 1000: TimescaleDB's own telemetry and history jobs)
+    assert len(jobs) >= 4
+    since = (await (await conn.execute("SELECT now() AS t")).fetchone() or {})["t"]
+    for job in jobs:  # the test template pauses them; the scheduler picks them up within a second or so
+        await conn.execute("SELECT alter_job(%s, scheduled => true, next_start => now())", (job,))
+    deadline = time.monotonic() + 90
+    while True:
+        stats = {r["job_id"]: r for r in await (await conn.execute(
+            "SELECT job_id, last_run_status FROM timescaledb_information.job_stats "
+            "WHERE job_id = ANY(%s) AND last_run_started_at >= %s AND job_status <> 'Running'",
+            (jobs, since))).fetchall()}
+        if all(stats.get(j) and stats[j]["last_run_status"] for j in jobs):
+            break
+        assert time.monotonic() < deadline, f"the scheduler ran {stats} of {jobs} in 90 s"
+        await asyncio.sleep(0.5)
+    for job in jobs:
+        await conn.execute("SELECT alter_job(%s, scheduled => false)", (job,))
+    errors = await (await conn.execute(
+        "SELECT job_id, err_message FROM timescaledb_information.job_errors "
+        "WHERE job_id = ANY(%s) AND finish_time >= %s", (jobs, since))).fetchall()
+    assert not errors, errors
+    assert {stats[j]["last_run_status"] for j in jobs} == {"Success"}, stats

@@ -792,6 +792,12 @@ def down(settings: Settings, edition: Edition | None = None) -> None:
                 _say(f"{ed}: no local database in {lay.data_dir}")
             continue
         route = choose_route(lay)
+        if isinstance(route, ChrootRoute) and not (lay.root / "etc" / "passwd").is_file():
+            # The root this code runs the server from is not built yet (a newer TimescaleDB build
+            # than the one the running server came from): stop that server by its pid file,
+            # without preparing (mounting into) a root that does not exist.
+            _stop_by_pid_file(lay, ed)
+            continue
         route.prepare()
         if _server_running(route):
             _run(route.pg("pg_ctl", "stop", "-m", "fast", "-w", "-D", route.data_dir_for_server()), quiet=True)
@@ -799,6 +805,24 @@ def down(settings: Settings, edition: Edition | None = None) -> None:
         else:
             _say(f"{ed}: not running")
         route.release()
+
+
+def _stop_by_pid_file(lay: Layout, edition: str) -> None:
+    """A fast shutdown (SIGINT) of the postmaster named in the data directory's pid file."""
+    try:
+        pid = int((lay.data_dir / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        _say(f"{edition}: not running")
+        return
+    if not process_alive(pid):
+        _say(f"{edition}: not running")
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGINT)
+    deadline = time.monotonic() + 60
+    while process_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    _say(f"{edition}: stopped (pid {pid}, started from an earlier build)")
 
 
 def stop_server(settings: Settings, *, mode: str = "fast") -> None:

@@ -59,9 +59,37 @@ BOOTSTRAP_FLAGS = (
 READY = ".rts-ready"
 BASE_READY = ".rts-base-ready"
 
+# Changes to the release source, applied after unpacking: (file, exact text, replacement). Each
+# text must occur exactly once, or the build stops. PATCH_LEVEL is part of the root's name, so a
+# changed set builds a new root instead of reusing one built without it.
+#
+# PostgreSQL 17.12 refuses to drop a portal that is still being set up (status PORTAL_NEW or
+# PORTAL_DEFINED: "cannot drop portal "" while it is being set up"). TimescaleDB 2.29.2's job
+# runner (tsl/src/bgw_policy/job.c, job_execute) creates a portal only to carry the job's
+# snapshot and drops it, never started, after the job's last commit; so every background job
+# (continuous aggregate refresh, retention, compression) did its work and was then recorded as
+# failed, retried with backoff and listed in timescaledb_information.job_errors. Marking the
+# portal done before dropping it is what PortalRun would have left it as.
+PATCHES: tuple[tuple[str, str, str], ...] = (
+    ("tsl/src/bgw_policy/job.c",
+     "\t\tCommitTransactionCommand();\n\t\tPortalDrop(portal, false);",
+     "\t\tCommitTransactionCommand();\n\t\tportal->status = PORTAL_DONE;\n\t\tPortalDrop(portal, false);"),
+)
+PATCH_LEVEL = 1
+
 
 def root_dir(cache_dir: Path, version: str = TIMESCALEDB_VERSION) -> Path:
-    return cache_dir / f"debian13-pg{PG_MAJOR}-timescaledb-{version}-tsl-root"
+    return cache_dir / f"debian13-pg{PG_MAJOR}-timescaledb-{version}-tsl-p{PATCH_LEVEL}-root"
+
+
+def apply_patches(source_dir: Path) -> None:
+    for name, old, new in PATCHES:
+        path = source_dir / name
+        text = path.read_text()
+        if text.count(old) != 1:
+            raise LocalDbError(f"patching TimescaleDB {TIMESCALEDB_VERSION}: {name} does not hold the expected "
+                               "text exactly once (a different source?); nothing was built")
+        path.write_text(text.replace(old, new))
 
 
 def default_source(checkout: Path | None) -> str:
@@ -106,6 +134,7 @@ def ensure(cache_dir: Path, source: str) -> Path:
         seconds = round(time.monotonic() - started, 1)
         (root / READY).write_text(json.dumps({
             "timescaledb": TIMESCALEDB_VERSION, "sha256": SOURCE_SHA256[TIMESCALEDB_VERSION], "source": source,
+            "patch_level": PATCH_LEVEL,
             "seconds": seconds, "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }))
         _say(f"TimescaleDB {TIMESCALEDB_VERSION} TSL ready in {seconds:.0f}s")
@@ -197,6 +226,8 @@ def _build(partial: Path, archive: Path) -> None:
     src = f"/build/timescaledb-{TIMESCALEDB_VERSION}"
     if not (partial / src.lstrip("/") / "bootstrap").is_file():
         raise LocalDbError(f"{archive} does not hold timescaledb-{TIMESCALEDB_VERSION}/bootstrap")
+    apply_patches(partial / src.lstrip("/"))
+    _say(f"3/4 source patched ({len(PATCHES)} change(s), tslbuild.PATCHES)")
     _remove_previous_install(partial)
     jobs = str(max(1, os.cpu_count() or 1))
     _say(f"3/4 building TimescaleDB {TIMESCALEDB_VERSION} (cmake + make -j{jobs}, ~2.5-4 min on 2 cores)")
