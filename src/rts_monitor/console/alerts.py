@@ -16,6 +16,7 @@ from uuid import UUID
 from rts_monitor.alerts import lifecycle, maintenance, rules
 from rts_monitor.alerts.structs import METRICS, Delivery, Episode, Maintenance, Rule
 from rts_monitor.auth.principal import Principal
+from rts_monitor.console.fleet import uuid_param
 from rts_monitor.core.errors import NotFound, ValidationFailed
 from rts_monitor.db import Conn, Queries
 from rts_monitor.db.rows import Row, fetch_all, fetch_one
@@ -30,16 +31,6 @@ PERIODS = {"1h": timedelta(hours=1), "24h": timedelta(days=1), "7d": timedelta(d
 SEVERITIES = ("critical", "warning", "info")
 AGGREGATIONS = ("avg", "min", "max")
 OPERATORS = (">", ">=", "<", "<=")
-
-
-def _uuid(params: dict[str, str], name: str) -> UUID | None:
-    raw = (params.get(name) or "").strip()
-    if not raw:
-        return None
-    try:
-        return UUID(raw)
-    except ValueError:
-        raise ValidationFailed(f"{name}: not an id", field=name) from None
 
 
 def _choice(params: dict[str, str], name: str, choices: Any, default: str) -> str:
@@ -68,8 +59,8 @@ def parse_inbox(params: dict[str, str]) -> InboxQuery:
     if severity and severity not in SEVERITIES:
         raise ValidationFailed(f"severity: must be one of {', '.join(SEVERITIES)}", field="severity")
     return InboxQuery(status=_choice(params, "status", STATUS_VIEWS, "open"), severity=severity,
-                      period=_choice(params, "period", PERIODS, "7d"), business_id=_uuid(params, "business"),
-                      agent_id=_uuid(params, "agent"))
+                      period=_choice(params, "period", PERIODS, "7d"), business_id=uuid_param(params, "business"),
+                      agent_id=uuid_param(params, "agent"))
 
 
 @dataclass

@@ -72,7 +72,8 @@ class FleetQuery:
         return bool(self.q or self.business_id or self.location_id or self.healths or self.os)
 
 
-def _uuid(params: Mapping[str, str], name: str) -> UUID | None:
+def uuid_param(params: Mapping[str, str], name: str) -> UUID | None:
+    """An optional id from a page's query string; a malformed one is a 422 naming it."""
     raw = (params.get(name) or "").strip()
     if not raw:
         return None
@@ -108,7 +109,7 @@ def parse(params: Mapping[str, str]) -> FleetQuery:
         raise ValidationFailed("q: at most 200 characters", field="q")
     os_name = (params.get("os") or "").strip()
     return FleetQuery(
-        q=q or None, business_id=_uuid(params, "business"), location_id=_uuid(params, "location"),
+        q=q or None, business_id=uuid_param(params, "business"), location_id=uuid_param(params, "location"),
         healths=healths, os=os_name[:50] or None, sort=sort, page=_int(params, "page", 1), per_page=per_page,
         grouped=(params.get("group") or "on") != "off",
     )

@@ -21,7 +21,6 @@ import gzip
 import hashlib
 import io
 import tarfile
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -31,16 +30,7 @@ _MTIME = 1_577_836_800  # 2020-01-01: reproducible archives
 _SCRIPTS = ("postinst", "prerm", "postrm")
 
 
-@dataclass(frozen=True)
-class AgentDeb:
-    name: str
-    version: str
-    filename: str
-    data: bytes
-
-    @property
-    def sha256(self) -> str:
-        return hashlib.sha256(self.data).hexdigest()
+AgentDeb = agent_wheel.AgentPackage
 
 
 def packaging_dir() -> Path:

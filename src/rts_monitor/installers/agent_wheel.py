@@ -33,7 +33,9 @@ class AgentSourcesMissing(RuntimeError):
 
 
 @dataclass(frozen=True)
-class AgentWheel:
+class AgentPackage:
+    """A built agent artefact (the wheel, the .deb): what /agent/ serves and publishes the hash of."""
+
     name: str
     version: str
     filename: str
@@ -42,6 +44,9 @@ class AgentWheel:
     @property
     def sha256(self) -> str:
         return hashlib.sha256(self.data).hexdigest()
+
+
+AgentWheel = AgentPackage
 
 
 def sources() -> Path:
