@@ -3,6 +3,7 @@
 // would be dropped (counted by the server with the retention's own cutoff).
 
 import uPlot from "uplot";
+import { followWidth } from "./charts";
 import { send } from "./forms";
 import * as fmt from "./format";
 import { HttpError, json } from "./http";
@@ -29,7 +30,9 @@ function plot(el: HTMLElement, label: string, stroke: string, xs: number[], ys: 
     ],
     legend: { live: true },
   };
-  return new uPlot(opts, [xs, ys], el);
+  const chart = new uPlot(opts, [xs, ys], el);
+  followWidth(el, () => chart, 180);
+  return chart;
 }
 
 async function loadCharts(): Promise<void> {

@@ -4,6 +4,7 @@
 // shaded. Device names are set as text.
 
 import uPlot from "uplot";
+import { followWidth } from "./charts";
 import { clearErrors, send, showError } from "./forms";
 import * as fmt from "./format";
 import { json } from "./http";
@@ -39,6 +40,7 @@ export function initBacktest(): void {
   const general = document.getElementById("rule-error");
   let result: BtResult | null = null;
   let plot: uPlot | null = null;
+  followWidth(plotEl, () => plot, 220, 300);
 
   async function draw(device: BtDevice | undefined, agentId: string): Promise<void> {
     if (!result) return;

@@ -46,6 +46,16 @@ const PX_PER_POINT = 2;
 
 /** The finest ladder interval giving at most one point per PX_PER_POINT pixels, never finer than
  * the agent reports (finer buckets would be mostly empty and draw as gaps). */
+/** Keep a chart as wide as its box when the window changes (a phone turned, a window resized):
+ * uPlot draws at the width it was given. ``chart`` is read at each resize (a chart redrawn anew). */
+export function followWidth(el: HTMLElement, chart: () => uPlot | null, height: number, min = 260): void {
+  let timer = 0;
+  window.addEventListener("resize", () => {
+    window.clearTimeout(timer);
+    timer = window.setTimeout(() => chart()?.setSize({ width: Math.max(min, el.clientWidth), height }), 150);
+  });
+}
+
 export function fitInterval(rangeSeconds: number, widthPx: number, reportSeconds: number): number {
   const target = Math.max(20, Math.floor(widthPx / PX_PER_POINT));
   const want = Math.max(rangeSeconds / target, reportSeconds);
