@@ -246,7 +246,8 @@ async def test_a_script_needs_a_second_person_and_its_output_arrives_live_as_tex
         second = ConsoleBrowser(console.api, other, console.test_name + "-approver")
         approver_page = await second.page()
         await second.sign_in(approver_page, "admin", user_id=approver, next_path="/console/commands")
-        queued = approver_page.locator("#approvals tr.command")
+        # the queue holds every command awaiting approval (other tests' too, on the shared server): find ours
+        queued = approver_page.locator(f'#approvals tr.command[data-command="{command_url.rsplit("/", 1)[1]}"]')
         await expect(queued).to_have_count(1)
         await console.shot(approver_page, "approval-queue")
         await queued.get_by_role("link", name="run_script").click()
