@@ -88,6 +88,28 @@ async def test_backtest_finds_the_episodes_the_evaluator_opens(conn: psycopg.Asy
     assert live == [(g[0], g[1], g[2]) for g in got]
 
 
+@pytest.mark.editions
+async def test_a_refreshed_calm_history_is_read_from_the_tier_alone(conn: psycopg.AsyncConnection[Any],
+                                                                   settings: Settings, server_edition: Any) -> None:
+    """After a refresh nothing is in doubt: every hour of a calm device, the newest one (raw tail
+    past the watermarks) included, is proven quiet, so no raw range is judged. (On the TSL edition
+    the aggregates' logs keep an open invalidation range from each refresh end on; counting it
+    against the hours the tiers do not serve put the newest hour of every device on the raw path:
+    10 s instead of 1 s for 10,000 devices in benchmarks/backtest.py.)"""
+    from rts_monitor.tiers import service as tiers_service
+
+    t = await factories.tenant(conn)
+    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
+    minutes = int((datetime.now(UTC) - start).total_seconds() // 60) - 1
+    await add_samples(conn, t.agent.id, start, [40.0] * minutes)
+    await tiers_service.refresh(conn, edition=server_edition, start=None, end=None)
+    result = await run_backtest(conn, settings, server_edition, business_id=t.business_id, conditions=CPU90,
+                                since=start + timedelta(minutes=30))
+    assert result.totals.devices_evaluated == 1 and result.totals.episodes == 0
+    assert result.reads.tier == "agent_metrics_1h"
+    assert (result.reads.raw_ranges, result.reads.instants) == (0, 0), result.reads
+
+
 # --- the backtest means what the evaluator means (property) -------------------------------------
 
 _LEVELS = st.sampled_from([None, 20.0, 35.0, 47.0, 49.0, 50.0, 51.0, 53.0, 65.0, 90.0])

@@ -59,15 +59,22 @@ MAX_PASSES = 12
 
 # Hours of one device that the tier shows quiet, turned into the stretches between them (the
 # hours to read raw): the gaps between consecutive quiet hours, before the first and after the
-# last; a device with no quiet hour is raw throughout. ``{per_device}``: history's exact
+# last; a device with no quiet hour is raw throughout. An hour counts only if no invalidation
+# range (queries.sql: tier_invalidations) overlaps the part of it a tier served: up to the 1h
+# watermark for ranges of the 1h aggregate, up to the start of the raw tail (%(rawfrom)s) for
+# ranges of the 5m one; the raw tail itself is exact. ``{per_device}``: history's exact
 # tier-shaped rows per device and hour (history/service.py: per_device_sql); ``{quiet}``: the
 # test on the hour's min/max, chosen from the operator below (no user text reaches either).
 _ZONES_SQL = """
 WITH q AS MATERIALIZED (
     SELECT p.agent_device_id AS dev, p.bucket FROM ({per_device}) p
      WHERE ({quiet})
-       AND NOT EXISTS (SELECT 1 FROM unnest(%(inv_lo)s::timestamptz[], %(inv_hi)s::timestamptz[]) i(lo, hi)
-                        WHERE i.lo < p.bucket + INTERVAL '1 hour' AND i.hi >= p.bucket)
+       AND NOT EXISTS (SELECT 1 FROM unnest(%(inv_lo)s::timestamptz[], %(inv_hi)s::timestamptz[],
+                                            %(inv_fine)s::bool[]) i(lo, hi, fine)
+                        WHERE i.hi >= p.bucket
+                          AND i.lo < least(p.bucket + INTERVAL '1 hour',
+                                           coalesce(CASE WHEN i.fine THEN %(rawfrom)s::timestamptz
+                                                         ELSE %(wm_hour)s::timestamptz END, '-infinity')))
 ), e AS (
     SELECT dev, bucket, lag(bucket) OVER (PARTITION BY dev ORDER BY bucket) AS prev FROM q
 )
@@ -132,14 +139,17 @@ async def _quiet_zones(conn: AsyncConnection[Any], *, edition: Edition, c: Condi
         return None  # nothing materialised: every hour would come from raw rows anyway
     inv_lo: list[datetime] = []
     inv_hi: list[datetime] = []
+    inv_fine: list[bool] = []
     if edition == "tsl":
         for row in await (await conn.execute(Q.tier_invalidations)).fetchall():
             inv_lo.append(row["lo"])
             inv_hi.append(row["hi"])
+            inv_fine.append(row["fine"])
     per_device, params = per_device_sql(plan, edition, watermarks, pending=pending)
     quiet = _QUIET[c.operator].format(m=c.metric)
     sql = _ZONES_SQL.format(per_device=per_device, quiet=quiet)
-    params.update(devs=devices, quiet_at=quiet_at, inv_lo=inv_lo, inv_hi=inv_hi, zlo=plan.start, zhi=plan.end)
+    params.update(devs=devices, quiet_at=quiet_at, inv_lo=inv_lo, inv_hi=inv_hi, inv_fine=inv_fine,
+                  wm_hour=watermarks.get(TIER), zlo=plan.start, zhi=plan.end)
     async with conn.transaction():
         # Raw tails and late-row branches are priced over every chunk and would be JIT-compiled
         # (history/service.py measured seconds of JIT for a millisecond query).

@@ -836,22 +836,29 @@ SELECT d.id, d.device_name, d.business_id, d.service_location_id
 -- Time ranges where the 5m or 1h continuous aggregate may not show every raw row yet: rows written
 -- below an invalidation threshold wait in TimescaleDB's invalidation logs until a refresh
 -- re-aggregates them (a range never refreshed stays invalid). The backtest reads raw rows there.
+-- ``fine``: the range concerns the 5m aggregate (raw rows of agent_metrics, or the 5m aggregate's
+-- own log), so every tier-served part of an hour is in doubt (the 1h aggregate is built on the
+-- 5m one); otherwise only the part the 1h aggregate serves. After a refresh the logs keep an open
+-- range from each aggregate's refresh end on: it lies past what that aggregate serves (its
+-- watermark), and telling the two apart keeps the newest hour of every device off the raw path.
 -- The logs' open ends are the int64 extremes, outside what a timestamptz holds (TimescaleDB's own
 -- range: -210866803200000000 .. 9223371331200000000 microseconds from 1970): the first and last
 -- day a Python datetime holds here.
 SELECT CASE WHEN x.l <= -210866803200000000 THEN '0001-01-01 00:00:00+00'::timestamptz
             ELSE greatest(_timescaledb_functions.to_timestamp(x.l), '0001-01-01 00:00:00+00') END AS lo,
        CASE WHEN x.g >= 9223371331200000000 THEN '9999-12-31 00:00:00+00'::timestamptz
-            ELSE least(_timescaledb_functions.to_timestamp(x.g), '9999-12-31 00:00:00+00') END AS hi
-  FROM (SELECT lowest_modified_value AS l, greatest_modified_value AS g
-          FROM _timescaledb_catalog.continuous_aggs_hypertable_invalidation_log
-         WHERE hypertable_id IN (SELECT raw_hypertable_id FROM _timescaledb_catalog.continuous_agg
-                                  WHERE user_view_name IN ('agent_metrics_5m', 'agent_metrics_1h'))
+            ELSE least(_timescaledb_functions.to_timestamp(x.g), '9999-12-31 00:00:00+00') END AS hi,
+       x.fine
+  FROM (SELECT h.lowest_modified_value AS l, h.greatest_modified_value AS g,
+               ca.user_view_name = 'agent_metrics_5m' AS fine
+          FROM _timescaledb_catalog.continuous_aggs_hypertable_invalidation_log h
+          JOIN _timescaledb_catalog.continuous_agg ca ON ca.raw_hypertable_id = h.hypertable_id
+         WHERE ca.user_view_name IN ('agent_metrics_5m', 'agent_metrics_1h')
         UNION ALL
-        SELECT lowest_modified_value, greatest_modified_value
-          FROM _timescaledb_catalog.continuous_aggs_materialization_invalidation_log
-         WHERE materialization_id IN (SELECT mat_hypertable_id FROM _timescaledb_catalog.continuous_agg
-                                       WHERE user_view_name IN ('agent_metrics_5m', 'agent_metrics_1h'))) x
+        SELECT m.lowest_modified_value, m.greatest_modified_value, ca.user_view_name = 'agent_metrics_5m'
+          FROM _timescaledb_catalog.continuous_aggs_materialization_invalidation_log m
+          JOIN _timescaledb_catalog.continuous_agg ca ON ca.mat_hypertable_id = m.materialization_id
+         WHERE ca.user_view_name IN ('agent_metrics_5m', 'agent_metrics_1h')) x
  WHERE x.g > -210866803200000000 AND x.l < 9223371331200000000  -- not wholly outside time
 
 -- name: backtest
