@@ -112,8 +112,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 _FAILED = pytest.StashKey[bool]()
 
 
-@pytest.fixture
-async def console(browser: Browser, api: ApiServer, request: pytest.FixtureRequest) -> AsyncIterator[ConsoleBrowser]:
+@contextlib.asynccontextmanager
+async def open_console(browser: Browser, api: ApiServer,
+                       request: pytest.FixtureRequest) -> AsyncIterator[ConsoleBrowser]:
+    """A fresh browser context against ``api`` (the session's server, or one a test started with
+    its own settings): a picture of each page when the test failed; the pages' problems fail it."""
     context = await browser.new_context(viewport=DESKTOP, timezone_id="America/New_York", locale="en-US")
     cb = ConsoleBrowser(api, context, request.node.name.removeprefix("test_"))
     yield cb
@@ -124,6 +127,12 @@ async def console(browser: Browser, api: ApiServer, request: pytest.FixtureReque
                 await page.screenshot(path=str(SCREENSHOTS / f"{cb.test_name}-FAILED-{i}.png"), full_page=True)
     await context.close()
     assert not cb.problems, "\n".join(cb.problems)
+
+
+@pytest.fixture
+async def console(browser: Browser, api: ApiServer, request: pytest.FixtureRequest) -> AsyncIterator[ConsoleBrowser]:
+    async with open_console(browser, api, request) as cb:
+        yield cb
 
 
 async def until(check: Callable[[], Awaitable[Any]], *, seconds: float = 10.0, what: str = "condition") -> Any:

@@ -9,6 +9,7 @@ import { initDevice } from "./device";
 import { initFleet } from "./fleet";
 import * as fmt from "./format";
 import "./registry";
+import { initRollout, initRollouts } from "./rollouts";
 import { initRuleForm, initRules } from "./rules";
 
 function shortcuts(): void {
@@ -43,6 +44,8 @@ function start(): void {
     initCommandForm();
   }
   else if (page === "command") initCommand();
+  else if (page === "rollouts") initRollouts();
+  else if (page === "rollout") initRollout();
   else if (page === "admin") initAdmin();
   else if (page === "alerts") initAlerts();
   else if (page === "alert") initAlert();

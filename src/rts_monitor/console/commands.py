@@ -26,7 +26,8 @@ RECENT = 50
 TERMINAL = ("completed", "failed", "timeout", "rejected", "cancelled")
 
 
-async def _emails(conn: Conn, ids: set[UUID]) -> dict[UUID, str]:
+async def emails(conn: Conn, ids: set[UUID]) -> dict[UUID, str]:
+    """Portal users' e-mails by id (a token's user may have no row: left out)."""
     if not ids:
         return {}
     return {r["id"]: r["email"] for r in await fetch_all(conn, Q.user_emails, {"ids": list(ids)})}
@@ -63,7 +64,7 @@ async def overview(conn: Conn, *, principal: Principal) -> CommandsPage:
     recent = (await service.list_commands(conn, principal=principal, agent_id=None, statuses=None,
                                           awaiting_approval=False, limit=RECENT)).commands
     both = awaiting + recent
-    return CommandsPage(awaiting, recent, await _emails(conn, _people(both)),
+    return CommandsPage(awaiting, recent, await emails(conn, _people(both)),
                         await _device_names(conn, principal, {c.agent_id for c in both}))
 
 
@@ -83,7 +84,7 @@ async def detail(conn: Conn, *, principal: Principal, agent_id: UUID, command_id
     awaiting = command.approval_required and command.approved_at is None and command.status == "pending"
     approvers = [r["email"] for r in await fetch_all(conn, Q.approvers, {"requester": command.requested_by})] \
         if awaiting else []
-    return CommandDetail(command, names.get(agent_id, ""), await _emails(conn, _people([command])), approvers,
+    return CommandDetail(command, names.get(agent_id, ""), await emails(conn, _people([command])), approvers,
                          awaiting, principal.is_staff and principal.user_id != command.requested_by)
 
 

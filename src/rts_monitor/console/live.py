@@ -10,6 +10,11 @@ job, or by hand in SQL) reaches pages open on every instance:
   devices that got samples. It carries no values: each process reads the newest sample of just
   the devices its pages show, with one query per flush (``live_latest``), however many pages
   are open.
+* ``rts_rollouts`` from the rollouts service (rollouts/queries.sql, ``notify``): a staged agent
+  rollout's status with its devices counted by state, at every status change and every advance
+  that changed a device (a command issued, an outcome taken). Sent as ``kind: rollout`` to pages
+  watching ``rollout``, and only to staff: rollouts are staff-only to read (rollouts/service.py,
+  ``require_staff``) and span businesses, so no customer hears of one.
 
 Each API process keeps one LISTEN connection (reconnecting after a loss, like the command hub)
 and a set of subscribers: one per open page, with the agents the page shows and the caller's
@@ -47,6 +52,7 @@ Q = Queries.beside(__file__)
 SERVICE_NAME = "console.live"
 CHANNEL = "rts_console"
 SAMPLES_CHANNEL = "rts_console_samples"
+ROLLOUTS_CHANNEL = "rts_rollouts"
 QUEUE_LIMIT = 500
 KEEPALIVE_SECONDS = 15.0
 RETRY_SECONDS = 1.0
@@ -60,7 +66,8 @@ def _iso(value: datetime | None) -> str | None:
 class Subscriber:
     """One open page. ``agents``: the rows it shows (fleet) or its device; ``fleet``: it also
     wants to know that counts in its scope changed; ``kinds``: event kinds it wants for every
-    device in its scope (the alert inbox: ``alert``; the command console: ``command``)."""
+    device in its scope (the alert inbox: ``alert``; the command console: ``command``; the
+    rollout pages: ``rollout``, every rollout, for staff only)."""
 
     principal: Principal
     agents: frozenset[UUID]
@@ -141,6 +148,7 @@ class LiveHub:
                 ) as conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
                     await conn.execute(f"LISTEN {SAMPLES_CHANNEL}")
+                    await conn.execute(f"LISTEN {ROLLOUTS_CHANNEL}")
                     self.connects += 1
                     self.listening.set()
                     log.info("console.listener.connected", extra={"connects": self.connects})
@@ -163,6 +171,9 @@ class LiveHub:
         if channel == SAMPLES_CHANNEL:
             self._on_samples(payload)
             return
+        if channel == ROLLOUTS_CHANNEL:
+            self._on_rollout(payload)
+            return
         try:
             note = json.loads(payload)
             agent = UUID(str(note["agent"]))
@@ -177,6 +188,19 @@ class LiveHub:
                 sub.put(note)
             elif sub.fleet:
                 sub.put({"kind": "counts"})  # a row it does not show changed: its counts may have
+
+    def _on_rollout(self, payload: str) -> None:
+        try:
+            note = json.loads(payload)
+            UUID(str(note["rollout_id"]))
+        except (ValueError, KeyError, TypeError):
+            log.warning("console.notify.bad_payload", extra={"payload": payload[:200]})
+            return
+        event = {**note, "kind": "rollout"}
+        for sub in self.subscribers:
+            # staff only, whatever the subscription asked (the route refuses the kind to customers too)
+            if "rollout" in sub.kinds and sub.principal.is_staff:
+                sub.put(event)
 
     def _on_samples(self, payload: str) -> None:
         watched = set().union(*(s.agents for s in self.subscribers))

@@ -41,6 +41,7 @@ NAV: list[NavItem] = [
     NavItem("fleet", "Fleet", "/console/"),
     NavItem("alerts", "Alerts", "/console/alerts"),
     NavItem("commands", "Commands", "/console/commands"),
+    NavItem("rollouts", "Rollouts", "/console/rollouts", staff=True),
     NavItem("businesses", "Businesses", "/console/businesses", staff=True),
     NavItem("admin", "Database", "/console/admin", admin=True),
 ]

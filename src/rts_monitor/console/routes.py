@@ -31,7 +31,7 @@ from litestar.response.sse import ServerSentEventMessage
 
 from rts_monitor.alerts import rules
 from rts_monitor.auth.principal import Role, require_role, require_staff
-from rts_monitor.console import alerts, commands, dba, device, fleet, live, pages, sessions, signin
+from rts_monitor.console import alerts, commands, dba, device, fleet, live, pages, rollouts, sessions, signin
 from rts_monitor.core.context import AppContext
 from rts_monitor.core.errors import DomainError, NotFound, TooManyRequests, Unauthorized, ValidationFailed
 from rts_monitor.core.settings import Settings
@@ -49,6 +49,7 @@ _ASSET_TYPES = {".js": "text/javascript", ".css": "text/css",
                 ".json": "application/json", ".txt": "text/plain"}
 MAX_LIVE_AGENTS = 500
 WATCHABLE = {"alert", "command"}
+STAFF_WATCHABLE = WATCHABLE | {"rollout"}  # rollouts are staff-only to read (rollouts/service.py)
 
 
 class SignInRequired(Exception):
@@ -394,12 +395,16 @@ async def businesses_page(request: Request[Any, Any, Any], conn: Conn, viewer: s
                  **_page_context(request, viewer, "businesses"))
 
 
-def _require_admin(viewer: sessions.Session) -> None:
-    """The DBA pages: admins only. A customer is told there is no such page (as for another
-    business's objects, nothing about the MSP's database is confirmed); a technician that it is
-    not theirs."""
+def _require_staff_page(viewer: sessions.Session) -> None:
+    """Sections of the MSP's own (rollouts, the database): a customer is told there is no such
+    page (as for another business's objects, nothing of them is confirmed)."""
     if not viewer.principal.is_staff:
         raise NotFound("There is no console page at this address.")
+
+
+def _require_admin(viewer: sessions.Session) -> None:
+    """The DBA pages: admins only; a technician is told that it is not theirs."""
+    _require_staff_page(viewer)
     require_role(viewer.principal, Role.admin)
 
 
@@ -422,6 +427,22 @@ async def retention_preview(ctx: AppContext, conn: Conn, viewer: sessions.Sessio
                             retention: str | None = None) -> dict[str, Any]:
     _require_admin(viewer)
     return await dba.retention_preview(conn, ctx=ctx, level=level, retention=retention or None)
+
+
+@get("/rollouts", include_in_schema=False)
+async def rollouts_page(request: Request[Any, Any, Any], ctx: AppContext, conn: Conn,
+                        viewer: sessions.Session) -> Response[Any]:
+    _require_staff_page(viewer)
+    data = await rollouts.overview(conn, principal=viewer.principal, settings=ctx.settings)
+    return _html(request, "rollouts.html", r=data, f=data.form, **_page_context(request, viewer, "rollouts"))
+
+
+@get("/rollouts/{rollout_id:uuid}", include_in_schema=False)
+async def rollout_page(request: Request[Any, Any, Any], conn: Conn, viewer: sessions.Session,
+                       rollout_id: UUID) -> Response[Any]:
+    _require_staff_page(viewer)
+    data = await rollouts.detail(conn, principal=viewer.principal, rollout_id=rollout_id)
+    return _html(request, "rollout.html", d=data, **_page_context(request, viewer, "rollouts"))
 
 
 # ---------------------------------------------------------------- data for the pages' scripts
@@ -465,12 +486,14 @@ async def live_events(request: Request[Any, Any, Any], ctx: AppContext, viewer: 
                       watch: str | None = None) -> ServerSentEvent:
     """Server-Sent Events for one open page: changes of the agents it shows (``agents``, ids the
     caller may see; others are ignored) and, for the fleet page, that counts may have changed;
-    ``watch``: kinds wanted for every device in the caller's scope (``alert``, ``command``).
+    ``watch``: kinds wanted for every device in the caller's scope (``alert``, ``command``; staff
+    also ``rollout``: every rollout's status and progress).
     No request-long ``conn``: a stream lasts minutes; it borrows a connection only when it asks."""
     wanted = _parse_ids(agents)
     kinds = {k for k in (watch or "").split(",") if k}
-    if not kinds <= WATCHABLE:
-        raise ValidationFailed(f"watch: must be among {', '.join(sorted(WATCHABLE))}", field="watch")
+    watchable = STAFF_WATCHABLE if viewer.principal.is_staff else WATCHABLE
+    if not kinds <= watchable:
+        raise ValidationFailed(f"watch: must be among {', '.join(sorted(watchable))}", field="watch")
     async with connection(ctx.pool) as conn:
         visible = await fleet.visible(conn, principal=viewer.principal, ids=wanted) if wanted else []
     hub = live.get(ctx)
@@ -520,6 +543,7 @@ ROUTER = Router(
     route_handlers=[login_form, login_submit, handoff, logout, session_state, fleet_page, device_page,
                     businesses_page, admin_page, admin_charts, retention_preview,
                     alerts_page, alert_page, rules_page, rule_page, commands_page, command_page,
+                    rollouts_page, rollout_page,
                     fleet_counts, fleet_ids, timeline, live_events, static_asset, not_found, data_not_found],
     dependencies={"viewer": Provide(provide_viewer)},
     # Every kind the app maps (api/errors.py) is named here too: handlers are looked up by the

@@ -50,10 +50,13 @@ SELECT * FROM agent_rollouts WHERE id = %(id)s FOR UPDATE
  LIMIT %(limit)s
 
 -- name: rollout_devices
+-- command_status: where the device's update is before the advance job takes its outcome (the
+-- console shows a command executing or finished at once, the device's state on the next tick).
 SELECT rd.agent_device_id AS agent_id, d.device_name, rd.business_id, rd.wave, rd.state, rd.from_version,
-       rd.command_id, rd.error, rd.finished_at
+       rd.command_id, c.status AS command_status, rd.error, rd.finished_at
   FROM agent_rollout_devices rd
   JOIN agent_devices d ON d.id = rd.agent_device_id
+  LEFT JOIN agent_commands c ON c.id = rd.command_id
  WHERE rd.rollout_id = %(id)s
  ORDER BY rd.wave, d.device_name, rd.agent_device_id
 
@@ -138,7 +141,23 @@ SELECT business_id, opted_out_by, opted_out_at, reason FROM agent_rollout_opt_ou
 SELECT id FROM businesses WHERE id = %(id)s AND (%(scope)s::uuid IS NULL OR id = %(scope)s::uuid)
 
 -- name: notify
-SELECT pg_notify('rts_rollouts', %(payload)s)
+-- For live views (console/live.py): the rollout's status with its devices counted by state, read
+-- in the notifying transaction. With the counts a list redraws a rollout's progress bar from the
+-- notification alone (no re-read per change, however many pages are open), for one count over
+-- the rollout's rows by their index; the payload stays under 300 bytes whatever the rollout's
+-- size (NOTIFY's limit is 8,000: per-wave or per-device rows would not fit a large fleet).
+SELECT pg_notify('rts_rollouts', json_build_object(
+           'rollout_id', r.id, 'status', r.status, 'current_wave', r.current_wave, 'waves', r.waves,
+           'devices', c.devices, 'planned', c.planned, 'sent', c.sent, 'succeeded', c.succeeded,
+           'failed', c.failed, 'skipped', c.skipped)::text)
+  FROM agent_rollouts r
+ CROSS JOIN LATERAL (SELECT count(*) AS devices, count(*) FILTER (WHERE state = 'planned') AS planned,
+                            count(*) FILTER (WHERE state = 'sent') AS sent,
+                            count(*) FILTER (WHERE state = 'succeeded') AS succeeded,
+                            count(*) FILTER (WHERE state = 'failed') AS failed,
+                            count(*) FILTER (WHERE state = 'skipped') AS skipped
+                       FROM agent_rollout_devices WHERE rollout_id = r.id) c
+ WHERE r.id = %(id)s
 
 -- name: set_baseline
 UPDATE agent_rollouts r

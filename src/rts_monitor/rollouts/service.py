@@ -13,13 +13,14 @@
   wave, or complete after the last. Paused rollouts only sync.
 * **Abort** skips the devices not yet sent and cancels their commands not yet delivered.
 
-Every state change is audited and NOTIFYs ``rts_rollouts`` (for live views).
+Every state change is audited and NOTIFYs ``rts_rollouts`` (for live views), as does every
+advance that changed a device (a command issued, an outcome taken, a device skipped): the
+payload carries the status and the devices counted by state (queries.sql, ``notify``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 from collections.abc import AsyncIterator
@@ -76,8 +77,9 @@ def _command(rollout: dict[str, Any]) -> CreateCommand:
     return CreateCommand("update_agent", params, rollout["command_timeout_seconds"])
 
 
-async def _notify(conn: Conn, rollout_id: UUID, status: str) -> None:
-    await conn.execute(Q.notify, {"payload": json.dumps({"rollout_id": str(rollout_id), "status": status})})
+async def _notify(conn: Conn, rollout_id: UUID) -> None:
+    """NOTIFY (on commit) the rollout's status and progress as this transaction leaves them."""
+    await conn.execute(Q.notify, {"id": rollout_id})
 
 
 async def get(conn: Conn, *, principal: Principal, rollout_id: UUID, devices: bool = True) -> Rollout:
@@ -134,7 +136,7 @@ async def create(conn: Conn, *, principal: Principal, settings: Settings, body: 
         await audit.record(conn, principal=principal, action="rollout.create", object_type="rollout",
                            object_id=rollout_id, after={**msgspec.structs.asdict(body), "devices": len(candidates),
                                                         "waves": max(waves) + 1})
-        await _notify(conn, rollout_id, "awaiting_approval" if needs_approval else "running")
+        await _notify(conn, rollout_id)
     log.info("rollout.created", extra={"rollout_id": str(rollout_id), "target": body.target_version,
                                        "devices": len(candidates), "by": str(principal.user_id)})
     return await get(conn, principal=principal, rollout_id=rollout_id, devices=False)
@@ -160,13 +162,21 @@ async def approve(conn: Conn, *, principal: Principal, rollout_id: UUID, reason:
         await audit.record(conn, principal=principal, action="rollout.approve", object_type="rollout",
                            object_id=rollout_id, before={"status": row["status"]}, after={"status": "running"},
                            detail={"reason": reason})
-        await _notify(conn, rollout_id, "running")
+        await _notify(conn, rollout_id)
     return await get(conn, principal=principal, rollout_id=rollout_id, devices=False)
 
 
 # what each operator action may change: from these states, to this one
 _ACTIONS = {"pause": (("running",), "paused"), "resume": (("paused", "halted"), "running"),
             "abort": (("awaiting_approval", "running", "paused", "halted"), "aborted")}
+
+
+def actions_for(principal: Principal, rollout: Rollout) -> list[str]:
+    """What ``principal`` may do to ``rollout`` in its state now (the console offers only these)."""
+    if not principal.is_staff:
+        return []
+    approve = rollout.status == "awaiting_approval" and rollout.requested_by != principal.user_id
+    return (["approve"] if approve else []) + [a for a, (allowed, _) in _ACTIONS.items() if rollout.status in allowed]
 
 
 async def act(conn: Conn, *, principal: Principal, rollout_id: UUID, action: str, reason: str | None) -> Rollout:
@@ -188,7 +198,7 @@ async def act(conn: Conn, *, principal: Principal, rollout_id: UUID, action: str
         await audit.record(conn, principal=principal, action=f"rollout.{action}", object_type="rollout",
                            object_id=rollout_id, before={"status": row["status"]}, after={"status": to_status},
                            detail={"reason": reason})
-        await _notify(conn, rollout_id, to_status)
+        await _notify(conn, rollout_id)
     return await get(conn, principal=principal, rollout_id=rollout_id, devices=False)
 
 
@@ -202,12 +212,17 @@ async def advance_all(conn: Conn, *, settings: Settings) -> int:
 
 async def _advance(conn: Conn, settings: Settings, rollout: dict[str, Any]) -> None:
     rollout_id = rollout["id"]
-    await conn.execute(Q.sync_results, {"id": rollout_id})
+    # devices changed by this pass: a live view hears of them even when the status stays the same
+    # (a wave's progress is what an operator watches); an idle pass notifies nobody
+    changed = (await conn.execute(Q.sync_results, {"id": rollout_id})).rowcount
     if rollout["status"] != "running":
+        if changed:  # a paused rollout's commands already sent still finish
+            await _notify(conn, rollout_id)
         return
-    await conn.execute(Q.skip_opted_out, {"id": rollout_id})
+    changed += (await conn.execute(Q.skip_opted_out, {"id": rollout_id})).rowcount
     wave = rollout["current_wave"]
     for r in await fetch_all(conn, Q.planned_in_wave, {"id": rollout_id, "wave": wave}):
+        changed += 1
         command_id = await commands.issue(conn, settings=settings, agent_id=r["agent_device_id"],
                                           body=_command(rollout), requested_by=rollout["requested_by"],
                                           approved_by=rollout["approved_by"], via="rollout",
@@ -216,6 +231,8 @@ async def _advance(conn: Conn, settings: Settings, rollout: dict[str, Any]) -> N
     counts = await fetch_one(conn, Q.counts, {"id": rollout_id, "wave": wave})
     assert counts is not None
     if counts["wave_open"]:
+        if changed:
+            await _notify(conn, rollout_id)
         return
     # failures judged since the last resume (someone looked at the earlier ones and went on)
     finished = counts["succeeded"] + counts["failed"] - rollout["baseline_finished"]
@@ -231,14 +248,14 @@ async def _advance(conn: Conn, settings: Settings, rollout: dict[str, Any]) -> N
         return
     await conn.execute(Q.next_wave, {"id": rollout_id})
     log.info("rollout.wave", extra={"rollout_id": str(rollout_id), "wave": wave + 1})
-    await _notify(conn, rollout_id, "running")
+    await _notify(conn, rollout_id)
 
 
 async def _finish(conn: Conn, rollout_id: UUID, status: str, reason: str) -> None:
     await conn.execute(Q.set_status, {"id": rollout_id, "status": status, "reason": reason})
     await audit.record(conn, principal=None, action=f"rollout.{status}", object_type="rollout", object_id=rollout_id,
                        after={"status": status}, detail={"reason": reason})
-    await _notify(conn, rollout_id, status)
+    await _notify(conn, rollout_id)
     log.info(f"rollout.{status}", extra={"rollout_id": str(rollout_id), "reason": reason})
 
 

@@ -49,6 +49,9 @@ class RolloutDevice(msgspec.Struct):
     command_id: UUID | None
     error: str | None
     finished_at: datetime | None
+    # the update_agent command's own status (pending, sent, executing, completed, ...): ahead of
+    # ``state``, which takes the outcome when the advance job next runs
+    command_status: str | None = None
 
 
 class Rollout(msgspec.Struct):
