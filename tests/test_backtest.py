@@ -92,22 +92,39 @@ async def test_backtest_finds_the_episodes_the_evaluator_opens(conn: psycopg.Asy
 async def test_a_refreshed_calm_history_is_read_from_the_tier_alone(conn: psycopg.AsyncConnection[Any],
                                                                    settings: Settings, server_edition: Any) -> None:
     """After a refresh nothing is in doubt: every hour of a calm device, the newest one (raw tail
-    past the watermarks) included, is proven quiet, so no raw range is judged. (On the TSL edition
-    the aggregates' logs keep an open invalidation range from each refresh end on; counting it
-    against the hours the tiers do not serve put the newest hour of every device on the raw path:
-    10 s instead of 1 s for 10,000 devices in benchmarks/backtest.py.)"""
+    past the watermarks) included, is proven quiet, and the time after an offline device's last
+    sample holds nothing to judge, so no raw range is read. (On the TSL edition the aggregates'
+    logs keep an open invalidation range from each refresh end on; counting it against hours the
+    tiers do not serve, and reading the empty time after a last sample, put a range of every
+    device on the raw path: 10.7 s instead of about 1 s for 1 day x 10,000 devices in
+    benchmarks/backtest.py.) Late rows into an hour the tier has not seen are still found."""
     from rts_monitor.tiers import service as tiers_service
+    from tests.test_alerts import deliver
 
     t = await factories.tenant(conn)
-    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
+    offline = await factories.agent(conn, t.business_id)
+    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=4)
+    m = timedelta(minutes=1)
     minutes = int((datetime.now(UTC) - start).total_seconds() // 60) - 1
-    await add_samples(conn, t.agent.id, start, [40.0] * minutes)
+    # Calm throughout, except no sample at all in the second hour; the offline device stops after 1 h.
+    await add_samples(conn, t.agent.id, start, [40.0] * 60)
+    await add_samples(conn, t.agent.id, start + 120 * m, [40.0] * (minutes - 120))
+    await add_samples(conn, offline.id, start, [40.0] * 60)
     await tiers_service.refresh(conn, edition=server_edition, start=None, end=None)
+    since = start + 30 * m
     result = await run_backtest(conn, settings, server_edition, business_id=t.business_id, conditions=CPU90,
-                                since=start + timedelta(minutes=30))
-    assert result.totals.devices_evaluated == 1 and result.totals.episodes == 0
+                                since=since)
+    assert result.totals.devices_evaluated == 2 and result.totals.episodes == 0
     assert result.reads.tier == "agent_metrics_1h"
     assert (result.reads.raw_ranges, result.reads.instants) == (0, 0), result.reads
+    # A spool replayed into the empty hour, not refreshed yet: a tier cannot show it (TimescaleDB
+    # logs an invalidation, the other editions a pending ingest range), so it is read raw.
+    await deliver(conn, t.agent.id, [(start + (70 + i) * m, 95.0) for i in range(15)])
+    late = await run_backtest(conn, settings, server_edition, business_id=t.business_id, conditions=CPU90,
+                              since=since)
+    assert late.totals.episodes == 1 and late.reads.raw_ranges >= 1, late.reads
+    (dev,) = late.devices
+    assert dev.agent_device_id == t.agent.id and dev.episodes[0].start == start + 80 * m
 
 
 # --- the backtest means what the evaluator means (property) -------------------------------------

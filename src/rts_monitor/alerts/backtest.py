@@ -62,32 +62,47 @@ MAX_PASSES = 12
 # last; a device with no quiet hour is raw throughout. An hour counts only if no invalidation
 # range (queries.sql: tier_invalidations) overlaps the part of it a tier served: up to the 1h
 # watermark for ranges of the 1h aggregate, up to the start of the raw tail (%(rawfrom)s) for
-# ranges of the 5m one; the raw tail itself is exact. ``{per_device}``: history's exact
+# ranges of the 5m one; the raw tail itself is exact. A stretch with no sample at all (a device
+# offline, or the time after its last sample) holds no instant to judge and is left out: only
+# stretches holding an hour that has samples and is not proven quiet, or time a tier may not show
+# yet (an invalidation range: rows there may be missing from the tier), are read. ``{per_device}``: history's exact
 # tier-shaped rows per device and hour (history/service.py: per_device_sql); ``{quiet}``: the
 # test on the hour's min/max, chosen from the operator below (no user text reaches either).
 _ZONES_SQL = """
-WITH q AS MATERIALIZED (
-    SELECT p.agent_device_id AS dev, p.bucket FROM ({per_device}) p
-     WHERE ({quiet})
-       AND NOT EXISTS (SELECT 1 FROM unnest(%(inv_lo)s::timestamptz[], %(inv_hi)s::timestamptz[],
-                                            %(inv_fine)s::bool[]) i(lo, hi, fine)
-                        WHERE i.hi >= p.bucket
-                          AND i.lo < least(p.bucket + INTERVAL '1 hour',
-                                           coalesce(CASE WHEN i.fine THEN %(rawfrom)s::timestamptz
-                                                         ELSE %(wm_hour)s::timestamptz END, '-infinity')))
+WITH p AS MATERIALIZED (
+    SELECT p.agent_device_id AS dev, p.bucket,
+           coalesce(({quiet}), false)
+           AND NOT EXISTS (SELECT 1 FROM unnest(%(inv_lo)s::timestamptz[], %(inv_hi)s::timestamptz[],
+                                                %(inv_fine)s::bool[]) i(lo, hi, fine)
+                            WHERE i.hi >= p.bucket
+                              AND i.lo < least(p.bucket + INTERVAL '1 hour',
+                                               coalesce(CASE WHEN i.fine THEN %(rawfrom)s::timestamptz
+                                                             ELSE %(wm_hour)s::timestamptz END, '-infinity'))) AS quiet
+      FROM ({per_device}) p
+), q AS MATERIALIZED (
+    SELECT dev, bucket FROM p WHERE quiet
 ), e AS (
     SELECT dev, bucket, lag(bucket) OVER (PARTITION BY dev ORDER BY bucket) AS prev FROM q
+), z AS (
+    SELECT dev, prev + INTERVAL '1 hour' AS lo, bucket AS hi FROM e
+     WHERE prev IS NOT NULL AND bucket > prev + INTERVAL '1 hour'
+    UNION ALL
+    SELECT dev, %(zlo)s::timestamptz, min(bucket) FROM q GROUP BY dev HAVING min(bucket) > %(zlo)s::timestamptz
+    UNION ALL
+    SELECT dev, max(bucket) + INTERVAL '1 hour', %(zhi)s::timestamptz FROM q GROUP BY dev
+    HAVING max(bucket) + INTERVAL '1 hour' < %(zhi)s::timestamptz
+    UNION ALL
+    SELECT d, %(zlo)s::timestamptz, %(zhi)s::timestamptz FROM unnest(%(devs)s::uuid[]) d
+     WHERE d NOT IN (SELECT dev FROM q)
 )
-SELECT dev, prev + INTERVAL '1 hour' AS lo, bucket AS hi FROM e
- WHERE prev IS NOT NULL AND bucket > prev + INTERVAL '1 hour'
-UNION ALL
-SELECT dev, %(zlo)s::timestamptz, min(bucket) FROM q GROUP BY dev HAVING min(bucket) > %(zlo)s::timestamptz
-UNION ALL
-SELECT dev, max(bucket) + INTERVAL '1 hour', %(zhi)s::timestamptz FROM q GROUP BY dev
-HAVING max(bucket) + INTERVAL '1 hour' < %(zhi)s::timestamptz
-UNION ALL
-SELECT d, %(zlo)s::timestamptz, %(zhi)s::timestamptz FROM unnest(%(devs)s::uuid[]) d
- WHERE d NOT IN (SELECT dev FROM q)
+SELECT z.dev, z.lo, z.hi FROM z
+ WHERE EXISTS (SELECT 1 FROM p WHERE p.dev = z.dev AND NOT p.quiet
+                                 AND p.bucket < z.hi AND p.bucket + INTERVAL '1 hour' > z.lo)
+    OR EXISTS (SELECT 1 FROM unnest(%(inv_lo)s::timestamptz[], %(inv_hi)s::timestamptz[],
+                                    %(inv_fine)s::bool[]) i(lo, hi, fine)
+                WHERE i.hi >= z.lo
+                  AND i.lo < least(z.hi, coalesce(CASE WHEN i.fine THEN %(rawfrom)s::timestamptz
+                                                       ELSE %(wm_hour)s::timestamptz END, '-infinity')))
 """
 
 # An hour is quiet when every value in it is on the clear side beyond the hysteresis (or it has
