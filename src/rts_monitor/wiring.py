@@ -24,6 +24,7 @@ from rts_monitor.core.edition import DESCRIBE_SQL, DatabaseInfo
 from rts_monitor.core.scheduler import Job
 from rts_monitor.core.settings import Settings
 from rts_monitor.db import availability, open_pool
+from rts_monitor.db.reads import open_replica, replica_of
 from rts_monitor.devices.concern import CONCERN as DEVICES
 from rts_monitor.enrolment.concern import CONCERN as ENROLMENT
 from rts_monitor.events.concern import CONCERN as EVENTS
@@ -60,8 +61,9 @@ def register_cli(subparsers: SubParsers) -> None:
             concern.cli(subparsers)
 
 
-async def open_context(settings: Settings) -> AppContext:
-    """Open the pool and describe the database: what the API and the scheduler both start from."""
+async def open_context(settings: Settings, *, replica: bool = True) -> AppContext:
+    """Open the pool and describe the database: what the API and the scheduler both start from.
+    ``replica``: also the standby's pool (RTS_DATABASE_READ_URL) for the reads it may serve."""
     settings.require_runnable()
     if not settings.production:
         log.warning("runtime.not_production", extra={
@@ -75,8 +77,14 @@ async def open_context(settings: Settings) -> AppContext:
         await pool.close()
         raise
     assert row is not None
+    try:
+        # never waits for the standby (db/reads.py)
+        standby = await open_replica(settings, pool) if replica else None
+    except BaseException:
+        await pool.close()
+        raise
     return AppContext(settings=settings, pool=pool, database=DatabaseInfo.from_row(row),  # type: ignore[arg-type]
-                      after_ingest=tuple(hook for c in CONCERNS for hook in c.after_ingest))
+                      after_ingest=tuple(hook for c in CONCERNS for hook in c.after_ingest), replica=standby)
 
 
 @contextlib.asynccontextmanager
@@ -84,7 +92,8 @@ async def runtime(settings: Settings, *, components: bool = True, run_jobs: bool
                   ) -> AsyncIterator[AppContext]:
     """The context with every concern's components entered and, if ``run_jobs`` (default: the
     ``RTS_SCHEDULER_ENABLED`` setting), the scheduled jobs running; all closed on exit."""
-    ctx = await open_context(settings)
+    # Only the API's requests read from the standby; the scheduler's jobs (components=False) need none.
+    ctx = await open_context(settings, replica=components)
     try:
         async with contextlib.AsyncExitStack() as stack:
             if components:
@@ -102,4 +111,7 @@ async def runtime(settings: Settings, *, components: bool = True, run_jobs: bool
         known = availability(ctx.pool)
         if known is not None:
             await known.close()
+        replica = replica_of(ctx)
+        if replica is not None:
+            await replica.close()
         await ctx.pool.close()

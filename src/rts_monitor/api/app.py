@@ -10,7 +10,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from rts_monitor import __version__, wiring
 from rts_monitor.api import health, observe, openapi
-from rts_monitor.api.dependencies import DEPENDENCIES
+from rts_monitor.api.dependencies import DEPENDENCIES, WriteMarks
 from rts_monitor.api.edge import AllowHeaders, GuardedRequest
 from rts_monitor.api.errors import EXCEPTION_HANDLERS
 from rts_monitor.api.lifespan import make_lifespan
@@ -33,7 +33,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         state=State({"settings": settings}),
         request_max_body_size=settings.max_body_bytes,
         request_class=GuardedRequest,
-        before_send=[allow_headers],
+        before_send=[allow_headers, WriteMarks()],
         openapi_config=OpenAPIConfig(
             title="rts-monitor",
             version=__version__,

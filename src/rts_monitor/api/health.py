@@ -30,6 +30,7 @@ from rts_monitor.core.context import AppContext
 from rts_monitor.core.edition import Edition
 from rts_monitor.db import availability, connection
 from rts_monitor.db.migrations import plan
+from rts_monitor.db.reads import replica_of
 from rts_monitor.ingest.pipeline import IngestPipeline
 
 
@@ -49,12 +50,26 @@ class DependencyHealth(msgspec.Struct):
     down_since: datetime | None = None
 
 
+class ReplicaHealth(msgspec.Struct):
+    """The hot standby of RTS_DATABASE_READ_URL (db/reads.py). A bypassed standby costs the primary
+    its reads, not a request: it does not make the service degraded."""
+
+    state: str  # in_use | bypassed
+    reason: str | None  # lag | down | not_standby (while bypassed)
+    detail: str | None
+    lag_seconds: float | None
+    since: datetime  # when it went into (or out of) use
+    checked_at: datetime | None
+
+
 class Health(msgspec.Struct):
     status: str  # ok | degraded
     version: str
     database: DatabaseHealth
     down: list[str] = msgspec.field(default_factory=list)
     dependencies: dict[str, DependencyHealth] = msgspec.field(default_factory=dict)
+    # None without RTS_DATABASE_READ_URL
+    replica: ReplicaHealth | None = None
 
 
 async def _database(ctx: AppContext) -> DependencyHealth:
@@ -86,6 +101,17 @@ def _components(ctx: AppContext) -> dict[str, DependencyHealth]:
     return out
 
 
+def _replica(ctx: AppContext) -> ReplicaHealth | None:
+    replica = replica_of(ctx)
+    if replica is None:
+        return None
+    snap = replica.snapshot()
+    checked = snap["checked_at"]
+    return ReplicaHealth(state=snap["state"], reason=snap["reason"], detail=snap["detail"],
+                         lag_seconds=snap["lag_seconds"], since=datetime.fromtimestamp(snap["since"], UTC),
+                         checked_at=datetime.fromtimestamp(checked, UTC) if checked else None)
+
+
 @get("/health", summary="Service health: the database and the components that depend on it", tags=["health"],
      exclude_from_auth=True)
 async def health(ctx: AppContext) -> Response[Health]:
@@ -105,6 +131,7 @@ async def health(ctx: AppContext) -> Response[Health]:
         ),
         down=down,
         dependencies=deps,
+        replica=_replica(ctx),
     )
     headers = {"Retry-After": "1"} if not db.ok else None
     return Response(body, status_code=200 if db.ok else 503, headers=headers)

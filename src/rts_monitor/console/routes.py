@@ -35,7 +35,7 @@ from rts_monitor.console import alerts, commands, dba, device, fleet, live, page
 from rts_monitor.core.context import AppContext
 from rts_monitor.core.errors import DomainError, NotFound, TooManyRequests, Unauthorized, ValidationFailed
 from rts_monitor.core.settings import Settings
-from rts_monitor.db import Conn, connection
+from rts_monitor.db import Conn, Reads, connection
 
 log = logging.getLogger(__name__)
 
@@ -299,10 +299,10 @@ async def session_state(viewer: sessions.Session) -> dict[str, Any]:
 
 
 @get("/", include_in_schema=False)
-async def fleet_page(request: Request[Any, Any, Any], ctx: AppContext, conn: Conn,
+async def fleet_page(request: Request[Any, Any, Any], ctx: AppContext, reads: Reads,
                      viewer: sessions.Session) -> Response[Any]:
     query = fleet.parse(dict(request.query_params))
-    result = await fleet.page(conn, principal=viewer.principal, query=query,
+    result = await reads.run(fleet.page, principal=viewer.principal, query=query,
                               lookback_hours=ctx.settings.latest_metrics_lookback_hours)
     template = "fleet_results.html" if request.headers.get(FRAGMENT_HEADER) == "fleet" else "fleet.html"
     return _html(request, template, fleet=result, healths=fleet.HEALTHS, sorts=fleet.SORTS,
@@ -314,13 +314,13 @@ async def fleet_page(request: Request[Any, Any, Any], ctx: AppContext, conn: Con
 
 
 @get("/agents/{agent_id:str}", include_in_schema=False)
-async def device_page(request: Request[Any, Any, Any], ctx: AppContext, conn: Conn, viewer: sessions.Session,
+async def device_page(request: Request[Any, Any, Any], ctx: AppContext, reads: Reads, viewer: sessions.Session,
                       agent_id: str) -> Response[Any]:
     try:
         parsed = UUID(agent_id)
     except ValueError:
         raise NotFound("agent not found") from None
-    data = await device.load(conn, settings=ctx.settings, principal=viewer.principal, agent_id=parsed)
+    data = await reads.run(device.load, settings=ctx.settings, principal=viewer.principal, agent_id=parsed)
     return _html(request, "device.html", d=data, a=data.agent, form=commands.form_context(ctx.settings),
                  **_page_context(request, viewer, "fleet"))
 
@@ -351,9 +351,9 @@ async def command_page(request: Request[Any, Any, Any], conn: Conn, viewer: sess
 
 
 @get("/alerts", include_in_schema=False)
-async def alerts_page(request: Request[Any, Any, Any], conn: Conn, viewer: sessions.Session) -> Response[Any]:
+async def alerts_page(request: Request[Any, Any, Any], reads: Reads, viewer: sessions.Session) -> Response[Any]:
     query = alerts.parse_inbox(dict(request.query_params))
-    data = await alerts.inbox(conn, principal=viewer.principal, query=query)
+    data = await reads.run(alerts.inbox, principal=viewer.principal, query=query)
     template = "alerts_results.html" if request.headers.get(FRAGMENT_HEADER) == "alerts" else "alerts.html"
     return _html(request, template, inbox=data, q=query, statuses=list(alerts.STATUS_VIEWS),
                  periods=list(alerts.PERIODS), severities=alerts.SEVERITIES, urlencode=urlencode,
@@ -381,16 +381,16 @@ async def rule_page(request: Request[Any, Any, Any], conn: Conn, viewer: session
 
 
 @get("/alerts/{alert_id:uuid}", include_in_schema=False)
-async def alert_page(request: Request[Any, Any, Any], conn: Conn, viewer: sessions.Session,
+async def alert_page(request: Request[Any, Any, Any], reads: Reads, viewer: sessions.Session,
                      alert_id: UUID) -> Response[Any]:
-    data = await alerts.episode(conn, principal=viewer.principal, alert_id=alert_id)
+    data = await reads.run(alerts.episode, principal=viewer.principal, alert_id=alert_id)
     return _html(request, "alert.html", d=data, e=data.episode, **_page_context(request, viewer, "alerts"))
 
 
 @get("/businesses", include_in_schema=False)
-async def businesses_page(request: Request[Any, Any, Any], conn: Conn, viewer: sessions.Session) -> Response[Any]:
+async def businesses_page(request: Request[Any, Any, Any], reads: Reads, viewer: sessions.Session) -> Response[Any]:
     require_staff(viewer.principal)
-    businesses = await fleet.admin_businesses(conn)
+    businesses = await reads.run(fleet.admin_businesses)
     return _html(request, "businesses.html", businesses=businesses, healths=fleet.HEALTHS,
                  **_page_context(request, viewer, "businesses"))
 
@@ -449,8 +449,8 @@ async def rollout_page(request: Request[Any, Any, Any], conn: Conn, viewer: sess
 
 
 @get("/data/counts", include_in_schema=False)
-async def fleet_counts(request: Request[Any, Any, Any], conn: Conn, viewer: sessions.Session) -> dict[str, int]:
-    return await fleet.counts(conn, principal=viewer.principal, query=fleet.parse(dict(request.query_params)))
+async def fleet_counts(request: Request[Any, Any, Any], reads: Reads, viewer: sessions.Session) -> dict[str, int]:
+    return await reads.run(fleet.counts, principal=viewer.principal, query=fleet.parse(dict(request.query_params)))
 
 
 @get("/data/ids", include_in_schema=False)
@@ -462,9 +462,9 @@ async def fleet_ids(request: Request[Any, Any, Any], conn: Conn, viewer: session
 
 
 @get("/data/agents/{agent_id:uuid}/timeline", include_in_schema=False)
-async def timeline(conn: Conn, viewer: sessions.Session, agent_id: UUID, start: str | None = None,
+async def timeline(reads: Reads, viewer: sessions.Session, agent_id: UUID, start: str | None = None,
                    end: str | None = None) -> dict[str, Any]:
-    return await device.timeline(conn, principal=viewer.principal, agent_id=agent_id, start=start, end=end)
+    return await reads.run(device.timeline, principal=viewer.principal, agent_id=agent_id, start=start, end=end)
 
 
 def _parse_ids(raw: str | None) -> list[UUID]:

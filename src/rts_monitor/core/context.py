@@ -28,6 +28,9 @@ class AppContext:
     settings: Settings
     pool: AsyncConnectionPool
     database: DatabaseInfo
+    # The hot standby of RTS_DATABASE_READ_URL (``db.reads.Replica``: its pool and whether reads may
+    # use it), None without one. Typed loosely because core sits below db; ``db.reads.replica_of``.
+    replica: Any = None
     # What the concerns declared to run after every committed ingest flush (``Concern.after_ingest``).
     after_ingest: tuple[AfterIngest, ...] = ()
     # Long-lived services of each concern (ingest pipeline, command hub, ...), by name.

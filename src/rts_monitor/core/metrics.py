@@ -91,6 +91,20 @@ class Instruments:
             "rts_db_pool_timeouts_total", "Requests that got no connection within RTS_DB_ACQUIRE_TIMEOUT_SECONDS.")
         self.db_up = Gauge("rts_db_up", "1 while the database answers this process (db/availability.py), else 0.",
                            multiprocess_mode="livemin")
+        # --- the read replica (db/reads.py); absent values without RTS_DATABASE_READ_URL ---
+        self.replica_lag = Gauge(
+            "rts_db_replica_lag_seconds", "How far the standby of RTS_DATABASE_READ_URL is behind the primary "
+            "(0: it has replayed everything the primary had at the last check).", multiprocess_mode="livemax")
+        self.replica_in_use = Gauge(
+            "rts_db_replica_in_use", "1 while reads go to the standby, 0 while it is bypassed (all workers: min).",
+            multiprocess_mode="livemin")
+        self.replica_reads = Counter(
+            "rts_db_replica_reads_total", "Reads (one per request) the standby served.")
+        self.replica_bypassed = Counter(
+            "rts_db_replica_bypassed_reads_total", "Reads that could have gone to the standby and went to the "
+            "primary, by reason: lag, down, not_standby, own_write (the caller's own recent write), failed (the "
+            "standby's connection failed mid-read, or it had none free, and the read was run again).",
+            ["reason"])
         # --- WebSockets and event streams ---
         self.ws_connected = Gauge(
             "rts_websocket_connections", "Open agent WebSockets (kind=agent) and console event streams "
@@ -135,6 +149,8 @@ class Instruments:
         for kind in ("agent", "console_sse"):
             self.ws_connected.labels(kind)
             self.ws_pushes.labels(kind)
+        for reason in ("lag", "down", "not_standby", "own_write", "failed"):
+            self.replica_bypassed.labels(reason)
         for outcome in ("success", "failure"):
             self.alert_cycles.labels(outcome)
         for channel in ("ticket", "webhook", "email", "sms"):

@@ -88,6 +88,28 @@ class Settings:
                       "While the database is unreachable (every request answered 503 at once), how often a "
                       "connection is tried; the first that succeeds refills the pool and ends the outage."),
     )
+    database_read_url: str = field(
+        default="",
+        metadata=_env(
+            "RTS_DATABASE_READ_URL",
+            "DSN of a hot standby of DATABASE_URL (streaming replica, same database name). When set, chart "
+            "history, fleet lists, reports and the console's list and device pages read from it; writes and "
+            "a caller's reads right after its own write stay on the primary. A standby that lags or is down "
+            "is bypassed (db/reads.py, docs/operations.md \"Read replicas\"). Empty (default): every read on "
+            "the primary.",
+        ),
+    )
+    read_max_lag_seconds: float = field(
+        default=5.0,
+        metadata=_env("RTS_READ_MAX_LAG_SECONDS",
+                      "A standby further behind the primary than this is bypassed (reads go to the primary) "
+                      "until it catches up."),
+    )
+    read_check_seconds: float = field(
+        default=1.0,
+        metadata=_env("RTS_READ_CHECK_SECONDS",
+                      "How often the standby's lag is measured (and, while it is down, its return looked for)."),
+    )
     local_db_port: int = field(
         default=0,
         metadata=_env(

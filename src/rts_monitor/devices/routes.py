@@ -12,7 +12,7 @@ from litestar.status_codes import HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 from rts_monitor.auth.principal import AgentPrincipal, Principal
 from rts_monitor.auth.rotation import TokenRotation
 from rts_monitor.core.context import AppContext
-from rts_monitor.db import Conn
+from rts_monitor.db import Conn, Reads
 from rts_monitor.devices import bulk, service
 from rts_monitor.devices.structs import (
     AdminFleet,
@@ -49,16 +49,16 @@ async def agent_config(ctx: AppContext, conn: Conn, agent: AgentPrincipal, agent
 @get("/api/agents", tags=FLEET_TAGS, security=PORTAL,
      summary="List agents (customers: their business only) with the latest cpu/memory/disk")
 async def list_agents(
-    ctx: AppContext, conn: Conn, principal: Principal, business_id: UUID | None = None, status: StatusFilter = None,
-    service_location_id: UUID | None = None,
+    ctx: AppContext, reads: Reads, principal: Principal, business_id: UUID | None = None,
+    status: StatusFilter = None, service_location_id: UUID | None = None,
     q: Annotated[str | None, Parameter(description="Substring of device name or hostname", max_length=200)] = None,
     sort: Annotated[str, Parameter(description="device_name | hostname | status | last_heartbeat | "
                                    "created_at; prefix - for descending")] = "device_name",
     cursor: Annotated[str | None, Parameter(description="next_cursor of the previous page", max_length=2000)] = None,
     limit: Annotated[int, Parameter(ge=1, le=service.MAX_PAGE)] = 100,
 ) -> AgentList:
-    return await service.list_agents(
-        conn, principal=principal, settings=ctx.settings, business_id=business_id,
+    return await reads.run(
+        service.list_agents, principal=principal, settings=ctx.settings, business_id=business_id,
         statuses=service.parse_statuses(status), location_id=service_location_id, q=q, sort=sort, cursor=cursor,
         limit=limit,
     )
@@ -66,8 +66,8 @@ async def list_agents(
 
 @get("/api/agents/{agent_id:uuid}", tags=FLEET_TAGS, security=PORTAL,
      summary="Agent detail: current metrics, active alert count, monitored services")
-async def get_agent(conn: Conn, principal: Principal, agent_id: UUID) -> AgentDetail:
-    return await service.get_agent(conn, principal=principal, agent_id=agent_id)
+async def get_agent(reads: Reads, principal: Principal, agent_id: UUID) -> AgentDetail:
+    return await reads.run(service.get_agent, principal=principal, agent_id=agent_id)
 
 
 @patch("/api/agents/{agent_id:uuid}", tags=FLEET_TAGS, security=PORTAL,
@@ -99,10 +99,10 @@ async def rotate_agent_token(ctx: AppContext, conn: Conn, principal: Principal, 
 @get("/api/admin/agents", tags=FLEET_TAGS, security=PORTAL,
      summary="Every business's agents grouped by business and location (admin, technician)")
 async def admin_agents(
-    conn: Conn, principal: Principal, business_id: UUID | None = None, status: StatusFilter = None,
+    reads: Reads, principal: Principal, business_id: UUID | None = None, status: StatusFilter = None,
     service_location_id: UUID | None = None, limit: Annotated[int, Parameter(ge=1, le=50_000)] = 10_000,
 ) -> AdminFleet:
-    return await service.admin_fleet(conn, principal=principal, business_id=business_id,
+    return await reads.run(service.admin_fleet, principal=principal, business_id=business_id,
                                      location_id=service_location_id,
                                      statuses=service.parse_statuses(status), limit=limit)
 

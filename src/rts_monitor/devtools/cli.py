@@ -21,6 +21,10 @@ def _db_up(args: argparse.Namespace, settings: Settings) -> int:
         result = migrations.migrate(url)
         print(f"[db] migrations: edition={result.edition} applied={len(result.applied)} "
               f"unchanged={result.unchanged}", file=sys.stderr)
+    if args.replica:  # after the migrations: the standby's copy then has the schema already
+        from rts_monitor.devtools import standby
+
+        url = standby.up(settings, edition)
     print(url)
     return 0
 
@@ -28,7 +32,13 @@ def _db_up(args: argparse.Namespace, settings: Settings) -> int:
 def _db_down(args: argparse.Namespace, settings: Settings) -> int:
     from rts_monitor.devtools import localdb
 
-    localdb.down(settings, localdb.check_edition(args.edition) if args.edition else None)
+    edition = localdb.check_edition(args.edition) if args.edition else None
+    if args.replica:
+        from rts_monitor.devtools import standby
+
+        standby.down(settings, edition)
+        return 0
+    localdb.down(settings, edition)
     return 0
 
 
@@ -53,9 +63,13 @@ def register_db(dbsub: SubParsers) -> None:
     p.add_argument("--no-remember", action="store_true",
                    help="start this edition's server beside the default one without making it the default")
     p.add_argument("--no-migrate", action="store_true")
+    p.add_argument("--replica", action="store_true",
+                   help="also start a streaming hot standby of it (pg_basebackup, same edition) and print its "
+                        "DSN, the RTS_DATABASE_READ_URL to use, instead of the primary's")
     p.set_defaults(func=_db_up)
-    p = dbsub.add_parser("down", help="stop the local server(s): every edition's, or --edition's")
+    p = dbsub.add_parser("down", help="stop the local server(s) and their standbys: every edition's, or --edition's")
     p.add_argument("--edition", choices=EDITIONS)
+    p.add_argument("--replica", action="store_true", help="stop only the standby")
     p.set_defaults(func=_db_down)
     p = dbsub.add_parser("status", help="is the local server running, which edition")
     p.add_argument("--edition", choices=EDITIONS)

@@ -799,6 +799,9 @@ def down(settings: Settings, edition: Edition | None = None) -> None:
             _stop_by_pid_file(lay, ed)
             continue
         route.prepare()
+        from rts_monitor.devtools import standby
+
+        standby.down(settings, ed, quiet=True)  # first: it lives in the same mount, and streams from this one
         if _server_running(route):
             _run(route.pg("pg_ctl", "stop", "-m", "fast", "-w", "-D", route.data_dir_for_server()), quiet=True)
             _say(f"{ed}: stopped")
@@ -877,6 +880,9 @@ def status(settings: Settings, edition: Edition | None = None) -> dict[str, obje
             assert row is not None
             out["postgres"], out["timescaledb"], out["license"] = row
         out["dsn"] = dsn(lay).replace(lay.password_file.read_text().strip(), "***")
+    from rts_monitor.devtools import standby
+
+    out.update(standby.status(settings, edition))
     others = [e for e in EDITIONS if e != ed and (layout(settings, e, primary=False).data_dir / "PG_VERSION").exists()]
     if others:
         out["other_editions"] = ", ".join(others)

@@ -12,7 +12,7 @@ from rts_monitor.auth.principal import Principal
 from rts_monitor.core.context import AppContext
 from rts_monitor.core.errors import ValidationFailed
 from rts_monitor.core.types import planned_time
-from rts_monitor.db import Conn
+from rts_monitor.db import Reads
 from rts_monitor.history import planning, service
 from rts_monitor.history.structs import HistoryResponse
 
@@ -49,12 +49,12 @@ def _response(plan: planning.Plan, rows: list[dict[str, Any]], interval: str | N
 
 @get("/api/agents/{agent_id:uuid}/metrics/history", summary="Metric history of one device", description=_DOC,
      tags=["history"], security=[{"portal": []}])
-async def agent_history(ctx: AppContext, conn: Conn, principal: Principal, agent_id: UUID, start: str | None = None,
+async def agent_history(ctx: AppContext, reads: Reads, principal: Principal, agent_id: UUID, start: str | None = None,
                         end: str | None = None, metric: str | None = None, interval: str | None = None,
                         stats: str | None = None) -> HistoryResponse:
     plan = _plan(start, end, interval, metric, stats)
-    rows = await service.device_history(conn, plan=plan, edition=ctx.edition, device_id=agent_id,
-                                        scope=principal.business_scope)
+    rows = await reads.run(service.device_history, plan=plan, edition=ctx.edition, device_id=agent_id,
+                           scope=principal.business_scope)
     return _response(plan, rows, interval)
 
 
@@ -62,15 +62,14 @@ async def agent_history(ctx: AppContext, conn: Conn, principal: Principal, agent
      description=_DOC + " Fleet: `business_id` or `service_location_id` (customers default to their own "
      "business); averages over all samples of all devices, min/max across devices, rates summed, `devices` "
      "per bucket.", tags=["history"], security=[{"portal": []}])
-async def fleet_history(ctx: AppContext, conn: Conn, principal: Principal,
+async def fleet_history(ctx: AppContext, reads: Reads, principal: Principal,
                         business_id: UUID | None = None,
                         service_location_id: UUID | None = None,
                         start: str | None = None, end: str | None = None, metric: str | None = None,
                         interval: str | None = None, stats: str | None = None) -> HistoryResponse:
     plan = _plan(start, end, interval, metric, stats)
-    fleet = await service.resolve_fleet(conn, business_id=business_id, location_id=service_location_id,
-                                        scope=principal.business_scope)
-    rows = await service.fleet_history(conn, plan=plan, edition=ctx.edition, fleet=fleet)
+    rows = await reads.run(service.fleet_chart, plan=plan, edition=ctx.edition, business_id=business_id,
+                           location_id=service_location_id, scope=principal.business_scope)
     return _response(plan, rows, interval)
 
 

@@ -235,4 +235,12 @@ async def fleet_history(conn: AsyncConnection[Any], *, plan: Plan, edition: Edit
     return await query(conn, plan=plan, edition=edition, devices=devices, fleet=True)
 
 
-__all__ = ["FleetScope", "device_history", "fleet_history", "history_sql", "per_device_sql", "query"]
+async def fleet_chart(conn: AsyncConnection[Any], *, plan: Plan, edition: Edition, business_id: UUID | None,
+                      location_id: UUID | None, scope: UUID | None) -> list[dict[str, Any]]:
+    """The fleet chart of a request: its scope checked and its history read on one connection (the
+    standby's, when one is in use: db/reads.py)."""
+    fleet = await resolve_fleet(conn, business_id=business_id, location_id=location_id, scope=scope)
+    return await fleet_history(conn, plan=plan, edition=edition, fleet=fleet)
+
+
+__all__ = ["FleetScope", "device_history", "fleet_chart", "fleet_history", "history_sql", "per_device_sql", "query"]

@@ -11,7 +11,7 @@ from litestar.params import Parameter, QueryParameter
 
 from rts_monitor.auth.principal import Principal
 from rts_monitor.core.types import planned_time
-from rts_monitor.db import Conn
+from rts_monitor.db import Reads
 from rts_monitor.reports import service
 from rts_monitor.reports.structs import AvailabilityReport
 
@@ -21,7 +21,7 @@ from rts_monitor.reports.structs import AvailabilityReport
      summary="Availability (uptime %, outages, MTTR) per device, location and business, and alert statistics",
      description=service.METHOD)
 async def availability(
-    conn: Conn, principal: Principal, business_id: UUID | None = None, location_id: UUID | None = None,
+    reads: Reads, principal: Principal, business_id: UUID | None = None, location_id: UUID | None = None,
     agent_id: UUID | None = None,
     start: Annotated[datetime | None, QueryParameter(name="from", description="default: 30 days before `to`")] = None,
     end: Annotated[datetime | None, QueryParameter(name="to", description="default: now")] = None,
@@ -29,8 +29,8 @@ async def availability(
 ) -> Response[Any]:
     planned_time(start, "from")
     planned_time(end, "to")
-    report = await service.availability(conn, principal=principal, start=start, end=end, business_id=business_id,
-                                        location_id=location_id, agent_id=agent_id)
+    report = await reads.run(service.availability, principal=principal, start=start, end=end,
+                             business_id=business_id, location_id=location_id, agent_id=agent_id)
     if format == "csv":
         name = f"availability-{report.period_start:%Y%m%d}-{report.period_end:%Y%m%d}.csv"
         # Litestar appends "; charset=utf-8" to text/* itself (naming it here sent it twice)
