@@ -31,7 +31,7 @@ ratio; writes ``benchmarks/results/history.json``.
 
 ``--refresh-only`` measures the refresh at fleet scale in minutes: it loads only ``--hours`` of
 data (default 26: the whole previous UTC day, whose 1d bucket the late hour reopens, and two hours
-of today) ending at 02:00 UTC today, into ``rts_bench_history_refresh``, builds the tiers up to the
+of today) ending at 02:00 UTC today, into ``rts_bench_history_refresh_<devices>``, builds the tiers up to the
 last hour, and per run times the same two passes plus their ceiling: one read of the new hour's raw
 rows of every device (the PK probes the refresh makes, no aggregation, no writes). The late hour is
 23:00-24:00 of the previous day, so the late pass re-aggregates 5m, 1h and 1d buckets. Every run
@@ -70,7 +70,7 @@ from rts_monitor.tiers import maintenance
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 DB_NAME = "rts_bench_history"
-REFRESH_DB_NAME = "rts_bench_history_refresh"
+REFRESH_DB_NAME = "rts_bench_history_refresh_{devices}"  # one per fleet size: each load is kept
 
 LOAD_SPAN = """
 INSERT INTO agent_metrics (agent_device_id, collected_at, cpu_percent, memory_used_gb, memory_percent,
@@ -123,7 +123,7 @@ def prepare(server_url: str, devices: int, days: int, reload: bool, *,
 
     ``refresh_hours``: the refresh-only load, that many hours up to 02:00 UTC today, in its own database.
     """
-    db_name = DB_NAME if refresh_hours is None else REFRESH_DB_NAME
+    db_name = DB_NAME if refresh_hours is None else REFRESH_DB_NAME.format(devices=devices)
     url = server_url.rsplit("/", 1)[0] + "/" + db_name
     with psycopg.connect(_admin_url(server_url), autocommit=True) as admin:
         exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db_name,)).fetchone()
@@ -350,9 +350,9 @@ def refresh_only(args: argparse.Namespace) -> int:
     out = RESULTS / args.out
     previous = json.loads(out.read_text()) if out.exists() else {}
     key = f"{edition} {args.devices}"
-    previous.setdefault("measurements", {})[key] = {
+    previous.setdefault(args.label or "measurements", {})[key] = {
         "measured_at": datetime.now(UTC).isoformat(), "args": vars(args), "load": meta, "summary": summary,
-        "runs": runs, "label": args.label}
+        "runs": runs}
     out.write_text(json.dumps(previous, indent=2, default=str))
     log(f"wrote {out} [{key}]")
     return 0
@@ -371,7 +371,8 @@ def main() -> int:
                     help="only the refresh passes, over a load of --hours (fleet scale in minutes)")
     ap.add_argument("--hours", type=int, default=26, help="--refresh-only: hours of data loaded")
     ap.add_argument("--out", help="results file name (default history.json, history_10k.json with --refresh-only)")
-    ap.add_argument("--label", default="", help="--refresh-only: a note kept with the measurement (e.g. before/after)")
+    ap.add_argument("--label", default="",
+                    help="--refresh-only: the section of the results file it goes to (e.g. before, after)")
     args = ap.parse_args()
     if args.refresh_only:
         args.out = args.out or "history_10k.json"
