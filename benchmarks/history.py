@@ -132,7 +132,9 @@ def prepare(server_url: str, devices: int, days: int, reload: bool, *,
             exists = None
         if not exists:
             admin.execute(f'CREATE DATABASE "{db_name}"')
-    if not exists:  # a kept database stays on the schema it was loaded with (--reload to renew)
+    # A kept database stays on the schema it was loaded with (--reload to renew), except for the
+    # refresh-only load: the refresh measured must run on the schema its code expects.
+    if not exists or refresh_hours is not None:
         migrations.migrate(url)
     with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
         edition = _edition_of(conn)
