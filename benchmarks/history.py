@@ -157,7 +157,8 @@ def prepare(server_url: str, devices: int, days: int, reload: bool, *,
         else:
             end = datetime.now(UTC).replace(hour=2, minute=0, second=0, microsecond=0)
             first = end - timedelta(hours=refresh_hours)
-            step = timedelta(hours=1)
+            # A day per statement, or an hour when a day of the fleet is more than 2M rows.
+            step = timedelta(days=1) if devices * 1440 <= 2_000_000 else timedelta(hours=1)
         if edition == "postgres":
             _partitions(conn, first, end)
         conn.execute("INSERT INTO businesses (business_name) VALUES ('bench') ON CONFLICT DO NOTHING")
