@@ -292,6 +292,31 @@ async def test_late_rows_reaggregate_only_the_affected_buckets(conn: psycopg.Asy
     assert row == {"cpu_percent_max": 99.0, "samples": 10}
 
 
+@MAINTAINED
+async def test_separate_late_spans_reaggregate_exactly_their_buckets(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Stale buckets are re-read as runs of consecutive buckets per device: two late spans of one
+    device hours apart, flushed together, and one of another device rebuild only their own buckets
+    (not the ones between), across 5m, 1h and a closed day of 1d."""
+    biz = await factories.business(conn)
+    a, b = (await factories.agent(conn, biz)).id, (await factories.agent(conn, biz)).id
+    start = T0 + timedelta(days=800)  # a Monday midnight
+    await factories.metric_samples(conn, _series_rows(a, start, 1440) + _series_rows(b, start, 1440))
+    first = await refresh(conn, now=start + timedelta(days=1, hours=1))
+    assert first.watermarks["agent_metrics_1d"] == start + timedelta(days=1)
+    def late(dev: uuid.UUID, at: timedelta, minutes: int) -> list[dict[str, Any]]:
+        return [dict(r, collected_at=r["collected_at"] + timedelta(seconds=20), cpu_percent=97.0)
+                for r in _series_rows(dev, start + at, minutes)]
+
+    # Two flushes (one ingest range each) for a, one for b.
+    await factories.metric_samples(conn, late(a, timedelta(hours=2), 10))
+    await factories.metric_samples(conn, late(a, timedelta(hours=9), 5) + late(b, timedelta(hours=9, minutes=55), 10))
+    second = await refresh(conn, now=start + timedelta(days=1, hours=1))
+    # a: 2 + 1 buckets in two hours; b: 2 buckets across the 9h/10h boundary, in two hours.
+    assert second.invalidated_ranges == 5
+    assert second.rows == {"agent_metrics_5m": 5, "agent_metrics_1h": 4, "agent_metrics_1d": 2}
+    assert await check_tiers_exact(conn, [a, b]) == 2 * (288 + 24 + 1)
+
+
 async def _chunks(conn: psycopg.AsyncConnection[Any], table: str) -> int:
     """Chunks (TimescaleDB) or partitions (postgres, once rows waiting in DEFAULT have theirs) with rows."""
     if await edition_of(conn) == "postgres":

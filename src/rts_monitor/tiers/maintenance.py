@@ -90,17 +90,17 @@ def rebuild_range_sql(tier: Tier, edition: Edition, *, by_device: bool = True) -
 
 
 def rebuild_invalid_sql(tier: Tier, edition: Edition) -> list[str]:
-    """Delete and re-aggregate the (device, bucket) pairs of ``tier`` listed in the temp table ``_inv``."""
-    inv = f"(SELECT dev, bucket FROM _inv WHERE level = '{tier.name}')"
-    if tier.source == RAW:
-        rows = (f"(SELECT m.* FROM {inv} i JOIN agent_metrics m ON m.agent_device_id = i.dev "
-                f"AND m.collected_at >= i.bucket AND m.collected_at < i.bucket + INTERVAL '{tier.width_sql}')")
-    else:
-        rows = (f"(SELECT s.* FROM {inv} i JOIN {tier.source} s ON s.agent_device_id = i.dev "
-                f"AND s.bucket >= i.bucket AND s.bucket < i.bucket + INTERVAL '{tier.width_sql}')")
+    """Delete and re-aggregate the stale buckets of ``tier``: the ranges of whole buckets per device
+    in the temp table ``_inv_ranges`` (one PK range probe per device and run of consecutive stale
+    buckets, not one per bucket), all inside ``[%(lo)s, %(hi)s)`` so that only the chunks or
+    partitions holding stale buckets are planned and read."""
+    src_table, col = (RAW, "collected_at") if tier.source == RAW else (tier.source, "bucket")
+    rows = (f"(SELECT s.* FROM _inv_ranges r JOIN {src_table} s ON s.agent_device_id = r.dev "
+            f"AND s.{col} >= r.lo AND s.{col} < r.hi AND s.{col} >= %(lo)s AND s.{col} < %(hi)s)")
     src = _source_partials(tier, rows, edition)
     return [
-        f"DELETE FROM {tier.name} t USING {inv} i WHERE t.agent_device_id = i.dev AND t.bucket = i.bucket",
+        f"DELETE FROM {tier.name} t USING _inv_ranges r WHERE t.agent_device_id = r.dev AND t.bucket >= r.lo "
+        "AND t.bucket < r.hi AND t.bucket >= %(lo)s AND t.bucket < %(hi)s",
         f"INSERT INTO {tier.name} ({_COLS}) SELECT {_COLS} FROM ({src}) x",
     ]
 
@@ -118,7 +118,9 @@ async def _levels(conn: AsyncConnection[Any]) -> dict[str, dict[str, Any]]:
 async def _exec_rows(conn: AsyncConnection[Any], statements: list[str], params: dict[str, Any]) -> int:
     rows = 0
     for sql in statements:
-        cur = await conn.execute(sql.encode(), params)  # generated from constants, never from input
+        # Generated from constants, never from input. Never prepared: a generic plan would plan and
+        # open every chunk or partition; with the bounds as values only the ones in range are.
+        cur = await conn.execute(sql.encode(), params, prepare=False)
         if sql.startswith("INSERT"):
             rows += max(cur.rowcount, 0)
     return rows
@@ -132,6 +134,18 @@ async def _start_of(conn: AsyncConnection[Any], tier: Tier, edition: Edition) ->
         sql = _tier_start_sql(tier)
     row = await (await conn.execute(sql.encode(), {"w": tier.width})).fetchone()
     return None if row is None else row["lo"]
+
+
+async def _rebuild_invalid(conn: AsyncConnection[Any], tier: Tier, edition: Edition) -> int:
+    """Re-aggregate the stale buckets of ``tier`` listed in ``_inv`` (nothing to do: no statement)."""
+    await conn.execute(Q.clear_invalid_ranges)
+    await conn.execute(Q.fill_invalid_ranges, {"level": tier.name, "w": tier.width})
+    bounds = await (await conn.execute(Q.invalid_bounds)).fetchone()
+    if bounds is None or not bounds["n"]:
+        return 0
+    # Fresh statistics: the planner sizes the joins from them (an unanalysed temp table looks tiny).
+    await conn.execute(Q.analyze_invalid_ranges)
+    return await _exec_rows(conn, rebuild_invalid_sql(tier, edition), {"lo": bounds["lo"], "hi": bounds["hi"]})
 
 
 async def refresh(conn: AsyncConnection[Any], *, edition: Edition, now: datetime | None = None,
@@ -148,7 +162,9 @@ async def refresh(conn: AsyncConnection[Any], *, edition: Edition, now: datetime
         now_row = await (await conn.execute(Q.now, {"now": now})).fetchone()
         assert now_row is not None
         t_now: datetime = now_row["now"]
+        await conn.execute(Q.refresh_work_mem)
         await conn.execute(Q.create_invalid)
+        await conn.execute(Q.create_invalid_ranges)
         first = TIERS[0]
         floor = levels[RAW]["dropped_before"]
         await conn.execute(Q.consume_ranges, {"wm": levels[first.name]["watermark"], "floor": floor,
@@ -161,7 +177,7 @@ async def refresh(conn: AsyncConnection[Any], *, edition: Edition, now: datetime
             if i > 0 and old_wm is not None:
                 await conn.execute(Q.derive_invalid, {"level": tier.name, "below": TIERS[i - 1].name,
                                                       "w": tier.width, "wm": old_wm})
-            rows = await _exec_rows(conn, rebuild_invalid_sql(tier, edition), {}) if old_wm is not None else 0
+            rows = await _rebuild_invalid(conn, tier, edition) if old_wm is not None else 0
             # Advance: the last complete bucket before now (5m), or before the tier below's watermark.
             lo = old_wm if old_wm is not None else await _start_of(conn, tier, edition)
             limit = t_now if i == 0 else below_wm

@@ -141,9 +141,36 @@ SELECT * FROM rts_tier_levels ORDER BY position FOR UPDATE
 -- name: now
 SELECT coalesce(%(now)s::timestamptz, now()) AS now
 
+-- name: refresh_work_mem
+-- One refresh aggregates an hour of the whole fleet (10,000 devices: 600,000 raw rows) in a few
+-- sorts and hashes; at the server's default work_mem they spill to disk. For this transaction only.
+SET LOCAL work_mem = '256MB'
+
 -- name: create_invalid
 -- (level, device, bucket) pairs whose materialised rows late samples made stale, for one run.
 CREATE TEMP TABLE _inv (level text, dev uuid, bucket timestamptz) ON COMMIT DROP
+
+-- name: create_invalid_ranges
+-- One tier's stale buckets as runs of consecutive buckets per device [lo, hi): what its rebuild reads.
+CREATE TEMP TABLE _inv_ranges (dev uuid, lo timestamptz, hi timestamptz) ON COMMIT DROP
+
+-- name: clear_invalid_ranges
+TRUNCATE _inv_ranges
+
+-- name: fill_invalid_ranges
+-- Gaps and islands: consecutive buckets of a device share bucket - rank * width. The pairs of a
+-- level are distinct (consume_ranges and derive_invalid insert them DISTINCT, once per level).
+INSERT INTO _inv_ranges (dev, lo, hi)
+SELECT dev, min(bucket), max(bucket) + %(w)s::interval
+  FROM (SELECT dev, bucket, bucket - row_number() OVER (PARTITION BY dev ORDER BY bucket) * %(w)s::interval AS island
+          FROM _inv WHERE level = %(level)s) s
+ GROUP BY dev, island
+
+-- name: invalid_bounds
+SELECT min(lo) AS lo, max(hi) AS hi, count(*) AS n FROM _inv_ranges
+
+-- name: analyze_invalid_ranges
+ANALYZE _inv_ranges
 
 -- name: consume_ranges
 -- Pending ranges → distinct (device, 5m bucket) below the 5m watermark and above what retention
