@@ -312,7 +312,7 @@ def one_size(n: int, agents: list[tuple[str, str]], bases: list[str], procs: lis
         else:
             errors["command push"]["not_pushed"] = errors["command push"].get("not_pushed", 0) + 1
     seconds = t1 - t0
-    endpoints = {e: {"n": len(v), "p50_ms": statistics.median(v) if v else None,
+    endpoints: dict[str, dict[str, Any]] = {e: {"n": len(v), "p50_ms": statistics.median(v) if v else None,
                      "p99_ms": pct(v, 0.99) if v else None, "errors": errors[e]} for e, v in lat.items()}
     worst = max((v["p99_ms"] or 0.0) for v in endpoints.values())
     failed = sum(sum(v["errors"].values()) for v in endpoints.values())

@@ -220,7 +220,7 @@ class Fleet:
                     outcomes[key] = outcomes.get(key, 0) + 1
                     wait = 1.0
                     if key == "503 + Retry-After":
-                        wait = float((exc.headers or {}).get("Retry-After", "1"))
+                        wait = float(exc.headers.get("Retry-After", "1") if exc.headers else "1")
                         retry_after.append(wait)
                     await asyncio.sleep(wait + random.random())
                     continue
@@ -261,7 +261,7 @@ class Fleet:
 
 def _outcome(exc: BaseException) -> str:
     if isinstance(exc, aiohttp.WSServerHandshakeError):
-        if exc.status == 503 and (exc.headers or {}).get("Retry-After"):
+        if exc.status == 503 and exc.headers and exc.headers.get("Retry-After"):
             return "503 + Retry-After"
         return f"HTTP {exc.status}"
     return type(exc).__name__
@@ -512,6 +512,7 @@ def main() -> int:
     parser.add_argument("--storm-spread", type=float, default=10.0)
     parser.add_argument("--no-ceiling", dest="ceiling", action="store_false")
     parser.add_argument("--label", default="", help="stored with the result (e.g. before/after a change)")
+    parser.add_argument("--log-dir", type=Path, help="keep the servers' logs here (default: a temporary directory)")
     args = parser.parse_args()
     limit = raise_open_files()
     if limit < args.agents + 1000:
@@ -523,8 +524,12 @@ def main() -> int:
     try:
         say(f"migrating {name}")
         migrations.migrate(url)
-        with tempfile.TemporaryDirectory(prefix="rts-bench-ws-") as tmp:
-            res = run(url, args, Path(tmp))
+        if args.log_dir is not None:
+            args.log_dir.mkdir(parents=True, exist_ok=True)
+            res = run(url, args, args.log_dir)
+        else:
+            with tempfile.TemporaryDirectory(prefix="rts-bench-ws-") as tmp:
+                res = run(url, args, Path(tmp))
     finally:
         drop_db(server, name)
     lines = table(res)
@@ -532,7 +537,8 @@ def main() -> int:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     runs = previous.get("runs", []) if isinstance(previous, dict) else []
-    record = {"when": datetime.now(UTC).isoformat(), "label": args.label, "args": vars(args), "result": res,
+    record = {"when": datetime.now(UTC).isoformat(), "label": args.label,
+              "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, "result": res,
               "table": lines}
     RESULTS.write_text(json.dumps({"latest": record, "runs": [*runs, record][-10:],
                                    "note": "2 shared cores: server, database and client on one machine; loopback"},
