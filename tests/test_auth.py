@@ -528,3 +528,40 @@ async def test_the_age_job_marks_old_tokens_for_rotation(conn: Any, settings: Se
                                       (str(t.agent.id),))).fetchone()
     assert entry == {"actor_type": "system", "action": "agent_token.rotate",
                      "detail": {"reason": "max_age", "max_age_days": 30.0}}
+
+
+async def test_concurrent_token_lookups_share_one_statement(conn: Any, settings: Settings) -> None:
+    """A reconnect storm's lookups (auth/agents.py): tokens missing the cache at the same moment
+    are answered by one statement, each with its own answer (current, rotated-out within its
+    grace, revoked, unknown), instead of taking a pooled connection each."""
+    from rts_monitor.auth import agents
+    from rts_monitor.core.errors import Unauthorized
+    from rts_monitor.db import open_pool
+
+    t = await factories.tenant(conn)
+    fleet = [await factories.agent(conn, t.business_id) for _ in range(40)]
+    rotated, revoked = fleet[0], fleet[1]
+    new_token, new_hash = agents.new_token()
+    await conn.execute(
+        "UPDATE agent_devices SET agent_token_previous_hash = agent_token_hash, agent_token_hash = %s, "
+        "agent_token_previous_expires_at = now() + interval '1 hour' WHERE id = %s", (new_hash, rotated.id))
+    await conn.execute("UPDATE agent_devices SET agent_token_revoked_at = now() WHERE id = %s", (revoked.id,))
+    agents.forget()
+    tokens = [a.token for a in fleet] + [new_token, agents.new_token()[0]]
+    pool = await open_pool(settings, max_size=4)
+    try:
+        before = pool.get_stats().get("requests_num", 0)
+        answers = await asyncio.gather(*(agents.authenticate(pool, tok) for tok in tokens), return_exceptions=True)
+        assert pool.get_stats().get("requests_num", 0) - before == 1  # one connection for all 42
+    finally:
+        await pool.close()
+    by_token = dict(zip(tokens, answers, strict=True))
+    first = by_token[rotated.token]
+    assert not isinstance(first, BaseException) and (first.agent_id, first.previous_token) == (rotated.id, True)
+    current = by_token[new_token]
+    assert not isinstance(current, BaseException) and (current.agent_id, current.previous_token) == (rotated.id, False)
+    assert isinstance(by_token[revoked.token], Unauthorized) and isinstance(by_token[tokens[-1]], Unauthorized)
+    for agent in fleet[2:]:
+        got = by_token[agent.token]
+        assert not isinstance(got, BaseException) and got.agent_id == agent.id and not got.previous_token
+    agents.forget()

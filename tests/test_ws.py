@@ -355,3 +355,42 @@ async def test_graceful_stop_closes_sockets_promptly(session: aiohttp.ClientSess
     msg = await ws.receive(timeout=5)
     assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR)
     assert '"event": "api.stopped"' in server.log_path.read_text()
+
+
+async def test_a_handshake_storm_gets_503_with_retry_after_never_another_error(
+        session: aiohttp.ClientSession, conn: Any, api_factory: Callable[..., ApiServer]) -> None:
+    """Admission control (commands/ws.py): beyond RTS_WS_MAX_HANDSHAKES handshakes waiting for the
+    database, a handshake is answered 503 with a Retry-After of 2-10 s; the others connect; an
+    agent whose token the process already knows is admitted even then."""
+    server = api_factory(env={"RTS_WS_MAX_HANDSHAKES": "1"})
+    w = await make_world(conn, server)
+    fleet = [await factories.agent(conn, w.tenant.business_id) for _ in range(60)]
+    url = server.url.replace("http://", "ws://") + "/ws"
+
+    async def attempt(agent: factories.Agent) -> tuple[int, str | None]:
+        try:
+            ws = await session.ws_connect(url, headers=agent.headers)
+        except aiohttp.WSServerHandshakeError as exc:
+            return exc.status, (exc.headers or {}).get("Retry-After")
+        await ws.close()
+        return 101, None
+
+    outcomes = await asyncio.gather(*(attempt(a) for a in fleet))  # all at once: a storm
+    assert {status for status, _ in outcomes} == {101, 503}, outcomes
+    assert all(retry is not None and 2 <= int(retry) <= 10 for status, retry in outcomes if status == 503)
+    refused = [a for a, (status, _) in zip(fleet, outcomes, strict=True) if status == 503]
+    for agent in refused:  # coming back one by one, each is admitted
+        assert await attempt(agent) == (101, None)
+    log = server.log_path.read_text()
+    assert '"event": "ws.refused"' in log
+    assert "without completing handshake" not in log  # uvicorn's error line about a denial (commands/hub.py)
+
+    strict = api_factory(env={"RTS_WS_MAX_HANDSHAKES": "0"})  # only agents it already knows
+    url = strict.url.replace("http://", "ws://") + "/ws"
+    known, stranger = fleet[0], fleet[1]
+    assert (await attempt(stranger))[0] == 503
+    async with strict.client() as client:  # an HTTP request makes its token known to this process
+        resp = await client.post(f"/api/agents/{known.id}/heartbeat", headers=known.headers, json={})
+        assert resp.status_code == 200, resp.text
+    assert await attempt(known) == (101, None)
+    assert (await attempt(stranger))[0] == 503

@@ -4,6 +4,7 @@ the development commands (``devtools``: db up|down|status, demo)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
 import os
 import sys
@@ -49,6 +50,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         workers=args.workers or settings.workers,
     )
     settings.require_runnable()  # before any worker starts: one clear message, not one per worker
+    _raise_open_files()
     # Before any worker exists: every worker writes its metrics there, /metrics merges them.
     metrics.prepare_multiproc_dir(settings.state_dir)
     if settings.metrics_bind:
@@ -89,6 +91,20 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         ws_ping_timeout=settings.ws_ping_timeout_seconds,
     )
     return 0
+
+
+def _raise_open_files() -> None:
+    """Every agent's WebSocket is an open file: a soft limit of 1024 (many distributions' default)
+    would refuse sockets long before the memory runs out. Raised to the hard limit, which the
+    operator sets (systemd LimitNOFILE=, ulimit -Hn, Docker --ulimit nofile=); workers inherit it."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        # a hard limit above the kernel's nr_open is refused: the soft one stays
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 def _scheduler(_: argparse.Namespace, settings: Settings) -> int:

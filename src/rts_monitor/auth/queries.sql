@@ -1,16 +1,23 @@
--- name: agent_by_token_hash
--- The agent a token belongs to, only while that token is live and the device not deleted: the
--- current token, or the one it replaced until its grace period ends (``seconds_left`` then bounds
--- how long the answer may be cached).
-SELECT id, business_id, service_location_id,
-       agent_token_hash IS DISTINCT FROM %(token_hash)s AS previous_token,
-       CASE WHEN agent_token_hash IS DISTINCT FROM %(token_hash)s
-            THEN extract(epoch FROM agent_token_previous_expires_at - now())::float8 END AS seconds_left
-  FROM agent_devices
- WHERE (agent_token_hash = %(token_hash)s
-        OR (agent_token_previous_hash = %(token_hash)s AND agent_token_previous_expires_at > now()))
-   AND agent_token_revoked_at IS NULL
-   AND soft_delete = false
+-- name: agents_by_token_hashes
+-- The agents these tokens belong to (one statement for every lookup waiting at that moment:
+-- agents.py), only while that token is live and the device not deleted: the current token, or
+-- the one it replaced until its grace period ends (``seconds_left`` then bounds how long the
+-- answer may be cached). Two probes of unique indexes per hash, no OR across columns.
+SELECT h.token_hash, d.id, d.business_id, d.service_location_id,
+       false AS previous_token, NULL::float8 AS seconds_left
+  FROM unnest(%(token_hashes)s::text[]) AS h(token_hash)
+  JOIN agent_devices d ON d.agent_token_hash = h.token_hash
+ WHERE d.agent_token_revoked_at IS NULL
+   AND d.soft_delete = false
+UNION ALL
+SELECT h.token_hash, d.id, d.business_id, d.service_location_id,
+       true AS previous_token, extract(epoch FROM d.agent_token_previous_expires_at - now())::float8
+  FROM unnest(%(token_hashes)s::text[]) AS h(token_hash)
+  JOIN agent_devices d ON d.agent_token_previous_hash = h.token_hash
+ WHERE d.agent_token_previous_expires_at > now()
+   AND d.agent_token_hash IS DISTINCT FROM h.token_hash
+   AND d.agent_token_revoked_at IS NULL
+   AND d.soft_delete = false
 
 -- name: record_failures
 -- One failure per key now; each key's failures within the window, and when the oldest of them

@@ -8,12 +8,18 @@ the same atomic statement polling uses (so nothing is delivered twice, even if t
 connected to two instances) and pushes them. Notifications are not queued while nobody listens:
 after the listener (re)connects, and every ``SWEEP_SECONDS`` as a safety net, it asks the
 database which connected agents have something deliverable and delivers it.
+
+A socket that connects is asked the same question, together with every other socket that
+connected meanwhile (``_check_fresh``): after an API restart thousands of agents reconnect within
+seconds, and a claim per socket would take a pooled connection each for what is nearly always
+"nothing". Only the agents with something deliverable are claimed for.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import itertools
 import json
 import logging
@@ -38,6 +44,25 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = "commands.hub"
 SWEEP_SECONDS = 30.0
 _ids = itertools.count(1)
+
+
+# Set in the connection's task once its 503 is sent: uvicorn (0.54, websockets-sansio) counts only
+# an accepted or closed handshake as completed and logs an error for a denial response it sent
+# itself; ``DenialLogFilter`` drops that line for our refusals (commands/ws.py) only.
+denied: contextvars.ContextVar[bool] = contextvars.ContextVar("rts_ws_denied", default=False)
+_UVICORN_NOT_COMPLETED = "ASGI callable returned without completing handshake."
+
+
+class DenialLogFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (denied.get() and record.getMessage() == _UVICORN_NOT_COMPLETED)
+
+
+def install_log_filter() -> None:
+    """On uvicorn's error logger, once per process (the lifespan component below)."""
+    logger = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, DenialLogFilter) for f in logger.filters):
+        logger.addFilter(DenialLogFilter())
 
 
 class AgentConnection:
@@ -77,15 +102,44 @@ class CommandHub:
         self._listener: asyncio.Task[None] | None = None
         self.listening = asyncio.Event()
         self.listener_connects = 0
+        self.handshaking = 0  # handshakes between admission and accept (commands/ws.py)
+        self._fresh: set[UUID] = set()
+        self._fresh_task: asyncio.Task[None] | None = None
 
     # --- sockets ---------------------------------------------------------------------------------
 
     def attach(self, conn: AgentConnection) -> None:
-        """Register a new socket; an older one of the same agent here is closed (it is stale)."""
+        """Register a new socket; an older one of the same agent here is closed (it is stale).
+        Whatever became deliverable while the agent was away is pushed shortly (``_check_fresh``)."""
         old = self._conns.get(conn.agent_id)
         self._conns[conn.agent_id] = conn
         if old is not None and old is not conn:
             self._spawn(old.close(4000, "replaced by a newer connection"))
+        self._fresh.add(conn.agent_id)
+        if self._fresh_task is None or self._fresh_task.done():
+            self._fresh_task = asyncio.create_task(self._check_fresh(), name="commands-connect-check")
+
+    async def _check_fresh(self) -> None:
+        """One query for every socket that connected since the last one (module docstring). The
+        agent is registered before the query reads, so a command committed after the read is
+        pushed by its NOTIFY; one committed before it is found here."""
+        await asyncio.sleep(0)  # the sockets accepted in this turn of the loop join the first query
+        while self._fresh:
+            agent_ids = [a for a in self._fresh if a in self._conns]
+            self._fresh.clear()
+            if not agent_ids:
+                continue
+            try:
+                async with connection(self.ctx.pool) as db:
+                    rows = await fetch_all(db, service.Q.agents_with_deliverable, {"agent_ids": agent_ids})
+            except Exception as exc:
+                # the database unreachable or the pool dry: ask again shortly (the sweep would, later)
+                log.warning("commands.connect_check_failed", extra={"agents": len(agent_ids), "error": repr(exc)})
+                self._fresh.update(agent_ids)
+                await asyncio.sleep(self.ctx.settings.command_listen_retry_seconds)
+                continue
+            for row in rows:
+                self._spawn(self._deliver_logged(row["agent_id"]))
 
     def detach(self, conn: AgentConnection) -> None:
         conn.closed = True
@@ -128,6 +182,10 @@ class CommandHub:
             log.warning("commands.listener.slow", extra={"waited_s": wait})
 
     async def stop(self) -> None:
+        if self._fresh_task is not None:
+            self._fresh_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._fresh_task
         if self._listener is not None:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -243,6 +301,7 @@ async def component(ctx: AppContext) -> AsyncIterator[None]:
     """Lifespan component: the hub in ``ctx.services["commands.hub"]``, listening before we serve."""
     hub = CommandHub(ctx)
     ctx.services[SERVICE_NAME] = hub
+    install_log_filter()
     await hub.start()
     try:
         yield

@@ -349,6 +349,13 @@ class Settings:
         default=20.0,
         metadata=_env("RTS_WS_PING_TIMEOUT_SECONDS", "A WebSocket without a pong within this is closed."),
     )
+    ws_max_handshakes: int = field(
+        default=256,
+        metadata=_env("RTS_WS_MAX_HANDSHAKES",
+                      "Agent WebSocket handshakes one process authenticates against the database at once; "
+                      "more (a reconnect storm after a restart), or any while requests queue for a pooled "
+                      "connection, are answered 503 with a Retry-After of 2-10 s (docs/websocket.md)."),
+    )
 
     # --- auto-remediation of monitored services (see docs/services.md) ---
     remediation_max_per_hour: int = field(
