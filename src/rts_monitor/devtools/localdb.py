@@ -20,7 +20,7 @@ Two routes for the Debian packages (apache, postgres), chosen by what the host i
   server runs inside it with ``chroot --userspec=postgres``; initdb refuses to run as root.
 
 **Other PostgreSQL majors** (``db up --edition postgres --pg-major 15``): the postgres edition also
-runs on PostgreSQL 15, the oldest major Aurora/RDS offers that the edition supports, from Debian
+runs on PostgreSQL 15, the oldest major it supports on Aurora/RDS (docs/deploy-aurora.md), from Debian
 12's own ``postgresql-15`` packages (native route only: a Debian 13 host has no PostgreSQL 15, and
 neither has a TimescaleDB package for it). Its cluster and server record are separate
 (``.rts/pg-postgres-pg15``, ``servers["postgres-pg15"]``), so it runs beside the PostgreSQL 17 one.
