@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import httpx
+import psycopg
 
 from rts_monitor.core.edition import Edition
 from tests.fix_api import ApiServer
 
 
-async def test_health_reports_database_edition_and_version(client: httpx.AsyncClient, server_edition: Edition) -> None:
+async def test_health_reports_database_edition_and_version(client: httpx.AsyncClient, server_edition: Edition,
+                                                          server_url: str) -> None:
+    with psycopg.connect(server_url) as conn:  # the server under test: PostgreSQL 17, or 15 (./dev test)
+        row = conn.execute("SELECT current_setting('server_version')").fetchone()
+    assert row is not None
     resp = await client.get("/health")
     assert resp.status_code == 200
     body = resp.json()
@@ -16,7 +21,8 @@ async def test_health_reports_database_edition_and_version(client: httpx.AsyncCl
     assert body["database"]["ok"] is True
     assert body["database"]["edition"] == server_edition
     assert body["database"]["timescaledb"].startswith("2.") == (server_edition != "postgres")
-    assert body["database"]["postgres"].startswith("17")
+    assert body["database"]["postgres"] == row[0]
+    assert body["database"]["postgres"].startswith(("15", "17"))
     assert body["down"] == []
     assert {name: dep["ok"] for name, dep in body["dependencies"].items()} == {
         "database": True, "ingest": True, "command_listener": True}

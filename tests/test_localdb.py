@@ -140,3 +140,25 @@ def test_the_tsl_build_is_cached_per_machine_with_its_record() -> None:
     assert apache_root != root
     assert not (apache_root / "usr" / "lib" / "postgresql" / "17" / "lib"
                 / f"timescaledb-tsl-{tslbuild.TIMESCALEDB_VERSION}.so").exists()
+
+
+@pytest.mark.skipif(not Path("/usr/lib/postgresql/15/bin/postgres").exists(),
+                    reason="no PostgreSQL 15 on this host (Debian 12's postgresql-15 packages)")
+def test_the_postgres_edition_runs_on_postgresql_15_as_a_server_of_its_own(tmp_path: Path) -> None:
+    settings = Settings.from_env(state_dir=tmp_path / "checkout" / ".rts", local_db_port=free_port())
+    with pytest.raises(localdb.LocalDbError, match="postgres edition only"):
+        localdb.layout(settings, "apache", pg_major="15")
+    try:
+        url = localdb.up(settings, "postgres", pg_major="15")
+        with psycopg.connect(url, connect_timeout=10) as conn:
+            row = conn.execute("SELECT current_setting('server_version_num')").fetchone()
+        assert row is not None and row[0].startswith("15")
+        lay = localdb.layout(settings)  # remembered: the checkout's default is now postgres on 15
+        assert (lay.edition, lay.pg_major, lay.pg_dir.name) == ("postgres", "15", "pg-postgres-pg15")
+        assert lay.recorded()["url"] == url and list(lay.recorded()["servers"]) == ["postgres-pg15"]
+        assert localdb.layout(settings, "postgres", primary=False).pg_dir.name == "pg-postgres"  # 17's
+        assert str(localdb.status(settings)["postgres"]).startswith("15")
+        assert localdb.up(settings, "postgres", pg_major="15") == url  # running: same server, same DSN
+    finally:
+        localdb.down(settings)
+    assert localdb.status(settings)["running"] is False

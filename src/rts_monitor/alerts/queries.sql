@@ -142,7 +142,8 @@ clock AS MATERIALIZED (
         OR (p.rule_id, p.device_id) IN (SELECT agent_alert_id, agent_device_id FROM open_now)
 ),
 sagg AS (
-    SELECT c.rule_id, c.device_id, any_value(c.win) AS win,
+    -- A rule has one window: grouping by it too keeps this to PostgreSQL 15 (no any_value before 16).
+    SELECT c.rule_id, c.device_id, c.win,
            count(s.device_id) AS down_any,
            -- A service auto-remediation restarts escalates only once it stayed down for the grace
            -- period as well (docs/services.md): the restart gets its chance first.
@@ -156,7 +157,7 @@ sagg AS (
       JOIN rules r ON r.id = c.rule_id
       LEFT JOIN down s ON s.device_id = c.device_id AND (r.service_name IS NULL OR s.service_name = r.service_name)
      WHERE c.kind = 'service_down'
-     GROUP BY c.rule_id, c.device_id
+     GROUP BY c.rule_id, c.device_id, c.win
 ),
 maintained AS (
     -- devices a maintenance window covers now (for the rules judged now)

@@ -19,6 +19,12 @@ Two routes for the Debian packages (apache, postgres), chosen by what the host i
   ``debootstrap`` into the cache dir (shared by checkouts, so the second run takes seconds) and the
   server runs inside it with ``chroot --userspec=postgres``; initdb refuses to run as root.
 
+**Other PostgreSQL majors** (``db up --edition postgres --pg-major 15``): the postgres edition also
+runs on PostgreSQL 15, the oldest major it supports on Aurora/RDS (docs/deploy-aurora.md), from Debian
+12's own ``postgresql-15`` packages (native route only: a Debian 13 host has no PostgreSQL 15, and
+neither has a TimescaleDB package for it). Its cluster and server record are separate
+(``.rts/pg-postgres-pg15``, ``servers["postgres-pg15"]``), so it runs beside the PostgreSQL 17 one.
+
 Either way the data directory lives in this checkout's state dir (``.rts/pg``, git-ignored); in
 the chroot route it is bind-mounted into the root. The server listens on 127.0.0.1 only, uses
 scram-sha-256 with a generated password kept beside the data, and preloads timescaledb (except
@@ -52,6 +58,10 @@ from rts_monitor.db.pool import LOCAL_SERVER_RECORD
 PG_MAJOR = "17"
 PG_PACKAGES = (f"postgresql-{PG_MAJOR}", f"postgresql-{PG_MAJOR}-timescaledb")
 NATIVE_BIN = Path(f"/usr/lib/postgresql/{PG_MAJOR}/bin")
+# Other majors the postgres edition runs on, and the Debian release whose own packages have each
+# (PostgreSQL 16 is in no Debian release: it is not tested locally, see docs/deploy-aurora.md).
+OTHER_MAJORS = {"15": "12"}
+PG_MAJORS = (*OTHER_MAJORS, PG_MAJOR)
 DB_NAME = "rts_monitor"
 DB_USER = "rts"
 DEFAULT_PORT = 54329
@@ -112,6 +122,12 @@ class Layout:
     requested_port: int  # RTS_DB_PORT (the checkout's default edition only); 0 = automatic
     edition: Edition = DEFAULT_EDITION
     timescaledb_source: str = ""
+    pg_major: str = PG_MAJOR
+
+    @property
+    def key(self) -> str:
+        """This server's name in ``db.json``: the edition, plus the major when it is not 17."""
+        return self.edition if self.pg_major == PG_MAJOR else f"{self.edition}-pg{self.pg_major}"
 
     @property
     def port(self) -> int:
@@ -134,22 +150,22 @@ class Layout:
 
     def server_record(self) -> dict[str, Any]:
         servers = self.recorded().get("servers", {})
-        record = servers.get(self.edition, {}) if isinstance(servers, dict) else {}
+        record = servers.get(self.key, {}) if isinstance(servers, dict) else {}
         return record if isinstance(record, dict) else {}
 
     def record(self, **values: Any) -> None:
         """Update this edition's server record."""
         info = self.recorded()
         servers = info.setdefault("servers", {})
-        servers[self.edition] = {**servers.get(self.edition, {}), **values}
+        servers[self.key] = {**servers.get(self.key, {}), **values}
         self._write(info)
 
     def remember(self) -> None:
         """Make this edition the checkout's default: its DSN becomes the one the runtime uses."""
         info = self.recorded()
-        server = info.get("servers", {}).get(self.edition, {})
+        server = info.get("servers", {}).get(self.key, {})
         info.update(edition=self.edition, url=server.get("url"), port=server.get("port"),
-                    route=server.get("route"), data_dir=server.get("data_dir"))
+                    route=server.get("route"), data_dir=server.get("data_dir"), pg_major=self.pg_major)
         self._write(info)
 
     def _write(self, info: dict[str, Any]) -> None:
@@ -159,7 +175,7 @@ class Layout:
 
     @property
     def pg_dir(self) -> Path:
-        return self.state_dir / ("pg" if self.edition == "apache" else f"pg-{self.edition}")
+        return self.state_dir / ("pg" if self.key == "apache" else f"pg-{self.key}")
 
     @property
     def data_dir(self) -> Path:
@@ -184,7 +200,7 @@ class Layout:
     @property
     def mount_name(self) -> str:
         # The Apache cluster keeps the name it had before editions (a running one stays found).
-        key = str(self.state_dir.resolve()) + ("" if self.edition == "apache" else f":{self.edition}")
+        key = str(self.state_dir.resolve()) + ("" if self.key == "apache" else f":{self.key}")
         return f"/srv/rts/{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 
 
@@ -197,20 +213,41 @@ def remembered_edition(settings: Settings) -> Edition:
     return check_edition(edition) if isinstance(edition, str) else DEFAULT_EDITION
 
 
+def remembered_major(settings: Settings, edition: Edition) -> str:
+    """The PostgreSQL major ``db up`` last made the checkout's default, if it was for ``edition``."""
+    info = Layout(settings.state_dir, settings.cache_dir, 0).recorded()
+    major = info.get("pg_major")
+    return major if info.get("edition") == edition and major in PG_MAJORS else PG_MAJOR
+
+
+def check_major(edition: Edition, major: str) -> str:
+    if major not in PG_MAJORS:
+        raise LocalDbError(f"unknown PostgreSQL major {major!r}: one of {', '.join(PG_MAJORS)}")
+    if major != PG_MAJOR and edition != "postgres":
+        raise LocalDbError(f"PostgreSQL {major} is for the postgres edition only: no TimescaleDB build "
+                           f"for it is packaged or built here ({edition} runs on PostgreSQL {PG_MAJOR})")
+    return major
+
+
 def check_edition(name: str) -> Edition:
     if name not in EDITIONS:
         raise LocalDbError(f"unknown edition {name!r}: one of {', '.join(EDITIONS)}")
     return name
 
 
-def layout(settings: Settings, edition: Edition | None = None, *, primary: bool = True) -> Layout:
-    """``primary``: the checkout's default edition (RTS_DB_PORT applies to it alone)."""
+def layout(settings: Settings, edition: Edition | None = None, *, primary: bool = True,
+           pg_major: str | None = None) -> Layout:
+    """``primary``: the checkout's default edition (RTS_DB_PORT applies to it alone).
+    ``pg_major``: None is the remembered one for the default edition, else 17."""
     from rts_monitor.core.resources import checkout_root
     from rts_monitor.devtools import tslbuild
 
     source = settings.timescaledb_source or tslbuild.default_source(checkout_root())
+    edition = edition or remembered_edition(settings)
+    if pg_major is None:
+        pg_major = remembered_major(settings, edition) if primary else PG_MAJOR
     return Layout(settings.state_dir, settings.cache_dir, settings.local_db_port if primary else 0,
-                  edition or remembered_edition(settings), source)
+                  edition, source, check_major(edition, pg_major))
 
 
 def _os_release() -> dict[str, str]:
@@ -336,25 +373,33 @@ class Route:
 class NativeRoute(Route):
     name = "native"
 
+    @property
+    def bin(self) -> Path:
+        return Path(f"/usr/lib/postgresql/{self.lay.pg_major}/bin")
+
+    @property
+    def packages(self) -> tuple[str, ...]:
+        return PG_PACKAGES if self.lay.pg_major == PG_MAJOR else (f"postgresql-{self.lay.pg_major}",)
+
     def ensure_installed(self) -> None:
-        if (NATIVE_BIN / "postgres").exists() and _timescale_lib(Path("/")):
+        if (self.bin / "postgres").exists() and (self.lay.pg_major != PG_MAJOR or _timescale_lib(Path("/"))):
             return
         if not _is_root():
             raise LocalDbError(
                 NO_ROUTE_HELP.format(
-                    major=PG_MAJOR, why="packages missing and not running as root", pkgs=PG_PACKAGES
+                    major=self.lay.pg_major, why="packages missing and not running as root", pkgs=self.packages
                 )
             )
-        _say("installing " + " ".join(PG_PACKAGES) + " with apt")
+        _say("installing " + " ".join(self.packages) + " with apt")
         env_cmd = ["env", "DEBIAN_FRONTEND=noninteractive"]
         _stream([*env_cmd, "apt-get", "update"], label="apt-get update", every=lambda _l: True)
         _stream(
-            [*env_cmd, "apt-get", "install", "-y", "--no-install-recommends", *PG_PACKAGES],
+            [*env_cmd, "apt-get", "install", "-y", "--no-install-recommends", *self.packages],
             label="apt-get install",
             every=lambda line: line.startswith(("Get:", "Unpacking", "Setting up")),
         )
         # Debian's package creates and starts a default cluster on 5432; we do not use it.
-        subprocess.run(["pg_ctlcluster", PG_MAJOR, "main", "stop"], capture_output=True)
+        subprocess.run(["pg_ctlcluster", self.lay.pg_major, "main", "stop"], capture_output=True)
 
     # As root the server runs as ``postgres``, which cannot traverse a checkout under /root (0700):
     # the checkout's .rts/pg is bind-mounted at /srv/rts/<hash>, as in the chroot route.
@@ -379,7 +424,7 @@ class NativeRoute(Route):
         return self.lay.mount_name + "/data" if _is_root() else str(self.lay.data_dir)
 
     def pg(self, tool: str, *args: str) -> list[str]:
-        cmd = [str(NATIVE_BIN / tool), *args]
+        cmd = [str(self.bin / tool), *args]
         if _is_root():
             return ["runuser", "-u", "postgres", "--", *cmd]
         return cmd
@@ -505,6 +550,8 @@ def choose_route(lay: Layout) -> Route:
     are installed); else the chroot on Debian 12."""
     if lay.edition == "tsl":
         return TslRoute(lay)
+    if lay.pg_major != PG_MAJOR:
+        return _other_major_route(lay)
     if (NATIVE_BIN / "postgres").exists() and _timescale_lib(Path("/")):
         return NativeRoute(lay)
     info = _os_release()
@@ -524,6 +571,24 @@ def choose_route(lay: Layout) -> Route:
             why=f"host is {info.get('PRETTY_NAME', 'unknown')}, not Debian 12 or 13",
             pkgs=PG_PACKAGES,
         )
+    )
+
+
+def _other_major_route(lay: Layout) -> Route:
+    """PostgreSQL 15 (postgres edition): installed, or Debian 12's own packages; nothing else."""
+    if (Path(f"/usr/lib/postgresql/{lay.pg_major}/bin") / "postgres").exists():
+        return NativeRoute(lay)
+    info = _os_release()
+    debian = OTHER_MAJORS[lay.pg_major]
+    if info.get("ID") == "debian" and info.get("VERSION_ID") == debian:
+        return NativeRoute(lay)
+    raise LocalDbError(
+        f"PostgreSQL {lay.pg_major} is not available on this host ({info.get('PRETTY_NAME', 'unknown')}): "
+        f"it comes from Debian {debian}'s own packages (postgresql-{lay.pg_major}), which only a "
+        f"Debian {debian} host installs; Debian 13 ships PostgreSQL {PG_MAJOR} only.\n"
+        f"Alternatives: run this on a Debian {debian} machine, or point DATABASE_URL at a "
+        f"PostgreSQL {lay.pg_major} server (e.g. Aurora/RDS) and run the tests with "
+        f"RTS_TEST_SCOPE=editions."
     )
 
 
@@ -637,23 +702,26 @@ def _server_running(route: Route) -> bool:
 
 ROUTE_TEXT = {
     "tsl": "PostgreSQL {pg} + TimescaleDB Community (TSL), built from source",
-    "apache": "PostgreSQL {pg} + TimescaleDB (Apache build) from Debian 13 packages",
-    "postgres": "PostgreSQL {pg} from Debian 13 packages, without TimescaleDB",
+    "apache": "PostgreSQL {pg} + TimescaleDB (Apache build) from Debian {debian} packages",
+    "postgres": "PostgreSQL {pg} from Debian {debian} packages, without TimescaleDB",
 }
 
 
-def up(settings: Settings, edition: Edition | None = None, *, remember: bool = True) -> str:
+def up(settings: Settings, edition: Edition | None = None, *, remember: bool = True,
+       pg_major: str | None = None) -> str:
     """Provision (first time), start (if stopped) and return the DSN of one edition. Idempotent.
 
     ``remember``: make it the checkout's default (the DSN the runtime uses); otherwise it is
     started beside the default one (the test matrix) and only its own record is written.
+    ``pg_major``: 15 for the postgres edition on PostgreSQL 15 (None: the remembered one, else 17).
     """
     edition = edition or remembered_edition(settings)
-    lay = layout(settings, edition, primary=remember)
+    lay = layout(settings, edition, primary=remember, pg_major=pg_major)
     lay.state_dir.mkdir(parents=True, exist_ok=True)
     with _file_lock(lay.state_dir / "db.lock"):
         route = choose_route(lay)
-        _say(f"edition {edition}, route {route.name}: " + ROUTE_TEXT[edition].format(pg=PG_MAJOR))
+        _say(f"edition {edition}, route {route.name}: "
+             + ROUTE_TEXT[edition].format(pg=lay.pg_major, debian=OTHER_MAJORS.get(lay.pg_major, "13")))
         step = "1/4 binaries"
         _say(step)
         route.ensure_installed()
@@ -783,20 +851,23 @@ def _ensure_database(lay: Layout) -> None:
         conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
 
 
-def down(settings: Settings, edition: Edition | None = None) -> None:
-    """Stop this checkout's server of ``edition``, or every edition's (None)."""
-    for ed in (edition,) if edition else EDITIONS:
-        lay = layout(settings, ed, primary=False)
+def down(settings: Settings, edition: Edition | None = None, pg_major: str | None = None) -> None:
+    """Stop this checkout's server of ``edition`` (of ``pg_major``, else of every major), or every
+    edition's (None)."""
+    servers = [(ed, major) for ed in ((edition,) if edition else EDITIONS)
+               for major in ((pg_major,) if pg_major else PG_MAJORS) if major == PG_MAJOR or ed == "postgres"]
+    for ed, major in servers:
+        lay = layout(settings, ed, primary=False, pg_major=major)
         if not (lay.data_dir / "PG_VERSION").exists():
-            if edition:
-                _say(f"{ed}: no local database in {lay.data_dir}")
+            if edition and (pg_major or major == PG_MAJOR):
+                _say(f"{lay.key}: no local database in {lay.data_dir}")
             continue
         route = choose_route(lay)
         if isinstance(route, ChrootRoute) and not (lay.root / "etc" / "passwd").is_file():
             # The root this code runs the server from is not built yet (a newer TimescaleDB build
             # than the one the running server came from): stop that server by its pid file,
             # without preparing (mounting into) a root that does not exist.
-            _stop_by_pid_file(lay, ed)
+            _stop_by_pid_file(lay, lay.key)
             continue
         route.prepare()
         from rts_monitor.devtools import standby
@@ -804,9 +875,9 @@ def down(settings: Settings, edition: Edition | None = None) -> None:
         standby.down(settings, ed, quiet=True)  # first: it lives in the same mount, and streams from this one
         if _server_running(route):
             _run(route.pg("pg_ctl", "stop", "-m", "fast", "-w", "-D", route.data_dir_for_server()), quiet=True)
-            _say(f"{ed}: stopped")
+            _say(f"{lay.key}: stopped")
         else:
-            _say(f"{ed}: not running")
+            _say(f"{lay.key}: not running")
         route.release()
 
 
@@ -846,10 +917,11 @@ def start_server(settings: Settings) -> None:
                   "-l", route.data_dir_for_server() + "/../server.log"), quiet=True)
 
 
-def status(settings: Settings, edition: Edition | None = None) -> dict[str, object]:
-    """The default edition's server (or ``edition``'s): provisioned, running, versions, DSN."""
+def status(settings: Settings, edition: Edition | None = None, pg_major: str | None = None) -> dict[str, object]:
+    """The default edition's server (or ``edition``'s on ``pg_major``): provisioned, running,
+    versions, DSN."""
     ed = edition or remembered_edition(settings)
-    lay = layout(settings, ed, primary=edition is None)
+    lay = layout(settings, ed, primary=edition is None, pg_major=pg_major)
     out: dict[str, object] = {
         "edition": ed,
         "data_dir": str(lay.data_dir),
