@@ -90,6 +90,12 @@ async def test_metrics_after_a_known_workload(api_factory: Callable[..., ApiServ
 
         assert (await http.get("/metrics")).status_code == 401
         assert (await http.get("/metrics", headers={"Authorization": "Bearer wrong"})).status_code == 401
+        # The queue gauge is sampled (every 0.2 s here), not read at the scrape: a worker's last tick
+        # may still have seen the last batch in flight (a loaded machine delays its ticks).
+        for _ in range(50):
+            if _value(_samples(await _scrape(http)), "rts_ingest_queue_rows") == 0:
+                break
+            await asyncio.sleep(0.1)
         # every worker has answered at least one scrape-worthy request; scrape a few times to hit both
         texts = [await _scrape(http) for _ in range(4)]
     # any worker's answer has every worker's counts
