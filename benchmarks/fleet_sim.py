@@ -2,7 +2,8 @@
 sends a heartbeat and a metrics batch every ``--interval`` seconds (60 by default, as a real agent
 configured at a minute), spread uniformly over the interval. Per fleet size N it prints the p50 and
 p99 of each endpoint, the rows stored per second, the database's and the API processes' CPU, and
-the largest N at which every p99 stays under ``--p99-limit`` ms (200).
+the largest N at which every p99 of the steady traffic (heartbeat, metrics, command push; not the
+initial mass connect, see ``STEADY``) stays under ``--p99-limit`` ms (200).
 
 Builds its own database (``rts_bench_fleet_<pid>``, migrated, dropped at the end) with the largest
 size's agents inserted in bulk. Two ``rts-monitor serve`` processes (1 worker each; the scheduler
@@ -58,6 +59,10 @@ from rts_monitor.devtools import apiprocess
 
 RESULTS = Path(__file__).with_name("results") / "fleet_sim.json"
 ENDPOINTS = ("heartbeat", "metrics", "ws connect", "command push")
+# What the p99 criterion judges: the fleet's steady traffic. ``ws connect`` is the whole fleet
+# connecting at once at the start (100 handshakes in flight per client, so its latency is
+# mostly that queue); it is reported, its errors count, but a mass reconnect is ws_scale.py's storm.
+STEADY = ("heartbeat", "metrics", "command push")
 
 
 # --- the client processes ------------------------------------------------------------------------------
@@ -314,7 +319,7 @@ def one_size(n: int, agents: list[tuple[str, str]], bases: list[str], procs: lis
     seconds = t1 - t0
     endpoints: dict[str, dict[str, Any]] = {e: {"n": len(v), "p50_ms": statistics.median(v) if v else None,
                      "p99_ms": pct(v, 0.99) if v else None, "errors": errors[e]} for e, v in lat.items()}
-    worst = max((v["p99_ms"] or 0.0) for v in endpoints.values())
+    worst = max((endpoints[e]["p99_ms"] or 0.0) for e in STEADY)
     failed = sum(sum(v["errors"].values()) for v in endpoints.values())
     out = {"n": n, "as_if_agents_at_60s": round(n * 60 / args.interval), "endpoints": endpoints,
            "rows_per_s": sum(c["samples_stored"] for c in results) / args.measure,
@@ -342,7 +347,8 @@ def table(rows: list[dict[str, Any]], args: argparse.Namespace) -> list[str]:
                     f"{r['api_cpu_cores']:>9.2f} {r['load_avg_1m'][1]:>5.1f}" if j == 0 else "")
             lines.append(f"{head} {e:<13} {v['n']:>7,} {p50:>8} {p99:>8} {sum(v['errors'].values()):>7}{tail}")
     good = [r["n"] for r in rows if r["ok"]]
-    lines.append(f"largest N with every p99 < {args.p99_limit:.0f} ms and no errors: "
+    lines.append(f"largest N with every steady p99 (heartbeat, metrics, command push) < {args.p99_limit:.0f} ms "
+                 "and no errors: "
                  f"{max(good) if good else 'none of those tried'}"
                  + (f" (as if {max(good) * 60 / args.interval:,.0f} agents at one batch a minute)"
                     if good and args.interval != 60 else ""))
