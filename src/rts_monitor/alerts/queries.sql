@@ -259,7 +259,7 @@ wfetched AS MATERIALIZED (
            m.network_rx_bytes, m.network_tx_bytes
       FROM latest l
      CROSS JOIN LATERAL (
-        SELECT * FROM agent_metrics m
+        SELECT * FROM agent_metric_values m
          WHERE m.agent_device_id = l.device_id
            AND m.collected_at >= least(l.latest, greatest(coalesce(l.evaluated_through, l.latest),
                                                           now() - %(stale)s::interval))
@@ -890,7 +890,7 @@ wfetched AS MATERIALIZED (
            m.network_rx_bytes, m.network_tx_bytes
       FROM wranges r
      CROSS JOIN LATERAL (
-        SELECT * FROM agent_metrics m
+        SELECT * FROM agent_metric_values m
          WHERE m.agent_device_id = r.device_id
            AND m.collected_at >= r.lo - %(win)s::interval - %(slack)s::interval AND m.collected_at <= r.hi
         OFFSET 0) m

@@ -148,7 +148,7 @@ SELECT f.*, m.collected_at AS metrics_at, m.cpu_percent, m.memory_percent, m.dis
           LEFT JOIN service_locations l ON l.id = d.service_location_id) f
   LEFT JOIN LATERAL (
         SELECT am.collected_at, am.cpu_percent, am.memory_percent, am.disk_percent
-          FROM agent_metrics am
+          FROM agent_metric_values am
          WHERE am.agent_device_id = f.id
            AND am.collected_at > now() - make_interval(hours => %(lookback_hours)s)
          ORDER BY am.collected_at DESC
@@ -247,7 +247,7 @@ SELECT d.id, d.business_id, d.status, d.last_heartbeat, d.last_metrics_received,
                r.network_rx_bytes, r.network_tx_bytes,
                lead(r.collected_at) OVER w AS prev_at, lead(r.network_rx_bytes) OVER w AS prev_rx,
                lead(r.network_tx_bytes) OVER w AS prev_tx
-          FROM (SELECT * FROM agent_metrics am
+          FROM (SELECT * FROM agent_metric_values am
                  WHERE am.agent_device_id = d.id
                    AND am.collected_at > now() - make_interval(hours => %(lookback_hours)s)
                  ORDER BY am.collected_at DESC LIMIT 2) r

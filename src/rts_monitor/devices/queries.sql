@@ -94,7 +94,7 @@ SELECT d.*, m.collected_at AS metrics_collected_at, m.cpu_percent, m.memory_perc
   LEFT JOIN service_locations l ON l.id = d.service_location_id
   LEFT JOIN LATERAL (
         SELECT am.collected_at, am.cpu_percent, am.memory_percent, am.disk_percent
-          FROM agent_metrics am
+          FROM agent_metric_values am
          WHERE am.agent_device_id = d.id
            AND am.collected_at > now() - make_interval(hours => %(lookback_hours)s)
          ORDER BY am.collected_at DESC
@@ -123,7 +123,7 @@ SELECT d.id, d.business_id, d.service_location_id, d.device_name, d.os_type, d.o
 SELECT collected_at, cpu_percent, memory_used_gb, memory_percent, disk_used_gb, disk_percent,
        ARRAY[load_average_1m, load_average_5m, load_average_15m] AS load_average, uptime_seconds,
        network_rx_bytes, network_tx_bytes
-  FROM agent_metrics
+  FROM agent_metric_values
  WHERE agent_device_id = %(agent_id)s
  ORDER BY collected_at DESC
  LIMIT 1

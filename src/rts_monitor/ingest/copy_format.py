@@ -23,8 +23,9 @@ from psycopg.adapt import Transformer
 from psycopg.pq import Format
 
 # (device, collected_at, cpu%, mem GB, mem%, disk GB, disk%, load 1/5/15, uptime, rx, tx):
-# the column order of agent_metrics and of the COPY statements in queries.sql.
-COPY_TYPES = ["uuid", "timestamptz"] + ["float4"] * 8 + ["int8"] * 3
+# the column order of agent_metrics and of the COPY statements in queries.sql; the gauges are
+# scaled integers (validate.SCALES).
+COPY_TYPES = ["uuid", "timestamptz", "int2", "int4", "int2", "int4", "int2"] + ["int4"] * 3 + ["int8"] * 3
 # Header: signature, flags (no OIDs), header-extension length; trailer: a field count of -1.
 SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
 TRAILER = b"\xff\xff"

@@ -42,7 +42,6 @@ from uuid import UUID
 
 import psycopg
 from psycopg import errors as pg_errors
-from psycopg.types.numeric import Float4BinaryDumper
 from psycopg_pool import AsyncConnectionPool
 
 from rts_monitor.core import metrics
@@ -62,8 +61,11 @@ _ATTEMPTS = 3
 # The database refused a value: some request's data, never a reason to fail the others (_isolate).
 _REFUSED = (psycopg.DataError, psycopg.IntegrityError)
 # agent_metrics columns the database may name in an error, as the wire calls them.
-_WIRE_NAMES = {"load_average_1m": "load_average[0]", "load_average_5m": "load_average[1]",
-               "load_average_15m": "load_average[2]", "agent_device_id": "agent", "collected_at": "collected_at"}
+_WIRE_NAMES = {"load_average_1m_x100": "load_average[0]", "load_average_5m_x100": "load_average[1]",
+               "load_average_15m_x100": "load_average[2]", "cpu_percent_x10": "cpu_percent",
+               "memory_used_gb_x1000": "memory_used_gb", "memory_percent_x10": "memory_percent",
+               "disk_used_gb_x1000": "disk_used_gb", "disk_percent_x10": "disk_percent",
+               "agent_device_id": "agent", "collected_at": "collected_at"}
 # Below this many rows a flush is one autocommit INSERT … SELECT FROM unnest (one round trip);
 # from it on, binary COPY (per-row cost ~2.5x lower, but four round trips per flush).
 COPY_MIN_ROWS = 256
@@ -370,7 +372,7 @@ class IngestPipeline:
         async with connection(self._pool, translate_errors=False) as conn:
             try:
                 async with conn.transaction(force_rollback=True):
-                    await _float4_cursor(conn).execute(Q.probe_rows, _row_params(rows))
+                    await conn.execute(Q.probe_rows, _row_params(rows))
             except _REFUSED:
                 return True
         return False
@@ -426,7 +428,7 @@ class IngestPipeline:
         params.update(_row_params([row for it in items for row in it.batch.rows or ()]))
         await conn.set_autocommit(True)
         try:
-            cur = _float4_cursor(conn)
+            cur = conn.cursor()
             await cur.execute(Q.insert_small_flush, params)
             new: dict[UUID, set[datetime]] = {}
             for r in await cur.fetchall():
@@ -510,16 +512,6 @@ def _row_params(rows: list[Row]) -> dict[str, list[Any]]:
     """The rows as one array per column (the unnest statements' parameters)."""
     columns = zip(*rows, strict=True) if rows else ([] for _ in _SMALL_COLUMNS)
     return dict(zip(_SMALL_COLUMNS, (list(c) for c in columns), strict=True))
-
-
-def _float4_cursor(conn: psycopg.AsyncConnection[Any]) -> psycopg.AsyncCursor[Any]:
-    """A cursor that sends Python floats as float4 (binary), rounded on this side as binary COPY
-    does: a magnitude below float4's range becomes 0 instead of failing the whole statement in
-    the server's float8 -> real cast (core/types.py: the REAL rule). The statements' float
-    parameters are all REAL columns."""
-    cur = conn.cursor()
-    cur.adapters.register_dumper(float, Float4BinaryDumper)
-    return cur
 
 
 def _unavailable(exc: BaseException) -> Unavailable:

@@ -1,18 +1,19 @@
 -- name: copy_metrics
 -- The fast path: rows straight into the hypertable. A unique violation (a replayed batch) aborts
--- the flush, which is then redone through the staging table below.
-COPY agent_metrics (agent_device_id, collected_at, cpu_percent, memory_used_gb, memory_percent,
-                    disk_used_gb, disk_percent, load_average_1m, load_average_5m, load_average_15m,
-                    uptime_seconds, network_rx_bytes, network_tx_bytes) FROM STDIN (FORMAT BINARY)
+-- the flush, which is then redone through the staging table below. Values are the scaled
+-- integers the table stores (ingest/validate.py: SCALES; migration 0220).
+COPY agent_metrics (agent_device_id, collected_at, cpu_percent_x10, memory_used_gb_x1000, memory_percent_x10,
+                    disk_used_gb_x1000, disk_percent_x10, load_average_1m_x100, load_average_5m_x100,
+                    load_average_15m_x100, uptime_seconds, network_rx_bytes, network_tx_bytes) FROM STDIN (FORMAT BINARY)
 
 -- name: create_stage
 -- Per-session staging table for the duplicate-tolerant path; emptied at every commit.
 CREATE TEMP TABLE IF NOT EXISTS ingest_stage (LIKE agent_metrics) ON COMMIT DELETE ROWS
 
 -- name: copy_stage
-COPY ingest_stage (agent_device_id, collected_at, cpu_percent, memory_used_gb, memory_percent,
-                   disk_used_gb, disk_percent, load_average_1m, load_average_5m, load_average_15m,
-                   uptime_seconds, network_rx_bytes, network_tx_bytes) FROM STDIN (FORMAT BINARY)
+COPY ingest_stage (agent_device_id, collected_at, cpu_percent_x10, memory_used_gb_x1000, memory_percent_x10,
+                   disk_used_gb_x1000, disk_percent_x10, load_average_1m_x100, load_average_5m_x100,
+                   load_average_15m_x100, uptime_seconds, network_rx_bytes, network_tx_bytes) FROM STDIN (FORMAT BINARY)
 
 -- name: insert_from_stage
 -- Rows already stored are skipped; what was written comes back per device so each request can be
@@ -45,9 +46,9 @@ SELECT (SELECT count(*) FROM dev) AS devices, (SELECT count(*) FROM announced) A
 -- flush_side_effects, with the ranges computed from what was actually inserted.
 WITH ins AS (
     INSERT INTO agent_metrics
-    SELECT * FROM unnest(%(m_device)b::uuid[], %(m_at)b::timestamptz[], %(m_cpu)b::real[], %(m_mem_gb)b::real[],
-                         %(m_mem)b::real[], %(m_disk_gb)b::real[], %(m_disk)b::real[], %(m_la1)b::real[],
-                         %(m_la5)b::real[], %(m_la15)b::real[], %(m_uptime)b::bigint[], %(m_rx)b::bigint[],
+    SELECT * FROM unnest(%(m_device)b::uuid[], %(m_at)b::timestamptz[], %(m_cpu)b::smallint[], %(m_mem_gb)b::int[],
+                         %(m_mem)b::smallint[], %(m_disk_gb)b::int[], %(m_disk)b::smallint[], %(m_la1)b::int[],
+                         %(m_la5)b::int[], %(m_la15)b::int[], %(m_uptime)b::bigint[], %(m_rx)b::bigint[],
                          %(m_tx)b::bigint[])
     ON CONFLICT DO NOTHING
     RETURNING agent_device_id, collected_at
@@ -116,8 +117,8 @@ old AS (
 -- database refuse these rows of one request? The same insert as insert_small_flush, without its
 -- side effects.
 INSERT INTO agent_metrics
-SELECT * FROM unnest(%(m_device)b::uuid[], %(m_at)b::timestamptz[], %(m_cpu)b::real[], %(m_mem_gb)b::real[],
-                     %(m_mem)b::real[], %(m_disk_gb)b::real[], %(m_disk)b::real[], %(m_la1)b::real[],
-                     %(m_la5)b::real[], %(m_la15)b::real[], %(m_uptime)b::bigint[], %(m_rx)b::bigint[],
+SELECT * FROM unnest(%(m_device)b::uuid[], %(m_at)b::timestamptz[], %(m_cpu)b::smallint[], %(m_mem_gb)b::int[],
+                     %(m_mem)b::smallint[], %(m_disk_gb)b::int[], %(m_disk)b::smallint[], %(m_la1)b::int[],
+                     %(m_la5)b::int[], %(m_la15)b::int[], %(m_uptime)b::bigint[], %(m_rx)b::bigint[],
                      %(m_tx)b::bigint[])
 ON CONFLICT DO NOTHING

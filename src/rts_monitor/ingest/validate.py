@@ -26,14 +26,51 @@ from rts_monitor.ingest.structs import (
     MAX_SAMPLES_PER_REQUEST,
     MAX_SERVICES_PER_SAMPLE,
     NO_SERVICES,
+    MetricSample,
     MetricsBatch,
     ServiceList,
     ServiceSample,
 )
 
 # (device, collected_at, cpu%, mem GB, mem%, disk GB, disk%, load 1/5/15, uptime, rx, tx):
-# the column order of agent_metrics and of the binary COPY (copy_format.COPY_TYPES).
+# the column order of agent_metrics and of the binary COPY (copy_format.COPY_TYPES), with the
+# gauges as the integers the table stores: the wire value times its scale, rounded (migration
+# 0220: integers compress by delta-of-delta, REAL by Gorilla at 2-3x the bytes). The scales are
+# the agent's own precision (psutil's one-decimal percentages, GB with three decimals, the
+# kernel's two-decimal load averages), so nothing an agent measures is lost.
 Row = tuple[Any, ...]
+SCALES: dict[str, int] = {"cpu_percent": 10, "memory_used_gb": 1000, "memory_percent": 10, "disk_used_gb": 1000,
+                          "disk_percent": 10, "load_average_1m": 100, "load_average_5m": 100,
+                          "load_average_15m": 100}
+
+
+def _scaled(value: float | None, scale: int) -> int | None:
+    return None if value is None else round(value * scale)
+
+
+def stored_row(device_id: UUID, collected_at: datetime, cpu_percent: float | None, memory_used_gb: float | None,
+               memory_percent: float | None, disk_used_gb: float | None, disk_percent: float | None,
+               load_1m: float | None, load_5m: float | None, load_15m: float | None, uptime_seconds: int | None,
+               network_rx_bytes: int | None, network_tx_bytes: int | None) -> Row:
+    """One sample in wire units as the row the table stores (for writers other than the API:
+    benchmarks, tests, tools)."""
+    return (device_id, collected_at, _scaled(cpu_percent, 10), _scaled(memory_used_gb, 1000),
+            _scaled(memory_percent, 10), _scaled(disk_used_gb, 1000), _scaled(disk_percent, 10),
+            _scaled(load_1m, 100), _scaled(load_5m, 100), _scaled(load_15m, 100), uptime_seconds,
+            network_rx_bytes, network_tx_bytes)
+
+
+def _row(device_id: UUID, s: MetricSample) -> Row:
+    la = s.load_average or _NO_LOAD
+    try:  # the usual sample has every value: no per-value None test
+        return (device_id, s.collected_at, round(s.cpu_percent * 10), round(s.memory_used_gb * 1000),  # type: ignore[operator]
+                round(s.memory_percent * 10), round(s.disk_used_gb * 1000), round(s.disk_percent * 10),  # type: ignore[operator]
+                round(la[0] * 100), round(la[1] * 100), round(la[2] * 100), s.uptime_seconds,  # type: ignore[operator]
+                s.network_rx_bytes, s.network_tx_bytes)
+    except TypeError:
+        return stored_row(device_id, s.collected_at, s.cpu_percent, s.memory_used_gb, s.memory_percent,
+                          s.disk_used_gb, s.disk_percent, la[0], la[1], la[2], s.uptime_seconds,
+                          s.network_rx_bytes, s.network_tx_bytes)
 
 _JSON = msgspec.json.Decoder(MetricsBatch)
 _SERVICES = msgspec.json.Decoder(ServiceList)
@@ -154,10 +191,7 @@ def prepare(batch: MetricsBatch, *, device_id: UUID, now: datetime, max_future: 
         t = s.collected_at
         if t > latest or t < oldest:
             raise _timestamp_error(i, t, now, max_future, max_age)
-        la = s.load_average or _NO_LOAD
-        rows.append((device_id, t, s.cpu_percent, s.memory_used_gb, s.memory_percent, s.disk_used_gb,
-                     s.disk_percent, la[0], la[1], la[2], s.uptime_seconds, s.network_rx_bytes,
-                     s.network_tx_bytes))
+        rows.append(_row(device_id, s))
         raw = s.services
         if raw is NO_SERVICES:
             continue
@@ -187,10 +221,7 @@ def sample_rows(body: bytes, device_id: UUID) -> list[tuple[int, Row]]:
         return []
     out = []
     for i, s in enumerate(decode(body).metrics):
-        la = s.load_average or _NO_LOAD
-        out.append((i, (device_id, s.collected_at, s.cpu_percent, s.memory_used_gb, s.memory_percent,
-                        s.disk_used_gb, s.disk_percent, la[0], la[1], la[2], s.uptime_seconds,
-                        s.network_rx_bytes, s.network_tx_bytes)))
+        out.append((i, _row(device_id, s)))
     return out
 
 

@@ -27,6 +27,10 @@ from datetime import timedelta
 from rts_monitor.core.edition import Edition, has_timescaledb
 
 RAW = "agent_metrics"
+# What readers select from: the raw rows with their values as REAL in the wire's units. The table
+# stores them as integers at the agent's precision (cpu_percent_x10 ...: compressed by
+# delta-of-delta instead of Gorilla, migration 0220); the view turns them back.
+RAW_VALUES = "agent_metric_values"
 METRICS: tuple[str, ...] = (
     "cpu_percent", "memory_used_gb", "memory_percent", "disk_used_gb", "disk_percent",
     "load_average_1m", "load_average_5m", "load_average_15m", "uptime_seconds",
@@ -98,7 +102,7 @@ def _counter_delta(c: str, partition: str) -> str:
             f"WHEN {c} >= {prev} THEN {c} - {prev} ELSE {c} END AS {c}_delta")
 
 
-def raw_partials(width_sql: str, where: str, *, edition: Edition, source: str = RAW,
+def raw_partials(width_sql: str, where: str, *, edition: Edition, source: str = RAW_VALUES,
                  metrics: tuple[str, ...] = METRICS, counters: tuple[str, ...] = COUNTERS) -> str:
     """Tier-shaped rows aggregated straight from raw samples matching ``where`` (alias ``r``).
 

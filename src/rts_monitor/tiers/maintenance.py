@@ -35,6 +35,7 @@ from rts_monitor.tiers.definitions import (
     ALL_COLUMNS,
     LEVELS,
     RAW,
+    RAW_VALUES,
     TIER_BY_NAME,
     TIERS,
     Tier,
@@ -74,9 +75,9 @@ def _range_source(tier: Tier, *, by_device: bool) -> str:
     """
     if tier.source == RAW:
         if by_device:
-            return ("(SELECT m.* FROM agent_devices d JOIN agent_metrics m ON m.agent_device_id = d.id "
+            return ("(SELECT m.* FROM agent_devices d JOIN agent_metric_values m ON m.agent_device_id = d.id "
                     "AND m.collected_at >= %(lo)s AND m.collected_at < %(hi)s)")
-        return "(SELECT * FROM agent_metrics WHERE collected_at >= %(lo)s AND collected_at < %(hi)s)"
+        return "(SELECT * FROM agent_metric_values WHERE collected_at >= %(lo)s AND collected_at < %(hi)s)"
     return f"(SELECT * FROM {tier.source} WHERE bucket >= %(lo)s AND bucket < %(hi)s)"
 
 
@@ -94,7 +95,7 @@ def rebuild_invalid_sql(tier: Tier, edition: Edition) -> list[str]:
     in the temp table ``_inv_ranges`` (one PK range probe per device and run of consecutive stale
     buckets, not one per bucket), all inside ``[%(lo)s, %(hi)s)`` so that only the chunks or
     partitions holding stale buckets are planned and read."""
-    src_table, col = (RAW, "collected_at") if tier.source == RAW else (tier.source, "bucket")
+    src_table, col = (RAW_VALUES, "collected_at") if tier.source == RAW else (tier.source, "bucket")
     rows = (f"(SELECT s.* FROM _inv_ranges r JOIN {src_table} s ON s.agent_device_id = r.dev "
             f"AND s.{col} >= r.lo AND s.{col} < r.hi AND s.{col} >= %(lo)s AND s.{col} < %(hi)s)")
     src = _source_partials(tier, rows, edition)
