@@ -8,6 +8,7 @@ from typing import Any
 from uuid import UUID
 
 from rts_monitor.auth import agents
+from rts_monitor.ingest.validate import SCALES
 
 
 async def business(conn: Any, name: str | None = None) -> UUID:
@@ -92,17 +93,27 @@ SAMPLE_COLUMNS = (
 )
 
 
+def stored_column(name: str) -> str:
+    """The column of agent_metrics that holds the wire's ``name`` (gauges are scaled integers)."""
+    return f"{name}_x{SCALES[name]}" if name in SCALES else name
+
+
+def stored_value(name: str, value: Any) -> Any:
+    """A wire value as that column stores it (rounded to the agent's precision)."""
+    return round(value * SCALES[name]) if name in SCALES and value is not None else value
+
+
 async def metric_samples(conn: Any, samples: list[dict[str, Any]]) -> int:
-    """Insert samples (dicts keyed by SAMPLE_COLUMNS; missing → NULL) like an ingest flush."""
+    """Insert samples (dicts keyed by SAMPLE_COLUMNS in wire units; missing → NULL) like an ingest flush."""
     if not samples:
         return 0
-    cols = ", ".join(SAMPLE_COLUMNS)
+    cols = ", ".join(stored_column(c) for c in SAMPLE_COLUMNS)
     ranges: dict[Any, list[Any]] = {}
     for s in samples:
         r = ranges.setdefault(s["agent_device_id"], [s["collected_at"], s["collected_at"], 0])
         r[0], r[1], r[2] = min(r[0], s["collected_at"]), max(r[1], s["collected_at"]), r[2] + 1
     async with conn.transaction():
-        values = [tuple(s.get(c) for c in SAMPLE_COLUMNS) for s in samples]
+        values = [tuple(stored_value(c, s.get(c)) for c in SAMPLE_COLUMNS) for s in samples]
         placeholders = "(" + ", ".join(["%s"] * len(SAMPLE_COLUMNS)) + ")"
         cur = await conn.execute(
             f"INSERT INTO agent_metrics ({cols}) VALUES "

@@ -37,11 +37,12 @@ async def add_rule(conn: Any, business_id: UUID, conditions: dict[str, Any], *, 
 async def add_samples(conn: Any, device_id: UUID, start: datetime, values: list[float | None], *,
                       step: timedelta = timedelta(minutes=1), metric: str = "cpu_percent") -> datetime:
     """One sample per ``step`` from ``start``; returns the time of the last one."""
-    rows = [(device_id, start + i * step, v) for i, v in enumerate(values)]
+    rows = [(device_id, start + i * step, factories.stored_value(metric, v)) for i, v in enumerate(values)]
+    col = factories.stored_column(metric)
     async with conn.cursor() as cur:
         await cur.executemany(
-            f"INSERT INTO agent_metrics (agent_device_id, collected_at, {metric}) VALUES (%s, %s, %s) "
-            f"ON CONFLICT (agent_device_id, collected_at) DO UPDATE SET {metric} = EXCLUDED.{metric}", rows)
+            f"INSERT INTO agent_metrics (agent_device_id, collected_at, {col}) VALUES (%s, %s, %s) "
+            f"ON CONFLICT (agent_device_id, collected_at) DO UPDATE SET {col} = EXCLUDED.{col}", rows)
     return rows[-1][1]
 
 
@@ -82,15 +83,15 @@ async def test_metric_rule_fires_after_exactly_the_duration_and_only_once(
 async def test_a_real_metric_value_is_kept_as_its_shortest_decimal(conn: psycopg.AsyncConnection[Any],
                                                                   settings: Settings) -> None:
     """95.1 stored as a real is 95.0999984741211 as a double: the episode keeps 95.1 (max of one
-    value) and the average of reals as the shortest decimal of its float (no 95.12000274658203)."""
+    value) and the average of reals as the shortest decimal of its float (no 95.19999694824219)."""
     t = await factories.tenant(conn)
     peak = await add_rule(conn, t.business_id, {**CPU90, "duration_minutes": 0, "aggregation": "max"}, name="peak")
     mean = await add_rule(conn, t.business_id, {**CPU90, "duration_minutes": 2}, name="mean")
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=3)
-    await add_samples(conn, t.agent.id, start, [95.1, 95.13, 95.12])
+    await add_samples(conn, t.agent.id, start, [95.1, 95.4, 95.2])
     await evaluator.evaluate(conn, settings)  # a device judged for the first time: at its newest sample
     (p,), (m,) = await episodes(conn, peak), await episodes(conn, mean)
-    assert p["metric_value"] == 95.12 and repr(m["metric_value"]) == "95.11667"
+    assert p["metric_value"] == 95.2 and repr(m["metric_value"]) == "95.23333"
 
 
 async def test_one_sample_or_a_gappy_window_is_not_enough(conn: psycopg.AsyncConnection[Any],

@@ -28,11 +28,12 @@ async def _transitions(conn: Any, agent_id: UUID) -> list[tuple[str | None, str]
 
 
 async def _metric(conn: Any, agent_id: UUID, at: datetime, cpu: float, **more: Any) -> None:
-    cols = {"agent_device_id": agent_id, "collected_at": at, "cpu_percent": cpu, "memory_percent": cpu / 2,
+    cols = {"agent_device_id": agent_id, "collected_at": at, "cpu_percent": cpu, "memory_percent": round(cpu / 2, 1),
             "disk_percent": 50.0, **more}
     await conn.execute(
-        f"INSERT INTO agent_metrics ({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))})",
-        tuple(cols.values()))
+        f"INSERT INTO agent_metrics ({', '.join(factories.stored_column(c) for c in cols)}) "
+        f"VALUES ({', '.join(['%s'] * len(cols))})",
+        tuple(factories.stored_value(c, v) for c, v in cols.items()))
 
 
 # ---------------------------------------------------------------- heartbeat
@@ -222,7 +223,7 @@ async def test_list_filters_search_and_latest_metrics(
     assert await names("sort=status") == ["edge_%", "db-01", "web-01"]
     resp = await client.get(f"/api/agents?business_id={biz}&q=web", headers=admin)
     item = resp.json()["agents"][0]
-    assert item["cpu_percent"] == 42.5 and item["memory_percent"] == 21.25 and item["disk_percent"] == 50.0
+    assert item["cpu_percent"] == 42.5 and item["memory_percent"] == 21.2 and item["disk_percent"] == 50.0
     assert item["service_location"]["location_name"] == "A"
     stale = (await client.get(f"/api/agents?business_id={biz}&q=db-01", headers=admin)).json()["agents"][0]
     assert stale["cpu_percent"] is None and stale["metrics_collected_at"] is None

@@ -26,7 +26,7 @@ async def _reference(conn: Any, devs: list[UUID], start: datetime, end: datetime
         f"SELECT date_bin(INTERVAL '{step}', collected_at, TIMESTAMPTZ '2000-01-03 00:00:00+00') AS ts, "
         "avg(cpu_percent) AS cpu, "
         "min(cpu_percent)::float8 AS cpu_min, max(cpu_percent)::float8 AS cpu_max, count(*) AS n, "
-        "count(DISTINCT agent_device_id) AS devices FROM agent_metrics "
+        "count(DISTINCT agent_device_id) AS devices FROM agent_metric_values "
         "WHERE agent_device_id = ANY(%s) AND collected_at >= %s AND collected_at < %s GROUP BY 1 ORDER BY 1",
         (devs, start, end))
     return list(await cur.fetchall())

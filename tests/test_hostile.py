@@ -70,7 +70,7 @@ async def test_a_hostile_value_never_fails_the_other_requests_of_its_flush(
     bad_sample = sample(0, base=base)
     if hostile in ("underflow", "nul_and_underflow"):
         bad_sample["cpu_percent"] = 1e-50
-        bad_sample["memory_used_gb"] = 1e-40  # a float4 subnormal: kept as one
+        bad_sample["memory_used_gb"] = 1e-40  # far below the stored precision (0.001 GB): 0
     if hostile in ("nul_service", "nul_and_underflow"):
         bad_sample["services"] = [{"name": "evil\u0000svc", "status": "run\u0000ning", "display_name": "\u0000"}]
     requests = [(a, {"metrics": [sample(i, base=base)]}) for i in range(3) for a in good]
@@ -78,11 +78,11 @@ async def test_a_hostile_value_never_fails_the_other_requests_of_its_flush(
     answers = await _flush_together(server, requests)
     assert [r.status_code for r in answers] == [200] * len(answers), [r.text for r in answers if r.status_code != 200]
     row = await (await conn.execute(
-        "SELECT cpu_percent, memory_used_gb FROM agent_metrics WHERE agent_device_id = %s AND collected_at = %s",
+        "SELECT cpu_percent, memory_used_gb FROM agent_metric_values WHERE agent_device_id = %s AND collected_at = %s",
         (bad.id, base))).fetchone()
     assert row is not None
     if hostile != "nul_service":
-        assert row["cpu_percent"] == 0.0 and 9e-41 < row["memory_used_gb"] < 1.1e-40
+        assert row["cpu_percent"] == 0.0 and row["memory_used_gb"] == 0.0
     if hostile != "underflow":
         names = await (await conn.execute(
             "SELECT service_name, status, service_display_name FROM agent_monitored_services "
@@ -99,7 +99,7 @@ async def test_a_database_rejection_is_a_422_for_its_request_alone(
     API's back), only the request carrying it fails, with a 422 naming its sample; the others of
     the flush are written and acknowledged, and nothing of the bad request is stored."""
     server = api_factory(env={"RTS_INGEST_FLUSH_DELAY_MS": "300"})
-    await conn.execute("ALTER TABLE agent_metrics ADD CONSTRAINT no_42 CHECK (cpu_percent <> 42.5)")
+    await conn.execute("ALTER TABLE agent_metrics ADD CONSTRAINT no_42 CHECK (cpu_percent_x10 <> 425)")
     good, bad = await _agents(conn, 6), (await _agents(conn, 1))[0]
     base = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30)
     n = samples_per_request

@@ -35,7 +35,7 @@ def sample(i: int, *, base: datetime = BASE, **over: Any) -> dict[str, Any]:
     """A plausible sample, ``i`` seconds after ``base``."""
     s: dict[str, Any] = {
         "collected_at": (base + timedelta(seconds=i)).isoformat(),
-        "cpu_percent": 45.25,
+        "cpu_percent": 45.5,
         "memory_used_gb": 8.5,
         "memory_percent": 53.1,
         "disk_used_gb": 450.0,
@@ -78,7 +78,7 @@ async def test_batch_is_stored_with_its_side_effects(client: httpx.AsyncClient, 
     assert resp.json() == {"received": 3, "duplicates": 0, "alerts_triggered": []}
 
     cur = await api_conn.execute(
-        "SELECT * FROM agent_metrics WHERE agent_device_id = %s ORDER BY collected_at", (agent.id,))
+        "SELECT * FROM agent_metric_values WHERE agent_device_id = %s ORDER BY collected_at", (agent.id,))
     rows = await cur.fetchall()
     assert [r["collected_at"] for r in rows] == [BASE, BASE + timedelta(seconds=60), BASE + timedelta(seconds=120)]
     last = rows[-1]
@@ -643,11 +643,11 @@ async def test_pre_encoded_copy_rows_equal_what_the_server_emits_and_round_trip(
 
     device = uuid4()
     rows = [
-        (device, BASE, 45.25, 8.5, 53.1, 450.0, 87.9, 1.5, 1.25, 1.0, 345600, 2**63 - 1, 0),
+        (device, BASE, 453, 8500, 531, 450000, 879, 150, 125, 100, 345600, 2**63 - 1, 0),
         (device, BASE + timedelta(microseconds=1), None, None, None, None, None, None, None, None, None, None,
          None),
-        (device, BASE.astimezone(timezone(timedelta(hours=-7))) + timedelta(seconds=2), 0.0, 1e6, 100.0, 0.0,
-         0.0, 0.0, 1e6, 0.0, 0, 1, None),
+        (device, BASE.astimezone(timezone(timedelta(hours=-7))) + timedelta(seconds=2), 0, 10**9, 1000, 0,
+         0, 0, 10**8, 0, 0, 1, None),
     ]
     await conn.execute("CREATE TEMP TABLE enc_public (LIKE agent_metrics)")
     await conn.execute("CREATE TEMP TABLE enc_ours (LIKE agent_metrics)")
@@ -666,10 +666,9 @@ async def test_pre_encoded_copy_rows_equal_what_the_server_emits_and_round_trip(
     cur = await conn.execute("SELECT * FROM enc_ours ORDER BY collected_at")
     back = [tuple(r.values()) for r in await cur.fetchall()]
     assert [r[1] for r in back] == [r[1] for r in rows]
-    assert back[0][2:] == (45.25, 8.5, pytest.approx(53.1), 450.0, pytest.approx(87.9), 1.5, 1.25, 1.0, 345600,
-                           2**63 - 1, 0)
+    assert back[0][2:] == (453, 8500, 531, 450000, 879, 150, 125, 100, 345600, 2**63 - 1, 0)
     assert back[1][2:] == (None,) * 11
-    assert back[2][2:] == (0.0, 1e6, 100.0, 0.0, 0.0, 0.0, 1e6, 0.0, 0, 1, None)
+    assert back[2][2:] == (0, 10**9, 1000, 0, 0, 0, 10**8, 0, 0, 1, None)
 
 
 async def test_a_cancelled_request_still_has_its_rows_written_and_breaks_nothing(

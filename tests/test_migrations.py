@@ -160,7 +160,14 @@ def test_hypertable_and_chunk_interval(db_url: str) -> None:
         cols = {r[0]: r[1] for r in c.execute(
             "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'agent_metrics'"
         )}
-        assert "id" not in cols and cols["cpu_percent"] == "real" and cols["network_rx_bytes"] == "bigint"
+        assert "id" not in cols and cols["network_rx_bytes"] == "bigint"
+        # gauges as integers at the agent's precision (delta-of-delta compression), read as REAL
+        # through the view
+        assert cols["cpu_percent_x10"] == "smallint" and cols["load_average_1m_x100"] == "integer"
+        view = {r[0]: r[1] for r in c.execute(
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'agent_metric_values'"
+        )}
+        assert view["cpu_percent"] == "real" and view["memory_used_gb"] == "real"
 
 
 @pytest.mark.only_editions("postgres")

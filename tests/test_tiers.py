@@ -66,7 +66,7 @@ def _ref_tier_sql(width: str) -> str:
         for m in METRICS
     )
     return (f"SELECT {BUCKET.format(w=width)} AS bucket, agent_device_id, "
-            f"count(*) AS samples, {aggs} FROM agent_metrics WHERE agent_device_id = ANY(%(devs)s) "
+            f"count(*) AS samples, {aggs} FROM agent_metric_values WHERE agent_device_id = ANY(%(devs)s) "
             "GROUP BY 1, 2")
 
 
@@ -98,7 +98,7 @@ def _counter_ref(raw: list[dict[str, Any]], width: timedelta,
 
 
 async def _raw(conn: psycopg.AsyncConnection[Any], devs: list[uuid.UUID]) -> list[dict[str, Any]]:
-    cur = await conn.execute("SELECT * FROM agent_metrics WHERE agent_device_id = ANY(%s) "
+    cur = await conn.execute("SELECT * FROM agent_metric_values WHERE agent_device_id = ANY(%s) "
                              "ORDER BY agent_device_id, collected_at", (devs,))
     return list(await cur.fetchall())
 
@@ -148,7 +148,7 @@ async def check_history_exact(conn: psycopg.AsyncConnection[Any], devs: list[uui
                          for m in REF_METRICS)
     ref = await (await conn.execute(
         f"SELECT {BUCKET.format(w=plan.interval_sql)} AS timestamp, {avg_cols} "
-        "FROM agent_metrics WHERE agent_device_id = ANY(%(devs)s) AND collected_at >= %(lo)s "
+        "FROM agent_metric_values WHERE agent_device_id = ANY(%(devs)s) AND collected_at >= %(lo)s "
         "AND collected_at < %(hi)s GROUP BY 1 ORDER BY 1".encode(),
         {"devs": devs, "lo": plan.start, "hi": plan.end})).fetchall()
     assert [r["timestamp"] for r in rows] == [r["timestamp"] for r in ref], interval
@@ -481,10 +481,10 @@ async def test_scheduler_refreshes_and_admin_api_shows_jobs(api_factory: Any,
 async def _fill(conn: psycopg.AsyncConnection[Any], devs: list[uuid.UUID], start: datetime, end: datetime) -> None:
     for i, dev in enumerate(devs):
         await conn.execute(
-            "INSERT INTO agent_metrics (agent_device_id, collected_at, cpu_percent, memory_percent, "
-            "load_average_1m, uptime_seconds, network_rx_bytes, network_tx_bytes) "
-            "SELECT %s, t, (50 + 40 * sin(extract(epoch FROM t) / 5000.0 + %s))::real, "
-            "(random() * 100)::real, (random() * 4)::real, extract(epoch FROM t)::bigint, "
+            "INSERT INTO agent_metrics (agent_device_id, collected_at, cpu_percent_x10, memory_percent_x10, "
+            "load_average_1m_x100, uptime_seconds, network_rx_bytes, network_tx_bytes) "
+            "SELECT %s, t, round(10 * (50 + 40 * sin(extract(epoch FROM t) / 5000.0 + %s))), "
+            "round(random() * 1000), round(random() * 400), extract(epoch FROM t)::bigint, "
             "(extract(epoch FROM t - %s) * 1000)::bigint, (extract(epoch FROM t - %s) * 10)::bigint "
             "FROM generate_series(%s::timestamptz, %s::timestamptz, INTERVAL '1 minute') t "
             "WHERE t < %s", (dev, i, start, start, start, end, end))
