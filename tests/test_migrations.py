@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import shutil
 import threading
+import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -237,3 +239,98 @@ def test_split_statements_respects_quotes_and_dollar_bodies() -> None:
     parts = migrations.split_statements(text)
     assert len(parts) == 3
     assert parts[1].startswith("CREATE FUNCTION") and "SELECT 1;" in parts[1]
+
+
+def test_scaled_storage_upgrades_a_database_with_data_keeping_every_value_and_setting(
+        empty_db_url: str, tmp_path: Path, server_edition: Edition) -> None:
+    """0220 on a database that already holds REAL samples: every value reads back the same through
+    agent_metric_values, the tiers hold the same numbers, and on tsl compressed chunks, the DBA's
+    retention per tier, compress-after and a tier's chunk interval survive the rebuild."""
+    root = tmp_path / "sql"
+    shutil.copytree(migrations.sql_dir(), root)
+    upgrade = sorted((root / "migrations").glob("0220_*"))
+    assert upgrade, "the scaled-storage migration moved: update this test"
+    held = tmp_path / "held"
+    held.mkdir()
+    for f in upgrade:
+        f.rename(held / f.name)
+    migrations.migrate(empty_db_url, root=root)
+    start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(days=10)
+    devices = [uuid.uuid4() for _ in range(3)]
+    with psycopg.connect(empty_db_url, autocommit=True) as c:
+        for i, dev in enumerate(devices):
+            # values at the agent's precision, as agents send them (one decimal, three, two)
+            c.execute(
+                "INSERT INTO agent_metrics (agent_device_id, collected_at, cpu_percent, memory_used_gb, "
+                "memory_percent, disk_used_gb, disk_percent, load_average_1m, load_average_5m, load_average_15m, uptime_seconds, "
+                "network_rx_bytes, network_tx_bytes) "
+                "SELECT %s, t, round((50 + 40 * sin(n / 50.0 + %s))::numeric, 1), "
+                "round((3 + n %% 997 / 1000.0)::numeric, 3), round((20 + n %% 71 / 10.0)::numeric, 1), 123.456, 61.5, "
+                "round((n %% 400 / 100.0)::numeric, 2), 1.25, "
+                "NULL, n * 60, n * 1000, n * 10 "
+                "FROM generate_series(0, 14399) n, LATERAL (SELECT %s::timestamptz + n * INTERVAL '1 minute' AS t) x",
+                (dev, i, start))
+        c.execute("INSERT INTO metric_ingest_ranges (agent_device_id, range_start, range_end, row_count) "
+                  "SELECT agent_device_id, min(collected_at), max(collected_at), count(*) FROM agent_metrics "
+                  "GROUP BY 1")
+        before = c.execute("SELECT * FROM agent_metrics ORDER BY agent_device_id, collected_at").fetchall()
+        if server_edition == "tsl":
+            for cagg in ("agent_metrics_5m", "agent_metrics_1h", "agent_metrics_1d"):
+                c.execute(f"CALL refresh_continuous_aggregate('{cagg}', NULL, NULL)")
+            c.execute("SELECT compress_chunk(ch) FROM show_chunks('agent_metrics', older_than => now() - "
+                      "INTERVAL '7 days') ch")
+            c.execute("SELECT remove_retention_policy('agent_metrics_5m')")
+            c.execute("SELECT add_retention_policy('agent_metrics_5m', INTERVAL '90 days')")
+            c.execute("UPDATE rts_tier_levels SET retention = INTERVAL '90 days' WHERE name = 'agent_metrics_5m'")
+            c.execute("UPDATE rts_tier_levels SET compress_after = INTERVAL '5 days' WHERE name = 'agent_metrics'")
+            c.execute("SELECT set_chunk_time_interval('agent_metrics_1h', INTERVAL '14 days')")
+        else:
+            from rts_monitor.tiers import maintenance
+            maintenance_sql = [s for t in maintenance.TIERS
+                               for s in maintenance.rebuild_range_sql(t, server_edition, by_device=False)]
+            for statement in maintenance_sql:  # before 0220 the table itself held the REAL values
+                c.execute(statement.replace("%(lo)s", "'-infinity'").replace("%(hi)s", "'infinity'")
+                          .replace("agent_metric_values", "agent_metrics"))
+        tiers_before = c.execute("SELECT * FROM agent_metrics_5m ORDER BY agent_device_id, bucket").fetchall()
+    for f in upgrade:
+        (held / f.name).rename(f)
+    applied = migrations.migrate(empty_db_url, root=root).applied
+    assert len(applied) == 1 and applied[0].startswith("0220_"), applied
+    with psycopg.connect(empty_db_url, autocommit=True) as c:
+        after = c.execute("SELECT * FROM agent_metric_values ORDER BY agent_device_id, collected_at").fetchall()
+        assert after == before
+        assert c.execute("SELECT cpu_percent_x10, memory_used_gb_x1000, load_average_1m_x100 FROM agent_metrics "
+                         "ORDER BY agent_device_id, collected_at LIMIT 1").fetchone() == (
+            round(before[0][2] * 10), round(before[0][3] * 1000), round(before[0][7] * 100))
+        if server_edition != "tsl":  # the project's refresh, now reading the view, rebuilds the same numbers
+            for statement in maintenance_sql:
+                c.execute(statement.replace("%(lo)s", "'-infinity'").replace("%(hi)s", "'infinity'"))
+        tiers_after = c.execute("SELECT * FROM agent_metrics_5m ORDER BY agent_device_id, bucket").fetchall()
+        assert len(tiers_after) == len(tiers_before) >= 3 * 14400 // 5
+        for a, b in zip(tiers_after, tiers_before, strict=True):
+            # sums may add in another order; everything else is equal
+            assert [v for v in a if not isinstance(v, float)] == [v for v in b if not isinstance(v, float)]
+            assert [v for v in a if isinstance(v, float)] == pytest.approx(
+                [v for v in b if isinstance(v, float)], rel=1e-12), (a, b)
+        if server_edition == "tsl":
+            jobs = {(r[0], r[1]): r[2] for r in c.execute(
+                "SELECT proc_name, hypertable_name, config FROM timescaledb_information.jobs "
+                "WHERE proc_name IN ('policy_retention', 'policy_compression', 'policy_refresh_continuous_aggregate')")}
+            caggs = dict(c.execute("SELECT view_name, materialization_hypertable_name "
+                                   "FROM timescaledb_information.continuous_aggregates").fetchall())
+            assert jobs[("policy_compression", "agent_metrics")]["compress_after"] == "5 days"
+            retention = (jobs.get(("policy_retention", "agent_metrics_5m"))
+                         or jobs[("policy_retention", caggs["agent_metrics_5m"])])
+            assert retention["drop_after"] == "90 days", jobs
+            assert sum(1 for (proc, _) in jobs if proc == "policy_refresh_continuous_aggregate") == 3
+            width = c.execute("SELECT time_interval FROM timescaledb_information.dimensions "
+                              "WHERE hypertable_name = %s", (caggs["agent_metrics_1h"],)).fetchone()
+            assert width == (timedelta(days=14),)
+            segment = c.execute("SELECT segmentby FROM timescaledb_information.hypertable_compression_settings "
+                                "WHERE hypertable = 'agent_metrics'::regclass").fetchone()
+            assert segment == ("agent_device_id",)
+            # the chunks decompressed for the change compress again, as integers
+            c.execute("SELECT compress_chunk(ch) FROM show_chunks('agent_metrics', older_than => now() - "
+                      "INTERVAL '7 days') ch")
+            assert c.execute("SELECT * FROM agent_metric_values ORDER BY agent_device_id, collected_at"
+                             ).fetchall() == before

@@ -6,11 +6,11 @@ would refuse is a 422 naming the field at the edge, never a failed statement lat
 worse, a failed ingest flush that takes other requests with it.
 
 * Integers: ``Int32``/``NonNegativeInt32`` for INTEGER columns, ``Count64`` for BIGINT counters.
-* Floats stored in REAL columns: ranges are checked at double precision; the value is then
-  rounded to float4 on the way in (binary parameters and binary COPY, see ingest/pipeline.py).
-  Magnitudes below float4's smallest subnormal (about 1.4e-45) round to 0 and are stored as 0,
-  subnormal float4 magnitudes are stored as they are: a metric of 1e-50 is 0 for every purpose,
-  and refusing it would make an agent drop the whole sample.
+* Metric gauges (``Percent``, ``Gigabytes``, ``Load``): ranges are checked at double precision;
+  the value is then stored as an integer at the agent's precision (ingest/validate.py ``SCALES``):
+  a metric of 1e-50 is 0 for every purpose, and refusing it would make an agent drop the whole
+  sample. Other floats stored in REAL columns are rounded to float4 on the way in (binary
+  parameters): magnitudes below float4's smallest subnormal (about 1.4e-45) are stored as 0.
 * Strings: ``Text*`` cap the length at the VARCHAR's (characters, as PostgreSQL counts them) or, for
   TEXT columns, at a stated size. U+0000 (NUL), which PostgreSQL text and JSONB cannot hold, is
   replaced by U+FFFD wherever a string is accepted (body, WebSocket message, query string): one
