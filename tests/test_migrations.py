@@ -262,8 +262,8 @@ def test_scaled_storage_upgrades_a_database_with_data_keeping_every_value_and_se
             # values at the agent's precision, as agents send them (one decimal, three, two)
             c.execute(
                 "INSERT INTO agent_metrics (agent_device_id, collected_at, cpu_percent, memory_used_gb, "
-                "memory_percent, disk_used_gb, disk_percent, load_average_1m, load_average_5m, load_average_15m, uptime_seconds, "
-                "network_rx_bytes, network_tx_bytes) "
+                "memory_percent, disk_used_gb, disk_percent, load_average_1m, load_average_5m, load_average_15m, "
+                "uptime_seconds, network_rx_bytes, network_tx_bytes) "
                 "SELECT %s, t, round((50 + 40 * sin(n / 50.0 + %s))::numeric, 1), "
                 "round((3 + n %% 997 / 1000.0)::numeric, 3), round((20 + n %% 71 / 10.0)::numeric, 1), 123.456, 61.5, "
                 "round((n %% 400 / 100.0)::numeric, 2), 1.25, "
