@@ -240,6 +240,13 @@ SELECT time_bucket(INTERVAL '1 day', bucket) AS bucket,
  GROUP BY 1, 2
 WITH NO DATA;
 
+-- Materialise the tiers (before their policies exist: a policy's first run would collide with
+-- these refreshes) from what the raw table holds (nothing on a new database); older buckets
+-- whose raw rows retention already dropped are gone with the old aggregates.
+CALL refresh_continuous_aggregate('agent_metrics_5m', NULL, NULL);
+CALL refresh_continuous_aggregate('agent_metrics_1h', NULL, NULL);
+CALL refresh_continuous_aggregate('agent_metrics_1d', NULL, NULL);
+
 -- Refresh policies as in 0031_rollup_tiers.tsl.sql.
 SELECT add_continuous_aggregate_policy('agent_metrics_5m', start_offset => INTERVAL '3 days',
        end_offset => INTERVAL '5 minutes', schedule_interval => INTERVAL '1 minute', if_not_exists => true);
@@ -261,8 +268,3 @@ ALTER TABLE agent_metrics SET (timescaledb.compress, timescaledb.compress_segmen
 SELECT add_compression_policy('agent_metrics', compress_after, if_not_exists => true)
   FROM rts_tier_levels WHERE name = 'agent_metrics' AND compress_after IS NOT NULL;
 
--- Materialise the tiers from what the raw table holds (nothing on a new database); older buckets
--- whose raw rows retention already dropped are gone with the old aggregates.
-CALL refresh_continuous_aggregate('agent_metrics_5m', NULL, NULL);
-CALL refresh_continuous_aggregate('agent_metrics_1h', NULL, NULL);
-CALL refresh_continuous_aggregate('agent_metrics_1d', NULL, NULL);
