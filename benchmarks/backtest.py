@@ -67,14 +67,17 @@ INSERT INTO agent_devices (business_id, device_name, os_type, agent_version, sta
 SELECT %(biz)s, %(name)s || '-' || i, 'linux', '1.0.0', 'online', now() FROM generate_series(0, %(n)s - 1) i
 RETURNING id
 """
+# The gauges as the table stores them: scaled integers at the agent's precision (percentages x10,
+# GB x1000, load averages x100: ingest/validate.py SCALES, migration 0220).
 LOAD_SQL = """
-INSERT INTO agent_metrics (agent_device_id, collected_at, cpu_percent, memory_used_gb, memory_percent, disk_used_gb,
-                           disk_percent, load_average_1m, load_average_5m, load_average_15m, uptime_seconds,
-                           network_rx_bytes, network_tx_bytes)
+INSERT INTO agent_metrics (agent_device_id, collected_at, cpu_percent_x10, memory_used_gb_x1000, memory_percent_x10,
+                           disk_used_gb_x1000, disk_percent_x10, load_average_1m_x100, load_average_5m_x100,
+                           load_average_15m_x100, uptime_seconds, network_rx_bytes, network_tx_bytes)
 SELECT d.id, t,
-       CASE WHEN d.hot AND ((extract(epoch FROM t)::bigint / 60 - d.at) %% 1440) < 30 THEN 95
-            ELSE 20 + (random() * 50)::real END,
-       8, 40 + (random() * 30)::real, 200, 50 + (random() * 20)::real, 0.5, 0.4, 0.3,
+       CASE WHEN d.hot AND ((extract(epoch FROM t)::bigint / 60 - d.at) %% 1440) < 30 THEN 950
+            ELSE round((20 + random() * 50) * 10)::smallint END,
+       8000, round((40 + random() * 30) * 10)::smallint, 200000, round((50 + random() * 20) * 10)::smallint,
+       50, 40, 30,
        extract(epoch FROM t)::bigint, 1000000, 2000000
   FROM unnest(%(ids)s::uuid[], %(hot)s::bool[], %(at)s::int[]) AS d(id, hot, at)
  CROSS JOIN generate_series(%(end)s - make_interval(hours => %(hours)s), %(end)s,

@@ -57,7 +57,7 @@ from rts_monitor.core.settings import Settings
 from rts_monitor.devtools import demo_fleet, localdb
 from rts_monitor.history import planning
 from rts_monitor.history import service as history
-from rts_monitor.ingest import copy_format
+from rts_monitor.ingest import copy_format, validate
 from rts_monitor.tiers import maintenance
 from rts_monitor.tiers import service as tiers
 
@@ -68,7 +68,8 @@ TARGET_COMPRESSION = 10.0
 
 
 def fleet_rows(devices: list[uuid.UUID], days: int, end: datetime) -> list[tuple[Any, ...]]:
-    """One sample a minute per device for ``days`` up to ``end``, in the demo fleet's shapes."""
+    """One sample a minute per device for ``days`` up to ``end``, in the demo fleet's shapes, as
+    the rows the table stores (the gauges scaled to integers, as the API's flush writes them)."""
     sims = demo_fleet.build_fleet(len(devices), [(str(uuid.uuid4()), [str(uuid.uuid4())])])
     start = end - timedelta(days=days)
     rows: list[tuple[Any, ...]] = []
@@ -78,9 +79,10 @@ def fleet_rows(devices: list[uuid.UUID], days: int, end: datetime) -> list[tuple
         while t < end.timestamp():
             s = sim.sample(t, 60.0)
             la = s["load_average"]
-            rows.append((dev, datetime.fromtimestamp(t, tz=UTC), s["cpu_percent"], s["memory_used_gb"],
-                         s["memory_percent"], s["disk_used_gb"], s["disk_percent"], la[0], la[1], la[2],
-                         s["uptime_seconds"], s["network_rx_bytes"], s["network_tx_bytes"]))
+            rows.append(validate.stored_row(dev, datetime.fromtimestamp(t, tz=UTC), s["cpu_percent"],
+                                            s["memory_used_gb"], s["memory_percent"], s["disk_used_gb"],
+                                            s["disk_percent"], la[0], la[1], la[2], s["uptime_seconds"],
+                                            s["network_rx_bytes"], s["network_tx_bytes"]))
             t += 60
     return rows
 
@@ -275,8 +277,9 @@ def one_edition(edition: Edition, args: argparse.Namespace, wrk: str) -> dict[st
         # 0003 sizes the chunks for), sent minute by minute.
         day_end = end.replace(hour=0)  # chunks and partitions are whole UTC days
         day = day_end - timedelta(days=1)
-        fleet = fleet_day_rows(devices[args.chart_devices:], day_end)
-        say(f"[{edition}] a fleet day: {len(fleet):,} more samples from {len(devices) - args.chart_devices} agents")
+        others = devices[args.chart_devices:][:args.fleet_agents]
+        fleet = fleet_day_rows(others, day_end)
+        say(f"[{edition}] a fleet day: {len(fleet):,} more samples from {len(others)} agents")
         copy_rows(url, fleet)
         del fleet
         raw = chunk_bytes(url, edition, day, day_end)
@@ -331,6 +334,8 @@ def main() -> int:
     ap.add_argument("--flush-rows", type=int, default=Settings().ingest_flush_rows)
     ap.add_argument("--chart-devices", type=int, default=20)
     ap.add_argument("--chart-reps", type=int, default=50)
+    ap.add_argument("--fleet-agents", type=int, default=None,
+                    help="agents of the fleet day beside the chart devices (default: all the others, 980)")
     args = ap.parse_args()
     wrk = ingest.ensure_wrk()
     results = [one_edition(localdb.check_edition(e), args, wrk) for e in args.editions.split(",")]
