@@ -43,7 +43,7 @@ import httpx
 import psycopg
 from playwright.async_api import Browser, Page, ViewportSize, async_playwright
 from psycopg.rows import dict_row
-from support import create_db, drop_db, pct, say, start_api
+from support import create_db, drop_db, pct, retry_concurrent_refresh, say, start_api
 
 from rts_monitor.auth import agents as agent_tokens
 from rts_monitor.auth import portal
@@ -135,8 +135,10 @@ async def _refresh(url: str) -> None:
         row = await (await conn.execute(DESCRIBE_SQL)).fetchone()
         assert row is not None
         edition = DatabaseInfo.from_row(row).edition
-        await tiers.refresh(conn, edition=edition, start=datetime.now(UTC) - timedelta(days=32),
-                            end=datetime.now(UTC))
+        # the policies keep running here, as in production: a refresh by hand may meet one
+        await retry_concurrent_refresh(lambda: tiers.refresh(conn, edition=edition,
+                                                             start=datetime.now(UTC) - timedelta(days=32),
+                                                             end=datetime.now(UTC)))
 
 
 async def sign_in(browser: Browser, base: str, next_path: str | None = None) -> tuple[Any, Page]:

@@ -50,7 +50,7 @@ from psycopg.rows import dict_row
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ingest
-from support import say
+from support import pause_policies, say
 
 from rts_monitor.core.edition import EDITIONS, Edition
 from rts_monitor.core.settings import Settings
@@ -262,6 +262,9 @@ def one_edition(edition: Edition, args: argparse.Namespace, wrk: str) -> dict[st
         out["api_vs_copy_min"] = min(r["api_vs_copy"] for r in runs)
         out["api_vs_copy_max"] = max(r["api_vs_copy"] for r in runs)
         ingest.truncate(url)
+        # From here the tiers are refreshed and the chunks compressed by hand and measured: no
+        # TimescaleDB policy job may run beside them (nor meet the refresh: "concurrent refresh").
+        pause_policies(url)
         end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
         chart_devices = devices[:args.chart_devices]
         say(f"[{edition}] 30 days x {len(chart_devices)} devices, one demo-fleet sample a minute")
