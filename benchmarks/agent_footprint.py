@@ -460,13 +460,13 @@ def main() -> int:
     if args.baseline_src:
         variants[args.baseline_label] = source(args.baseline_src)
     server_url = resolve_database_url(Settings.from_env())
-    name = f"rts_bench_footprint_{os.getpid()}"
+    db_name = f"rts_bench_footprint_{os.getpid()}"  # not `name`: the agents' loop below reuses that
     secret = "bench-" + secrets.token_urlsafe(24)
-    url = create_db(server_url, name)
+    url = create_db(server_url, db_name)
     procs: list[Proc] = []
     server = None
     try:
-        say(f"migrating {name}")
+        say(f"migrating {db_name}")
         migrations.migrate(url)
         with tempfile.TemporaryDirectory(prefix="footprint-", dir=Path(__file__).parent) as tmp_name:
             tmp = Path(tmp_name)  # on the repository's disk: /tmp may be a tmpfs, which writes nothing
@@ -513,7 +513,7 @@ def main() -> int:
             stop(proc, signal.SIGKILL)
         if server is not None:
             apiprocess.stop(server)
-        drop_db(server_url, name)
+        drop_db(server_url, db_name)
     report(steady, syscalls, startup, collectors)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({

@@ -96,13 +96,17 @@ SELECT r.name, r.name, r.severity, b.id, r.conditions::jsonb, false
  WHERE b.business_name LIKE 'bench-%%';
 """
 
+# The gauges as the table stores them: scaled integers at the agent's precision (percentages x10,
+# GB x1000, load averages x100: ingest/validate.py SCALES, migration 0220).
 LOAD_SQL = """
-INSERT INTO agent_metrics (agent_device_id, collected_at, cpu_percent, memory_used_gb, memory_percent, disk_used_gb,
-                           disk_percent, load_average_1m, load_average_5m, load_average_15m, uptime_seconds,
-                           network_rx_bytes, network_tx_bytes)
+INSERT INTO agent_metrics (agent_device_id, collected_at, cpu_percent_x10, memory_used_gb_x1000, memory_percent_x10,
+                           disk_used_gb_x1000, disk_percent_x10, load_average_1m_x100, load_average_5m_x100,
+                           load_average_15m_x100, uptime_seconds, network_rx_bytes, network_tx_bytes)
 SELECT d.id, t,
-       CASE WHEN d.hot AND t > %(end)s - interval '15 minutes' THEN 95 ELSE 20 + (random() * 50)::real END,
-       8, 40 + (random() * 30)::real, 200, 50 + (random() * 20)::real, 0.5, 0.4, 0.3,
+       CASE WHEN d.hot AND t > %(end)s - interval '15 minutes' THEN 950
+            ELSE round((20 + random() * 50) * 10)::smallint END,
+       8000, round((40 + random() * 30) * 10)::smallint, 200000, round((50 + random() * 20) * 10)::smallint,
+       50, 40, 30,
        extract(epoch FROM t)::bigint, 1000000, 2000000
   FROM bench_devices d
  CROSS JOIN generate_series(%(end)s - make_interval(hours => %(hours)s), %(end)s,
@@ -112,11 +116,13 @@ SELECT d.id, t,
 
 NEXT_MINUTE_SQL = """
 WITH ins AS (
-    INSERT INTO agent_metrics (agent_device_id, collected_at, cpu_percent, memory_used_gb, memory_percent,
-                               disk_used_gb, disk_percent, load_average_1m, load_average_5m, load_average_15m,
-                               uptime_seconds, network_rx_bytes, network_tx_bytes)
-    SELECT d.id, %(at)s, CASE WHEN d.hot THEN 95 ELSE 20 + (random() * 50)::real END, 8,
-           40 + (random() * 30)::real, 200, 50 + (random() * 20)::real, 0.5, 0.4, 0.3,
+    INSERT INTO agent_metrics (agent_device_id, collected_at, cpu_percent_x10, memory_used_gb_x1000,
+                               memory_percent_x10, disk_used_gb_x1000, disk_percent_x10, load_average_1m_x100,
+                               load_average_5m_x100, load_average_15m_x100, uptime_seconds, network_rx_bytes,
+                               network_tx_bytes)
+    SELECT d.id, %(at)s, CASE WHEN d.hot THEN 950 ELSE round((20 + random() * 50) * 10)::smallint END, 8000,
+           round((40 + random() * 30) * 10)::smallint, 200000, round((50 + random() * 20) * 10)::smallint,
+           50, 40, 30,
            extract(epoch FROM %(at)s::timestamptz)::bigint, 1000000, 2000000
       FROM bench_devices d
      WHERE d.i < %(n)s AND NOT d.silent
@@ -128,7 +134,7 @@ UPDATE agent_devices a SET last_metrics_received = now() FROM ins WHERE a.id = i
 
 CEILING_SQL = """
 SELECT m.agent_device_id, count(*), avg(m.cpu_percent), max(m.memory_percent), min(m.disk_percent)
-  FROM agent_metrics m
+  FROM agent_metric_values m
  WHERE m.collected_at >= now() - interval '31 minutes'
    AND m.agent_device_id IN (SELECT id FROM bench_devices WHERE i < %(n)s)
  GROUP BY m.agent_device_id

@@ -43,7 +43,7 @@ from uuid import uuid4
 import msgspec
 import psycopg
 from psycopg.rows import dict_row
-from support import create_db, drop_db, say
+from support import create_db, drop_db, pause_policies, say
 
 from rts_monitor.alerts import backtest
 from rts_monitor.alerts.structs import BacktestRequest, BacktestResult
@@ -53,8 +53,6 @@ from rts_monitor.db import migrations, resolve_database_url
 from rts_monitor.tiers import service as tiers_service
 
 RESULTS = Path(__file__).with_name("results") / "backtest.json"
-PAUSE_POLICIES = ("SELECT alter_job(job_id, scheduled => false) FROM timescaledb_information.jobs "
-                  "WHERE proc_name LIKE 'policy%'")
 RULE = {"metric": "cpu_percent", "operator": ">", "threshold": 90, "duration_minutes": 10}
 STAFF = Principal(user_id=uuid4(), role=Role.admin, business_id=None)
 SCENARIOS = {"month": (100, 30 * 24, 10), "day": (10_000, 24, 100)}  # devices, hours, one hot device in N
@@ -67,14 +65,17 @@ INSERT INTO agent_devices (business_id, device_name, os_type, agent_version, sta
 SELECT %(biz)s, %(name)s || '-' || i, 'linux', '1.0.0', 'online', now() FROM generate_series(0, %(n)s - 1) i
 RETURNING id
 """
+# The gauges as the table stores them: scaled integers at the agent's precision (percentages x10,
+# GB x1000, load averages x100: ingest/validate.py SCALES, migration 0220).
 LOAD_SQL = """
-INSERT INTO agent_metrics (agent_device_id, collected_at, cpu_percent, memory_used_gb, memory_percent, disk_used_gb,
-                           disk_percent, load_average_1m, load_average_5m, load_average_15m, uptime_seconds,
-                           network_rx_bytes, network_tx_bytes)
+INSERT INTO agent_metrics (agent_device_id, collected_at, cpu_percent_x10, memory_used_gb_x1000, memory_percent_x10,
+                           disk_used_gb_x1000, disk_percent_x10, load_average_1m_x100, load_average_5m_x100,
+                           load_average_15m_x100, uptime_seconds, network_rx_bytes, network_tx_bytes)
 SELECT d.id, t,
-       CASE WHEN d.hot AND ((extract(epoch FROM t)::bigint / 60 - d.at) %% 1440) < 30 THEN 95
-            ELSE 20 + (random() * 50)::real END,
-       8, 40 + (random() * 30)::real, 200, 50 + (random() * 20)::real, 0.5, 0.4, 0.3,
+       CASE WHEN d.hot AND ((extract(epoch FROM t)::bigint / 60 - d.at) %% 1440) < 30 THEN 950
+            ELSE round((20 + random() * 50) * 10)::smallint END,
+       8000, round((40 + random() * 30) * 10)::smallint, 200000, round((50 + random() * 20) * 10)::smallint,
+       50, 40, 30,
        extract(epoch FROM t)::bigint, 1000000, 2000000
   FROM unnest(%(ids)s::uuid[], %(hot)s::bool[], %(at)s::int[]) AS d(id, hot, at)
  CROSS JOIN generate_series(%(end)s - make_interval(hours => %(hours)s), %(end)s,
@@ -124,11 +125,13 @@ async def prepare_tiers(url: str, edition: str) -> dict[str, Any]:
             "seconds": round(time.perf_counter() - started, 1)}
 
 
-async def one(url: str, settings: Settings, edition: str, business_id: Any, days: float,
+async def one(url: str, settings: Settings, edition: str, business_id: Any, until: datetime, days: float,
               raw: bool) -> tuple[float, BacktestResult]:
+    """One backtest of the ``days`` up to ``until``: the same period for every call of a run, so the
+    tier and all-raw answers compare (an episode still open ends at ``until``, not at each call's now)."""
     body = {"rule": {"alert_name": "cpu_high", "severity": "warning", "business_id": business_id,
                      "conditions": RULE, "create_ticket": True},
-            "since": datetime.now(UTC) - timedelta(days=days)}
+            "since": until - timedelta(days=days), "until": until}
     data = msgspec.convert(body, BacktestRequest)
     async with await psycopg.AsyncConnection.connect(url, autocommit=True, row_factory=dict_row) as conn:
         t0 = time.perf_counter()
@@ -171,8 +174,7 @@ async def main() -> int:
     try:
         edition = migrations.migrate(url).edition
         if edition == "tsl":  # TimescaleDB's own jobs would run mid-measurement; done by hand below
-            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-                await conn.execute(PAUSE_POLICIES)
+            pause_policies(url)
         loaded = {s: await load(url, s, args.interval) for s in scenarios}
         tiers = await prepare_tiers(url, edition)
         say(f"tiers ready in {tiers['seconds']} s ({tiers['compressed_chunks']} raw chunks compressed)")
@@ -185,11 +187,12 @@ async def main() -> int:
                 days = info["hours"] / 24
                 times, raw_times = [], []
                 result: BacktestResult | None = None
+                until = datetime.now(UTC)
                 for _ in range(args.iterations):
-                    ms, result = await one(url, settings, edition, info["business_id"], days, raw=False)
+                    ms, result = await one(url, settings, edition, info["business_id"], until, days, raw=False)
                     times.append(ms)
                 if s == "month" or args.raw_day:
-                    ms, raw_result = await one(url, settings, edition, info["business_id"], days, raw=True)
+                    ms, raw_result = await one(url, settings, edition, info["business_id"], until, days, raw=True)
                     raw_times.append(ms)
                     assert raw_result.totals == result.totals, "the tier changed the answer"  # type: ignore[union-attr]
                 assert result is not None

@@ -43,7 +43,7 @@ import httpx
 import psycopg
 from playwright.async_api import Browser, Page, ViewportSize, async_playwright
 from psycopg.rows import dict_row
-from support import create_db, drop_db, pct, say, start_api
+from support import create_db, drop_db, pct, retry_concurrent_refresh, say, start_api
 
 from rts_monitor.auth import agents as agent_tokens
 from rts_monitor.auth import portal
@@ -90,20 +90,24 @@ def build(url: str, agents: int) -> tuple[str, str]:
         device = str(c.execute("SELECT id FROM agent_devices WHERE device_name = 'bench-device'").fetchone()[0])  # type: ignore[index]
         say(f"  {agents:,} agents; two days of hourly samples for all of them")
         c.execute("""
-            INSERT INTO agent_metrics (agent_device_id, collected_at, cpu_percent, memory_percent, disk_percent,
-                                       memory_used_gb, disk_used_gb)
-            SELECT d.id, ts, random() * 100, random() * 100, random() * 100, 8, 400
+            INSERT INTO agent_metrics (agent_device_id, collected_at, cpu_percent_x10, memory_percent_x10,
+                                       disk_percent_x10, memory_used_gb_x1000, disk_used_gb_x1000)
+            SELECT d.id, ts, round(random() * 1000), round(random() * 1000), round(random() * 1000), 8000, 400000
               FROM agent_devices d CROSS JOIN LATERAL generate_series(now() - interval '2 days',
                                                                      now() - interval '2 minutes', interval '1 hour') ts
              WHERE d.device_name <> 'bench-device'
         """)
         say("  31 days of 5-minute samples for bench-device; open alerts on 2% of the fleet")
+        # the gauges as stored: scaled integers at the agent's precision (x10 percentages, x1000 GB,
+        # x100 load averages: ingest/validate.py SCALES)
         c.execute("""
-            INSERT INTO agent_metrics (agent_device_id, collected_at, cpu_percent, memory_percent, disk_percent,
-                                       memory_used_gb, disk_used_gb, load_average_1m, load_average_5m,
-                                       load_average_15m, uptime_seconds, network_rx_bytes, network_tx_bytes)
-            SELECT %s, ts, 40 + 30 * sin(extract(epoch FROM ts) / 3600), 55 + 10 * random(), 61, 8.8, 312,
-                   1.2, 1.1, 1.0, extract(epoch FROM ts - (now() - interval '31 days'))::bigint,
+            INSERT INTO agent_metrics (agent_device_id, collected_at, cpu_percent_x10, memory_percent_x10,
+                                       disk_percent_x10, memory_used_gb_x1000, disk_used_gb_x1000,
+                                       load_average_1m_x100, load_average_5m_x100, load_average_15m_x100,
+                                       uptime_seconds, network_rx_bytes, network_tx_bytes)
+            SELECT %s, ts, round((40 + 30 * sin(extract(epoch FROM ts) / 3600)) * 10),
+                   round((55 + 10 * random()) * 10), 610, 8800, 312000,
+                   120, 110, 100, extract(epoch FROM ts - (now() - interval '31 days'))::bigint,
                    n * 150000, n * 20000
               FROM generate_series(now() - interval '31 days', now() - interval '1 minute', interval '5 minutes')
                    WITH ORDINALITY AS g(ts, n)
@@ -131,8 +135,10 @@ async def _refresh(url: str) -> None:
         row = await (await conn.execute(DESCRIBE_SQL)).fetchone()
         assert row is not None
         edition = DatabaseInfo.from_row(row).edition
-        await tiers.refresh(conn, edition=edition, start=datetime.now(UTC) - timedelta(days=32),
-                            end=datetime.now(UTC))
+        # the policies keep running here, as in production: a refresh by hand may meet one
+        await retry_concurrent_refresh(lambda: tiers.refresh(conn, edition=edition,
+                                                             start=datetime.now(UTC) - timedelta(days=32),
+                                                             end=datetime.now(UTC)))
 
 
 async def sign_in(browser: Browser, base: str, next_path: str | None = None) -> tuple[Any, Page]:

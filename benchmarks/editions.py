@@ -50,14 +50,14 @@ from psycopg.rows import dict_row
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ingest
-from support import say
+from support import pause_policies, say
 
 from rts_monitor.core.edition import EDITIONS, Edition
 from rts_monitor.core.settings import Settings
 from rts_monitor.devtools import demo_fleet, localdb
 from rts_monitor.history import planning
 from rts_monitor.history import service as history
-from rts_monitor.ingest import copy_format
+from rts_monitor.ingest import copy_format, validate
 from rts_monitor.tiers import maintenance
 from rts_monitor.tiers import service as tiers
 
@@ -68,7 +68,8 @@ TARGET_COMPRESSION = 10.0
 
 
 def fleet_rows(devices: list[uuid.UUID], days: int, end: datetime) -> list[tuple[Any, ...]]:
-    """One sample a minute per device for ``days`` up to ``end``, in the demo fleet's shapes."""
+    """One sample a minute per device for ``days`` up to ``end``, in the demo fleet's shapes, as
+    the rows the table stores (the gauges scaled to integers, as the API's flush writes them)."""
     sims = demo_fleet.build_fleet(len(devices), [(str(uuid.uuid4()), [str(uuid.uuid4())])])
     start = end - timedelta(days=days)
     rows: list[tuple[Any, ...]] = []
@@ -78,9 +79,10 @@ def fleet_rows(devices: list[uuid.UUID], days: int, end: datetime) -> list[tuple
         while t < end.timestamp():
             s = sim.sample(t, 60.0)
             la = s["load_average"]
-            rows.append((dev, datetime.fromtimestamp(t, tz=UTC), s["cpu_percent"], s["memory_used_gb"],
-                         s["memory_percent"], s["disk_used_gb"], s["disk_percent"], la[0], la[1], la[2],
-                         s["uptime_seconds"], s["network_rx_bytes"], s["network_tx_bytes"]))
+            rows.append(validate.stored_row(dev, datetime.fromtimestamp(t, tz=UTC), s["cpu_percent"],
+                                            s["memory_used_gb"], s["memory_percent"], s["disk_used_gb"],
+                                            s["disk_percent"], la[0], la[1], la[2], s["uptime_seconds"],
+                                            s["network_rx_bytes"], s["network_tx_bytes"]))
             t += 60
     return rows
 
@@ -260,6 +262,9 @@ def one_edition(edition: Edition, args: argparse.Namespace, wrk: str) -> dict[st
         out["api_vs_copy_min"] = min(r["api_vs_copy"] for r in runs)
         out["api_vs_copy_max"] = max(r["api_vs_copy"] for r in runs)
         ingest.truncate(url)
+        # From here the tiers are refreshed and the chunks compressed by hand and measured: no
+        # TimescaleDB policy job may run beside them (nor meet the refresh: "concurrent refresh").
+        pause_policies(url)
         end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
         chart_devices = devices[:args.chart_devices]
         say(f"[{edition}] 30 days x {len(chart_devices)} devices, one demo-fleet sample a minute")
@@ -275,8 +280,9 @@ def one_edition(edition: Edition, args: argparse.Namespace, wrk: str) -> dict[st
         # 0003 sizes the chunks for), sent minute by minute.
         day_end = end.replace(hour=0)  # chunks and partitions are whole UTC days
         day = day_end - timedelta(days=1)
-        fleet = fleet_day_rows(devices[args.chart_devices:], day_end)
-        say(f"[{edition}] a fleet day: {len(fleet):,} more samples from {len(devices) - args.chart_devices} agents")
+        others = devices[args.chart_devices:][:args.fleet_agents]
+        fleet = fleet_day_rows(others, day_end)
+        say(f"[{edition}] a fleet day: {len(fleet):,} more samples from {len(others)} agents")
         copy_rows(url, fleet)
         del fleet
         raw = chunk_bytes(url, edition, day, day_end)
@@ -331,6 +337,8 @@ def main() -> int:
     ap.add_argument("--flush-rows", type=int, default=Settings().ingest_flush_rows)
     ap.add_argument("--chart-devices", type=int, default=20)
     ap.add_argument("--chart-reps", type=int, default=50)
+    ap.add_argument("--fleet-agents", type=int, default=None,
+                    help="agents of the fleet day beside the chart devices (default: all the others, 980)")
     args = ap.parse_args()
     wrk = ingest.ensure_wrk()
     results = [one_edition(localdb.check_edition(e), args, wrk) for e in args.editions.split(",")]

@@ -66,7 +66,7 @@ WITH page AS (
      ORDER BY d.device_name, d.id LIMIT %(limit)s
 ), latest AS (
     SELECT DISTINCT ON (agent_device_id) agent_device_id, cpu_percent, memory_percent, disk_percent
-      FROM agent_metrics WHERE agent_device_id IN (SELECT id FROM page)
+      FROM agent_metric_values WHERE agent_device_id IN (SELECT id FROM page)
      ORDER BY agent_device_id, collected_at DESC
 )
 SELECT p.*, l.* FROM page p LEFT JOIN latest l ON l.agent_device_id = p.id ORDER BY p.device_name, p.id
@@ -74,7 +74,7 @@ SELECT p.*, l.* FROM page p LEFT JOIN latest l ON l.agent_device_id = p.id ORDER
 DISTINCT_ON_ALL_SQL = """
 WITH latest AS (
     SELECT DISTINCT ON (agent_device_id) agent_device_id, cpu_percent, memory_percent, disk_percent
-      FROM agent_metrics ORDER BY agent_device_id, collected_at DESC
+      FROM agent_metric_values ORDER BY agent_device_id, collected_at DESC
 )
 SELECT d.id, d.device_name, l.* FROM agent_devices d LEFT JOIN latest l ON l.agent_device_id = d.id
  WHERE d.soft_delete = false AND (%(after)s::text IS NULL OR d.device_name > %(after)s::text)
@@ -109,10 +109,11 @@ def build(url: str, agents: int, days: int) -> None:
         progress(f"  {agents} agents; inserting {days} days of hourly metrics ...")
         started = time.monotonic()
         # 90%: hourly rows up to a few minutes ago; 5%: none; 5%: last row older than the lookback.
+        # The gauges as stored: scaled integers at the agent's precision (ingest/validate.py SCALES).
         c.execute("""
-            INSERT INTO agent_metrics (agent_device_id, collected_at, cpu_percent, memory_percent,
-                                       disk_percent, memory_used_gb, disk_used_gb)
-            SELECT d.id, ts, random() * 100, random() * 100, random() * 100, 8, 400
+            INSERT INTO agent_metrics (agent_device_id, collected_at, cpu_percent_x10, memory_percent_x10,
+                                       disk_percent_x10, memory_used_gb_x1000, disk_used_gb_x1000)
+            SELECT d.id, ts, round(random() * 1000), round(random() * 1000), round(random() * 1000), 8000, 400000
               FROM (SELECT id, row_number() OVER (ORDER BY id) AS n FROM agent_devices) d
              CROSS JOIN LATERAL generate_series(
                    now() - %(days)s * interval '1 day',

@@ -72,17 +72,20 @@ RESULTS = ROOT / "benchmarks" / "results"
 DB_NAME = "rts_bench_history"
 REFRESH_DB_NAME = "rts_bench_history_refresh_{devices}"  # one per fleet size: each load is kept
 
+# The gauges go in as the table stores them: scaled integers at the agent's precision
+# (ingest/validate.py SCALES: percentages x10, GB x1000, load averages x100; migration 0220).
 LOAD_SPAN = """
-INSERT INTO agent_metrics (agent_device_id, collected_at, cpu_percent, memory_used_gb, memory_percent,
-                           disk_used_gb, disk_percent, load_average_1m, load_average_5m, load_average_15m,
-                           uptime_seconds, network_rx_bytes, network_tx_bytes)
+INSERT INTO agent_metrics (agent_device_id, collected_at, cpu_percent_x10, memory_used_gb_x1000,
+                           memory_percent_x10, disk_used_gb_x1000, disk_percent_x10, load_average_1m_x100,
+                           load_average_5m_x100, load_average_15m_x100, uptime_seconds, network_rx_bytes,
+                           network_tx_bytes)
 SELECT d.id, t,
-       (50 + 30 * sin(extract(epoch FROM t) / 3600.0 + d.n) + 10 * random())::real,
-       (8 + 4 * sin(extract(epoch FROM t) / 7200.0 + d.n))::real,
-       (50 + 25 * sin(extract(epoch FROM t) / 7200.0 + d.n) + 5 * random())::real,
-       (400 + d.n %% 100 + extract(epoch FROM t - %(lo)s) / 86400.0)::real,
-       (60 + d.n %% 30 + 5 * random())::real,
-       (2 * random())::real, (1.5 + random())::real, (1.2 + random() / 2)::real,
+       round((50 + 30 * sin(extract(epoch FROM t) / 3600.0 + d.n) + 10 * random()) * 10)::smallint,
+       round((8 + 4 * sin(extract(epoch FROM t) / 7200.0 + d.n)) * 1000)::int,
+       round((50 + 25 * sin(extract(epoch FROM t) / 7200.0 + d.n) + 5 * random()) * 10)::smallint,
+       round((400 + d.n %% 100 + extract(epoch FROM t - %(lo)s) / 86400.0) * 1000)::int,
+       round((60 + d.n %% 30 + 5 * random()) * 10)::smallint,
+       round(2 * random() * 100)::int, round((1.5 + random()) * 100)::int, round((1.2 + random() / 2) * 100)::int,
        (extract(epoch FROM t)::bigint %% 604800),
        (extract(epoch FROM t)::bigint %% 604800) * (1000 + d.n),
        (extract(epoch FROM t)::bigint %% 604800) * (100 + d.n)
@@ -137,6 +140,9 @@ def prepare(server_url: str, devices: int, days: int, reload: bool, *,
     if not exists or refresh_hours is not None:
         migrations.migrate(url)
     with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
+        if conn.execute("SELECT to_regclass('agent_metric_values') AS v").fetchone()["v"] is None:  # type: ignore[index]
+            raise SystemExit(f"{db_name} was loaded before the scaled metric storage (migration 0220), which "
+                             "the code measured reads: use --reload")
         edition = _edition_of(conn)
         if edition == "tsl":
             raise SystemExit("the tsl edition refreshes its tiers with continuous aggregates: "
@@ -257,7 +263,8 @@ async def time_queries(conn: psycopg.AsyncConnection[Any], edition: Edition, dev
 
 
 CEILING = """
-SELECT count(*) AS n, sum(m.cpu_percent) AS s FROM agent_devices d JOIN agent_metrics m ON m.agent_device_id = d.id
+SELECT count(*) AS n, sum(m.cpu_percent) AS s
+  FROM agent_devices d JOIN agent_metric_values m ON m.agent_device_id = d.id
    AND m.collected_at >= %(lo)s AND m.collected_at < %(hi)s
 """
 

@@ -1,8 +1,10 @@
 """Which agent_metrics layout ingests fastest: the measurement behind docs/schema.md.
 
 Binary COPY of the same rows into hypertables that differ in one respect each from our schema
-(REAL columns, PK (device, time), no default time index, no FK, no JSONB), side by side in one
-run, median of several runs, and the size on disk. Usage:
+(gauges as scaled integers, PK (device, time), no default time index, no FK, no JSONB), side by
+side in one run, median of several runs, and the size on disk. The rows are the same samples at the
+agent's precision (percentages with one decimal, GB with three, load averages with two), written
+as each layout stores them (scaled integers, REAL, NUMERIC), converted before the clock starts. Usage:
 
     .venv/bin/python benchmarks/schema_types.py [--rows 300000] [--runs 3]
 """
@@ -24,10 +26,16 @@ from psycopg.types.json import Jsonb
 
 from rts_monitor.core.settings import Settings
 from rts_monitor.db import resolve_database_url
+from rts_monitor.ingest import copy_format, validate
 
 RESULTS = Path(__file__).with_name("results") / "schema_types.json"
 DEVICES = 1000
 
+# Ours (migration 0220): the gauges as integers at the agent's precision (validate.SCALES).
+COLS_SCALED = """
+    cpu_percent SMALLINT, memory_used_gb INTEGER, memory_percent SMALLINT, disk_used_gb INTEGER,
+    disk_percent SMALLINT, load_average_1m INTEGER, load_average_5m INTEGER, load_average_15m INTEGER,
+    uptime_seconds BIGINT, network_rx_bytes BIGINT, network_tx_bytes BIGINT"""
 COLS_REAL = """
     cpu_percent REAL, memory_used_gb REAL, memory_percent REAL, disk_used_gb REAL, disk_percent REAL,
     load_average_1m REAL, load_average_5m REAL, load_average_15m REAL,
@@ -43,17 +51,21 @@ METRIC_NAMES = [
     "uptime_seconds", "network_rx_bytes", "network_tx_bytes",
 ]
 
-# name -> (columns, extra DDL, create default time index?, has fk?, has jsonb?)
+# name -> (columns, create default time index?, has fk?, has jsonb?)
 VARIANTS: dict[str, tuple[str, bool, bool, bool]] = {
-    "ours: REAL, PK, no time index, no FK": (COLS_REAL, False, False, False),
-    "+ default time index": (COLS_REAL, True, False, False),
-    "+ FK to agent_devices": (COLS_REAL, False, True, False),
+    "ours: scaled integers, PK, no time index, no FK": (COLS_SCALED, False, False, False),
+    "REAL (before migration 0220)": (COLS_REAL, False, False, False),
+    "+ default time index": (COLS_SCALED, True, False, False),
+    "+ FK to agent_devices": (COLS_SCALED, False, True, False),
     "NUMERIC as in the plan": (COLS_NUMERIC, False, False, False),
-    "+ raw_metrics JSONB (~300 B)": (COLS_REAL, False, False, True),
+    "+ raw_metrics JSONB (~300 B)": (COLS_SCALED, False, False, True),
 }
+# the binary COPY types of the 8 gauges per layout (the rest: uuid, timestamptz, 3 x int8)
+GAUGE_TYPES = {COLS_SCALED: copy_format.COPY_TYPES[2:10], COLS_REAL: ["float4"] * 8, COLS_NUMERIC: ["numeric"] * 8}
 
 
 def make_rows(n: int, devices: list[uuid.UUID]) -> list[tuple[object, ...]]:
+    """Samples in wire units, at the agent's precision."""
     rng = random.Random(7)
     start = datetime(2026, 1, 1, tzinfo=UTC)
     rows: list[tuple[object, ...]] = []
@@ -61,10 +73,22 @@ def make_rows(n: int, devices: list[uuid.UUID]) -> list[tuple[object, ...]]:
         dev = devices[i % len(devices)]
         t = start + timedelta(seconds=60 * (i // len(devices)))
         rows.append((
-            dev, t, round(rng.uniform(0, 100), 2), round(rng.uniform(1, 64), 2), round(rng.uniform(0, 100), 2),
-            round(rng.uniform(10, 900), 2), round(rng.uniform(0, 100), 2), round(rng.uniform(0, 8), 2),
+            dev, t, round(rng.uniform(0, 100), 1), round(rng.uniform(1, 64), 3), round(rng.uniform(0, 100), 1),
+            round(rng.uniform(10, 900), 3), round(rng.uniform(0, 100), 1), round(rng.uniform(0, 8), 2),
             round(rng.uniform(0, 8), 2), round(rng.uniform(0, 8), 2), 3600 + i, 10**9 + i * 1000, 10**8 + i * 500,
         ))
+    return rows
+
+
+def as_stored(rows: list[tuple[object, ...]], cols: str) -> list[tuple[object, ...]]:
+    """The rows as the layout stores them: scaled integers (what the API writes), floats, or
+    decimals (NUMERIC(10,2) keeps GB to 2 decimals, as the plan has it)."""
+    if cols is COLS_SCALED:
+        return [validate.stored_row(*r) for r in rows]  # type: ignore[arg-type]
+    if cols is COLS_NUMERIC:
+        from decimal import Decimal
+
+        return [(r[0], r[1], *(Decimal(str(v)) for v in r[2:10]), *r[10:]) for r in rows]
     return rows
 
 
@@ -85,16 +109,13 @@ def setup(conn: psycopg.Connection[tuple[object, ...]], table: str, cols: str, t
 
 
 def copy_rows(conn: psycopg.Connection[tuple[object, ...]], table: str, rows: list[tuple[object, ...]],
-              numeric: bool, jsonb: bool) -> float:
-    types = ["uuid", "timestamptz"] + (["numeric"] * 8 if numeric else ["float4"] * 8) + ["int8"] * 3
+              layout: str, jsonb: bool) -> float:
+    types = ["uuid", "timestamptz", *GAUGE_TYPES[layout], "int8", "int8", "int8"]
     cols = ["agent_device_id", "collected_at", *METRIC_NAMES]
     if jsonb:
         types.append("jsonb")
         cols.append("raw_metrics")
-    if numeric:
-        from decimal import Decimal
-
-        rows = [(r[0], r[1], *(Decimal(str(v)) for v in r[2:10]), *r[10:]) for r in rows]
+    rows = as_stored(rows, layout)
     payload = {"services": [{"name": f"svc{i}", "status": "running", "pid": 1000 + i} for i in range(6)]}
     started = time.perf_counter()
     with conn.cursor().copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN (FORMAT BINARY)") as cp:
@@ -127,24 +148,24 @@ def main() -> None:
             for i, (name, (cols, time_index, fk, jsonb)) in enumerate(VARIANTS.items()):
                 table = f"bench_metrics_{i}"
                 setup(conn, table, cols, time_index, fk, jsonb)
-                secs = copy_rows(conn, table, rows, cols is COLS_NUMERIC, jsonb)
+                secs = copy_rows(conn, table, rows, cols, jsonb)
                 timings[name].append(args.rows / secs)
                 row = conn.execute("SELECT hypertable_size(%s)", (table,)).fetchone()
                 sizes[name] = int(row[0]) if row and row[0] else 0
-                print(f"[run {run + 1}/{args.runs}] {name:<40} {args.rows / secs:>10,.0f} rows/s", file=sys.stderr)
+                print(f"[run {run + 1}/{args.runs}] {name:<48} {args.rows / secs:>10,.0f} rows/s", file=sys.stderr)
         for i in range(len(VARIANTS)):
             conn.execute(f"DROP TABLE IF EXISTS bench_metrics_{i}")
         conn.execute("DROP TABLE IF EXISTS bench_devices CASCADE")
         conn.commit()
     base = statistics.median(timings[next(iter(VARIANTS))])
     base_size = sizes[next(iter(VARIANTS))]
-    print(f"\n{'layout':<40} {'rows/s (median)':>16} {'vs ours':>8} {'MB':>8} {'size vs ours':>12}")
+    print(f"\n{'layout':<48} {'rows/s (median)':>16} {'vs ours':>8} {'MB':>8} {'size vs ours':>12}")
     for name in VARIANTS:
         med = statistics.median(timings[name])
         results[name] = {"rows_per_s_median": med, "ratio_vs_ours": med / base,
                          "bytes": sizes[name], "size_ratio_vs_ours": sizes[name] / base_size,
                          "runs": timings[name]}  # type: ignore[dict-item]
-        print(f"{name:<40} {med:>16,.0f} {med / base:>8.2f} {sizes[name] / 1e6:>8.1f} {sizes[name] / base_size:>12.2f}")
+        print(f"{name:<48} {med:>16,.0f} {med / base:>8.2f} {sizes[name] / 1e6:>8.1f} {sizes[name] / base_size:>12.2f}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({"rows": args.rows, "runs": args.runs, "devices": DEVICES,
                                    "measured_at": datetime.now(UTC).isoformat(), "results": results}, indent=2))

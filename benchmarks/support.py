@@ -3,17 +3,24 @@ percentiles. One copy here, imported by the scripts (run as ``python benchmarks/
 
 from __future__ import annotations
 
+import asyncio
 import os
 import resource
 import socket
 import subprocess
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
 from rts_monitor.devtools import apiprocess
+
+T = TypeVar("T")
+# TimescaleDB's own jobs: continuous aggregate refresh, compression, retention (not telemetry)
+_POLICIES = "FROM timescaledb_information.jobs WHERE proc_name LIKE 'policy%' AND proc_name <> 'policy_telemetry'"
 
 
 def say(msg: str) -> None:
@@ -91,3 +98,39 @@ def start_api(url: str, log_dir: Path, env: dict[str, str] | None = None,
         apiprocess.stop(proc, timeout=5)
         raise RuntimeError(f"server {exc}: {log_path.read_text()[-2000:]}") from None
     return proc, base
+
+
+def pause_policies(url: str, wait: float = 600) -> int:
+    """Pause TimescaleDB's policy jobs and wait until none of them is still running; returns how
+    many were paused (0 without TimescaleDB). For a benchmark that refreshes the tiers or compresses
+    by hand: a refresh by hand that meets a policy's refresh of the same tier fails ("concurrent
+    refresh"), and a job running mid-measurement shares the cores. Pausing does not stop a run in
+    progress (on a new database the first runs start right after the migrations), hence the wait."""
+    with psycopg.connect(url, autocommit=True) as c:
+        if c.execute("SELECT to_regclass('timescaledb_information.jobs')").fetchone() == (None,):
+            return 0
+        paused = c.execute(f"SELECT alter_job(job_id, scheduled => false) {_POLICIES}").rowcount
+        running = ("SELECT count(*) FROM timescaledb_information.job_stats "
+                   f"WHERE job_status = 'Running' AND job_id IN (SELECT job_id {_POLICIES})")
+        deadline = time.monotonic() + wait
+        while c.execute(running).fetchone() != (0,):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"TimescaleDB policy jobs still running after {wait:.0f} s")
+            time.sleep(0.5)
+    return paused
+
+
+async def retry_concurrent_refresh(work: Callable[[], Awaitable[T]], wait: float = 600) -> T:
+    """``work`` (a refresh of the continuous aggregates by hand) again until it does not meet a
+    policy job refreshing the same tier (TimescaleDB refuses two refreshes of one window: "concurrent
+    refresh"; the 5-minute tier's policy runs every minute). Where the policies keep running, as in
+    production; what the job materialises is what ours would, so the end state is the same."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return await work()
+        except psycopg.errors.LockNotAvailable as exc:
+            if "concurrent refresh" not in str(exc) or time.monotonic() > deadline:
+                raise
+            say("  a TimescaleDB policy job is refreshing the same tier: again in 2 s")
+            await asyncio.sleep(2)
