@@ -142,23 +142,50 @@ def test_the_tsl_build_is_cached_per_machine_with_its_record() -> None:
                 / f"timescaledb-tsl-{tslbuild.TIMESCALEDB_VERSION}.so").exists()
 
 
-@pytest.mark.skipif(not Path("/usr/lib/postgresql/15/bin/postgres").exists(),
-                    reason="no PostgreSQL 15 on this host (Debian 12's postgresql-15 packages)")
-def test_the_postgres_edition_runs_on_postgresql_15_as_a_server_of_its_own(tmp_path: Path) -> None:
+@pytest.mark.parametrize("major", ["15", "16"])
+def test_the_postgres_edition_runs_on_another_major_as_a_server_of_its_own(tmp_path: Path, major: str) -> None:
+    """15 from Debian 12's packages where the host has them, else (and 16 always) the npm build."""
+    from rts_monitor.devtools import npmpg
+
     settings = Settings.from_env(state_dir=tmp_path / "checkout" / ".rts", local_db_port=free_port())
     with pytest.raises(localdb.LocalDbError, match="postgres edition only"):
-        localdb.layout(settings, "apache", pg_major="15")
+        localdb.layout(settings, "apache", pg_major=major)
     try:
-        url = localdb.up(settings, "postgres", pg_major="15")
+        url = localdb.up(settings, "postgres", pg_major=major)
         with psycopg.connect(url, connect_timeout=10) as conn:
-            row = conn.execute("SELECT current_setting('server_version_num')").fetchone()
-        assert row is not None and row[0].startswith("15")
-        lay = localdb.layout(settings)  # remembered: the checkout's default is now postgres on 15
-        assert (lay.edition, lay.pg_major, lay.pg_dir.name) == ("postgres", "15", "pg-postgres-pg15")
-        assert lay.recorded()["url"] == url and list(lay.recorded()["servers"]) == ["postgres-pg15"]
+            row = conn.execute("SELECT current_setting('server_version')").fetchone()
+        lay = localdb.layout(settings)  # remembered: the checkout's default is now postgres on this major
+        native = Path(f"/usr/lib/postgresql/{major}/bin/postgres").exists()
+        assert lay.recorded()["servers"][lay.key]["route"] == ("native" if native else "npm")
+        assert row is not None and row[0].startswith(major + ".")
+        if not native:
+            assert row[0] == npmpg.release(major)  # the pinned build, not some other postgres
+        assert (lay.edition, lay.pg_major, lay.pg_dir.name) == ("postgres", major, f"pg-postgres-pg{major}")
+        assert lay.recorded()["url"] == url and list(lay.recorded()["servers"]) == [f"postgres-pg{major}"]
         assert localdb.layout(settings, "postgres", primary=False).pg_dir.name == "pg-postgres"  # 17's
-        assert str(localdb.status(settings)["postgres"]).startswith("15")
-        assert localdb.up(settings, "postgres", pg_major="15") == url  # running: same server, same DSN
+        assert str(localdb.status(settings)["postgres"]).startswith(major)
+        assert localdb.up(settings, "postgres", pg_major=major) == url  # running: same server, same DSN
     finally:
         localdb.down(settings)
     assert localdb.status(settings)["running"] is False
+
+
+def test_postgresql_15_runs_from_the_npm_build_where_debian_has_no_packages(tmp_path: Path) -> None:
+    """What a Debian 13 host does for the PG 15 leg, forced here by the server record's route."""
+    from rts_monitor.devtools import npmpg
+
+    settings = Settings.from_env(state_dir=tmp_path / "checkout" / ".rts", local_db_port=free_port())
+    lay = localdb.layout(settings, "postgres", primary=False, pg_major="15")
+    lay.state_dir.mkdir(parents=True)
+    lay.record(route="npm")
+    try:
+        url = localdb.up(settings, "postgres", remember=False, pg_major="15")
+        with psycopg.connect(url, connect_timeout=10) as conn:
+            row = conn.execute("SELECT current_setting('server_version'), "
+                               "(SELECT count(*) FROM pg_available_extensions "
+                               " WHERE name IN ('pg_trgm', 'pgcrypto'))").fetchone()
+        assert row == (npmpg.release("15"), 2)
+        assert lay.server_record()["route"] == "npm"
+    finally:
+        localdb.down(settings, "postgres", "15")
+    assert localdb.status(settings, "postgres", "15")["running"] is False

@@ -57,8 +57,8 @@ def _db_status(args: argparse.Namespace, settings: Settings) -> int:
 
 EDITION_HELP = ("tsl: TimescaleDB Community built from source (default); apache: Debian's TimescaleDB; "
                 "postgres: plain PostgreSQL (the Aurora/RDS shape)")
-MAJOR_HELP = ("PostgreSQL major: 17 (default), or 15 for the postgres edition (Debian 12 hosts: their own "
-              "postgresql-15 packages)")
+MAJOR_HELP = ("PostgreSQL major: 17 (default), or 15 or 16 for the postgres edition (15: Debian 12's own "
+              "postgresql-15 where present; 16, and 15 elsewhere: pinned builds fetched once with npm pack)")
 
 
 def register_db(dbsub: SubParsers) -> None:

