@@ -9,8 +9,9 @@
 -- compress-after) and re-materialise the tiers from the raw rows. Each step is idempotent, so a
 -- run interrupted half way is finished by running the migrations again.
 
--- what the DBA set that lives only in TimescaleDB's catalog: the tiers' chunk intervals
-CREATE TEMP TABLE IF NOT EXISTS scaled_storage_tier_chunks AS
+-- What the DBA set that lives only in TimescaleDB's catalog: the tiers' chunk intervals. A table,
+-- not a temp table, so that a run interrupted after the tiers were dropped still finds them.
+CREATE TABLE IF NOT EXISTS rts_scaled_storage_tier_chunks AS
 SELECT format('%I.%I', ca.view_schema, ca.view_name) AS view_name, d.time_interval
   FROM timescaledb_information.continuous_aggregates ca
   JOIN timescaledb_information.dimensions d
@@ -259,8 +260,8 @@ SELECT add_continuous_aggregate_policy('agent_metrics_1d', start_offset => INTER
 -- retention policy was never removed).
 SELECT add_retention_policy(name, retention, if_not_exists => true)
   FROM rts_tier_levels WHERE name <> 'agent_metrics' AND retention IS NOT NULL;
-SELECT set_chunk_time_interval(view_name::regclass, time_interval) FROM scaled_storage_tier_chunks;
-DROP TABLE scaled_storage_tier_chunks;
+SELECT set_chunk_time_interval(view_name::regclass, time_interval) FROM rts_scaled_storage_tier_chunks;
+DROP TABLE rts_scaled_storage_tier_chunks;
 
 -- Columnstore on the raw hypertable again (segment by device, order by time), after the DBA's age.
 ALTER TABLE agent_metrics SET (timescaledb.compress, timescaledb.compress_segmentby = 'agent_device_id',
