@@ -61,11 +61,10 @@ _ATTEMPTS = 3
 # The database refused a value: some request's data, never a reason to fail the others (_isolate).
 _REFUSED = (psycopg.DataError, psycopg.IntegrityError)
 # agent_metrics columns the database may name in an error, as the wire calls them.
-_WIRE_NAMES = {"load_average_1m_x100": "load_average[0]", "load_average_5m_x100": "load_average[1]",
-               "load_average_15m_x100": "load_average[2]", "cpu_percent_x10": "cpu_percent",
-               "memory_used_gb_x1000": "memory_used_gb", "memory_percent_x10": "memory_percent",
-               "disk_used_gb_x1000": "disk_used_gb", "disk_percent_x10": "disk_percent",
-               "agent_device_id": "agent", "collected_at": "collected_at"}
+# The gauges' columns are named after the wire field and its scale (validate.SCALES).
+_WIRE_NAMES = {**{f"{name}_x{scale}": name for name, scale in validate.SCALES.items()},
+               "load_average_1m_x100": "load_average[0]", "load_average_5m_x100": "load_average[1]",
+               "load_average_15m_x100": "load_average[2]", "agent_device_id": "agent", "collected_at": "collected_at"}
 # Below this many rows a flush is one autocommit INSERT … SELECT FROM unnest (one round trip);
 # from it on, binary COPY (per-row cost ~2.5x lower, but four round trips per flush).
 COPY_MIN_ROWS = 256

@@ -40,6 +40,7 @@ from rts_monitor.ingest.structs import (
 # the agent's own precision (psutil's one-decimal percentages, GB with three decimals, the
 # kernel's two-decimal load averages), so nothing an agent measures is lost.
 Row = tuple[Any, ...]
+# in column order (stored_row relies on it)
 SCALES: dict[str, int] = {"cpu_percent": 10, "memory_used_gb": 1000, "memory_percent": 10, "disk_used_gb": 1000,
                           "disk_percent": 10, "load_average_1m": 100, "load_average_5m": 100,
                           "load_average_15m": 100}
@@ -56,10 +57,9 @@ def stored_row(device_id: UUID, collected_at: datetime, cpu_percent: float | Non
                network_rx_bytes: int | None, network_tx_bytes: int | None) -> Row:
     """One sample in wire units as the row the table stores (for writers other than the API:
     benchmarks, tests, tools)."""
-    return (device_id, collected_at, _scaled(cpu_percent, 10), _scaled(memory_used_gb, 1000),
-            _scaled(memory_percent, 10), _scaled(disk_used_gb, 1000), _scaled(disk_percent, 10),
-            _scaled(load_1m, 100), _scaled(load_5m, 100), _scaled(load_15m, 100), uptime_seconds,
-            network_rx_bytes, network_tx_bytes)
+    gauges = (cpu_percent, memory_used_gb, memory_percent, disk_used_gb, disk_percent, load_1m, load_5m, load_15m)
+    return (device_id, collected_at, *(_scaled(v, s) for v, s in zip(gauges, SCALES.values(), strict=True)),
+            uptime_seconds, network_rx_bytes, network_tx_bytes)
 
 
 def _row(device_id: UUID, s: MetricSample) -> Row:
