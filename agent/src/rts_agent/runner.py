@@ -620,7 +620,12 @@ class Runner:
                 states = []
             for svc in states:
                 before = known.get(svc.name)
-                known[svc.name] = (svc.status, svc.pid)
+                pid = svc.pid
+                if pid is None and before is not None and before[0] == svc.status:
+                    # a read that raced the service's exit (state, then MainPID gone): the main PID
+                    # of this same state is still the one seen before, and a crash should name it
+                    pid = before[1]
+                known[svc.name] = (svc.status, pid)
                 if before is None or (before[0] == "running") == (svc.status == "running"):
                     continue  # first look, or no change across running / not running
                 if svc.status == "running":
