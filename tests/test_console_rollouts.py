@@ -172,6 +172,16 @@ async def test_a_rollout_started_on_the_page_advances_live_halts_and_is_paused_r
         await theirs.context.close()
         assert not theirs.problems, theirs.problems
 
+        # the devices by state (a rollout's page lists them a page at a time): the failed one alone
+        await page.locator("a.count[data-state=failed]").click()
+        await expect(page.locator("tr.rollout-device")).to_have_count(1)
+        await expect(page.locator(f'tr.rollout-device[data-agent="{wave1[0].id}"]')).to_contain_text("no space left")
+        await expect(page.locator("a.count[data-state=failed]")).to_have_attribute("aria-current", "true")
+        assert page.url.endswith("?state=failed")
+        await cb.shot(page, "rollout-failed-devices")
+        await page.locator("a.count[data-state=all]").click()
+        await expect(page.locator("tr.rollout-device")).to_have_count(4)
+
 
 async def test_rollout_events_reach_staff_pages_that_watch_them_and_no_customer() -> None:
     hub = live.LiveHub(cast(Any, None))  # no database: the notification is handed in as the listener would

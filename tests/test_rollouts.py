@@ -188,3 +188,71 @@ def test_waves_are_a_canary_then_equal_shares() -> None:
     assert plan_waves(1, 5, 25) == [0]
     assert plan_waves(3, 100, 25) == [0, 0, 0]
     assert plan_waves(7, 1, 100) == [0] + [1] * 6
+
+
+async def test_a_large_rollout_lists_its_devices_a_page_at_a_time_in_the_api_and_on_its_page(
+        api_factory: Any, conn: Any) -> None:
+    """A rollout may hold a whole fleet and its page re-reads itself while it runs: the API gives
+    a page of devices (by state, limit, offset) with how many match; the console 200 a page."""
+    from rts_monitor.console.rollouts import DEVICES_PER_PAGE
+
+    server: ApiServer = api_factory()
+    biz = await factories.business(conn)
+    n = DEVICES_PER_PAGE + 5
+    agents = [await factories.agent(conn, biz, name=f"ws-{i:03d}") for i in range(n)]
+    await conn.execute("UPDATE agent_devices SET agent_version = '0.0.1' WHERE business_id = %s", (biz,))
+    tech = server.headers(server.token("technician", user_id=await factories.user(conn, None, "technician")))
+    async with server.client() as client:
+        served = (await client.get("/agent/package")).json()["version"]
+        resp = await client.post("/api/agents/rollouts", headers=tech, json={
+            "target_version": served, "business_ids": [str(biz)], "canary_percent": 1, "wave_percent": 50})
+        assert resp.status_code == 201, resp.text
+        rid = resp.json()["id"]
+
+        async def page(**params: Any) -> dict[str, Any]:
+            r = await client.get(f"/api/agents/rollouts/{rid}", headers=tech, params=params)
+            assert r.status_code == 200, r.text
+            return dict(r.json())
+
+        whole = await page()  # under the default page: all of them
+        assert whole["devices_matching"] == n and len(whole["devices"]) == n
+        in_order = [(d["wave"], d["device_name"]) for d in whole["devices"]]
+        assert in_order == sorted(in_order)
+        got = await page(device_limit=100, device_offset=100)
+        assert [d["agent_id"] for d in got["devices"]] == [d["agent_id"] for d in whole["devices"][100:200]]
+        tail = await page(device_limit=100, device_offset=200)
+        assert len(tail["devices"]) == n - 200 and tail["devices_matching"] == n
+        every = [d["agent_id"] for o in range(0, n, 60)
+                 for d in (await page(device_limit=60, device_offset=o))["devices"]]
+        assert sorted(every) == sorted(str(a.id) for a in agents) and len(set(every)) == n  # no repeat, none lost
+        assert (await page(device_state="planned", device_limit=5))["devices_matching"] == n
+        failed = await page(device_state="failed")
+        assert failed["devices"] == [] and failed["devices_matching"] == 0
+        for params, field in (({"device_state": "lost"}, "device_state"), ({"device_limit": 0}, "device_limit"),
+                              ({"device_limit": 5001}, "device_limit"), ({"device_offset": -1}, "device_offset")):
+            r = await client.get(f"/api/agents/rollouts/{rid}", headers=tech, params=params)
+            assert r.status_code == 422 and r.json()["field"] == field, (params, r.status_code, r.text)
+
+    # the console: a page of DEVICES_PER_PAGE, a pager, the states as filters
+    async with server.client(follow_redirects=True) as browser:
+        token = server.token("technician", user_id=await factories.user(conn, None, "technician"))
+        assert (await browser.get("/console/auth", params={"token": token})).status_code == 200
+
+        async def console(query: str) -> str:
+            r = await browser.get(f"/console/rollouts/{rid}{query}")
+            assert r.status_code == 200, r.text[:500]
+            return r.text
+
+        first = await console("")
+        assert first.count('<tr class="rollout-device"') == DEVICES_PER_PAGE
+        assert f"1\N{EN DASH}{DEVICES_PER_PAGE} of {n}" in first and f'href="/console/rollouts/{rid}?page=2"' in first
+        second = await console("?page=2")
+        assert second.count('<tr class="rollout-device"') == 5 and f"201\N{EN DASH}{n} of {n}" in second
+        assert (await console("?page=99")).count('<tr class="rollout-device"') == 5  # past the end: the last
+        assert (await console("?page=x")).count('<tr class="rollout-device"') == DEVICES_PER_PAGE
+        none_failed = await console("?state=failed")
+        assert 'id="rollout-no-devices"' in none_failed and "No device is failed." in none_failed
+        assert 'data-state="failed" href="/console/rollouts/' in none_failed and 'aria-current="true"' in none_failed
+        waiting = await console("?state=planned&page=2")
+        assert waiting.count('<tr class="rollout-device"') == 5 and 'class="pager"' in waiting
+        assert (await console("?state=lost")).count('<tr class="rollout-device"') == DEVICES_PER_PAGE  # all

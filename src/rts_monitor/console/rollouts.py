@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from typing import Any
+from urllib.parse import urlencode
 from uuid import UUID
 
 import msgspec
@@ -21,10 +22,16 @@ from rts_monitor.db import Conn, Queries
 from rts_monitor.db.rows import fetch_all
 from rts_monitor.installers import agent_wheel
 from rts_monitor.rollouts import service
-from rts_monitor.rollouts.structs import Rollout, RolloutCreate, WaveProgress
+from rts_monitor.rollouts.structs import DEVICE_STATES, DeviceState, Rollout, RolloutCreate, WaveProgress
 
 Q = Queries.beside(__file__)
 LISTED = 100
+# Devices on one rollout page: the page re-reads itself while the rollout runs (at most once a
+# second), so it never renders a whole fleet; the state filter finds the ones that matter.
+DEVICES_PER_PAGE = 200
+# The device filter's choices, in the order of the bar's legend, with the words the page uses.
+STATE_WORDS: dict[DeviceState, str] = {"failed": "failed", "sent": "in progress", "planned": "waiting",
+                                       "succeeded": "updated", "skipped": "skipped"}
 # The bar's segments, left to right; what is still planned is the empty rest of the track.
 SEGMENTS = ("succeeded", "failed", "sent", "skipped")
 
@@ -109,6 +116,34 @@ class WaveRow:
     progress: Progress
 
 
+@dataclass(frozen=True)
+class DevicePage:
+    """Which devices the page lists: one state (or all), one page of ``DEVICES_PER_PAGE``."""
+
+    state: DeviceState | None
+    page: int
+    pages: int
+    matching: int
+    choices: list[tuple[DeviceState | None, str, int]]  # (state, words, devices in it)
+
+    @property
+    def words(self) -> str:
+        return next(words for state, words, _ in self.choices if state == self.state)
+
+    @staticmethod
+    def href(rollout_id: UUID, state: DeviceState | None, page: int = 1) -> str:
+        query = urlencode([(k, v) for k, v in (("state", state), ("page", page if page > 1 else None)) if v])
+        return f"/console/rollouts/{rollout_id}" + (f"?{query}" if query else "")
+
+    @property
+    def first(self) -> int:
+        return min(self.matching, (self.page - 1) * DEVICES_PER_PAGE + 1)
+
+    @property
+    def last(self) -> int:
+        return min(self.matching, self.page * DEVICES_PER_PAGE)
+
+
 @dataclass
 class RolloutDetail:
     rollout: Rollout
@@ -117,6 +152,7 @@ class RolloutDetail:
     people: dict[UUID, str]
     businesses: dict[UUID, str]
     actions: list[str]
+    devices: DevicePage
 
     @property
     def failure_rate(self) -> float | None:
@@ -125,12 +161,37 @@ class RolloutDetail:
         return self.progress.failed * 100 / finished if finished else None
 
 
-async def detail(conn: Conn, *, principal: Principal, rollout_id: UUID) -> RolloutDetail:
-    rollout = await service.get(conn, principal=principal, rollout_id=rollout_id)
+def device_filter(state: str | None, page: str | int | None) -> tuple[DeviceState | None, int]:
+    """The page's ``?state=&page=``, leniently: an unknown state lists every device, a page that
+    is not a positive number the first (a hand-edited address still shows the rollout)."""
+    chosen = next((s for s in DEVICE_STATES if s == state), None)
+    try:
+        number = max(1, int(page or 1))
+    except ValueError:
+        number = 1
+    return chosen, number
+
+
+async def detail(conn: Conn, *, principal: Principal, rollout_id: UUID, state: DeviceState | None = None,
+                 page: int = 1) -> RolloutDetail:
+    """The rollout with one page of its devices; a page past the last shows the last."""
+    async def read(number: int) -> Rollout:
+        return await service.get(conn, principal=principal, rollout_id=rollout_id, device_state=state,
+                                 device_limit=DEVICES_PER_PAGE, device_offset=(number - 1) * DEVICES_PER_PAGE)
+
+    rollout = await read(page)
+    pages = max(1, -(-(rollout.devices_matching or 0) // DEVICES_PER_PAGE))
+    if page > pages:
+        page = pages
+        rollout = await read(page)
+    progress = Progress.of(rollout.progress)
+    choices: list[tuple[DeviceState | None, str, int]] = [(None, "all", progress.devices)]
+    choices += [(s, words, getattr(progress, s)) for s, words in STATE_WORDS.items()]
     waves = [WaveRow(w, *wave_state(rollout, w), Progress.of([w])) for w in rollout.progress]
     people = await emails(conn, {u for u in (rollout.requested_by, rollout.approved_by) if u})
-    return RolloutDetail(rollout, Progress.of(rollout.progress), waves, people, await _business_names(conn),
-                         service.actions_for(principal, rollout))
+    return RolloutDetail(rollout, progress, waves, people, await _business_names(conn),
+                         service.actions_for(principal, rollout),
+                         DevicePage(state, page, pages, rollout.devices_matching or 0, choices))
 
 
 def form_context(settings: Settings, businesses: dict[UUID, str], opted_out: set[UUID]) -> dict[str, Any]:

@@ -441,7 +441,8 @@ async def rollouts_page(request: Request[Any, Any, Any], ctx: AppContext, conn: 
 async def rollout_page(request: Request[Any, Any, Any], conn: Conn, viewer: sessions.Session,
                        rollout_id: UUID) -> Response[Any]:
     _require_staff_page(viewer)
-    data = await rollouts.detail(conn, principal=viewer.principal, rollout_id=rollout_id)
+    state, page = rollouts.device_filter(request.query_params.get("state"), request.query_params.get("page"))
+    data = await rollouts.detail(conn, principal=viewer.principal, rollout_id=rollout_id, state=state, page=page)
     return _html(request, "rollout.html", d=data, **_page_context(request, viewer, "rollouts"))
 
 

@@ -52,13 +52,17 @@ SELECT * FROM agent_rollouts WHERE id = %(id)s FOR UPDATE
 -- name: rollout_devices
 -- command_status: where the device's update is before the advance job takes its outcome (the
 -- console shows a command executing or finished at once, the device's state on the next tick).
+-- A page of them, in one state or all (``state`` NULL): a rollout may hold a whole fleet, and its
+-- page re-reads itself while it runs.
 SELECT rd.agent_device_id AS agent_id, d.device_name, rd.business_id, rd.wave, rd.state, rd.from_version,
        rd.command_id, c.status AS command_status, rd.error, rd.finished_at
   FROM agent_rollout_devices rd
   JOIN agent_devices d ON d.id = rd.agent_device_id
   LEFT JOIN agent_commands c ON c.id = rd.command_id
  WHERE rd.rollout_id = %(id)s
+   AND (%(state)s::text IS NULL OR rd.state = %(state)s::text)
  ORDER BY rd.wave, d.device_name, rd.agent_device_id
+ LIMIT %(limit)s OFFSET %(offset)s
 
 -- name: set_status
 UPDATE agent_rollouts

@@ -13,7 +13,16 @@ from rts_monitor.auth.principal import Principal
 from rts_monitor.core.context import AppContext
 from rts_monitor.db import Conn
 from rts_monitor.rollouts import service
-from rts_monitor.rollouts.structs import Decision, OptOut, Rollout, RolloutCreate, RolloutList
+from rts_monitor.rollouts.structs import (
+    DEVICES_PAGE,
+    DEVICES_PAGE_MAX,
+    Decision,
+    DeviceState,
+    OptOut,
+    Rollout,
+    RolloutCreate,
+    RolloutList,
+)
 
 TAGS = ["rollouts"]
 PORTAL: list[dict[str, list[str]]] = [{"portal": []}]
@@ -33,9 +42,15 @@ async def list_rollouts(conn: Conn, principal: Principal,
     return await service.list_rollouts(conn, principal=principal, status=status, limit=limit)
 
 
-@get(BASE + "/{rollout_id:uuid}", tags=TAGS, security=PORTAL, summary="A rollout with per-wave progress and devices")
-async def get_rollout(conn: Conn, principal: Principal, rollout_id: UUID) -> Rollout:
-    return await service.get(conn, principal=principal, rollout_id=rollout_id)
+@get(BASE + "/{rollout_id:uuid}", tags=TAGS, security=PORTAL, summary="A rollout with per-wave progress and devices",
+     description=("`devices` is one page, by wave and name: `device_state` keeps one state, `device_limit` "
+                  f"(default {DEVICES_PAGE:,}, at most {DEVICES_PAGE_MAX:,}) and `device_offset` page through; "
+                  "`devices_matching` counts every device in that state (or all)."))
+async def get_rollout(conn: Conn, principal: Principal, rollout_id: UUID, device_state: DeviceState | None = None,
+                      device_limit: Annotated[int, Parameter(ge=1, le=DEVICES_PAGE_MAX)] = DEVICES_PAGE,
+                      device_offset: Annotated[int, Parameter(ge=0, le=1_000_000)] = 0) -> Rollout:
+    return await service.get(conn, principal=principal, rollout_id=rollout_id, device_state=device_state,
+                             device_limit=device_limit, device_offset=device_offset)
 
 
 @post(BASE + "/{rollout_id:uuid}/approve", status_code=200, tags=TAGS, security=PORTAL,

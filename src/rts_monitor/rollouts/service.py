@@ -39,7 +39,15 @@ from rts_monitor.core.errors import Conflict, Forbidden, NotFound, ValidationFai
 from rts_monitor.core.settings import Settings
 from rts_monitor.db import Conn, Queries
 from rts_monitor.db.rows import fetch_all, fetch_one
-from rts_monitor.rollouts.structs import OptOut, Rollout, RolloutCreate, RolloutList
+from rts_monitor.rollouts.structs import (
+    DEVICES_PAGE,
+    DeviceState,
+    OptOut,
+    Rollout,
+    RolloutCreate,
+    RolloutDevice,
+    RolloutList,
+)
 
 Q = Queries.beside(__file__)
 log = logging.getLogger(__name__)
@@ -82,14 +90,23 @@ async def _notify(conn: Conn, rollout_id: UUID) -> None:
     await conn.execute(Q.notify, {"id": rollout_id})
 
 
-async def get(conn: Conn, *, principal: Principal, rollout_id: UUID, devices: bool = True) -> Rollout:
+async def get(conn: Conn, *, principal: Principal, rollout_id: UUID, devices: bool = True,
+              device_state: DeviceState | None = None, device_limit: int = DEVICES_PAGE,
+              device_offset: int = 0) -> Rollout:
+    """The rollout, its per-wave progress and (``devices``) one page of its devices, in
+    ``device_state`` or all; ``devices_matching`` says how many there are (from the progress)."""
     require_staff(principal)
     row = await fetch_one(conn, Q.get_rollout, {"id": rollout_id})
     if row is None:
         raise NotFound("rollout not found")
+    rollout = msgspec.convert(row, Rollout)
     if devices:
-        row["devices"] = await fetch_all(conn, Q.rollout_devices, {"id": rollout_id})
-    return msgspec.convert(row, Rollout)
+        rows = await fetch_all(conn, Q.rollout_devices, {"id": rollout_id, "state": device_state,
+                                                         "limit": device_limit, "offset": device_offset})
+        rollout.devices = msgspec.convert(rows, list[RolloutDevice])
+        rollout.devices_matching = sum(getattr(w, device_state) if device_state else w.devices
+                                       for w in rollout.progress)
+    return rollout
 
 
 async def list_rollouts(conn: Conn, *, principal: Principal, status: str | None, limit: int) -> RolloutList:

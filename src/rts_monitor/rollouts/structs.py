@@ -11,6 +11,11 @@ import msgspec
 from rts_monitor.commands.structs import PipSource, Version
 
 RolloutStatus = Literal["awaiting_approval", "running", "paused", "halted", "aborted", "completed"]
+DeviceState = Literal["planned", "sent", "succeeded", "failed", "skipped"]
+DEVICE_STATES: tuple[DeviceState, ...] = ("planned", "sent", "succeeded", "failed", "skipped")
+# A rollout's devices come a page at a time: a rollout may hold a whole fleet.
+DEVICES_PAGE = 1000
+DEVICES_PAGE_MAX = 5000
 
 
 class RolloutCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -74,7 +79,10 @@ class Rollout(msgspec.Struct):
     updated_at: datetime
     finished_at: datetime | None
     progress: list[WaveProgress] = msgspec.field(default_factory=list)
+    # One page of the devices (``device_state``, ``device_limit``, ``device_offset``), ordered by
+    # wave and name; ``devices_matching`` counts every device in that state (or all of them).
     devices: list[RolloutDevice] | None = None
+    devices_matching: int | None = None
 
 
 class RolloutList(msgspec.Struct):
