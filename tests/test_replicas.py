@@ -44,7 +44,7 @@ def _server(api_factory: Callable[..., ApiServer], db_url: str, standby_url: str
     dbname = db_url.rsplit("/", 1)[1]
     return api_factory(env={"RTS_DATABASE_READ_URL": with_dbname(standby_url, dbname),
                             "RTS_READ_MAX_LAG_SECONDS": str(max_lag), "RTS_READ_CHECK_SECONDS": "0.2",
-                            "RTS_METRICS_TOKEN": TOKEN})
+                            "RTS_METRICS_TOKEN": TOKEN, "RTS_METRICS_SAMPLE_SECONDS": "0.2"})
 
 
 async def _replica(http: httpx.AsyncClient) -> dict[str, Any]:
@@ -74,6 +74,8 @@ async def _counters(http: httpx.AsyncClient) -> dict[str, float]:
                 out["replica"] = s.value
             elif s.name == "rts_db_replica_bypassed_reads_total":
                 out[s.labels["reason"]] = s.value
+            elif s.name in ("rts_db_replica_pool_connections", "rts_db_pool_connections"):
+                out[s.name] = s.value
     return out
 
 
@@ -93,6 +95,12 @@ async def test_reads_are_served_by_the_standby_and_a_callers_own_write_by_the_pr
                      f"/api/reports/availability?business_id={t.business_id}"):
             assert (await http.get(path, headers=reader)).status_code == 200, path
         assert (await _counters(http))["replica"] - before.get("replica", 0) == 5
+        # the standby's pool has its own gauges beside the primary's (sampled every 0.2 s here)
+        deadline = time.monotonic() + 10
+        while (await _counters(http)).get("rts_db_replica_pool_connections", 0) < 1:
+            assert time.monotonic() < deadline, await _counters(http)
+            await asyncio.sleep(0.1)
+        assert (await _counters(http))["rts_db_pool_connections"] >= 1
         old = (await http.get(agent, headers=reader)).json()["device_name"]
 
         # With replay paused the standby is frozen (and, under the 60 s bound, still in use): a

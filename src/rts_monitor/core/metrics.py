@@ -98,6 +98,17 @@ class Instruments:
         self.replica_in_use = Gauge(
             "rts_db_replica_in_use", "1 while reads go to the standby, 0 while it is bypassed (all workers: min).",
             multiprocess_mode="livemin")
+        self.replica_pool_size = Gauge(
+            "rts_db_replica_pool_connections", "Connections open in the standby's pools (all workers).",
+            multiprocess_mode="livesum")
+        self.replica_pool_in_use = Gauge(
+            "rts_db_replica_pool_in_use_connections", "Standby connections lent out (all workers).",
+            multiprocess_mode="livesum")
+        self.replica_pool_waiting = Gauge(
+            "rts_db_replica_pool_waiting_requests", "Reads waiting for a standby connection (all workers).",
+            multiprocess_mode="livesum")
+        self.replica_connection_errors = Counter(
+            "rts_db_replica_connection_errors_total", "Failed attempts to open a standby pool connection.")
         self.replica_reads = Counter(
             "rts_db_replica_reads_total", "Reads (one per request) the standby served.")
         self.replica_bypassed = Counter(

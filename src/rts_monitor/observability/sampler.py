@@ -1,7 +1,7 @@
-"""Gauges sampled every ``RTS_METRICS_SAMPLE_SECONDS`` in each process, not on hot paths: the pool,
-the ingest queue, open sockets and streams, whether the database answers; and, read from the
-database, the outbox backlog and the tiers' refresh lag (the same answer in every worker: the
-most recent one is exposed).
+"""Gauges sampled every ``RTS_METRICS_SAMPLE_SECONDS`` in each process, not on hot paths: the pools
+(the primary's and the standby's), the ingest queue, open sockets and streams, whether the
+database answers; and, read from the database, the outbox backlog and the tiers' refresh lag (the
+same answer in every worker: the most recent one is exposed).
 
 The pool's error counts come from ``pop_stats`` (counts since the previous call), so each sample
 adds what happened since the last one."""
@@ -39,6 +39,13 @@ def sample_process(ctx: AppContext) -> bool:
     m.pool_waiting.set(stats.get("requests_waiting", 0))
     m.db_connection_errors.inc(stats.get("connections_errors", 0))
     m.db_pool_timeouts.inc(stats.get("requests_errors", 0))
+    replica = getattr(ctx.replica, "pool", None)  # db.reads.Replica; None without RTS_DATABASE_READ_URL
+    if replica is not None:
+        standby = replica.pop_stats()
+        m.replica_pool_size.set(standby.get("pool_size", 0))
+        m.replica_pool_in_use.set(max(0, standby.get("pool_size", 0) - standby.get("pool_available", 0)))
+        m.replica_pool_waiting.set(standby.get("requests_waiting", 0))
+        m.replica_connection_errors.inc(standby.get("connections_errors", 0))
     known = availability(ctx.pool)
     db_up = known is None or known.up
     m.db_up.set(1 if db_up else 0)
