@@ -8,8 +8,10 @@ Each edition's local server is started beside the checkout's default one (``rts-
 * ingest: the API with 500-sample batches from 1,000 agents (wrk, 64 connections, one uvicorn
   worker, after a warm-up of the same load from 128 other agents so the server runs with its pool
   open, as the ceiling's client has its connection open before its clock starts; the measured
-  agents' tokens are still looked up) and its ceiling, binary COPY from one process of as many
-  rows into the same emptied ``agent_metrics`` (benchmarks/ingest.py's phases, reused), medians of
+  agents' tokens are still looked up; then a pause while the warm-up's last requests commit; the
+  server's 503 backpressure count is reported beside wrk's non-2xx) and its ceiling, binary COPY
+  from one process of as many rows into the same emptied ``agent_metrics`` (benchmarks/ingest.py's
+  phases, reused), medians of
   ``--runs`` with the spread, the load average before each run and the CPU per row of the server,
   wrk and this server's PostgreSQL processes. On postgres both write into the day partitions the
   partitions job makes ahead (not the DEFAULT partition), on tsl and apache into the same chunks;
@@ -247,10 +249,12 @@ def one_edition(edition: Edition, args: argparse.Namespace, wrk: str) -> dict[st
             api = ingest.api_phase(wrk, url, 1, args, lua, tmp, samples=ingest.BATCH, conns=64, threads=1,
                                    epoch=int(base_dt.timestamp()), warmup=(args.warmup, warm_lua))
             say(f"[{edition}]   API {api['rows_per_s']:,.0f} rows/s (p99 {api['p99_ms']:.0f} ms, non-2xx "
-                f"{api['non2xx']}): {api['rows_per_s'] / copy:.2f} of COPY; {ingest.cpu_summary(api)}")
+                f"{api['non2xx']}, 503 backpressure over warm-up and run {api.get('rejected', 0):.0f}): "
+                f"{api['rows_per_s'] / copy:.2f} of COPY; {ingest.cpu_summary(api)}")
             runs.append({"copy_rows_per_s": copy, "api_rows_per_s": api["rows_per_s"],
                          "api_vs_copy": api["rows_per_s"] / copy, "api_p99_ms": api["p99_ms"],
-                         "api_non2xx": api["non2xx"], "load_before": load,
+                         "api_non2xx": api["non2xx"], "api_rejected_503": api.get("rejected", 0.0),
+                         "load_before": load,
                          "copy_pg_cpu_us_per_row": min(c_rows["pg_cpu_us_per_row"], c_block["pg_cpu_us_per_row"]),
                          "api_server_cpu_us_per_row": api["server_cpu_us_per_req"] / ingest.BATCH,
                          "api_pg_cpu_us_per_row": api["pg_cpu_us_per_req"] / ingest.BATCH,

@@ -62,6 +62,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "ingest.json"
 DEVICES = 1000
 BATCH = 500
+# After a warm-up, the time its last in-flight requests get to commit (a flush takes ~0.1 s here).
+WARMUP_DRAIN_SECONDS = 1.0
 TARGETS = {"a_vs_copy": 0.50, "b_vs_bare": 0.40, "b_p99_ms": 50.0, "vs_naive": 30.0}
 # The stored columns (the gauges as scaled integers, validate.SCALES), in the order of
 # validate.stored_row and copy_format.COPY_TYPES: every phase writes what the API's flush writes.
@@ -422,6 +424,10 @@ def api_phase(wrk: str, url: str, workers: int, args: argparse.Namespace, agents
         if warmup is not None:
             run_wrk(wrk, base_url, warmup[1], tmp, samples=samples, conns=conns, threads=threads,
                     seconds=warmup[0], base_epoch=epoch, server=proc)
+            # wrk leaves its last requests in flight when it stops, and the server still writes
+            # their rows (they count against RTS_INGEST_QUEUE_ROWS until committed): let them
+            # commit, or the measured run's first requests can meet a full queue (503).
+            time.sleep(WARMUP_DRAIN_SECONDS)
         out = run_wrk(wrk, base_url, agents_lua, tmp, samples=samples, conns=conns, threads=threads,
                       seconds=args.seconds, base_epoch=epoch, server=proc)
     finally:
@@ -435,7 +441,7 @@ def drained_stats(tmp: Path, proc: subprocess.Popen[bytes]) -> dict[str, float]:
     """Sum of the ``ingest.drained`` stats each worker logged at shutdown (means per flush/request)."""
     log_file = getattr(proc, "log_path", None)
     keys = ("flushes", "requests", "rows_written", "flush_seconds", "hook_seconds", "wait_seconds", "hooks_late",
-            "hooks_deferred", "fallbacks")
+            "hooks_deferred", "fallbacks", "rejected")
     total: dict[str, float] = dict.fromkeys(keys, 0.0)
     if log_file is None:
         return total
