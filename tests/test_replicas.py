@@ -5,6 +5,7 @@ a failed request and used again when it is back."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -15,8 +16,10 @@ from uuid import uuid4
 
 import httpx
 import psycopg
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from rts_monitor import cli
 from tests import factories
 from tests.fix_api import ApiServer
 from tests.fix_db import with_dbname
@@ -210,3 +213,57 @@ async def test_killing_the_standby_under_load_fails_no_request_and_it_is_used_ag
             assert (await http.get(path, headers=readers[0])).status_code == 200
         assert (await _counters(http))["replica"] == served + len(paths)
     assert "db.replica_in_use" in server.log_path.read_text()
+
+
+def _doctor_standby(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], db_url: str,
+                    read_url: str) -> tuple[int, dict[str, dict[str, Any]]]:
+    """``rts-monitor doctor``'s standby rows (by check) with RTS_DATABASE_READ_URL=read_url."""
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setenv("RTS_DATABASE_READ_URL", read_url)
+    capsys.readouterr()
+    code = cli.main(["doctor", "--all", "--json"])
+    rows = json.loads(capsys.readouterr().out)
+    return code, {r["check"]: r for r in rows if r["area"] == "standby"}
+
+
+async def test_doctor_checks_that_the_read_url_is_a_replaying_standby_of_this_database(
+        db_url: str, standby_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    dbname = db_url.rsplit("/", 1)[1]
+    read_url = with_dbname(standby_url, dbname)
+    deadline = time.monotonic() + 20  # this test's database was created a moment ago: replayed yet?
+    while True:
+        try:
+            await (await psycopg.AsyncConnection.connect(read_url, connect_timeout=5)).close()
+            break
+        except psycopg.OperationalError:
+            assert time.monotonic() < deadline, "the standby never replayed this test's database"
+            await asyncio.sleep(0.2)
+    _, good = await asyncio.to_thread(_doctor_standby, monkeypatch, capsys, db_url, read_url)
+    assert {check: row["status"] for check, row in good.items()} == {
+        "connection": "ok", "in recovery": "ok", "same cluster": "ok", "replay": "ok"}, good
+    assert "KiB of WAL behind" in good["replay"]["found"]
+
+    standby_sql(standby_url, "SELECT pg_wal_replay_pause()")
+    try:
+        _, paused = await asyncio.to_thread(_doctor_standby, monkeypatch, capsys, db_url, read_url)
+    finally:
+        standby_sql(standby_url, "SELECT pg_wal_replay_resume()")
+    assert paused["replay"]["status"] == "warn" and "pg_wal_replay_resume" in paused["replay"]["fix"]
+
+    # the primary itself, the standby's other database, a port nobody listens on: each a failure
+    code, primary = await asyncio.to_thread(_doctor_standby, monkeypatch, capsys, db_url, db_url)
+    assert code == 1 and primary["in recovery"]["status"] == "fail", primary
+    code, other_db = await asyncio.to_thread(_doctor_standby, monkeypatch, capsys, db_url,
+                                             with_dbname(standby_url, "postgres"))
+    assert code == 1 and other_db["database"]["status"] == "fail" and dbname in other_db["database"]["found"]
+    closed = psycopg.conninfo.make_conninfo(read_url, port=_closed_port())
+    code, down = await asyncio.to_thread(_doctor_standby, monkeypatch, capsys, db_url, closed)
+    assert code == 1 and down["connection"]["status"] == "fail" and set(down) == {"connection"}
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -16,7 +16,9 @@ root), a physical copy taken with ``pg_basebackup -R`` (which also writes ``stan
   ``shared_buffers`` (a standby must keep ``max_connections``, ``max_worker_processes`` and
   ``max_locks_per_transaction`` at least the primary's: the rest of the file stays as it was) and
   ``hot_standby_feedback`` (long chart queries are not cancelled by the vacuum of rows they read).
-* ``db down`` stops it before the primary; ``db down --replica`` stops it alone.
+* ``db down`` stops it before the primary; ``db down --replica`` stops it alone. There is no
+  replication slot: a standby stopped while the primary wrote more WAL than it keeps is copied
+  again by the next ``up`` (``_primary_has_its_wal``).
 
 A small database copies in seconds (``--checkpoint=fast``, ``--no-sync``: a standby lost in a host
 crash is made again by the next ``db up --replica``).
@@ -98,6 +100,10 @@ def up(settings: Settings, edition: Edition | None = None) -> str:
             raise LocalDbError("the local server is not running: `rts-monitor db up` first")
         port = _port(route)
         target = data_dir(lay)
+        if (target / "standby.signal").exists() and not running(route) and not _primary_has_its_wal(route, lay):
+            localdb._say("the primary no longer holds the WAL this standby needs to catch up (it was stopped "
+                         "while the primary wrote more than it keeps): copying it again")
+            _basebackup(route, lay, target)
         if not (target / "standby.signal").exists():
             _basebackup(route, lay, target)
         _write_conf(lay, target, port)
@@ -110,6 +116,18 @@ def up(settings: Settings, edition: Edition | None = None) -> str:
         masked = dsn.replace(lay.password_file.read_text().strip(), "***")
         localdb._say(f"standby ready: RTS_DATABASE_READ_URL={masked}")
         return dsn
+
+
+def _primary_has_its_wal(route: Route, lay: Layout) -> bool:
+    """Whether the primary's ``pg_wal`` still holds the segment a stopped standby resumes from (its
+    last restartpoint's REDO). There is no replication slot (one would keep WAL for a standby that
+    may never start again, until the disk fills), so a standby stopped while the primary wrote more
+    than ``max_wal_size`` can only be copied again: started as it is, it would wait forever."""
+    res = subprocess.run(route.pg("pg_controldata", "-D", _server_path(route)), text=True, capture_output=True)
+    for line in res.stdout.splitlines():
+        if line.startswith("Latest checkpoint's REDO WAL file:"):
+            return (lay.data_dir / "pg_wal" / line.split(":", 1)[1].strip()).exists()
+    return True  # cannot tell: start it as it is (it catches up, or its log says why not)
 
 
 def _basebackup(route: Route, lay: Layout, target: Path) -> None:

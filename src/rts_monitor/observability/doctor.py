@@ -213,8 +213,67 @@ def jobs(conn: psycopg.Connection[dict[str, Any]], specs: Sequence[Job]) -> list
     return out
 
 
+def standby(settings: Settings, primary: psycopg.Connection[dict[str, Any]]) -> list[Finding]:
+    """RTS_DATABASE_READ_URL, when set: reachable, a standby (in recovery), of this very primary
+    (the same system identifier), and replaying. The API bypasses a standby that fails any of
+    these (db/reads.py), so a wrong one costs the primary every read it was meant to take, without
+    a single failed request: this is where it shows."""
+    if not settings.database_read_url:
+        return []
+    url = settings.database_read_url
+    where = _safe_dsn(url)
+    try:
+        with psycopg.connect(url, row_factory=dict_row, connect_timeout=5, autocommit=True,
+                             application_name="rts-monitor:doctor") as conn:
+            facts = conn.execute(Q.standby_facts).fetchone()
+            assert facts is not None
+            mine = primary.execute(Q.standby_facts).fetchone()
+            assert mine is not None
+            ahead = primary.execute(
+                "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s::pg_lsn) AS bytes",
+                (facts["replayed"],)).fetchone() if facts["replayed"] else None
+    except psycopg.OperationalError as exc:
+        return [Finding("standby", "connection", "fail", f"{where}: {type(exc).__name__}: {exc}".strip()[:200],
+                        "check RTS_DATABASE_READ_URL and that the standby runs (the API reads from the primary "
+                        "meanwhile)")]
+    except psycopg.Error as exc:
+        return [Finding("standby", "connection", "fail", f"{where}: {type(exc).__name__}: {exc}".strip()[:200],
+                        "the user of RTS_DATABASE_READ_URL needs the same privileges as DATABASE_URL's")]
+    out = [Finding("standby", "connection", "ok", where)]
+    if not facts["in_recovery"]:
+        out.append(Finding("standby", "in recovery", "fail", "a primary, not a standby: the API never reads from it",
+                           "point RTS_DATABASE_READ_URL at a hot standby of DATABASE_URL (streaming replication)"))
+        return out
+    out.append(Finding("standby", "in recovery", "ok", "a hot standby"))
+    if facts["system_identifier"] is None or mine["system_identifier"] is None:
+        out.append(Finding("standby", "same cluster", "warn", "cannot read pg_control_system() here",
+                           "GRANT pg_monitor to the users of DATABASE_URL and RTS_DATABASE_READ_URL to check it"))
+    elif facts["system_identifier"] != mine["system_identifier"]:
+        out.append(Finding("standby", "same cluster", "fail",
+                           f"a standby of system {facts['system_identifier']}, not of DATABASE_URL's "
+                           f"({mine['system_identifier']}): it serves another database's data",
+                           "point RTS_DATABASE_READ_URL at a standby of DATABASE_URL's server"))
+        return out
+    else:
+        out.append(Finding("standby", "same cluster", "ok", f"system {facts['system_identifier']}"))
+    if facts["dbname"] != mine["dbname"]:
+        out.append(Finding("standby", "database", "fail", f"{facts['dbname']}, not {mine['dbname']}",
+                           "RTS_DATABASE_READ_URL names the same database as DATABASE_URL"))
+    behind = float(ahead["bytes"]) if ahead and ahead["bytes"] is not None else None
+    if facts["paused"]:
+        out.append(Finding("standby", "replay", "warn", "WAL replay is paused: it falls behind and gets bypassed",
+                           "SELECT pg_wal_replay_resume() on the standby"))
+    elif behind is None:
+        out.append(Finding("standby", "replay", "warn", "nothing replayed yet",
+                           "is it streaming from the primary? (pg_stat_wal_receiver on the standby)"))
+    else:
+        out.append(Finding("standby", "replay", "ok", f"{behind / 1024:,.0f} KiB of WAL behind the primary "
+                                                      f"(bypassed beyond {settings.read_max_lag_seconds:g} s)"))
+    return out
+
+
 def run(settings: Settings, specs: Sequence[Job]) -> list[Finding]:
-    """Every check, in order: configuration, database, jobs."""
+    """Every check, in order: configuration, database, jobs, the standby (with one)."""
     findings: list[Finding] = []
     try:
         url = resolve_database_url(settings)
@@ -234,6 +293,7 @@ def run(settings: Settings, specs: Sequence[Job]) -> list[Finding]:
                 row = conn.execute(Q.channels_in_use).fetchone()
                 channels = {k: int(v or 0) for k, v in (row or {}).items()}
                 checks.extend(jobs(conn, specs))
+                checks.extend(standby(settings, conn))
             except psycopg.Error as exc:  # a schema this code does not expect (pending migrations)
                 checks.append(Finding("database", "schema", "fail", f"{type(exc).__name__}: {exc}".strip()[:200],
                                       "rts-monitor db migrate, then run doctor again"))

@@ -31,3 +31,13 @@ SELECT count(*) FILTER (WHERE notification_channels ? 'email') AS email,
        count(*) FILTER (WHERE notification_channels ? 'webhook' OR webhook_url IS NOT NULL) AS webhook,
        count(*) FILTER (WHERE notification_channels ? 'sms') AS sms
   FROM agent_alerts WHERE is_active AND NOT soft_delete
+
+-- name: standby_facts
+-- Asked of RTS_DATABASE_READ_URL's server and of the primary alike (doctor.standby). Reading
+-- pg_control_system() takes superuser or pg_monitor: without it the identifier is NULL.
+SELECT pg_is_in_recovery() AS in_recovery,
+       current_database() AS dbname,
+       CASE WHEN has_function_privilege('pg_control_system()', 'EXECUTE')
+            THEN (SELECT system_identifier::text FROM pg_control_system()) END AS system_identifier,
+       CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()::text END AS replayed,
+       CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() END AS paused
