@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from uuid import uuid4
 
 import aiohttp
 import httpx
@@ -301,3 +302,32 @@ async def test_script_size_is_capped(client: httpx.AsyncClient, world: World) ->
     resp = await client.post(world.cmd_path, headers=world.h(world.tech_a), json={
         "command_type": "run_script", "params": {"interpreter": "bash", "script": "x" * 70_000}})
     assert resp.status_code in (400, 422) and resp.json()["field"] == "params.script", resp.text
+
+
+# --- refused credentials, many at once ---------------------------------------------------------------
+
+
+async def test_refused_credentials_leave_no_half_made_connection_behind(api: ApiServer, api_conn: Any) -> None:
+    """Refused credentials on routes that also take a database connection, many at once: each a
+    401, none a 503 for anybody. Once the connection was begun beside the failing authentication;
+    its checkout was cancelled halfway, the pool took the database for gone and answered others
+    503 (and asyncio logged "aclose(): asynchronous generator is already running")."""
+    biz = await factories.business(api_conn)
+    agent = await factories.agent(api_conn, biz)
+    stranger = uuid4()
+    log_before = len(api.log_path.read_text(errors="replace"))
+    answers: list[httpx.Response] = []
+    async with api.client() as http:
+        for path in ("commands", "heartbeat", "inventory"):
+            for method in ("GET", "POST"):
+                answers += await asyncio.gather(*(
+                    http.request(method, f"/api/agents/{stranger}/{path}", json={"x": 1} if method == "POST" else None,
+                                 headers={"Authorization": f"Bearer not-a-token-{i}"}) for i in range(20)))
+                # another client meanwhile: served
+                ok = await http.get(f"/api/agents/{agent.id}/commands", headers=agent.headers)
+                assert ok.status_code == 200, ok.text
+    statuses = {r.status_code for r in answers}
+    assert statuses <= {401, 405} and sum(r.status_code == 401 for r in answers) >= 100, statuses
+    await asyncio.sleep(0.5)  # asyncio logs a collected generator's failed aclose from its finalizer
+    log = api.log_path.read_text(errors="replace")[log_before:]
+    assert "aclose()" not in log and '"logger": "asyncio"' not in log, log[-3000:]

@@ -31,11 +31,18 @@ def provide_ctx(request: Request[Any, Any, Any]) -> AppContext:
     return ctx
 
 
-async def provide_conn(request: Request[Any, Any, Any]) -> AsyncIterator[Conn]:
+async def provide_conn(ctx: AppContext) -> AsyncIterator[Conn]:
+    # ``ctx`` is here for the order, not the value: Litestar resolves the dependencies that depend
+    # on none (``principal``, ``agent``) together, in one task group, and a dependency that takes
+    # one of them after that batch. Beside a failing authentication, this generator's checkout
+    # was cancelled halfway, the generator collected still running ("aclose(): asynchronous
+    # generator is already running") and the half-used connection made the pool think the
+    # database was gone: other clients' requests got 503s (tests/test_hostile.py). After it, a
+    # refused credential never touches the pool.
     # Database errors leave as they are (translate_errors=False) and api/errors.py translates them
     # the same way: an exception the handler raised comes back through this generator, and one
     # replaced here would reach the exception handlers wrapped in Litestar's ExceptionGroup (a 500).
-    async with connection(provide_ctx(request).pool, translate_errors=False) as conn:
+    async with connection(ctx.pool, translate_errors=False) as conn:
         yield conn
 
 
