@@ -250,6 +250,8 @@ async def test_a_large_rollout_lists_its_devices_a_page_at_a_time_in_the_api_and
         assert second.count('<tr class="rollout-device"') == 5 and f"201\N{EN DASH}{n} of {n}" in second
         assert (await console("?page=99")).count('<tr class="rollout-device"') == 5  # past the end: the last
         assert (await console("?page=x")).count('<tr class="rollout-device"') == DEVICES_PER_PAGE
+        assert (await console("?page=" + "9" * 30)).count('<tr class="rollout-device"') == 5  # no overflow
+        assert (await console("?state=fail%00ed&page=-3")).count('<tr class="rollout-device"') == DEVICES_PER_PAGE
         none_failed = await console("?state=failed")
         assert 'id="rollout-no-devices"' in none_failed and "No device is failed." in none_failed
         assert 'data-state="failed" href="/console/rollouts/' in none_failed and 'aria-current="true"' in none_failed

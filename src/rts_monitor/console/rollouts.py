@@ -22,13 +22,21 @@ from rts_monitor.db import Conn, Queries
 from rts_monitor.db.rows import fetch_all
 from rts_monitor.installers import agent_wheel
 from rts_monitor.rollouts import service
-from rts_monitor.rollouts.structs import DEVICE_STATES, DeviceState, Rollout, RolloutCreate, WaveProgress
+from rts_monitor.rollouts.structs import (
+    DEVICE_STATES,
+    DEVICES_OFFSET_MAX,
+    DeviceState,
+    Rollout,
+    RolloutCreate,
+    WaveProgress,
+)
 
 Q = Queries.beside(__file__)
 LISTED = 100
 # Devices on one rollout page: the page re-reads itself while the rollout runs (at most once a
 # second), so it never renders a whole fleet; the state filter finds the ones that matter.
 DEVICES_PER_PAGE = 200
+MAX_PAGE = DEVICES_OFFSET_MAX // DEVICES_PER_PAGE
 # The device filter's choices, in the order of the bar's legend, with the words the page uses.
 STATE_WORDS: dict[DeviceState, str] = {"failed": "failed", "sent": "in progress", "planned": "waiting",
                                        "succeeded": "updated", "skipped": "skipped"}
@@ -169,7 +177,8 @@ def device_filter(state: str | None, page: str | int | None) -> tuple[DeviceStat
         number = max(1, int(page or 1))
     except ValueError:
         number = 1
-    return chosen, number
+    # a page past the last shows the last (detail); past the API's own offset bound it is one too
+    return chosen, min(number, MAX_PAGE)
 
 
 async def detail(conn: Conn, *, principal: Principal, rollout_id: UUID, state: DeviceState | None = None,

@@ -14,6 +14,7 @@ from rts_monitor.core.context import AppContext
 from rts_monitor.db import Conn
 from rts_monitor.rollouts import service
 from rts_monitor.rollouts.structs import (
+    DEVICES_OFFSET_MAX,
     DEVICES_PAGE,
     DEVICES_PAGE_MAX,
     Decision,
@@ -48,7 +49,7 @@ async def list_rollouts(conn: Conn, principal: Principal,
                   "`devices_matching` counts every device in that state (or all)."))
 async def get_rollout(conn: Conn, principal: Principal, rollout_id: UUID, device_state: DeviceState | None = None,
                       device_limit: Annotated[int, Parameter(ge=1, le=DEVICES_PAGE_MAX)] = DEVICES_PAGE,
-                      device_offset: Annotated[int, Parameter(ge=0, le=1_000_000)] = 0) -> Rollout:
+                      device_offset: Annotated[int, Parameter(ge=0, le=DEVICES_OFFSET_MAX)] = 0) -> Rollout:
     return await service.get(conn, principal=principal, rollout_id=rollout_id, device_state=device_state,
                              device_limit=device_limit, device_offset=device_offset)
 

@@ -16,6 +16,7 @@ DEVICE_STATES: tuple[DeviceState, ...] = ("planned", "sent", "succeeded", "faile
 # A rollout's devices come a page at a time: a rollout may hold a whole fleet.
 DEVICES_PAGE = 1000
 DEVICES_PAGE_MAX = 5000
+DEVICES_OFFSET_MAX = 1_000_000
 
 
 class RolloutCreate(msgspec.Struct, forbid_unknown_fields=True):
