@@ -686,3 +686,25 @@ async def test_a_cancelled_request_still_has_its_rows_written_and_breaks_nothing
     assert pipeline.pending_rows == 0  # one _finish call answered both items of the flush
     assert await count_rows(conn, a) == 3 and await count_rows(conn, b) == 2
     assert pipeline.stats.failed_flushes == 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(*(st.one_of(st.none(), st.floats(0, hi)) for hi in (100, 1e6, 100, 1e6, 100, 1e4, 1e4, 1e4))),
+                min_size=1, max_size=5))
+def test_the_inline_rounding_of_a_batch_is_stored_row_s(gauges: list[tuple[float | None, ...]]) -> None:
+    """validate.prepare rounds the usual sample inline (its hottest loop), with the scales written
+    out; it must give exactly what stored_row (SCALES) gives, for full samples and ones with gaps."""
+    from rts_monitor.ingest import validate
+
+    device, now = uuid4(), datetime.now(UTC)
+    times = [now - timedelta(minutes=len(gauges) - i) for i in range(len(gauges))]
+    body = msgspec.json.encode({"metrics": [
+        {"collected_at": t.isoformat(), "cpu_percent": g[0], "memory_used_gb": g[1], "memory_percent": g[2],
+         "disk_used_gb": g[3], "disk_percent": g[4], "load_average": None if None in g[5:] else list(g[5:]),
+         "uptime_seconds": 7, "network_rx_bytes": 8, "network_tx_bytes": 9}
+        for t, g in zip(times, gauges, strict=True)]})
+    prepared = validate.prepare(validate.decode(body), device_id=device, now=now, max_future=timedelta(minutes=5),
+                                max_age=timedelta(days=30))
+    expected = [validate.stored_row(device, t, *g[:5], *((None,) * 3 if None in g[5:] else g[5:]), 7, 8, 9)
+                for t, g in zip(times, gauges, strict=True)]
+    assert prepared.rows == expected

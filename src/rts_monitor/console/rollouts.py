@@ -136,7 +136,12 @@ class DevicePage:
 
     @property
     def words(self) -> str:
-        return next(words for state, words, _ in self.choices if state == self.state)
+        return self.word(self.state) if self.state else "all"
+
+    @staticmethod
+    def word(state: str) -> str:
+        """A device state as the page says it (the bar's legend's words)."""
+        return next((words for s, words in STATE_WORDS.items() if s == state), state)
 
     @staticmethod
     def href(rollout_id: UUID, state: DeviceState | None, page: int = 1) -> str:

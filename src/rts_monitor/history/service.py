@@ -24,6 +24,7 @@ from rts_monitor.tiers.definitions import (
     BIGINT_METRICS,
     METRICS,
     RATES,
+    RAW_VALUES,
     TIERS,
     bucket,
     combine_partials,
@@ -89,7 +90,7 @@ def per_device_sql(plan: Plan, edition: Edition, watermarks: dict[str, datetime 
                               edition=edition))
     stale = ""
     if edition != "tsl" and pending:
-        stale_rows = (f"(SELECT r.* FROM stale s JOIN agent_metric_values r ON r.agent_device_id = s.dev "
+        stale_rows = (f"(SELECT r.* FROM stale s JOIN {RAW_VALUES} r ON r.agent_device_id = s.dev "
                       f"AND r.collected_at >= s.bucket AND r.collected_at < least(s.bucket + INTERVAL '{width}', "
                       "coalesce(%(rawfrom)s::timestamptz, '-infinity')))")
         parts.append(raw_partials(TIERS[0].width_sql, "true", source=stale_rows, metrics=metrics, counters=counters,

@@ -62,9 +62,10 @@ _ATTEMPTS = 3
 _REFUSED = (psycopg.DataError, psycopg.IntegrityError)
 # agent_metrics columns the database may name in an error, as the wire calls them.
 # The gauges' columns are named after the wire field and its scale (validate.SCALES).
-_WIRE_NAMES = {**{f"{name}_x{scale}": name for name, scale in validate.SCALES.items()},
-               "load_average_1m_x100": "load_average[0]", "load_average_5m_x100": "load_average[1]",
-               "load_average_15m_x100": "load_average[2]", "agent_device_id": "agent", "collected_at": "collected_at"}
+_LOAD_PATHS = {"load_average_1m": "load_average[0]", "load_average_5m": "load_average[1]",
+               "load_average_15m": "load_average[2]"}
+_WIRE_NAMES = {**{f"{name}_x{scale}": _LOAD_PATHS.get(name, name) for name, scale in validate.SCALES.items()},
+               "agent_device_id": "agent", "collected_at": "collected_at"}
 # Below this many rows a flush is one autocommit INSERT … SELECT FROM unnest (one round trip);
 # from it on, binary COPY (per-row cost ~2.5x lower, but four round trips per flush).
 COPY_MIN_ROWS = 256

@@ -75,9 +75,9 @@ def _range_source(tier: Tier, *, by_device: bool) -> str:
     """
     if tier.source == RAW:
         if by_device:
-            return ("(SELECT m.* FROM agent_devices d JOIN agent_metric_values m ON m.agent_device_id = d.id "
+            return (f"(SELECT m.* FROM agent_devices d JOIN {RAW_VALUES} m ON m.agent_device_id = d.id "
                     "AND m.collected_at >= %(lo)s AND m.collected_at < %(hi)s)")
-        return "(SELECT * FROM agent_metric_values WHERE collected_at >= %(lo)s AND collected_at < %(hi)s)"
+        return f"(SELECT * FROM {RAW_VALUES} WHERE collected_at >= %(lo)s AND collected_at < %(hi)s)"
     return f"(SELECT * FROM {tier.source} WHERE bucket >= %(lo)s AND bucket < %(hi)s)"
 
 
